@@ -1,0 +1,38 @@
+# liquidbench: `make run` runs the local CPU study, `make test` the test suite.
+PYTHON ?= python3
+VENV   ?= .venv
+CORES  ?= 2
+BIN    := $(abspath $(VENV))/bin
+# Rules call `liquidbench`, so the environment's bin directory goes first on PATH.
+export PATH := $(BIN):$(PATH)
+
+.PHONY: install run smoke test test-fast bench lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $@
+
+run: install
+	snakemake --cores $(CORES) --configfile config/local.yaml
+
+smoke: install
+	snakemake --cores $(CORES) --configfile config/smoke.yaml
+
+test: install
+	pytest -ra
+
+test-fast: install
+	pytest -ra -m "not slow"
+
+bench: install
+	python benchmarks/run.py
+
+lint: install
+	snakemake --lint --configfile config/config.yaml
+
+clean:
+	rm -rf results/runs results/tables results/figures data/processed logs .snakemake

@@ -1,0 +1,33 @@
+# liquidbench: training efficiency and scalability of liquid neural networks (LTC, CfC) against
+# LSTM and GRU, over data sets x models x hardware configurations x seeds.
+#
+#   snakemake --cores 2 --configfile config/local.yaml        # the local CPU study (make run)
+#   snakemake --profile slurm                                 # the full study on a Slurm cluster
+#
+# Rules only orchestrate: each calls one `liquidbench` subcommand. See README.md.
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+# The full study unless the command line names its own file(s) (--configfile), which then stand
+# alone instead of being merged over the full study. --config overrides apply in both cases.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/results.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        results_targets(),

@@ -1,0 +1,105 @@
+"""On-disk format of a prepared data set: ``{train,val,test}.npz`` + ``meta.json``.
+
+Each split holds ``x`` (N, T, F) float32, ``y`` and optionally ``t`` (N, T) float32 elapsed time
+between steps (irregular sampling). ``y`` depends on the task:
+
+- ``regression_per_step``:         (N, T, O) float32, metric MSE
+- ``classification_per_step``:     (N, T) int64 class ids, metric accuracy
+- ``classification_per_sequence``: (N,) int64 class ids, metric accuracy
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from ..io import atomic_path, read_json, sha256_bytes, write_json
+
+SPLITS = ("train", "val", "test")
+TASKS = {
+    "regression_per_step": "mse",
+    "classification_per_step": "accuracy",
+    "classification_per_sequence": "accuracy",
+}
+
+
+def _check_split(name: str, task: str, arrays: dict[str, np.ndarray]) -> None:
+    x, y = arrays.get("x"), arrays.get("y")
+    if x is None or y is None:
+        raise ValueError(f"split '{name}': expected arrays 'x' and 'y'")
+    if x.ndim != 3:
+        raise ValueError(f"split '{name}': x must be (N, T, F), got shape {x.shape}")
+    n, steps = x.shape[:2]
+    expected_y = {
+        "regression_per_step": 3,
+        "classification_per_step": 2,
+        "classification_per_sequence": 1,
+    }[task]
+    if y.ndim != expected_y or y.shape[0] != n or (expected_y > 1 and y.shape[1] != steps):
+        raise ValueError(f"split '{name}': y of shape {y.shape} does not fit task {task} with x {x.shape}")
+    if "t" in arrays and arrays["t"].shape != (n, steps):
+        raise ValueError(f"split '{name}': t must be (N, T) = {(n, steps)}, got {arrays['t'].shape}")
+    for key, arr in arrays.items():
+        if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+            raise ValueError(f"split '{name}': array '{key}' contains NaN or inf")
+
+
+def save_dataset(
+    out_dir: str | Path,
+    splits: dict[str, dict[str, np.ndarray]],
+    task: str,
+    info: dict,
+) -> dict:
+    """Validate and write the three splits and meta.json atomically; return the meta dict."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task '{task}', expected one of {sorted(TASKS)}")
+    if set(splits) != set(SPLITS):
+        raise ValueError(f"expected splits {SPLITS}, got {sorted(splits)}")
+    out_dir = Path(out_dir)
+    shapes, hashes = {}, {}
+    for name in SPLITS:
+        arrays = {k: np.ascontiguousarray(v) for k, v in splits[name].items()}
+        arrays["x"] = arrays["x"].astype(np.float32)
+        if "t" in arrays:
+            arrays["t"] = arrays["t"].astype(np.float32)
+        arrays["y"] = arrays["y"].astype(np.float32 if task == "regression_per_step" else np.int64)
+        _check_split(name, task, arrays)
+        splits[name] = arrays
+        shapes[name] = {k: list(v.shape) for k, v in arrays.items()}
+        hashes[name] = {k: sha256_bytes(v.tobytes()) for k, v in sorted(arrays.items())}
+    x = splits["train"]["x"]
+    y = splits["train"]["y"]
+    n_outputs = int(y.shape[-1]) if task == "regression_per_step" else int(
+        max(int(s["y"].max()) for s in splits.values()) + 1
+    )
+    meta = {
+        "task": task,
+        "metric": TASKS[task],
+        "n_features": int(x.shape[-1]),
+        "n_outputs": n_outputs,
+        "seq_len": int(x.shape[1]),
+        "irregular": "t" in splits["train"],
+        "shapes": shapes,
+        "sha256": hashes,
+        **info,
+    }
+    for name in SPLITS:
+        buf = io.BytesIO()
+        np.savez(buf, **splits[name])
+        with atomic_path(out_dir / f"{name}.npz") as tmp:
+            tmp.write_bytes(buf.getvalue())
+    write_json(out_dir / "meta.json", meta)
+    return meta
+
+
+def read_meta(data_dir: str | Path) -> dict:
+    return read_json(Path(data_dir) / "meta.json")
+
+
+def load_split(data_dir: str | Path, split: str) -> dict[str, np.ndarray]:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split '{split}', expected one of {SPLITS}")
+    with np.load(Path(data_dir) / f"{split}.npz", allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files}

@@ -1,0 +1,87 @@
+"""LTC and CfC from ncps, the reference implementations.
+
+Wiring is ``fully_connected`` (``units`` neurons, all read out) or ``autoncp`` (an NCP with
+``units`` neurons of which ``motor_neurons`` are read out). Elapsed times, when given, go to the
+cell as ``timespans``.
+"""
+
+from __future__ import annotations
+
+import torch
+from ncps.torch import CfC, LTC
+from ncps.wirings import AutoNCP
+from torch import nn
+
+from .sequence import SequenceModel, take
+
+LTC_DEFAULTS = {"units": 32, "wiring": "fully_connected", "motor_neurons": 8, "ode_unfolds": 6, "mixed_memory": False}
+CFC_DEFAULTS = {
+    "units": 32,
+    "wiring": "fully_connected",
+    "motor_neurons": 8,
+    "mode": "default",
+    "backbone_units": 64,
+    "backbone_layers": 1,
+    "backbone_dropout": 0.0,
+    "mixed_memory": False,
+}
+WIRINGS = ("fully_connected", "autoncp")
+CFC_MODES = ("default", "pure", "no_gate")
+
+
+class NcpCore(nn.Module):
+    """Runs an ncps LTC or CfC layer over a batch-first sequence and returns every step's output."""
+
+    def __init__(self, rnn: nn.Module):
+        super().__init__()
+        self.rnn = rnn
+
+    def forward(self, x: torch.Tensor, elapsed: torch.Tensor | None) -> torch.Tensor:
+        if elapsed is None:
+            return self.rnn(x)[0]
+        # ncps squeezes each step's timespans to shape (B,), which broadcasts against the (B, H)
+        # state along the wrong axis. Drive the same cell step by step with (B, 1) gaps instead,
+        # as ncps's own loop does for regular sampling.
+        rnn = self.rnn
+        h = x.new_zeros(x.shape[0], rnn.state_size)
+        c = x.new_zeros(x.shape[0], rnn.state_size) if rnn.use_mixed else None
+        fc = getattr(rnn, "fc", nn.Identity())
+        outputs = []
+        for t in range(x.shape[1]):
+            inputs = x[:, t]
+            if rnn.use_mixed:
+                h, c = rnn.lstm(inputs, (h, c))
+            out, h = rnn.rnn_cell(inputs, h, elapsed[:, t : t + 1])
+            outputs.append(fc(out))
+        return torch.stack(outputs, dim=1)
+
+
+def _wiring(p: dict, name: str, seed: int = 22222):
+    if p["wiring"] not in WIRINGS:
+        raise ValueError(f"model '{name}': wiring '{p['wiring']}' is unknown, expected one of {WIRINGS}")
+    if p["wiring"] == "fully_connected":
+        return p["units"], p["units"]
+    if not 0 < p["motor_neurons"] < p["units"] - 2:
+        raise ValueError(f"model '{name}': autoncp needs 0 < motor_neurons < units - 2")
+    return AutoNCP(p["units"], p["motor_neurons"], seed=seed), p["motor_neurons"]
+
+
+def build_ltc(spec, *, n_features, n_outputs, task, irregular=False):
+    p = take(spec, LTC_DEFAULTS, "ltc")
+    units, out_dim = _wiring(p, "ltc")
+    rnn = LTC(n_features, units, return_sequences=True, batch_first=True,
+              mixed_memory=p["mixed_memory"], ode_unfolds=p["ode_unfolds"])
+    return SequenceModel(NcpCore(rnn), out_dim, n_outputs, task)
+
+
+def build_cfc(spec, *, n_features, n_outputs, task, irregular=False):
+    p = take(spec, CFC_DEFAULTS, "cfc")
+    if p["mode"] not in CFC_MODES:
+        raise ValueError(f"model 'cfc': mode '{p['mode']}' is unknown, expected one of {CFC_MODES}")
+    units, out_dim = _wiring(p, "cfc")
+    kwargs = dict(return_sequences=True, batch_first=True, mixed_memory=p["mixed_memory"], mode=p["mode"])
+    if p["wiring"] == "fully_connected":
+        kwargs.update(backbone_units=p["backbone_units"], backbone_layers=p["backbone_layers"],
+                      backbone_dropout=p["backbone_dropout"])
+    rnn = CfC(n_features, units, **kwargs)
+    return SequenceModel(NcpCore(rnn), out_dim, n_outputs, task)

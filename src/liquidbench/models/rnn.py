@@ -1,0 +1,38 @@
+"""Baselines from torch.nn. With irregular sampling the elapsed time is an extra input channel."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .sequence import SequenceModel, take
+
+DEFAULTS = {"hidden_size": 32, "num_layers": 1}
+
+
+class TorchRNN(nn.Module):
+    def __init__(self, cls: type[nn.RNNBase], n_in: int, hidden_size: int, num_layers: int, irregular: bool):
+        super().__init__()
+        self.irregular = irregular
+        self.rnn = cls(n_in + int(irregular), hidden_size, num_layers=num_layers, batch_first=True)
+
+    def forward(self, x: torch.Tensor, elapsed: torch.Tensor | None) -> torch.Tensor:
+        if self.irregular:
+            if elapsed is None:
+                raise ValueError("this model was built for irregular sampling and needs elapsed times")
+            x = torch.cat([x, elapsed.unsqueeze(-1)], dim=-1)
+        return self.rnn(x)[0]
+
+
+def _build(cls, name, spec, n_features, n_outputs, task, irregular):
+    p = take(spec, DEFAULTS, name)
+    core = TorchRNN(cls, n_features, p["hidden_size"], p["num_layers"], irregular)
+    return SequenceModel(core, p["hidden_size"], n_outputs, task)
+
+
+def build_lstm(spec, *, n_features, n_outputs, task, irregular=False):
+    return _build(nn.LSTM, "lstm", spec, n_features, n_outputs, task, irregular)
+
+
+def build_gru(spec, *, n_features, n_outputs, task, irregular=False):
+    return _build(nn.GRU, "gru", spec, n_features, n_outputs, task, irregular)

@@ -1,0 +1,37 @@
+"""A recurrent core plus a linear read-out, shaped for the three task types."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class SequenceModel(nn.Module):
+    """Wraps a recurrent core ``core(x, elapsed) -> (B, T, H)`` with a linear read-out.
+
+    Per-step tasks read out every step; ``classification_per_sequence`` reads out the last step.
+    """
+
+    def __init__(self, core: nn.Module, hidden: int, n_outputs: int, task: str):
+        super().__init__()
+        self.core = core
+        self.readout = nn.Linear(hidden, n_outputs)
+        self.task = task
+
+    def forward(self, x: torch.Tensor, elapsed: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.core(x, elapsed)
+        if self.task == "classification_per_sequence":
+            h = h[:, -1]
+        return self.readout(h)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def take(spec: dict, defaults: dict, model: str) -> dict:
+    """``defaults`` updated by ``spec``; unknown keys are an error naming the model and key."""
+    unknown = set(spec) - set(defaults)
+    if unknown:
+        raise ValueError(f"model '{model}': unknown parameter(s) {sorted(unknown)}, expected {sorted(defaults)}")
+    return {**defaults, **spec}
