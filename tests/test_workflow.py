@@ -1,0 +1,79 @@
+"""The whole DAG end to end on the smoke study, incremental reruns, and the linter."""
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, planned_jobs, snakemake
+
+pytestmark = pytest.mark.slow
+SMOKE = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
+STUDY = SMOKE["study"]
+
+
+def expected_runs():
+    return {(d, m, h, s) for d in STUDY["datasets"] for m in STUDY["models"]
+            for h in STUDY["hardware"] for s in STUDY["seeds"]}
+
+
+def test_smoke_study_produces_runs_tables_and_figures(smoke_run):
+    runs = pd.read_csv(smoke_run / "results/tables/runs.csv")
+    assert set(zip(runs.dataset, runs.model, runs.hardware, runs.seed)) == expected_runs()
+    assert len(runs) == len(expected_runs())
+    assert (runs.status == "ok").all()
+    assert (runs["epochs"] == SMOKE["training"]["epochs"]).all()
+    for _, run in runs.iterrows():
+        metrics = json.loads((smoke_run / run.run_dir / "metrics.json").read_text())
+        assert metrics["test_metric"] == pytest.approx(run.test_metric)
+        assert (smoke_run / run.run_dir / "train.log").stat().st_size > 0
+
+    summary = pd.read_csv(smoke_run / "results/tables/summary.csv")
+    groups = {(d, m, h) for d, m, h, _ in expected_runs()}
+    assert set(zip(summary.dataset, summary.model, summary.hardware)) == groups
+    assert (summary.n_runs == len(STUDY["seeds"])).all()
+    one = summary.iloc[0]
+    sel = runs[(runs.dataset == one.dataset) & (runs.model == one.model) & (runs.hardware == one.hardware)]
+    assert one.test_metric_mean == pytest.approx(sel.test_metric.mean())
+    md = (smoke_run / "results/tables/summary.md").read_text()
+    assert md.count("\n") == 2 + len(groups)
+
+    history = pd.read_csv(smoke_run / "results/tables/history.csv")
+    assert len(history) == len(expected_runs()) * SMOKE["training"]["epochs"]
+    for stem in ["train_time", "test_metric"] + [f"loss_curves_{d}" for d in STUDY["datasets"]]:
+        for ext in ("png", "pdf"):
+            assert (smoke_run / f"results/figures/{stem}.{ext}").stat().st_size > 1000
+
+
+def test_complete_run_plans_nothing(smoke_run):
+    proc = snakemake(smoke_run, "-n", "--configfile", "config/smoke.yaml")
+    assert planned_jobs(proc.stdout) == []
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_changing_one_model_reruns_only_its_jobs_and_the_results(smoke_run):
+    model = "cfc"
+    units = SMOKE["models"][model]["units"] + 1
+    proc = snakemake(smoke_run, "-n", "--configfile", "config/smoke.yaml", "--config", f"models={{{model}: {{units: {units}}}}}")
+    jobs = planned_jobs(proc.stdout)
+    train = [wc for rule, wc in jobs if rule == "train"]
+    assert len(train) == len([r for r in expected_runs() if r[1] == model])
+    assert {wc["model"] for wc in train} == {model}
+    other = {rule for rule, _ in jobs} - {"train"}
+    assert other <= {"aggregate", "summarize", "plot", "all"} and "aggregate" in other
+    assert not any(rule.startswith("prepare") for rule, _ in jobs)
+
+
+def test_full_study_dry_run_plans_every_job(workflow_copy):
+    proc = snakemake(workflow_copy, "-n")
+    full = yaml.safe_load((REPO / "config/config.yaml").read_text())["study"]
+    train = [wc for rule, wc in planned_jobs(proc.stdout) if rule == "train"]
+    n = len(full["datasets"]) * len(full["models"]) * len(full["hardware"]) * len(full["seeds"])
+    assert len(train) == n
+    assert {wc["hardware"] for wc in train} == set(full["hardware"])
+
+
+def test_lint_reports_nothing(workflow_copy):
+    proc = snakemake(workflow_copy, "--lint", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
