@@ -137,3 +137,24 @@ def figure_stems():
 
 def figure_files():
     return [f"results/figures/{stem}.{ext}" for stem in figure_stems() for ext in ("png", "pdf")]
+
+
+def table_csv(name):
+    """A table's CSV, in the report with the caption workflow/report/{name}.rst."""
+    return report(f"results/tables/{name}.csv", caption=f"../report/{name}.rst", category="Tables", labels={"table": name})
+
+
+def table_shell(cmd):
+    """A table subcommand with the rule's three outputs and its log."""
+    return f"{cmd} --out-csv {{output.csv}} --out-md {{output.md}} --out-tex {{output.tex}} > {{log}} 2>&1"
+
+
+def figure_outputs():
+    """Every figure; the PNGs go into the report with the caption of their kind."""
+    out = []
+    for stem in figure_stems():
+        kind = "loss_curves" if stem.startswith("loss_curves_") else stem
+        png = f"results/figures/{stem}.png"
+        out.append(report(png, caption=f"../report/fig_{kind}.rst", category="Figures", labels={"figure": stem}))
+        out.append(f"results/figures/{stem}.pdf")
+    return out

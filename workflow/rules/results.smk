@@ -14,15 +14,6 @@ localrules:
     plot,
 
 
-def table_csv(name):
-    """A table's CSV, in the report with the caption workflow/report/{name}.rst."""
-    return report(f"results/tables/{name}.csv", caption=f"../report/{name}.rst", category="Tables", labels={"table": name})
-
-
-def table_shell(cmd):
-    return cmd + " --out-csv {output.csv} --out-md {output.md} --out-tex {output.tex} > {log} 2>&1"
-
-
 rule aggregate:
     input:
         aggregate_inputs,
@@ -135,17 +126,6 @@ rule provenance:
         "logs/results/provenance.log",
     shell:
         table_shell("liquidbench provenance --runs {input}")
-
-
-def figure_outputs():
-    """Every figure; the PNGs go into the report with the caption of their kind."""
-    out = []
-    for stem in figure_stems():
-        kind = "loss_curves" if stem.startswith("loss_curves_") else stem
-        png = f"results/figures/{stem}.png"
-        out.append(report(png, caption=f"../report/fig_{kind}.rst", category="Figures", labels={"figure": stem}))
-        out.append(f"results/figures/{stem}.pdf")
-    return out
 
 
 rule plot:
