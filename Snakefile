@@ -21,6 +21,10 @@ if not workflow.overwrite_configfiles:
 include: "workflow/rules/config.smk"  # --config typing and schema validation
 
 
+# snakemake --report results/report.html: every table and figure with its caption.
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"

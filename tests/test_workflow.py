@@ -37,7 +37,7 @@ def test_smoke_study_produces_runs_tables_and_figures(smoke_run):
     sel = runs[(runs.dataset == one.dataset) & (runs.model == one.model) & (runs.hardware == one.hardware)]
     assert one.test_metric_mean == pytest.approx(sel.test_metric.mean())
     md = (smoke_run / "results/tables/summary.md").read_text()
-    assert md.count("\n") == 2 + len(groups)
+    assert len([line for line in md.splitlines() if line.startswith("| ")]) == 1 + len(groups)
 
     history = pd.read_csv(smoke_run / "results/tables/history.csv")
     assert len(history) == len(expected_runs()) * SMOKE["training"]["epochs"]
@@ -61,7 +61,8 @@ def test_changing_one_model_reruns_only_its_jobs_and_the_results(smoke_run):
     assert len(train) == len([r for r in expected_runs() if r[1] == model])
     assert {wc["model"] for wc in train} == {model}
     other = {rule for rule, _ in jobs} - {"train"}
-    assert other <= {"aggregate", "summarize", "plot", "all"} and "aggregate" in other
+    results = {"aggregate", "summarize", "scaling", "ratios", "time_to_target", "claims", "provenance", "plot", "all"}
+    assert other <= results and "aggregate" in other
     assert not any(rule.startswith("prepare") for rule, _ in jobs)
 
 
@@ -77,3 +78,50 @@ def test_full_study_dry_run_plans_every_job(workflow_copy):
 def test_lint_reports_nothing(workflow_copy):
     proc = snakemake(workflow_copy, "--lint", check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_smoke_figures_are_images_of_the_expected_size(smoke_run):
+    from PIL import Image
+
+    from liquidbench.results.figures import figure_stems, size_px
+
+    rows = {"train_time": len(STUDY["datasets"]), "test_metric": len(STUDY["datasets"]), "pareto": len(STUDY["datasets"])}
+    for stem in figure_stems(STUDY["datasets"]):
+        png = smoke_run / f"results/figures/{stem}.png"
+        with Image.open(png) as img:
+            assert img.size == size_px(rows.get(stem, 1)), stem
+            colours = img.convert("L").getextrema()
+            assert colours[0] < colours[1], f"{stem}.png is blank"
+        assert (smoke_run / f"results/figures/{stem}.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_smoke_tables_and_claims(smoke_run):
+    for name in ["summary", "scaling", "ratios", "time_to_target", "claims", "provenance"]:
+        assert (smoke_run / f"results/tables/{name}.md").read_text().startswith("### ")
+        assert "\\begin{tabular}" in (smoke_run / f"results/tables/{name}.tex").read_text()
+    claims = pd.read_csv(smoke_run / "results/tables/claims.csv").set_index("claim_id")
+    # a CPU-only study cannot decide the DDP claims, and says so
+    assert claims.loc["ddp_faster", "verdict"] == claims.loc["best_at_2", "verdict"] == "undecidable"
+    assert claims.loc["cfc_faster", "verdict"] in {"true", "false"}
+    ttt = pd.read_csv(smoke_run / "results/tables/time_to_target.csv")
+    assert set(ttt.target) == {SMOKE["results"]["targets"]["sine"]}
+
+
+def test_report_contains_every_table_and_figure(smoke_run):
+    import base64
+    import re
+
+    from liquidbench.results.figures import figure_stems
+
+    snakemake(smoke_run, "--configfile", "config/smoke.yaml", "--report", "results/report.html")
+    html = (smoke_run / "results/report.html").read_text()
+    embedded = dict(re.findall(r"data:[a-z/]+;charset=utf8;filename=([^;]+);base64,([A-Za-z0-9+/=]+)", html))
+    files = [f"results/tables/{t}.csv" for t in ["runs", "summary", "scaling", "ratios", "time_to_target", "claims",
+                                                "provenance"]]
+    files += [f"results/figures/{stem}.png" for stem in figure_stems(STUDY["datasets"])]
+    for path in files:
+        name = path.rsplit("/", 1)[1]
+        assert name in embedded, f"{name} missing from the report"
+        assert base64.b64decode(embedded[name]) == (smoke_run / path).read_bytes(), name
+    # captions are rendered with the study's values
+    assert f"seeds {', '.join(map(str, STUDY['seeds']))}" in html
