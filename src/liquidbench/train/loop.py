@@ -457,6 +457,7 @@ def _train(spec: RunSpec, p: dict, hw: dict, rank: int, world: int, device: torc
             # the slowest rank sets the pace: per-step and epoch times are maxima over ranks
             elapsed, *step_times = ctrl.max([elapsed] + step_times)
             if stopped_at is not None and stopped_at < len(batches):
+                telemetry.stop()  # its last sample closes this process's window
                 save_checkpoint(epoch, {"step_in_epoch": stopped_at, "elapsed_s": elapsed, "step_times": step_times,
                                         "loss_sum": loss_sum.cpu()}, status)
                 log.warning("SIGTERM: checkpoint written at epoch %d step %d; exiting", epoch, stopped_at)
@@ -479,8 +480,11 @@ def _train(spec: RunSpec, p: dict, hw: dict, rank: int, world: int, device: torc
             if better(metric_name, val_metric, best_val):
                 best_val, best_epoch = val_metric, epoch
                 best_state = copy.deepcopy(model.state_dict())
+            stopping = ctrl.any(stop.requested) and epoch < p["epochs"]
+            if stopping:
+                telemetry.stop()
             save_checkpoint(epoch, None, status)
-            if ctrl.any(stop.requested) and epoch < p["epochs"]:
+            if stopping:
                 log.warning("SIGTERM: checkpoint written after epoch %d; exiting", epoch)
                 raise Preempted(f"stopped by SIGTERM after epoch {epoch}; checkpoint written")
 
