@@ -179,3 +179,22 @@ def test_killed_rank_fails_the_job_within_the_timeout(sine_dir, tmp_path):
     # start-up (a few seconds) + the process-group timeout bounds the failure
     assert elapsed < 10 + 30, elapsed
     assert not (tmp_path / "ddp" / "metrics.json").exists()
+
+
+def test_launch_commands_of_the_full_study(workflow_copy):
+    from conftest import snakemake
+
+    proc = snakemake(workflow_copy, "-n", "-p", "--forceall")
+    cmds = {}
+    for line in proc.stdout.splitlines():
+        if "liquidbench train" in line and "--seed 0" in line and "--dataset sine " in line and "--model ltc " in line:
+            hw = line.split("--hardware ")[1].split()[0]
+            cmds[hw] = line.split("liquidbench train")[0].replace("Shell command:", "").strip()
+    assert cmds["cpu"] == cmds["gpu"] == ""
+    assert cmds["ddp-1gpu"] == "torchrun --standalone --nnodes=1 --nproc_per_node=1"
+    assert cmds["ddp-cpu-2"] == "torchrun --standalone --nnodes=1 --nproc_per_node=2"
+    assert cmds["ddp-4gpu-strong"] == "torchrun --standalone --nnodes=1 --nproc_per_node=4"
+    multi = cmds["ddp-8gpu"]
+    assert multi.startswith("srun --nodes=2 --ntasks=2 --ntasks-per-node=1 --kill-on-bad-exit=1 torchrun --nnodes=2 "
+                            "--nproc_per_node=4 --rdzv_backend=c10d --rdzv_id=$SLURM_JOB_ID")
+    assert "--rdzv_endpoint=$(scontrol show hostnames $SLURM_JOB_NODELIST | head -n 1):" in multi
