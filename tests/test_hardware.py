@@ -198,3 +198,16 @@ def test_launch_commands_of_the_full_study(workflow_copy):
     assert multi.startswith("srun --nodes=2 --ntasks=2 --ntasks-per-node=1 --kill-on-bad-exit=1 torchrun --nnodes=2 "
                             "--nproc_per_node=4 --rdzv_backend=c10d --rdzv_id=$SLURM_JOB_ID")
     assert "--rdzv_endpoint=$(scontrol show hostnames $SLURM_JOB_NODELIST | head -n 1):" in multi
+
+
+def test_one_process_ddp_entry_wraps_ddp_without_comm_fraction(sine_dir, tmp_path):
+    from liquidbench.train.loop import RunSpec, train
+
+    hw = {"device": "cpu", "threads": 1, "backend": "gloo", "scaling": "weak", "resources": {"mem_mb": 1000, "runtime": 5}}
+    m = train(RunSpec(dataset="sine", model="gru", hardware="ddp-cpu-1", seed=0, data_dir=sine_dir, out_dir=tmp_path,
+                      model_spec=GRU, train_params={"epochs": 2, "batch_size": 8}, hardware_spec=hw))
+    assert (m["ddp"], m["backend"], m["world_size"], m["comm_fraction"]) == (True, "gloo", 1, None)
+    plain = train(RunSpec(dataset="sine", model="gru", hardware="cpu", seed=0, data_dir=sine_dir,
+                          out_dir=tmp_path / "plain", model_spec=GRU, train_params={"epochs": 2, "batch_size": 8},
+                          hardware_spec=CPU))
+    assert plain["ddp"] is False and plain["final_params_sha256"] == m["final_params_sha256"]

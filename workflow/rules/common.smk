@@ -58,7 +58,8 @@ def hardware_entry(wildcards):
 
 
 def launcher(wildcards):
-    """The process launcher for a hardware entry: nothing for one process, torchrun for DDP.
+    """The process launcher for a hardware entry: nothing for one plain process, torchrun for DDP
+    (an entry with a backend is DDP even with one process, e.g. ddp-1gpu).
 
     One node: torchrun --standalone starts nproc_per_node ranks. Several nodes (a Slurm job with
     `mpi` set, so the job script runs the command itself): srun starts one torchrun per node, which
@@ -66,7 +67,7 @@ def launcher(wildcards):
     """
     hw = hardware_entry(wildcards)
     nproc, nodes = hw.get("nproc_per_node", 1), hw.get("nodes", 1)
-    if nodes * nproc == 1:
+    if nodes * nproc == 1 and hw.get("backend") is None:
         return ""
     if nodes == 1:
         return f"torchrun --standalone --nnodes=1 --nproc_per_node={nproc}"

@@ -104,6 +104,11 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def uses_ddp(hw: dict, world: int) -> bool:
+    """DDP with more than one process, or with one when the entry names a backend (ddp-1gpu)."""
+    return world > 1 or hw.get("backend") is not None
+
+
 def _setup(spec: RunSpec, hw: dict) -> tuple[int, int, int, torch.device]:
     """Rank, local rank, world size and device; starts the process group under torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -134,14 +139,17 @@ def _setup(spec: RunSpec, hw: dict) -> tuple[int, int, int, torch.device]:
     else:
         raise HardwareError(f"hardware '{spec.hardware}': device '{hw['device']}' is unknown, expected cpu or cuda")
     torch.set_num_threads(hw["threads"])
-    if world > 1:
+    if uses_ddp(hw, world):
         backend = hw["backend"] or ("nccl" if device.type == "cuda" else "gloo")
         if backend == "nccl" and device.type != "cuda":
             raise HardwareError(f"hardware '{spec.hardware}': backend nccl needs device cuda, got {device.type}")
+        # one DDP process started without torchrun: an in-memory store instead of a rendezvous
+        store = dict(store=dist.HashStore(), rank=0, world_size=1) if world == 1 and "MASTER_ADDR" not in os.environ else {}
         dist.init_process_group(
             backend=backend,
             timeout=timedelta(seconds=hw["timeout_s"]),
             device_id=device if device.type == "cuda" else None,
+            **store,
         )
     return rank, local_rank, world, device
 
@@ -371,7 +379,8 @@ def _train(spec: RunSpec, p: dict, hw: dict, rank: int, world: int, device: torc
                  steps_done, segment)
         del state
 
-    net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else model
+    ddp = uses_ddp(hw, world)
+    net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if ddp else model
     batch = per_process_batch(p["batch_size"], world, hw["scaling"], spec.hardware)
     dataset = TensorDataset(*train_t)
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=spec.seed)
@@ -463,7 +472,7 @@ def _train(spec: RunSpec, p: dict, hw: dict, rank: int, world: int, device: torc
                 log.warning("SIGTERM: checkpoint written at epoch %d step %d; exiting", epoch, stopped_at)
                 raise Preempted(f"stopped by SIGTERM at epoch {epoch}, step {stopped_at}; checkpoint written")
             sched.step()
-            if world > 1:
+            if ddp:
                 dist.all_reduce(loss_sum)
             train_loss = float(loss_sum[0] / loss_sum[1])
             epoch_times.append(elapsed)
@@ -525,7 +534,8 @@ def _train(spec: RunSpec, p: dict, hw: dict, rank: int, world: int, device: torc
         "world_size": world,
         "nodes": hw["nodes"],
         "nproc_per_node": hw["nproc_per_node"],
-        "backend": dist.get_backend() if world > 1 else None,
+        "backend": dist.get_backend() if ddp else None,
+        "ddp": ddp,
         "threads": torch.get_num_threads(),
         "scaling": hw["scaling"],
         "batch_size_per_process": batch,
