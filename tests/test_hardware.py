@@ -191,13 +191,14 @@ def test_launch_commands_of_the_full_study(workflow_copy):
             hw = line.split("--hardware ")[1].split()[0]
             cmds[hw] = line.split("liquidbench train")[0].replace("Shell command:", "").strip()
     assert cmds["cpu"] == cmds["gpu"] == ""
-    assert cmds["ddp-1gpu"] == "torchrun --standalone --nnodes=1 --nproc_per_node=1"
-    assert cmds["ddp-cpu-2"] == "torchrun --standalone --nnodes=1 --nproc_per_node=2"
-    assert cmds["ddp-4gpu-strong"] == "torchrun --standalone --nnodes=1 --nproc_per_node=4"
+    assert cmds["ddp-1gpu"] == "torchrun --standalone --nnodes=1 --nproc_per_node=1 --no-python"
+    assert cmds["ddp-cpu-2"] == "torchrun --standalone --nnodes=1 --nproc_per_node=2 --no-python"
+    assert cmds["ddp-4gpu-strong"] == "torchrun --standalone --nnodes=1 --nproc_per_node=4 --no-python"
     multi = cmds["ddp-8gpu"]
     assert multi.startswith("srun --nodes=2 --ntasks=2 --ntasks-per-node=1 --kill-on-bad-exit=1 torchrun --nnodes=2 "
                             "--nproc_per_node=4 --rdzv_backend=c10d --rdzv_id=$SLURM_JOB_ID")
     assert "--rdzv_endpoint=$(scontrol show hostnames $SLURM_JOB_NODELIST | head -n 1):" in multi
+    assert multi.endswith("--no-python")
 
 
 def test_one_process_ddp_entry_wraps_ddp_without_comm_fraction(sine_dir, tmp_path):

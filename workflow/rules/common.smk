@@ -70,12 +70,13 @@ def launcher(wildcards):
     if nodes * nproc == 1 and hw.get("backend") is None:
         return ""
     if nodes == 1:
-        return f"torchrun --standalone --nnodes=1 --nproc_per_node={nproc}"
+        return f"torchrun --standalone --nnodes=1 --nproc_per_node={nproc} --no-python"
     return (
         f"srun --nodes={nodes} --ntasks={nodes} --ntasks-per-node=1 --kill-on-bad-exit=1 "
         f"torchrun --nnodes={nodes} --nproc_per_node={nproc} "
         "--rdzv_backend=c10d --rdzv_id=$SLURM_JOB_ID "
-        "--rdzv_endpoint=$(scontrol show hostnames $SLURM_JOB_NODELIST | head -n 1):$((29500 + SLURM_JOB_ID % 1000))"
+        "--rdzv_endpoint=$(scontrol show hostnames $SLURM_JOB_NODELIST | head -n 1):$((29500 + SLURM_JOB_ID % 1000)) "
+        "--no-python"
     )
 
 
