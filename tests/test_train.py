@@ -16,7 +16,8 @@ REQUIRED = {
 }
 ENV_KEYS = {"python", "torch", "ncps", "numpy", "hostname", "cpu_model", "git_commit"}
 TIMING = {"train_time_s", "warmup_time_s", "epoch_times_s", "throughput_samples_per_s", "peak_host_rss_mb",
-          "steady_epoch_time_s", "env"}
+          "steady_epoch_time_s", "env", "step_time_median_s", "step_time_p95_s", "telemetry", "comm_probe",
+          "comm_fraction"}
 
 
 @pytest.fixture(scope="module")

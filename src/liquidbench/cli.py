@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .train.errors import HardwareError
+from .train.errors import HardwareError, Preempted
 
 
 def _json_arg(text: str) -> dict:
@@ -255,6 +255,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         args.func(args)
+    except Preempted as exc:
+        # SIGTERM (time limit, preemption): a checkpoint was written; rerunning resumes from it.
+        logging.getLogger("liquidbench").warning("%s", exc)
+        return Preempted.exit_code
     except (ValueError, HardwareError, OSError) as exc:
         # Bad input or an impossible request: one clear line, no traceback.
         logging.getLogger("liquidbench").error("%s", exc)

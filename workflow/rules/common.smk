@@ -58,19 +58,31 @@ def hardware_entry(wildcards):
 
 
 def launcher(wildcards):
-    """The process launcher for a hardware entry: nothing for one process, torchrun for DDP."""
+    """The process launcher for a hardware entry: nothing for one plain process, torchrun for DDP
+    (an entry with a backend is DDP even with one process, e.g. ddp-1gpu).
+
+    One node: torchrun --standalone starts nproc_per_node ranks. Several nodes (a Slurm job with
+    `mpi` set, so the job script runs the command itself): srun starts one torchrun per node, which
+    meet by c10d rendezvous on the allocation's first node, on a port derived from the job id.
+    """
     hw = hardware_entry(wildcards)
-    nproc, nodes = hw["nproc_per_node"], hw["nodes"]
-    if nodes * nproc == 1:
+    nproc, nodes = hw.get("nproc_per_node", 1), hw.get("nodes", 1)
+    if nodes * nproc == 1 and hw.get("backend") is None:
         return ""
     if nodes == 1:
-        return f"torchrun --standalone --nnodes=1 --nproc_per_node={nproc}"
-    # One torchrun per node (srun starts them), rendezvous on the allocation's first node.
+        return f"torchrun --standalone --nnodes=1 --nproc_per_node={nproc} --no-python"
     return (
-        f"srun --ntasks={nodes} --ntasks-per-node=1 torchrun --nnodes={nodes} --nproc_per_node={nproc} "
+        f"srun --nodes={nodes} --ntasks={nodes} --ntasks-per-node=1 --kill-on-bad-exit=1 "
+        f"torchrun --nnodes={nodes} --nproc_per_node={nproc} "
         "--rdzv_backend=c10d --rdzv_id=$SLURM_JOB_ID "
-        "--rdzv_endpoint=$(scontrol show hostnames $SLURM_JOB_NODELIST | head -n 1):29500"
+        "--rdzv_endpoint=$(scontrol show hostnames $SLURM_JOB_NODELIST | head -n 1):$((29500 + SLURM_JOB_ID % 1000)) "
+        "--no-python"
     )
+
+
+def multinode(wildcards, value):
+    """A resource only multi-node jobs have (None leaves it unset)."""
+    return value if hardware_entry(wildcards).get("nodes", 1) > 1 else None
 
 
 def run_targets(name="metrics.json"):

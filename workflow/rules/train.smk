@@ -1,5 +1,6 @@
 # One training job per (dataset, model, hardware, seed). Hyper-parameters reach the job as params,
-# so that changing one model's settings reruns that model's jobs only.
+# so that changing one model's settings reruns that model's jobs only. A job stopped by SIGTERM
+# (time limit, preemption) leaves {run_dir}/checkpoint.pt; running it again resumes from there.
 
 
 rule train:
@@ -8,6 +9,7 @@ rule train:
     output:
         metrics=f"{RUN_DIR}/metrics.json",
         history=f"{RUN_DIR}/history.csv",
+        telemetry=f"{RUN_DIR}/telemetry.csv",
     log:
         f"{RUN_DIR}/train.log",
     params:
@@ -24,6 +26,9 @@ rule train:
         cpus_per_task=lambda w: hardware_entry(w)["resources"]["cpus_per_task"],
         gpus=lambda w: hardware_entry(w)["resources"]["gpus"] * hardware_entry(w)["nodes"],
         nodes=lambda w: hardware_entry(w)["nodes"],
+        # multi-node: the job script runs the command (srun inside starts one torchrun per node)
+        mpi=lambda w: multinode(w, "srun"),
+        tasks=lambda w: multinode(w, hardware_entry(w)["nodes"]),
     shell:
         "{params.launcher} liquidbench train --data data/processed/{wildcards.dataset} "
         "--dataset {wildcards.dataset} --model {wildcards.model} --hardware {wildcards.hardware} "

@@ -1,0 +1,113 @@
+"""Telemetry: the real host sampler on CPU, and NVML arithmetic on recorded GPU readings."""
+
+import csv
+import json
+import math
+import time
+
+import pytest
+
+from liquidbench.data.sine import prepare
+from liquidbench.telemetry import COLUMNS, Sampler, summarize, write_csv
+from liquidbench.telemetry.nvml import convert, energy_j, gpu_summary
+from liquidbench.train.loop import RunSpec, train
+
+# Readings as NVML returns them (A100-like): %, bytes, mW, mJ counter, MHz, C.
+RAW = [
+    {"util_gpu": 80, "mem_used_bytes": 2048 * 2**20, "power_mw": 200_000, "energy_mj": 5_000_000, "sm_clock_mhz": 1410, "temp_c": 60},
+    {"util_gpu": 90, "mem_used_bytes": 3072 * 2**20, "power_mw": 250_000, "energy_mj": 5_045_000, "sm_clock_mhz": 1395, "temp_c": 63},
+    {"util_gpu": 100, "mem_used_bytes": 2560 * 2**20, "power_mw": 300_000, "energy_mj": 5_100_000, "sm_clock_mhz": 1380, "temp_c": 65},
+]
+
+
+def gpu_rows(raw, t0=0.0, dt=0.2, rank=0, segment=0):
+    return [{"t_unix": t0 + i * dt, "segment": segment, "rank": rank, "gpu_index": rank, "cpu_pct": 50.0,
+             "rss_mb": 100.0, **convert(r)} for i, r in enumerate(raw)]
+
+
+def test_convert_turns_nvml_units_into_csv_units():
+    row = convert(RAW[1])
+    assert row == {"gpu_util_pct": 90, "gpu_mem_used_mb": 3072, "gpu_power_w": 250, "gpu_energy_mj": 5_045_000,
+                   "gpu_sm_clock_mhz": 1395, "gpu_temp_c": 63}
+    assert convert({"util_gpu": 5})["gpu_power_w"] is None  # unsupported fields stay None
+
+
+def test_energy_from_counter_and_from_power():
+    rows = gpu_rows(RAW)
+    assert energy_j(rows) == (pytest.approx(100.0), "counter")  # (5_100_000 - 5_000_000) mJ
+    for r in rows:
+        r["gpu_energy_mj"] = None
+    # trapezoid over 0.2 s steps: 0.2 * (200+250)/2 + 0.2 * (250+300)/2 = 45 + 55
+    assert energy_j(rows) == (pytest.approx(100.0), "power_integral")
+    assert energy_j(rows[:1]) == (None, None)
+
+
+def test_gpu_summary_over_ranks_and_segments():
+    series = {(0, 0): gpu_rows(RAW), (0, 1): gpu_rows(RAW[:2], rank=1), (1, 0): gpu_rows(RAW[1:], t0=10, segment=1)}
+    s = gpu_summary(series, epochs=4)
+    utils = [80, 90, 100, 80, 90, 90, 100]
+    assert s["util_mean_pct"] == pytest.approx(sum(utils) / len(utils)) and s["util_max_pct"] == 100
+    assert s["mem_used_peak_mb"] == 3072 and s["temp_max_c"] == 65
+    # energy: rank 0 segment 0 100 J + rank 1 45 J + rank 0 segment 1 55 J
+    assert s["energy_j"] == pytest.approx(200.0) and s["energy_per_epoch_j"] == pytest.approx(50.0)
+    # power: rank 0 mean over its 5 samples + rank 1 mean over its 2
+    assert s["power_mean_w"] == pytest.approx((200 + 250 + 300 + 250 + 300) / 5 + (200 + 250) / 2)
+    assert s["sm_clock_mean_mhz"] == pytest.approx((1410 + 1395 + 1380 + 1410 + 1395 + 1395 + 1380) / 7)
+    assert s["n_gpus"] == 2 and s["energy_source"] == "counter"
+
+
+def test_summarize_cuda_and_cpu_blocks():
+    rows = gpu_rows(RAW) + gpu_rows(RAW, rank=1)
+    t = summarize(rows, interval_s=0.2, epochs=2, device="cuda", torch_max_memory_allocated_mb=512.0)
+    assert t["gpu"]["energy_j"] == pytest.approx(200.0) and t["gpu"]["torch_max_memory_allocated_mb"] == 512.0
+    assert t["gpu_reason"] is None and t["n_samples"] == 6
+    # host: two ranks summed per aligned sample
+    assert t["host"] == {"cpu_util_mean_pct": 100.0, "cpu_util_max_pct": 100.0, "rss_peak_mb": 200.0, "ranks": 2}
+    no_nvml = summarize([{**r, "gpu_index": None} for r in rows], interval_s=0.2, epochs=2, device="cuda",
+                        gpu_reason="NVML cannot start: driver not loaded", torch_max_memory_allocated_mb=1.0)
+    assert no_nvml["gpu"]["energy_j"] is None and no_nvml["gpu_reason"].startswith("NVML cannot start")
+    cpu = summarize(rows, interval_s=0.2, epochs=2, device="cpu")
+    assert cpu["gpu"] is None and "no GPU" in cpu["gpu_reason"]
+
+
+def test_host_sampler_records_this_process(tmp_path):
+    with Sampler(interval_s=0.02, rank=0) as s:
+        end = time.perf_counter() + 0.4
+        x = 0
+        while time.perf_counter() < end:
+            x += 1
+    rows = s.rows
+    assert len(rows) >= 8
+    assert all(r["rss_mb"] > 10 for r in rows) and max(r["cpu_pct"] for r in rows) > 20
+    ts = [r["t_unix"] for r in rows]
+    assert ts == sorted(ts) and ts[-1] - ts[0] == pytest.approx(0.4, abs=0.2)
+    write_csv(tmp_path / "telemetry.csv", rows)
+    with open(tmp_path / "telemetry.csv") as fh:
+        back = list(csv.DictReader(fh))
+    assert list(back[0]) == COLUMNS and len(back) == len(rows) and back[0]["gpu_util_pct"] == ""
+    with pytest.raises(ValueError, match="interval"):
+        Sampler(interval_s=0)
+
+
+def test_cpu_training_run_writes_telemetry(tmp_path):
+    data = tmp_path / "sine"
+    prepare({"n_sequences": 60, "seq_len": 16, "seed": 0}, data)
+    spec = RunSpec(dataset="sine", model="ltc", hardware="cpu", seed=0, data_dir=data, out_dir=tmp_path / "run",
+                   model_spec={"type": "ltc", "units": 8, "ode_unfolds": 3},
+                   train_params={"epochs": 3, "batch_size": 8, "lr": 0.01},
+                   hardware_spec={"device": "cpu", "threads": 1, "telemetry_interval_s": 0.05,
+                                  "resources": {"mem_mb": 1000, "runtime": 5}})
+    m = train(spec)
+    on_disk = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    t = on_disk["telemetry"]
+    assert t["interval_s"] == 0.05 and t["n_samples"] >= 3
+    assert t["host"]["rss_peak_mb"] > 10 and t["host"]["cpu_util_mean_pct"] > 0 and t["host"]["ranks"] == 1
+    assert t["gpu"] is None and t["gpu_reason"] == "device is cpu: no GPU in use"
+    lines = (tmp_path / "run" / "telemetry.csv").read_text().splitlines()
+    assert len(lines) == t["n_samples"] + 1
+    assert m["comm_fraction"] is None and m["world_size"] == 1
+    assert 0 < m["step_time_median_s"] <= m["step_time_p95_s"]
+    # 42 training sequences, batch 8: 6 steps per epoch, the median lies within an epoch's time / steps
+    assert m["steps_per_epoch"] == 6
+    assert m["step_time_median_s"] * 6 <= max(m["epoch_times_s"][1:]) * 1.5
+    assert not math.isnan(m["test_metric"])
