@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
+import os
 import shutil
 import time
 import urllib.error
@@ -150,6 +151,7 @@ def download(
         with atomic_path(out) as tmp:
             shutil.copyfile(local, tmp)
             actual = verify(tmp, sha256, sha256_of, f"'{name}' from mirror {local}")
+            os.chmod(tmp, 0o644)
         log.info("took %s from mirror %s (sha256 of %s %s)", name, local, sha256_of, actual)
         return {"source": str(local), "sha256": actual, "sha256_of": sha256_of}
 
@@ -172,5 +174,6 @@ def download(
                 log.warning("download of %s failed (%s); retrying in %.1fs", url, exc, wait)
                 time.sleep(wait)
         actual = verify(tmp, sha256, sha256_of, f"'{name}' downloaded from {url}")
+        os.chmod(tmp, 0o644)
     log.info("downloaded %s (sha256 of %s %s)", url, sha256_of, actual)
     return {"source": url, "sha256": actual, "sha256_of": sha256_of}

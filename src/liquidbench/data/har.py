@@ -20,7 +20,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from .archive import safe_extract
 from .store import save_dataset
@@ -35,20 +34,23 @@ PROTOCOLS = {
 
 def read_table(path: Path, columns: int | None = None) -> np.ndarray:
     """A whitespace-separated numeric text file as float64 (rows, columns), checked."""
+    import pandas as pd  # lazily: training jobs import this package too
     if not path.is_file():
         raise ValueError(f"UCI HAR: file '{path.name}' is missing (expected at {path})")
     try:
-        df = pd.read_csv(path, sep=r"\s+", header=None, dtype=str, keep_default_na=False)
+        values = pd.read_csv(path, sep=r"\s+", header=None, dtype=np.float64).to_numpy()
     except pd.errors.EmptyDataError as exc:
         raise ValueError(f"UCI HAR: {path} is empty") from exc
     except pd.errors.ParserError as exc:
         raise ValueError(f"UCI HAR: {path} has rows of different lengths ({exc})") from exc
-    values = df.apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
-    bad = ~np.isfinite(values)
-    if bad.any():
-        row, col = map(int, np.argwhere(bad)[0])
+    except ValueError:
+        values = None  # a cell that is not a number: find it below for the message
+    if values is None or not np.isfinite(values).all():
+        text = pd.read_csv(path, sep=r"\s+", header=None, dtype=str, keep_default_na=False)
+        parsed = text.apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+        row, col = map(int, np.argwhere(~np.isfinite(parsed))[0])
         raise ValueError(
-            f"UCI HAR: {path} row {row + 1} column {col + 1} holds {df.iat[row, col]!r}, expected a finite number"
+            f"UCI HAR: {path} row {row + 1} column {col + 1} holds {text.iat[row, col]!r}, expected a finite number"
         )
     if columns is not None and values.shape[1] != columns:
         raise ValueError(f"UCI HAR: {path} has {values.shape[1]} columns, expected {columns}")

@@ -15,7 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from .store import save_dataset
 
@@ -26,8 +25,9 @@ COLUMNS = ["holiday", *NUMERIC[:-1], "date_time", "traffic_volume"]
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
-def read_csv(path: str | Path) -> pd.DataFrame:
+def read_csv(path: str | Path) -> "pd.DataFrame":
     """The raw table (plain or gzip CSV) with every column the protocol needs checked."""
+    import pandas as pd  # lazily: training jobs import this package too
     path = Path(path)
     try:
         # "None" in `holiday` is a value here, not a missing one.
@@ -44,7 +44,8 @@ def read_csv(path: str | Path) -> pd.DataFrame:
     return df
 
 
-def _numeric(df: pd.DataFrame, column: str, path: Path) -> np.ndarray:
+def _numeric(df: "pd.DataFrame", column: str, path: Path) -> np.ndarray:
+    import pandas as pd  # lazily: training jobs import this package too
     values = pd.to_numeric(df[column].str.strip(), errors="coerce").to_numpy(np.float64)
     bad = ~np.isfinite(values)
     if bad.any():
@@ -58,6 +59,7 @@ def _numeric(df: pd.DataFrame, column: str, path: Path) -> np.ndarray:
 
 def load_series(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Features (n, 7) and standardised target (n,), float32, for the whole series."""
+    import pandas as pd  # lazily: training jobs import this package too
     path = Path(path)
     df = read_csv(path)
     values = {c: _numeric(df, c, path) for c in NUMERIC}
