@@ -125,3 +125,27 @@ def test_report_contains_every_table_and_figure(smoke_run):
         assert base64.b64decode(embedded[name]) == (smoke_run / path).read_bytes(), name
     # captions are rendered with the study's values
     assert f"seeds {', '.join(map(str, STUDY['seeds']))}" in html
+
+
+def test_smoke_real_data_sets_come_through_the_mirror(smoke_run):
+    """Traffic is the real file (from ../shared/data), HAR the test-built archive, both verified."""
+    logs = {p.name: p.read_text() for p in (smoke_run / "logs/download").iterdir()}
+    traffic_sha = SMOKE["datasets"]["traffic"]["source"]["sha256"]
+    har_sha = SMOKE["datasets"]["har"]["source"]["sha256"]
+    assert f"from mirror {REPO.parent / 'shared'}" in logs["Metro_Interstate_Traffic_Volume.csv.gz.log"]
+    assert f"sha256 of decompressed {traffic_sha}" in logs["Metro_Interstate_Traffic_Volume.csv.gz.log"]
+    assert f"from mirror data/smoke-mirror/UCI HAR Dataset.zip (sha256 of file {har_sha})" in logs["UCI HAR Dataset.zip.log"]
+    traffic = json.loads((smoke_run / "data/processed/traffic/meta.json").read_text())
+    params = SMOKE["datasets"]["traffic"]["params"]
+    assert traffic["n_sequences"] == len(range(0, 48204 - params["seq_len"], params["stride"]))
+    har = json.loads((smoke_run / "data/processed/har/meta.json").read_text())
+    assert har["task"] == "classification_per_step" and har["n_outputs"] == 6 and har["n_features"] == 561
+    runs = pd.read_csv(smoke_run / "results/tables/runs.csv")
+    assert set(runs[runs.dataset == "traffic"].metric_name) == {"mse"}
+    accuracy = runs[runs.dataset == "har"]
+    assert set(accuracy.metric_name) == {"accuracy"} and accuracy.test_metric.between(0, 1).all()
+
+
+def test_changing_the_data_mirror_reruns_nothing(smoke_run):
+    proc = snakemake(smoke_run, "-n", "--configfile", "config/smoke.yaml", "--config", "data_mirror=[/elsewhere]")
+    assert planned_jobs(proc.stdout) == []

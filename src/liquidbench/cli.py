@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -39,8 +40,10 @@ def cmd_download(args) -> None:
     from .data.download import download
 
     sha256 = None if args.sha256 in (None, "", "null", "none") else args.sha256
+    # the workflow passes config `data_mirror` through the environment (os.pathsep-separated)
+    env_mirrors = [m for m in os.environ.get("LIQUIDBENCH_DATA_MIRROR", "").split(os.pathsep) if m]
     download(
-        args.url, args.out, sha256, sha256_of=args.sha256_of, mirrors=args.mirror, name=args.name,
+        args.url, args.out, sha256, sha256_of=args.sha256_of, mirrors=[*args.mirror, *env_mirrors], name=args.name,
         retries=args.retries, backoff_s=args.backoff, timeout_s=args.timeout,
     )
 
@@ -185,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hash the file's bytes, or its gzip-decompressed content")
     p.add_argument("--name", help="original file name looked up in the mirrors (default: from the URL)")
     p.add_argument("--mirror", action="append", default=[], type=Path, metavar="DIR",
-                   help="directory searched first (DIR/NAME, DIR/*/NAME); may be repeated")
+                   help="directory searched first (DIR/NAME, DIR/*/NAME); may be repeated; "
+                        "$LIQUIDBENCH_DATA_MIRROR (os.pathsep-separated) adds more after these")
     p.add_argument("--retries", type=int, default=4, help="network retries after the first attempt")
     p.add_argument("--backoff", type=float, default=2.0, help="seconds before the first retry, doubled each time")
     p.add_argument("--timeout", type=float, default=60.0, help="network timeout per attempt, seconds")

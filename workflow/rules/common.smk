@@ -4,7 +4,6 @@
 import json
 import os
 import re
-import shlex
 
 
 def check_study():
@@ -81,9 +80,10 @@ def collect_sources():
 
 
 SOURCES = collect_sources()
-# Mirror directories reach `liquidbench download` through the shell command, not as a param: where a
-# verified file came from does not change it, so changing data_mirror reruns nothing.
-MIRROR_ARGS = " ".join(f"--mirror {shlex.quote(m)}" for m in data_mirrors())
+# Mirror directories reach `liquidbench download` (a local rule, run by this process) through the
+# environment rather than as a param: where a verified file came from does not change it, so a
+# changed data_mirror must rerun nothing.
+os.environ["LIQUIDBENCH_DATA_MIRROR"] = os.pathsep.join(data_mirrors())
 
 
 def raw_file(dataset):

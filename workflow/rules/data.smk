@@ -2,6 +2,11 @@
 
 
 # Downloads need the network, which HPC compute nodes often lack: run them where Snakemake runs.
+# The data_mirror directories come through $LIQUIDBENCH_DATA_MIRROR (set in common.smk).
+envvars:
+    "LIQUIDBENCH_DATA_MIRROR",
+
+
 localrules:
     download_source,
 
@@ -20,7 +25,7 @@ rule download_source:
         file="|".join(map(re.escape, SOURCES)) or "(?!)",
     shell:
         "liquidbench download --url {params.url:q} --sha256 {params.sha256} --sha256-of {params.sha256_of} "
-        "--name {wildcards.file:q} {MIRROR_ARGS} --out {output:q} > {log:q} 2>&1"
+        "--name {wildcards.file:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule prepare_synthetic:
