@@ -226,3 +226,12 @@ def test_test_archives_are_deterministic_and_pinned_in_the_smoke_config(tmp_path
     assert a.read_bytes() == b.read_bytes()
     smoke = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
     assert smoke["datasets"]["har"]["source"]["sha256"] == sha256(a)
+
+
+def test_unpinned_source_is_accepted_with_a_warning_that_names_its_hash(tmp_path, caplog):
+    archive = build_har_archive(tmp_path / "mirror" / "UCI HAR Dataset.zip", n_train=20, n_test=20)
+    url = "https://archive.ics.uci.edu/ml/machine-learning-databases/00240/UCI%20HAR%20Dataset.zip"
+    with caplog.at_level("WARNING", logger="liquidbench.data.download"):
+        got = download(url, tmp_path / "raw" / "h.zip", None, mirrors=[tmp_path / "mirror"])
+    assert got["sha256"] == sha256(archive)
+    assert f"no sha256 is pinned, so its content is NOT verified; sha256 of its file is {sha256(archive)}" in caplog.text

@@ -39,7 +39,7 @@ def _json_arg(text: str) -> dict:
 def cmd_download(args) -> None:
     from .data.download import download
 
-    sha256 = None if args.sha256 in (None, "", "null", "none") else args.sha256
+    sha256 = None if args.sha256.lower() in ("null", "none") else args.sha256
     # the workflow passes config `data_mirror` through the environment (os.pathsep-separated)
     env_mirrors = [m for m in os.environ.get("LIQUIDBENCH_DATA_MIRROR", "").split(os.pathsep) if m]
     download(
@@ -183,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("download", help="fetch one source file (mirror first), verified by sha256")
     p.add_argument("--url", required=True, help="https URL of the original file")
-    p.add_argument("--sha256", help="pinned sha256 (64 hex digits); 'null' only warns and prints the actual hash")
+    p.add_argument("--sha256", required=True,
+                   help="pinned sha256 (64 hex digits); 'null' (not pinned yet) only warns and logs the actual hash")
     p.add_argument("--sha256-of", choices=["file", "decompressed"], default="file",
                    help="hash the file's bytes, or its gzip-decompressed content")
     p.add_argument("--name", help="original file name looked up in the mirrors (default: from the URL)")
