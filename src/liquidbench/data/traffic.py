@@ -69,7 +69,7 @@ def load_series(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"traffic data {path}: column 'date_time' must read like 2012-10-02 09:00:00 ({exc})") from exc
     holiday = (df["holiday"].to_numpy() == "None").astype(np.float32)
     temp = values["temp"] - values["temp"].mean()
-    weekday = when.dt.dayofweek.to_numpy().astype(np.float32)
+    weekday = when.dt.day_of_week.to_numpy().astype(np.float32)
     hour_sin = np.sin(when.dt.hour.to_numpy().astype(np.float32) * np.pi / 24).astype(np.float32)
     x = np.stack([holiday, temp, values["rain_1h"], values["snow_1h"], values["clouds_all"], weekday, hour_sin], -1)
     y = values["traffic_volume"]
