@@ -19,7 +19,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 run: install
 	snakemake --cores $(CORES) --configfile config/local.yaml
 
+# The smoke study's HAR archive is a small one in the original layout (tests/har_archive.py).
+SMOKE_HAR := data/smoke-mirror/UCI HAR Dataset.zip
+
 smoke: install
+	test -f "$(SMOKE_HAR)" || python tests/har_archive.py "$(SMOKE_HAR)"
 	snakemake --cores $(CORES) --configfile config/smoke.yaml
 
 test: install

@@ -63,6 +63,18 @@ def planned_jobs(dry_run_output: str) -> list[tuple[str, dict]]:
     return jobs
 
 
+def smoke_data_args(workdir: Path) -> list[str]:
+    """The smoke study's sources: the real traffic file from ../shared/data through the mirror, and
+    a small HAR archive built in the original layout into the copy's data/smoke-mirror/."""
+    from har_archive import SMOKE_ARGS, build_har_archive
+
+    archive = workdir / "data" / "smoke-mirror" / "UCI HAR Dataset.zip"
+    if not archive.exists():
+        build_har_archive(archive, **SMOKE_ARGS)
+    traffic = SHARED / "data" / "metro_interstate_traffic"
+    return ["--config", f"data_mirror=[{traffic}, data/smoke-mirror]"]
+
+
 @pytest.fixture
 def workflow_copy(tmp_path) -> Path:
     return copy_workflow(tmp_path / "wf")
@@ -72,5 +84,5 @@ def workflow_copy(tmp_path) -> Path:
 def smoke_run(tmp_path_factory) -> Path:
     """One complete run of the smoke study, shared by the tests that only read its outputs."""
     workdir = copy_workflow(tmp_path_factory.mktemp("smoke") / "wf")
-    snakemake(workdir, "--cores", "2", "--configfile", "config/smoke.yaml")
+    snakemake(workdir, "--cores", "2", "--configfile", "config/smoke.yaml", *smoke_data_args(workdir))
     return workdir

@@ -64,3 +64,26 @@ def test_configfile_replaces_the_full_study(workflow_copy):
     for name in full_only:
         assert f"--dataset {name} " not in proc.stdout
     assert '"lr_decay"' not in proc.stdout or "lr_decay" in smoke["training"]
+
+
+def test_source_url_must_be_https(workflow_copy):
+    out = failure(dry_run(workflow_copy, "--config", "datasets={traffic: {source: {url: 'http://example.org/t.csv.gz'}}}"))
+    assert "config key 'datasets.traffic.source.url': 'http://example.org/t.csv.gz' does not match" in out
+
+
+def test_source_sha256_must_be_64_hex_digits(workflow_copy):
+    out = failure(dry_run(workflow_copy, "--config", "datasets={har: {source: {sha256: abc123}}}"))
+    assert "config key 'datasets.har.source.sha256'" in out
+
+
+def test_data_sets_sharing_a_file_must_agree(workflow_copy):
+    har = yaml.safe_load((workflow_copy / "config/smoke.yaml").read_text())["datasets"]["har"]
+    other = {**har, "params": {"protocol": "inertial"}, "source": {**har["source"], "sha256": "ab" * 32}}
+    out = failure(dry_run(workflow_copy, "--config", f"datasets={{har2: {yaml.safe_dump(other, default_flow_style=True).strip()}}}"))
+    assert "config key 'datasets.har2.source': file 'UCI HAR Dataset.zip' is also the source of another data set" in out
+
+
+def test_data_mirror_may_be_a_directory_or_a_list(workflow_copy):
+    for value in ("data_mirror=/srv/mirror", "data_mirror=[/srv/a, /srv/b]"):
+        proc = dry_run(workflow_copy, "--config", value)
+        assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -45,6 +45,52 @@ def datasets_of_kind(*kinds):
     return "|".join(map(re.escape, names)) if names else "(?!)"
 
 
+def data_mirrors():
+    """`data_mirror` as a list of directories (it may be null, one directory or a list)."""
+    mirror = config.get("data_mirror")
+    return [] if mirror is None else [mirror] if isinstance(mirror, str) else list(mirror)
+
+
+def source_file_name(source):
+    """A source's original file name: `file`, else the URL's last path component, decoded."""
+    from urllib.parse import unquote, urlparse
+
+    return source.get("file") or unquote(urlparse(source["url"]).path.rsplit("/", 1)[-1])
+
+
+def collect_sources():
+    """Original file name -> source block, over every configured data set with a `source`; data
+    sets that share a file (e.g. two HAR protocols) must agree on where it comes from."""
+    sources = {}
+    for name, dataset in config["datasets"].items():
+        source = dataset.get("source")
+        if source is None:
+            continue
+        source = {"sha256_of": "file", **source}
+        file = source_file_name(source)
+        if file in sources and {k: v for k, v in sources[file].items() if k != "file"} != {
+            k: v for k, v in source.items() if k != "file"
+        }:
+            raise ValueError(
+                f"config key 'datasets.{name}.source': file '{file}' is also the source of another data set "
+                "with a different url, sha256 or sha256_of; they must agree"
+            )
+        sources[file] = source
+    return sources
+
+
+SOURCES = collect_sources()
+# Mirror directories reach `liquidbench download` (a local rule, run by this process) through the
+# environment rather than as a param: where a verified file came from does not change it, so a
+# changed data_mirror must rerun nothing.
+os.environ["LIQUIDBENCH_DATA_MIRROR"] = os.pathsep.join(data_mirrors())
+
+
+def raw_file(dataset):
+    """Where a real data set's source file is downloaded to."""
+    return f"data/raw/{source_file_name(config['datasets'][dataset]['source'])}"
+
+
 def dataset_files(dataset):
     return [f"data/processed/{dataset}/meta.json"] + [f"data/processed/{dataset}/{s}.npz" for s in SPLITS]
 

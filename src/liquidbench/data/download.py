@@ -1,0 +1,179 @@
+"""Fetching source files: an offline mirror first, then the network, always verified by sha256.
+
+A file is looked up in each mirror directory by its original name (directly inside it or one
+directory level below), else downloaded over https with retries and exponential back-off. It is
+written under a temporary name beside the destination and renamed only once its sha256 matches,
+so a failure of any kind leaves nothing behind. For gzip files whose bytes differ between copies
+(re-compressed mirrors) the hash can be taken over the decompressed content instead.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import os
+import shutil
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import zlib
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from ..io import atomic_path
+
+log = logging.getLogger(__name__)
+
+HASH_OF = ("file", "decompressed")
+USER_AGENT = "liquidbench-download"
+_CHUNK = 1 << 20
+
+
+class DownloadError(OSError):
+    """The source could not be obtained (network and mirrors exhausted)."""
+
+
+class ChecksumError(ValueError):
+    """A file's content does not have the pinned sha256."""
+
+
+def file_name(url: str) -> str:
+    """The original file name of a URL: its last path component, percent-decoded."""
+    name = urllib.parse.unquote(urllib.parse.urlparse(url).path.rsplit("/", 1)[-1])
+    if not name or name in {".", ".."}:
+        raise ValueError(f"cannot tell the file name from URL {url!r}")
+    return name
+
+
+def content_sha256(path: str | Path, of: str = "file") -> str:
+    """sha256 of a file's bytes, or with ``of='decompressed'`` of its gzip-decompressed content."""
+    if of not in HASH_OF:
+        raise ValueError(f"sha256 of '{of}' is unknown, expected one of {HASH_OF}")
+    h = hashlib.sha256()
+    opener = gzip.open if of == "decompressed" else open
+    try:
+        with opener(path, "rb") as fh:
+            while block := fh.read(_CHUNK):
+                h.update(block)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise ChecksumError(f"{path}: cannot decompress it to check its sha256 ({exc})") from exc
+    return h.hexdigest()
+
+
+def verify(path: Path, expected: str | None, of: str, label: str) -> str:
+    """Check ``path`` against the pinned hash; return the actual hash. ``label`` names the file."""
+    actual = content_sha256(path, of)
+    what = "decompressed content" if of == "decompressed" else "file"
+    if expected is None:
+        log.warning(
+            "%s: no sha256 is pinned, so its content is NOT verified; sha256 of its %s is %s. "
+            "After checking it against a copy you trust, pin it in the data set's `source.sha256`.",
+            label, what, actual,
+        )
+    elif actual != expected.lower():
+        raise ChecksumError(
+            f"checksum mismatch for {label}: expected sha256 {expected.lower()} of its {what}, got {actual}"
+        )
+    return actual
+
+
+def find_in_mirrors(name: str, mirrors: Sequence[str | Path]) -> Path | None:
+    """The first ``mirror/name`` or ``mirror/*/name`` that exists, in the order given."""
+    for mirror in mirrors:
+        mirror = Path(mirror)
+        if not mirror.is_dir():
+            log.warning("data mirror %s is not a directory; skipped", mirror)
+            continue
+        direct = mirror / name
+        if direct.is_file():
+            return direct
+        nested = sorted(p for p in mirror.glob(f"*/{_glob_escape(name)}") if p.is_file())
+        if nested:
+            return nested[0]
+    return None
+
+
+def _glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def _fetch(url: str, dest: Path, timeout: float) -> None:
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    with urllib.request.urlopen(request, timeout=timeout) as resp, open(dest, "wb") as out:
+        expected = resp.headers.get("Content-Length")
+        shutil.copyfileobj(resp, out, _CHUNK)
+        size = out.tell()
+    if expected is not None and size != int(expected):
+        raise DownloadError(f"{url}: connection closed after {size} of {expected} bytes")
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, urllib.error.HTTPError):
+        return exc.code >= 500 or exc.code in (408, 429)
+    return isinstance(exc, (urllib.error.URLError, OSError, TimeoutError))
+
+
+def offline_help(name: str, mirrors: Sequence[str | Path]) -> str:
+    looked = ", ".join(str(m) for m in mirrors) if mirrors else "none configured"
+    return (
+        f"no mirror holds '{name}' (mirrors searched: {looked}). On a machine without network access, "
+        f"copy '{name}' (under exactly this name) into a directory and set `data_mirror: DIR` in the "
+        f"config, or pass `--config data_mirror=DIR` to snakemake; a list of directories is searched in order."
+    )
+
+
+def download(
+    url: str,
+    out: str | Path,
+    sha256: str | None,
+    sha256_of: str = "file",
+    mirrors: Iterable[str | Path] = (),
+    name: str | None = None,
+    retries: int = 4,
+    backoff_s: float = 2.0,
+    timeout_s: float = 60.0,
+) -> dict:
+    """Obtain the file of ``url`` as ``out``, verified; return where it came from and its hash."""
+    if urllib.parse.urlparse(url).scheme != "https":
+        raise ValueError(f"source URL must use https, got {url!r}")
+    if sha256_of not in HASH_OF:
+        raise ValueError(f"--sha256-of must be one of {HASH_OF}, got {sha256_of!r}")
+    if sha256 is not None and (len(sha256) != 64 or any(c not in "0123456789abcdefABCDEF" for c in sha256)):
+        raise ValueError(f"sha256 must be 64 hexadecimal digits, got {sha256!r}")
+    out = Path(out)
+    name = name or file_name(url)
+    mirrors = list(mirrors)
+
+    local = find_in_mirrors(name, mirrors)
+    if local is not None:
+        with atomic_path(out) as tmp:
+            shutil.copyfile(local, tmp)
+            actual = verify(tmp, sha256, sha256_of, f"'{name}' from mirror {local}")
+            os.chmod(tmp, 0o644)
+        log.info("took %s from mirror %s (sha256 of %s %s)", name, local, sha256_of, actual)
+        return {"source": str(local), "sha256": actual, "sha256_of": sha256_of}
+
+    errors = []
+    with atomic_path(out) as tmp:
+        for attempt in range(1, retries + 2):
+            try:
+                _fetch(url, tmp, timeout_s)
+                break
+            except Exception as exc:  # noqa: BLE001 - classified just below
+                if not _retryable(exc):
+                    raise DownloadError(f"download of {url} failed: {exc}") from exc
+                errors.append(f"attempt {attempt}: {exc}")
+                if attempt > retries:
+                    raise DownloadError(
+                        f"download of {url} failed after {attempt} attempts ({'; '.join(errors)}); "
+                        + offline_help(name, mirrors)
+                    ) from exc
+                wait = backoff_s * 2 ** (attempt - 1)
+                log.warning("download of %s failed (%s); retrying in %.1fs", url, exc, wait)
+                time.sleep(wait)
+        actual = verify(tmp, sha256, sha256_of, f"'{name}' downloaded from {url}")
+        os.chmod(tmp, 0o644)
+    log.info("downloaded %s (sha256 of %s %s)", url, sha256_of, actual)
+    return {"source": url, "sha256": actual, "sha256_of": sha256_of}
