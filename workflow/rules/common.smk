@@ -4,6 +4,8 @@
 import json
 import re
 
+from liquidbench.slurm import job_resources
+
 
 def check_study():
     """Every name the study selects must be defined in its section."""
@@ -57,19 +59,30 @@ def hardware_entry(wildcards):
 
 
 def launcher(wildcards):
-    """The process launcher for a hardware entry: nothing for one process, torchrun for DDP."""
+    """The process launcher for a hardware entry: nothing for one process, torchrun for DDP.
+
+    Inside a Slurm job (SLURM_JOB_ID set) torchrun runs as a job step started by srun, one per
+    node, so that it gets the job's CPUs and GPUs on every node and Slurm's signals (--signal,
+    time limit, preemption); outside Slurm a single-node run starts torchrun directly.
+    """
     hw = hardware_entry(wildcards)
     nproc, nodes = hw["nproc_per_node"], hw["nodes"]
     if nodes * nproc == 1:
         return ""
+    step = f"srun --nodes={nodes} --ntasks={nodes} --ntasks-per-node=1 --cpus-per-task={hw['resources']['cpus_per_task']}"
     if nodes == 1:
-        return f"torchrun --standalone --nnodes=1 --nproc_per_node={nproc}"
+        return f"${{SLURM_JOB_ID:+{step}}} torchrun --standalone --nnodes=1 --nproc_per_node={nproc} --no-python"
     # One torchrun per node (srun starts them), rendezvous on the allocation's first node.
     return (
-        f"srun --ntasks={nodes} --ntasks-per-node=1 torchrun --nnodes={nodes} --nproc_per_node={nproc} "
+        f"{step} torchrun --nnodes={nodes} --nproc_per_node={nproc} --no-python "
         "--rdzv_backend=c10d --rdzv_id=$SLURM_JOB_ID "
         "--rdzv_endpoint=$(scontrol show hostnames $SLURM_JOB_NODELIST | head -n 1):29500"
     )
+
+
+def train_resource(key):
+    """One Slurm resource of a training job (see liquidbench.slurm); None leaves it unset."""
+    return lambda w: job_resources(w.hardware, hardware_entry(w))[key]
 
 
 def run_targets(name="metrics.json"):
