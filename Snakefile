@@ -6,7 +6,7 @@
 #
 # Rules only orchestrate: each calls one `liquidbench` subcommand. See README.md.
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -18,7 +18,11 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+include: "workflow/rules/config.smk"  # --config typing and schema validation
+
+
+# snakemake --report results/report.html: every table and figure with its caption.
+report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"

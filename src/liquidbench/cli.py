@@ -2,9 +2,14 @@
 
     liquidbench prepare   --dataset NAME --kind KIND --params JSON --out DIR
     liquidbench train     --data DIR --dataset NAME --model NAME --model-params JSON ...
-    liquidbench aggregate --out-runs CSV --out-history CSV METRICS.json...
-    liquidbench summarize --runs CSV --out-csv CSV --out-md MD
-    liquidbench plot      --summary CSV --history CSV --out-dir DIR --datasets NAME...
+    liquidbench aggregate --out-runs CSV --out-history CSV [--expected JSON] METRICS.json...
+    liquidbench summarize --runs CSV --out-csv CSV --out-md MD [--out-tex TEX]
+    liquidbench scaling   --summary CSV --hardware-config JSON [--threshold 0.7] --out-csv CSV ...
+    liquidbench ratios    --summary CSV --model-types JSON --out-csv CSV ...
+    liquidbench time-to-target --runs CSV --history CSV --targets JSON --out-csv CSV ...
+    liquidbench claims    --summary CSV --scaling CSV --model-types JSON --out-csv CSV ...
+    liquidbench provenance --runs CSV --out-csv CSV ...
+    liquidbench plot      --summary CSV --history CSV --scaling CSV --out-dir DIR --datasets NAME...
 """
 
 from __future__ import annotations
@@ -55,40 +60,105 @@ def cmd_train(args) -> None:
 
 def cmd_aggregate(args) -> None:
     from .io import atomic_path
-    from .results.aggregate import load_histories, load_runs
+    from .results.aggregate import expected_runs, load_histories, load_runs
 
-    runs = load_runs(args.metrics)
+    expected = None
+    if args.expected:
+        try:
+            expected = expected_runs(*(args.expected[k] for k in ("datasets", "models", "hardware", "seeds")))
+        except KeyError as exc:
+            raise ValueError(f"--expected: missing key {exc}; expected datasets, models, hardware and seeds") from exc
+    runs = load_runs(args.metrics, expected)
     with atomic_path(args.out_runs) as tmp:
         runs.to_csv(tmp, index=False)
     with atomic_path(args.out_history) as tmp:
         load_histories(runs).to_csv(tmp, index=False)
-    logging.info("aggregated %d runs", len(runs))
+    logging.info("aggregated %d runs (%s)", len(runs), runs["status"].value_counts().to_dict())
+
+
+def _read_csv(path):
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise ValueError(f"cannot read table {path}: {exc}") from exc
+
+
+def _write(args, raw, display, title, notes) -> None:
+    from .results.tables import write_table
+
+    write_table(raw, display, args.out_csv, args.out_md, args.out_tex, title, notes)
 
 
 def cmd_summarize(args) -> None:
-    import pandas as pd
+    from .results import summary as s
 
-    from .io import atomic_path, write_text
-    from .results.summary import summarize, to_markdown
+    table = s.summarize(_read_csv(args.runs))
+    _write(args, table, s.display(table), "Summary over seeds", s.NOTES)
 
-    summary = summarize(pd.read_csv(args.runs))
-    with atomic_path(args.out_csv) as tmp:
-        summary.to_csv(tmp, index=False)
-    write_text(args.out_md, to_markdown(summary))
+
+def cmd_scaling(args) -> None:
+    from .results import scaling as sc
+
+    if not 0 < args.threshold <= 1:
+        raise ValueError(f"--threshold: the knee threshold is an efficiency in (0, 1], got {args.threshold}")
+    table = sc.scaling_table(_read_csv(args.summary), args.hardware_config, args.threshold, args.baselines)
+    _write(args, table, sc.display(table), "Scaling: speedup and parallel efficiency", sc.NOTES)
+
+
+def cmd_ratios(args) -> None:
+    from .results import compare
+
+    table = compare.ratio_table(_read_csv(args.summary), args.model_types)
+    _write(args, table, compare.ratio_display(table), "Ratios between models", compare.RATIO_NOTES)
+
+
+def cmd_time_to_target(args) -> None:
+    from .results import compare
+
+    bad = {k: v for k, v in args.targets.items() if not isinstance(v, (int, float))}
+    if bad:
+        raise ValueError(f"--targets: each data set's target must be a number, got {bad}")
+    table = compare.time_to_target(_read_csv(args.runs), _read_csv(args.history), args.targets)
+    _write(args, table, compare.target_display(table), "Time to target", compare.TARGET_NOTES)
+
+
+def cmd_claims(args) -> None:
+    from .results import claims
+
+    table = claims.check_claims(_read_csv(args.summary), _read_csv(args.scaling), args.model_types, args.settings)
+    _write(args, table, claims.display(table), "Checked claims", claims.NOTES)
+
+
+def cmd_provenance(args) -> None:
+    from .results import provenance
+
+    table = provenance.provenance(_read_csv(args.runs))
+    _write(args, table, table.fillna("n/a"), "What was run", provenance.NOTES)
 
 
 def cmd_plot(args) -> None:
-    import pandas as pd
-
     from .results import figures
 
-    summary = pd.read_csv(args.summary)
-    history = pd.read_csv(args.history)
+    summary = _read_csv(args.summary)
+    history = _read_csv(args.history)
+    scaling = _read_csv(args.scaling)
     out = Path(args.out_dir)
-    figures.train_time(summary, out / "train_time")
-    figures.metric(summary, out / "test_metric")
+    figures.train_time(summary, out / "train_time", args.datasets)
+    figures.metric(summary, out / "test_metric", args.datasets)
+    figures.scaling(scaling, out / "scaling")
+    figures.pareto(summary, out / "pareto", args.datasets)
+    figures.gpu(summary, out / "gpu")
+    figures.energy(summary, out / "energy")
     for ds in args.datasets:
         figures.loss_curves(history, ds, out / f"loss_curves_{ds}")
+
+
+def _table_outputs(p) -> None:
+    p.add_argument("--out-csv", type=Path, required=True, help="every raw column")
+    p.add_argument("--out-md", type=Path, help="formatted Markdown")
+    p.add_argument("--out-tex", type=Path, help="formatted LaTeX (booktabs)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,20 +188,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("aggregate", help="collect run metrics and histories into tables")
-    p.add_argument("metrics", nargs="+", type=Path)
+    p.add_argument("metrics", nargs="*", type=Path)
+    p.add_argument("--expected", type=_json_arg,
+                   help='the study as JSON {"datasets": [...], "models": [...], "hardware": [...], "seeds": [...]}; '
+                        "expected runs without metrics get status missing")
     p.add_argument("--out-runs", type=Path, required=True)
     p.add_argument("--out-history", type=Path, required=True)
     p.set_defaults(func=cmd_aggregate)
 
-    p = sub.add_parser("summarize", help="mean and std over seeds")
+    p = sub.add_parser("summarize", help="mean, std and 95%% CI over seeds")
     p.add_argument("--runs", type=Path, required=True)
-    p.add_argument("--out-csv", type=Path, required=True)
-    p.add_argument("--out-md", type=Path, required=True)
+    _table_outputs(p)
     p.set_defaults(func=cmd_summarize)
 
-    p = sub.add_parser("plot", help="figures from the summary and histories")
+    p = sub.add_parser("scaling", help="speedup, efficiency and knee of DDP widths")
+    p.add_argument("--summary", type=Path, required=True)
+    p.add_argument("--hardware-config", type=_json_arg, required=True,
+                   help="the study's hardware entries as JSON, in study order")
+    p.add_argument("--threshold", type=float, default=0.7, help="knee: efficiency threshold (default 0.7)")
+    p.add_argument("--baselines", type=_json_arg, default={}, help="JSON {hardware: baseline hardware} overrides")
+    _table_outputs(p)
+    p.set_defaults(func=cmd_scaling)
+
+    p = sub.add_parser("ratios", help="time and metric ratios: CfC vs LTC, each model vs LSTM")
+    p.add_argument("--summary", type=Path, required=True)
+    p.add_argument("--model-types", type=_json_arg, required=True, help="JSON {model name: type}")
+    _table_outputs(p)
+    p.set_defaults(func=cmd_ratios)
+
+    p = sub.add_parser("time-to-target", help="training time until the validation metric reaches a target")
+    p.add_argument("--runs", type=Path, required=True)
+    p.add_argument("--history", type=Path, required=True)
+    p.add_argument("--targets", type=_json_arg, required=True, help="JSON {dataset: target validation metric}")
+    _table_outputs(p)
+    p.set_defaults(func=cmd_time_to_target)
+
+    p = sub.add_parser("claims", help="check the thesis's claims on the data")
+    p.add_argument("--summary", type=Path, required=True)
+    p.add_argument("--scaling", type=Path, required=True)
+    p.add_argument("--model-types", type=_json_arg, required=True, help="JSON {model name: type}")
+    p.add_argument("--settings", type=_json_arg, default={}, help="JSON {min_seeds, metric_tolerance_std, speedup_min}")
+    _table_outputs(p)
+    p.set_defaults(func=cmd_claims)
+
+    p = sub.add_parser("provenance", help="software versions and machines of the runs")
+    p.add_argument("--runs", type=Path, required=True)
+    _table_outputs(p)
+    p.set_defaults(func=cmd_provenance)
+
+    p = sub.add_parser("plot", help="figures from the summary, scaling table and histories")
     p.add_argument("--summary", type=Path, required=True)
     p.add_argument("--history", type=Path, required=True)
+    p.add_argument("--scaling", type=Path, required=True)
     p.add_argument("--out-dir", type=Path, required=True)
     p.add_argument("--datasets", nargs="+", required=True)
     p.set_defaults(func=cmd_plot)

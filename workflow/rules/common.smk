@@ -2,6 +2,7 @@
 # everything computational lives in the liquidbench package.
 
 import json
+import os
 import re
 
 from liquidbench.slurm import job_resources
@@ -95,14 +96,78 @@ def run_targets(name="metrics.json"):
     )
 
 
+# Defaults of the `results` section (workflow/schemas/config.schema.yaml documents each key).
+RESULTS_DEFAULTS = {
+    "knee_threshold": 0.7,
+    "targets": {},
+    "scaling_baselines": {},
+    "claims": {"min_seeds": 2, "metric_tolerance_std": 1.0, "speedup_min": 1.0},
+    "allow_missing": False,
+}
+RESULTS = deep_merge(RESULTS_DEFAULTS, config.get("results") or {})
+TABLES = ["summary", "scaling", "ratios", "time_to_target", "claims", "provenance"]
+
+
+def expected_study():
+    """The study's product as JSON for `liquidbench aggregate --expected` (missing runs are shown)."""
+    return as_json({k: STUDY[k] for k in ("datasets", "models", "hardware", "seeds")})
+
+
+def aggregate_inputs(wildcards):
+    """Every run's metrics.json; with results.allow_missing only those that exist (after
+    `snakemake --keep-going` left failed runs behind), the rest then appear as missing."""
+    targets = run_targets("metrics.json")
+    if RESULTS["allow_missing"]:
+        return [t for t in targets if os.path.exists(t)]
+    return targets
+
+
+def study_hardware():
+    return as_json({name: config["hardware"][name] for name in STUDY["hardware"]})
+
+
+def model_types():
+    return as_json({name: config["models"][name]["type"] for name in STUDY["models"]})
+
+
+def table_files(name, exts=("csv", "md", "tex")):
+    return [f"results/tables/{name}.{ext}" for ext in exts]
+
+
 def results_targets():
-    return [
-        "results/tables/runs.csv",
-        "results/tables/summary.csv",
-        "results/tables/summary.md",
-    ] + figure_files()
+    return (
+        ["results/tables/runs.csv", "results/tables/history.csv"]
+        + [f for t in TABLES for f in table_files(t)]
+        + figure_files()
+    )
+
+
+def figure_stems():
+    return ["train_time", "test_metric", "scaling", "pareto", "gpu", "energy"] + [
+        f"loss_curves_{d}" for d in STUDY["datasets"]
+    ]
 
 
 def figure_files():
-    stems = ["train_time", "test_metric"] + [f"loss_curves_{d}" for d in STUDY["datasets"]]
-    return [f"results/figures/{stem}.{ext}" for stem in stems for ext in ("png", "pdf")]
+    return [f"results/figures/{stem}.{ext}" for stem in figure_stems() for ext in ("png", "pdf")]
+
+
+def table_csv(name):
+    """A table's CSV, in the report with the caption workflow/report/{name}.rst."""
+    return report(f"results/tables/{name}.csv", caption=f"../report/{name}.rst", category="Tables", labels={"table": name})
+
+
+def table_shell(cmd):
+    """A table subcommand with the rule's three outputs and its log."""
+    return f"{cmd} --out-csv {{output.csv}} --out-md {{output.md}} --out-tex {{output.tex}} > {{log}} 2>&1"
+
+
+def figure_outputs():
+    """Every figure; the PNGs go into the report with the caption of their kind."""
+    out = []
+    for stem in figure_stems():
+        kind = "loss_curves" if stem.startswith("loss_curves_") else stem
+        png = f"results/figures/{stem}.png"
+        out.append(report(png, caption=f"../report/fig_{kind}.rst", category="Figures", labels={"figure": stem}))
+        out.append(f"results/figures/{stem}.pdf")
+    return out

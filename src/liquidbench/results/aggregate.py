@@ -24,7 +24,10 @@ def flatten(obj: dict, prefix: str = "") -> dict:
     return row
 
 
-def load_runs(metrics_files: list[str | Path]) -> pd.DataFrame:
+def load_runs(metrics_files: list[str | Path], expected: list[tuple] | None = None) -> pd.DataFrame:
+    """One row per run from its metrics.json; with ``expected`` (dataset, model, hardware, seed)
+    tuples, every expected run without a metrics file gets a row with status ``missing`` (a job
+    that failed or never ran writes no metrics.json), so that it shows in every table."""
     rows = []
     for path in metrics_files:
         try:
@@ -36,15 +39,31 @@ def load_runs(metrics_files: list[str | Path]) -> pd.DataFrame:
         if missing:
             raise ValueError(f"run metrics {path} lack key(s) {missing}")
         rows.append({**flatten(metrics), "run_dir": str(Path(path).parent)})
+    found = {tuple(str(r[k]) for k in KEYS) for r in rows}
+    for key in expected or []:
+        if tuple(str(k) for k in key) not in found:
+            rows.append({**dict(zip(KEYS, key)), "status": "missing", "run_dir": ""})
     if not rows:
-        raise ValueError("no run metrics given to aggregate")
-    return pd.DataFrame(rows).sort_values(KEYS, kind="stable").reset_index(drop=True)
+        raise ValueError("no run metrics given to aggregate, and no expected runs")
+    df = pd.DataFrame(rows)
+    df["seed"] = df["seed"].astype(int)
+    if "status" not in df:
+        df["status"] = "ok"
+    df["status"] = df["status"].fillna("ok")
+    return df.sort_values(KEYS, kind="stable").reset_index(drop=True)
+
+
+def expected_runs(datasets, models, hardware, seeds) -> list[tuple]:
+    """The study's product: every (dataset, model, hardware, seed) that should have a run."""
+    return [(d, m, h, int(s)) for d in datasets for m in models for h in hardware for s in seeds]
 
 
 def load_histories(runs: pd.DataFrame) -> pd.DataFrame:
     """history.csv of every run, tagged with its keys; runs without one are left out."""
     frames = []
-    for _, run in runs.iterrows():
+    for run in runs.to_dict("records"):
+        if not isinstance(run.get("run_dir"), str) or not run["run_dir"]:
+            continue
         path = Path(run["run_dir"]) / "history.csv"
         if path.exists():
             frames.append(pd.read_csv(path).assign(**{k: run[k] for k in KEYS}))

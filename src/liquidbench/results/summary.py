@@ -1,63 +1,114 @@
-"""Mean and standard deviation over seeds per dataset x model x hardware."""
+"""Statistics over seeds per dataset x model x hardware, with the fate of every expected run.
+
+Only runs with status ``ok`` enter the statistics; diverged, failed and missing runs are counted
+in their own columns and named in ``runs``, so that no row loses a seed silently.
+"""
 
 from __future__ import annotations
 
 import pandas as pd
 
+from .stats import describe
+from .tables import estimate
+
 GROUP = ["dataset", "model", "hardware"]
-MEASURES = [
-    "train_time_s",
-    "steady_epoch_time_s",
-    "throughput_samples_per_s",
-    "best_val_metric",
-    "test_metric",
-    "final_train_loss",
-    "peak_host_rss_mb",
+STATUSES = ["ok", "diverged", "failed", "missing"]
+# column in runs.csv -> (label, unit)
+MEASURES = {
+    "train_time_s": ("train time", "s"),
+    "steady_epoch_time_s": ("epoch time", "s"),
+    "throughput_samples_per_s": ("throughput", "samples/s"),
+    "test_metric": ("test metric", ""),
+    "best_val_metric": ("best val metric", ""),
+    "final_train_loss": ("final train loss", ""),
+    "step_time_median_s": ("median step time", "s"),
+    "comm_fraction": ("communication fraction", ""),
+    "peak_host_rss_mb": ("peak host RSS", "MB"),
+    "telemetry.host.rss_peak_mb": ("peak host RSS (sampled)", "MB"),
+    "telemetry.gpu.util_mean_pct": ("mean GPU utilisation", "%"),
+    "telemetry.gpu.mem_used_peak_mb": ("peak GPU memory", "MB"),
+    "telemetry.gpu.torch_max_memory_allocated_mb": ("peak torch GPU allocation", "MB"),
+    "telemetry.gpu.energy_j": ("GPU energy", "J"),
+    "telemetry.gpu.energy_per_epoch_j": ("GPU energy per epoch", "J"),
+}
+STAT_FIELDS = ["n", "mean", "std", "ci_low", "ci_high"]
+# Markdown / LaTeX columns: (runs.csv column, header)
+DISPLAY = [
+    ("test_metric", "test metric"),
+    ("best_val_metric", "best val metric"),
+    ("train_time_s", "train time [s]"),
+    ("steady_epoch_time_s", "epoch time [s]"),
+    ("throughput_samples_per_s", "throughput [samples/s]"),
+    ("peak_host_rss_mb", "peak host RSS [MB]"),
+    ("telemetry.gpu.mem_used_peak_mb", "peak GPU mem [MB]"),
+    ("telemetry.gpu.util_mean_pct", "GPU util [%]"),
+    ("telemetry.gpu.energy_j", "GPU energy [J]"),
 ]
 
 
+def first(series: pd.Series):
+    s = series.dropna()
+    return s.iloc[0] if len(s) else None
+
+
+def status_text(counts: dict) -> str:
+    """'3 ok' or '1 ok, 1 diverged, 1 missing'."""
+    parts = [f"{counts[s]} {s}" for s in STATUSES if counts.get(s)]
+    other = counts.get("other", 0)
+    if other:
+        parts.append(f"{other} other")
+    return ", ".join(parts) or "0 runs"
+
+
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per group: n seeds, n ok, parameter count, metric name, mean and std of each measure."""
+    """One row per group: run counts by status, parameter count, metric name and, for each
+    measure, n, mean, std and 95 % t interval over the group's ok runs (NaN where no data)."""
+    if "status" not in runs:
+        runs = runs.assign(status="ok")
     rows = []
     for key, group in runs.groupby(GROUP, sort=True):
         ok = group[group["status"] == "ok"]
+        counts = {s: int((group["status"] == s).sum()) for s in STATUSES}
+        counts["other"] = len(group) - sum(counts.values())
         row = dict(zip(GROUP, key))
+        n_params = first(group["n_params"]) if "n_params" in group else None
         row.update(
             n_runs=len(group),
-            n_ok=len(ok),
-            metric_name=group["metric_name"].iloc[0],
-            n_params=int(group["n_params"].iloc[0]),
+            **{f"n_{s}": counts[s] for s in STATUSES},
+            runs=status_text(counts),
+            model_type=first(group["model_type"]) if "model_type" in group else None,
+            metric_name=first(group["metric_name"]) if "metric_name" in group else None,
+            n_params=int(n_params) if n_params is not None else None,
         )
         for m in MEASURES:
-            if m in ok:
-                row[f"{m}_mean"] = ok[m].mean() if len(ok) else float("nan")
-                row[f"{m}_std"] = ok[m].std(ddof=1) if len(ok) > 1 else float("nan")
+            values = pd.to_numeric(ok[m], errors="coerce") if m in ok else []
+            d = describe(values)
+            row.update({f"{m}_{f}": d[f] for f in STAT_FIELDS})
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _fmt(mean: float, std: float) -> str:
-    if pd.isna(mean):
-        return "n/a"
-    if pd.isna(std):
-        return f"{mean:.4g}"
-    return f"{mean:.4g} ± {std:.2g}"
+def display(summary: pd.DataFrame) -> pd.DataFrame:
+    """Formatted cells: mean ± std [95 % CI] n=k over ok seeds."""
+    out = []
+    for r in summary.to_dict("records"):
+        row = {
+            "dataset": r["dataset"], "model": r["model"], "hardware": r["hardware"], "runs": r["runs"],
+            "params": "n/a" if pd.isna(r["n_params"]) else str(int(r["n_params"])),
+            "metric": r["metric_name"] if isinstance(r["metric_name"], str) else "n/a",
+        }
+        for col, header in DISPLAY:
+            row[header] = estimate(*(r[f"{col}_{f}"] for f in ("mean", "std", "ci_low", "ci_high", "n")))
+        out.append(row)
+    return pd.DataFrame(out, columns=["dataset", "model", "hardware", "runs", "params", "metric"] + [h for _, h in DISPLAY])
+
+
+NOTES = ("Cells: mean ± sample std [95 % t confidence interval] n = number of ok seeds. Only runs "
+         "with status ok enter the statistics; `runs` counts every expected run by status "
+         "(diverged, failed, missing = no metrics.json). n/a: no data for this configuration.")
 
 
 def to_markdown(summary: pd.DataFrame) -> str:
-    """A readable Markdown table: mean ± std over successful seeds."""
-    cols = ["dataset", "model", "hardware", "runs (ok)", "params", "metric",
-            "test metric", "best val metric", "train time [s]", "epoch time [s]", "throughput [samples/s]"]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for _, r in summary.iterrows():
-        cells = [
-            r["dataset"], r["model"], r["hardware"], f"{r['n_runs']} ({r['n_ok']})", str(r["n_params"]),
-            r["metric_name"],
-            _fmt(r["test_metric_mean"], r["test_metric_std"]),
-            _fmt(r["best_val_metric_mean"], r["best_val_metric_std"]),
-            _fmt(r["train_time_s_mean"], r["train_time_s_std"]),
-            _fmt(r["steady_epoch_time_s_mean"], r["steady_epoch_time_s_std"]),
-            _fmt(r["throughput_samples_per_s_mean"], r["throughput_samples_per_s_std"]),
-        ]
-        lines.append("| " + " | ".join(map(str, cells)) + " |")
-    return "\n".join(lines) + "\n"
+    from .tables import to_markdown as md
+
+    return md(display(summary), "Summary over seeds", NOTES)

@@ -1,0 +1,150 @@
+"""The thesis's statements checked on the data at hand, each with a verdict and its numbers.
+
+A verdict is ``true``, ``false`` or ``undecidable``. A comparison is *decided* when both sides
+have at least ``min_seeds`` ok runs. A claim is false as soon as one decided comparison
+contradicts it, true when every comparison it covers is decided and agrees, and undecidable
+otherwise (no comparison at all, or some without enough data) — the table says which.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from .tables import num
+
+DEFAULTS = {"min_seeds": 2, "metric_tolerance_std": 1.0, "speedup_min": 1.0}
+
+CLAIMS = {
+    "cfc_faster": "CfC trains faster than LTC in every configuration",
+    "cfc_accuracy": "CfC accuracy is comparable to or better than LTC's (within one std)",
+    "ddp_faster": "DDP reduces training time",
+    "best_at_2": "The best gain is at 2 GPUs",
+}
+
+
+def _verdict(results: list[bool | None]) -> str:
+    if any(r is False for r in results):
+        return "false"
+    if results and all(r is True for r in results):
+        return "true"
+    return "undecidable"
+
+
+def _row(key: str, results: list[bool | None], evidence: list[str], rule: str) -> dict:
+    decided = sum(r is not None for r in results)
+    return {"claim_id": key, "claim": CLAIMS[key], "verdict": _verdict(results),
+            "decided": decided, "comparisons": len(results),
+            "evidence": "; ".join(evidence) if evidence else "no comparison possible in this study",
+            "rule": rule}
+
+
+def _pairs(summary: pd.DataFrame, model_types: dict[str, str]):
+    index = {(r["dataset"], r["model"], r["hardware"]): r for r in summary.to_dict("records")}
+    cfcs = [m for m, t in model_types.items() if t == "cfc"]
+    ltcs = [m for m, t in model_types.items() if t == "ltc"]
+    for dataset in sorted(summary["dataset"].unique()):
+        for hardware in sorted(summary["hardware"].unique()):
+            for c in cfcs:
+                for l in ltcs:
+                    a, b = index.get((dataset, c, hardware)), index.get((dataset, l, hardware))
+                    if a is not None and b is not None:
+                        yield f"{dataset}/{hardware} {c} vs {l}", a, b
+
+
+def _n(row, measure):
+    v = row.get(f"{measure}_n", 0)
+    return 0 if pd.isna(v) else int(v)
+
+
+def check_claims(summary: pd.DataFrame, scaling: pd.DataFrame, model_types: dict[str, str],
+                 settings: dict | None = None) -> pd.DataFrame:
+    s = {**DEFAULTS, **(settings or {})}
+    k = s["min_seeds"]
+    rows = []
+
+    # 1. CfC faster than LTC: mean training time lower in every dataset x hardware.
+    res, ev = [], []
+    for name, a, b in _pairs(summary, model_types):
+        m = "train_time_s"
+        if min(_n(a, m), _n(b, m)) < k:
+            res.append(None)
+            ev.append(f"{name}: too few ok seeds ({_n(a, m)}, {_n(b, m)} < {k})")
+            continue
+        ok = a[f"{m}_mean"] < b[f"{m}_mean"]
+        res.append(bool(ok))
+        ev.append(f"{name}: {num(a[f'{m}_mean'])} s vs {num(b[f'{m}_mean'])} s "
+                  f"(ratio {num(a[f'{m}_mean'] / b[f'{m}_mean'], 3)})")
+    rows.append(_row("cfc_faster", res, ev, f"mean train_time_s of CfC < LTC on every data set x hardware "
+                                           f"(>= {k} ok seeds each)"))
+
+    # 2. CfC metric comparable or better: not worse than LTC by more than tol x pooled std.
+    res, ev = [], []
+    tol = s["metric_tolerance_std"]
+    for name, a, b in _pairs(summary, model_types):
+        m = "test_metric"
+        if min(_n(a, m), _n(b, m)) < k:
+            res.append(None)
+            ev.append(f"{name}: too few ok seeds ({_n(a, m)}, {_n(b, m)} < {k})")
+            continue
+        pooled = math.sqrt((a[f"{m}_std"] ** 2 + b[f"{m}_std"] ** 2) / 2)
+        higher_better = a.get("metric_name") == "accuracy"
+        worse_by = (b[f"{m}_mean"] - a[f"{m}_mean"]) if higher_better else (a[f"{m}_mean"] - b[f"{m}_mean"])
+        ok = worse_by <= tol * pooled
+        res.append(bool(ok))
+        ev.append(f"{name}: {a.get('metric_name')} {num(a[f'{m}_mean'])} vs {num(b[f'{m}_mean'])}, "
+                  f"CfC worse by {num(worse_by, 3)}, allowed {num(tol * pooled, 3)}")
+    rows.append(_row("cfc_accuracy", res, ev, f"CfC test metric worse than LTC's by at most {tol:g} x pooled std "
+                                             f"sqrt((s_cfc^2 + s_ltc^2)/2) (>= {k} ok seeds each)"))
+
+    # 3. DDP reduces training time: speedup > speedup_min for every width n > 1.
+    res, ev = [], []
+    smin = s["speedup_min"]
+    multi = scaling[scaling["n"] > 1] if len(scaling) else scaling
+    for r in multi.to_dict("records"):
+        name = f"{r['dataset']}/{r['model']} {r['hardware']} (n={int(r['n'])}) vs {r['baseline']}"
+        if min(r["t1_seeds"], r["tn_seeds"]) < k or pd.isna(r["speedup"]):
+            res.append(None)
+            ev.append(f"{name}: too few ok seeds ({int(r['t1_seeds'])}, {int(r['tn_seeds'])} < {k})")
+            continue
+        res.append(bool(r["speedup"] > smin))
+        ev.append(f"{name}: speedup {num(r['speedup'], 3)}")
+    rows.append(_row("ddp_faster", res, ev, f"speedup T(1)/T(n) > {smin:g} for every DDP width n > 1 "
+                                           f"(>= {k} ok seeds each)"))
+
+    # 4. Best gain at 2 GPUs: the marginal speedup per added GPU is largest for the step to n = 2.
+    res, ev = [], []
+    gpu = scaling[scaling["device"] == "cuda"] if len(scaling) else scaling
+    for (dataset, model, mode), g in (gpu.groupby(["dataset", "model", "scaling"]) if len(gpu) else []):
+        g = g.sort_values("n")
+        name = f"{dataset}/{model} cuda/{mode}"
+        widths = list(g["n"].astype(int))
+        if 2 not in widths or len([n for n in widths if n > 2]) == 0 or 1 not in widths:
+            res.append(None)
+            ev.append(f"{name}: widths {widths}: needs 1, 2 and a larger width")
+            continue
+        if (g["tn_seeds"] < k).any() or g["speedup"].isna().any():
+            res.append(None)
+            ev.append(f"{name}: too few ok seeds at some width")
+            continue
+        sp = list(g["speedup"])
+        gains = {widths[i]: (sp[i] - sp[i - 1]) / (widths[i] - widths[i - 1]) for i in range(1, len(widths))}
+        best = max(gains, key=gains.get)
+        res.append(best == 2)
+        ev.append(f"{name}: gain per added GPU " + ", ".join(f"n={n}: {num(v, 3)}" for n, v in gains.items()))
+    rows.append(_row("best_at_2", res, ev, "(S(n_k) - S(n_k-1)) / (n_k - n_k-1) over consecutive GPU widths is "
+                                          "largest at n = 2 in every CUDA scaling group"))
+    return pd.DataFrame(rows)
+
+
+def display(table: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "claim": table["claim"], "verdict": table["verdict"],
+        "decided": [f"{d} of {c}" for d, c in zip(table["decided"], table["comparisons"])],
+        "evidence": table["evidence"], "rule": table["rule"],
+    })
+
+
+NOTES = ("verdict: false if any decided comparison contradicts the claim, true if every comparison is "
+         "decided and agrees, undecidable otherwise. decided: comparisons with enough ok seeds.")

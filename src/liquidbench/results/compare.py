@@ -1,0 +1,152 @@
+"""Model comparisons: time and metric ratios between models, and wall time to a target metric."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from .stats import describe, ratio
+from .tables import estimate, num
+
+RATIO_MEASURES = {"train_time_s": "train time", "steady_epoch_time_s": "epoch time", "test_metric": "test metric"}
+
+
+def _stats(row: dict | None, measure: str) -> dict:
+    if row is None:
+        return {"n": 0, "mean": float("nan"), "se": float("nan")}
+    n = int(row.get(f"{measure}_n", 0) or 0)
+    std = row.get(f"{measure}_std", float("nan"))
+    return {"n": n, "mean": row.get(f"{measure}_mean", float("nan")),
+            "se": std / math.sqrt(n) if n > 1 else float("nan")}
+
+
+def model_pairs(model_types: dict[str, str]) -> list[tuple[str, str, str]]:
+    """(comparison, model, reference): every CfC-type model against every LTC-type model, and every
+    model against every LSTM-type model (except itself)."""
+    by_type = lambda t: [m for m, mt in model_types.items() if mt == t]  # noqa: E731
+    pairs = [("cfc vs ltc", c, l) for c in by_type("cfc") for l in by_type("ltc")]
+    pairs += [("vs lstm", m, r) for r in by_type("lstm") for m in model_types if m != r]
+    return pairs
+
+
+def ratio_table(summary: pd.DataFrame, model_types: dict[str, str]) -> pd.DataFrame:
+    """Per dataset x hardware x pair: model/reference ratio of the mean of each measure with its
+    95 % interval (< 1: the model takes less time / has the lower metric)."""
+    index = {(r["dataset"], r["model"], r["hardware"]): r for r in summary.to_dict("records")}
+    rows = []
+    for dataset in sorted(summary["dataset"].unique()):
+        for hardware in sorted(summary["hardware"].unique()):
+            for comparison, model, ref in model_pairs(model_types):
+                a, b = index.get((dataset, model, hardware)), index.get((dataset, ref, hardware))
+                row = {"dataset": dataset, "hardware": hardware, "comparison": comparison, "model": model,
+                       "reference": ref, "model_runs": a["runs"] if a else "not in study",
+                       "reference_runs": b["runs"] if b else "not in study",
+                       "metric_name": (a or b or {}).get("metric_name")}
+                for m in RATIO_MEASURES:
+                    r = ratio(_stats(a, m), _stats(b, m))
+                    row.update({f"{m}_ratio": r["value"], f"{m}_ratio_ci_low": r["ci_low"],
+                                f"{m}_ratio_ci_high": r["ci_high"]})
+                rows.append(row)
+    cols = ["dataset", "hardware", "comparison", "model", "reference", "model_runs", "reference_runs", "metric_name"]
+    cols += [f"{m}_ratio{s}" for m in RATIO_MEASURES for s in ("", "_ci_low", "_ci_high")]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def ratio_display(table: pd.DataFrame) -> pd.DataFrame:
+    out = []
+    for r in table.to_dict("records"):
+        row = {k: r[k] for k in ("dataset", "hardware", "comparison", "model", "reference")}
+        row["runs (model / ref)"] = f"{r['model_runs']} / {r['reference_runs']}"
+        for m, label in RATIO_MEASURES.items():
+            row[f"{label} ratio"] = estimate(r[f"{m}_ratio"], lo=r[f"{m}_ratio_ci_low"], hi=r[f"{m}_ratio_ci_high"])
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+RATIO_NOTES = ("ratio = mean of the model / mean of the reference over ok seeds on the same data set "
+               "and hardware, [95 % interval] by the delta method. Time ratio < 1: the model is faster; "
+               "metric ratio < 1: lower metric (better for mse, worse for accuracy).")
+
+
+def reached(metric_name: str | None, value: float, target: float) -> bool:
+    if metric_name == "accuracy":
+        return value >= target
+    return value <= target
+
+
+def run_time_to_target(history: pd.DataFrame, metric_name: str | None, target: float) -> tuple[float, float]:
+    """(seconds, epoch): cumulative training time up to and including the first epoch whose
+    validation metric reaches ``target``; (NaN, NaN) if no epoch does."""
+    h = history.sort_values("epoch")
+    values = h["val_metric"].to_numpy(dtype=float)
+    hit = values <= target if metric_name != "accuracy" else values >= target
+    hit &= np.isfinite(values)
+    if not hit.any():
+        return float("nan"), float("nan")
+    i = int(np.argmax(hit))
+    return float(h["epoch_time_s"].to_numpy(dtype=float)[: i + 1].sum()), float(h["epoch"].iloc[i])
+
+
+def time_to_target(runs: pd.DataFrame, history: pd.DataFrame, targets: dict[str, float]) -> pd.DataFrame:
+    """Per dataset x model x hardware: how many ok runs reached the data set's target validation
+    metric, and the statistics of their time to it. Runs that are not ok are counted, not timed."""
+    keys = ["dataset", "model", "hardware", "seed"]
+    by_run = {k: g for k, g in history.groupby(keys)} if len(history) else {}
+    rows = []
+    for (dataset, model, hardware), group in runs.groupby(["dataset", "model", "hardware"], sort=True):
+        target = targets.get(dataset)
+        names = group["metric_name"].dropna() if "metric_name" in group else pd.Series(dtype=object)
+        metric_name = names.iloc[0] if len(names) else None
+        ok = group[group["status"] == "ok"]
+        times, epochs = [], []
+        if target is not None:
+            for seed in ok["seed"]:
+                h = by_run.get((dataset, model, hardware, seed))
+                if h is not None:
+                    t, e = run_time_to_target(h, metric_name, target)
+                    times.append(t)
+                    epochs.append(e)
+        n_reached = int(np.isfinite(times).sum()) if times else 0
+        d, e = describe(times), describe(epochs)
+        if target is None:
+            verdict = "no target"
+        elif not len(ok):
+            verdict = "no ok runs"
+        elif n_reached == 0:
+            verdict = "not reached"
+        elif n_reached < len(ok):
+            verdict = "reached by some"
+        else:
+            verdict = "reached"
+        rows.append({
+            "dataset": dataset, "model": model, "hardware": hardware, "metric_name": metric_name,
+            "target": target, "n_runs": len(group), "n_ok": len(ok), "n_reached": n_reached,
+            "status": verdict, "time_mean": d["mean"], "time_std": d["std"], "time_ci_low": d["ci_low"],
+            "time_ci_high": d["ci_high"], "epoch_mean": e["mean"],
+        })
+    return pd.DataFrame(rows)
+
+
+def target_display(table: pd.DataFrame) -> pd.DataFrame:
+    out = []
+    for r in table.to_dict("records"):
+        if r["status"] in ("reached", "reached by some"):
+            time = estimate(r["time_mean"], r["time_std"], r["time_ci_low"], r["time_ci_high"], r["n_reached"])
+            epoch = num(r["epoch_mean"], 3)
+        else:
+            time = epoch = r["status"]
+        out.append({
+            "dataset": r["dataset"], "model": r["model"], "hardware": r["hardware"],
+            "target": "none" if pd.isna(r["target"]) else f"val {r['metric_name'] or 'metric'} "
+                      f"{'≥' if r['metric_name'] == 'accuracy' else '≤'} {num(r['target'])}",
+            "reached (of ok / of runs)": f"{r['n_reached']} of {r['n_ok']} / {r['n_runs']}",
+            "time to target [s]": time, "epoch": epoch,
+        })
+    return pd.DataFrame(out)
+
+
+TARGET_NOTES = ("time to target = training time summed over epochs up to and including the first epoch "
+                "whose validation metric reaches the data set's target (config results.targets); statistics "
+                "over the ok seeds that reached it. not reached: no ok seed reached it.")

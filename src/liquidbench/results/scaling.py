@@ -1,0 +1,141 @@
+"""Speedup and parallel efficiency of DDP widths against their one-process baseline.
+
+Definitions (README, "Results"):
+
+- The width of a hardware entry is n = nodes x nproc_per_node (its DDP world size).
+- A *scaling group* is (device, scaling) over the study's hardware entries whose ``scaling`` is
+  ``weak`` or ``strong``.
+- The group's baseline T(1) is the one-process entry (n = 1) of the same device and scaling mode;
+  if the group has none, the one-process entry of the same device with no scaling mode (a plain
+  single-process run is the same computation: with one process weak and strong scaling coincide).
+  Among several candidates the first in study order is used. ``baselines`` overrides this per
+  hardware entry (config ``results.scaling_baselines``).
+- T is the mean training time (``train_time_s``, the sum of epoch times) over ok seeds;
+  speedup S(n) = T(1) / T(n), efficiency E(n) = S(n) / n. Their 95 % intervals propagate the
+  seeds' standard errors of both means (delta method, t quantile with min(n1, nn) - 1 degrees of
+  freedom).
+- The knee is the largest n with E(n) >= threshold (default 0.7) among widths with data,
+  counting the baseline (E(1) = 1).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from .stats import ratio
+
+MEASURE = "train_time_s"
+
+
+def width(entry: dict) -> int:
+    return int(entry.get("nodes", 1) or 1) * int(entry.get("nproc_per_node", 1) or 1)
+
+
+def groups(hardware: dict, baselines: dict | None = None) -> list[dict]:
+    """The study's scaling groups: device, scaling mode, baseline entry and member entries by width.
+
+    ``hardware`` maps entry names (in study order) to their config; entries that cannot be placed
+    in a group with a baseline are reported with ``baseline`` None, never dropped.
+    """
+    baselines = baselines or {}
+    out = {}
+    for name, hw in hardware.items():
+        mode = hw.get("scaling")
+        if mode not in ("weak", "strong"):
+            continue
+        key = (hw.get("device", "cpu"), mode)
+        out.setdefault(key, {"device": key[0], "scaling": mode, "members": []})["members"].append(name)
+    result = []
+    for (device, mode), g in out.items():
+        ones = [n for n in g["members"] if width(hardware[n]) == 1]
+        if not ones:
+            ones = [n for n, hw in hardware.items()
+                    if width(hw) == 1 and hw.get("device", "cpu") == device and hw.get("scaling") is None]
+        default = ones[0] if ones else None
+        members = sorted(g["members"], key=lambda n: width(hardware[n]))
+        result.append({
+            "device": device, "scaling": mode,
+            "baseline": {m: baselines.get(m, default) for m in members},
+            "members": members,
+        })
+    return result
+
+
+def _stats(row) -> dict:
+    if row is None:
+        return {"n": 0, "mean": float("nan"), "se": float("nan")}
+    n = int(row.get(f"{MEASURE}_n", 0) or 0)
+    std = row.get(f"{MEASURE}_std", float("nan"))
+    return {"n": n, "mean": row.get(f"{MEASURE}_mean", float("nan")),
+            "se": std / math.sqrt(n) if n > 1 else float("nan")}
+
+
+def knee(widths: list[int], efficiencies: list[float], threshold: float) -> float:
+    """Largest width whose efficiency is >= threshold (NaN efficiencies skipped); NaN if none."""
+    ok = [n for n, e in zip(widths, efficiencies) if not pd.isna(e) and e >= threshold]
+    return max(ok) if ok else float("nan")
+
+
+def scaling_table(summary: pd.DataFrame, hardware: dict, threshold: float = 0.7,
+                  baselines: dict | None = None) -> pd.DataFrame:
+    """One row per dataset x model x scaling group x width (the baseline included as n = 1)."""
+    index = {(r["dataset"], r["model"], r["hardware"]): r for r in summary.to_dict("records")}
+    rows = []
+    for g in groups(hardware, baselines):
+        for dataset in sorted(summary["dataset"].unique()):
+            for model in sorted(summary["model"].unique()):
+                group_rows = []
+                base_names = sorted({b for b in g["baseline"].values() if b is not None})
+                entries = [(b, True) for b in base_names if b not in g["members"]]
+                entries += [(m, m in base_names) for m in g["members"]]
+                for name, is_base in entries:
+                    base = g["baseline"].get(name, name if is_base else None)
+                    here, ref = index.get((dataset, model, name)), index.get((dataset, model, base))
+                    tn, t1 = _stats(here), _stats(ref)
+                    n = width(hardware[name])
+                    s = ratio(t1, tn) if base is not None else ratio({"n": 0}, {"n": 0})
+                    row = {
+                        "dataset": dataset, "model": model, "device": g["device"], "scaling": g["scaling"],
+                        "hardware": name, "n": n,
+                        "baseline": base if base is not None else "none",
+                        "runs": here["runs"] if here is not None else "not in study",
+                        "t1_mean": t1["mean"], "tn_mean": tn["mean"], "t1_seeds": t1["n"], "tn_seeds": tn["n"],
+                        "speedup": s["value"], "speedup_ci_low": s["ci_low"], "speedup_ci_high": s["ci_high"],
+                        "efficiency": s["value"] / n, "efficiency_ci_low": s["ci_low"] / n,
+                        "efficiency_ci_high": s["ci_high"] / n,
+                    }
+                    group_rows.append(row)
+                k = knee([r["n"] for r in group_rows], [r["efficiency"] for r in group_rows], threshold)
+                for r in group_rows:
+                    r.update(knee_threshold=threshold, knee_n=k)
+                rows.extend(group_rows)
+    cols = ["dataset", "model", "device", "scaling", "hardware", "n", "baseline", "runs", "t1_mean", "tn_mean",
+            "t1_seeds", "tn_seeds", "speedup", "speedup_ci_low", "speedup_ci_high", "efficiency",
+            "efficiency_ci_low", "efficiency_ci_high", "knee_threshold", "knee_n"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def display(table: pd.DataFrame) -> pd.DataFrame:
+    from .tables import estimate, num
+
+    out = []
+    for r in table.to_dict("records"):
+        out.append({
+            "dataset": r["dataset"], "model": r["model"], "mode": f"{r['device']}/{r['scaling']}",
+            "hardware": r["hardware"], "n": int(r["n"]), "baseline": r["baseline"], "runs": r["runs"],
+            "T(1) [s]": num(r["t1_mean"]), "T(n) [s]": num(r["tn_mean"]),
+            "speedup": estimate(r["speedup"], lo=r["speedup_ci_low"], hi=r["speedup_ci_high"]),
+            "efficiency": estimate(r["efficiency"], lo=r["efficiency_ci_low"], hi=r["efficiency_ci_high"]),
+            "knee": "n/a" if pd.isna(r["knee_n"]) else str(int(r["knee_n"])),
+        })
+    return pd.DataFrame(out, columns=["dataset", "model", "mode", "hardware", "n", "baseline", "runs", "T(1) [s]",
+                                      "T(n) [s]", "speedup", "efficiency", "knee"])
+
+
+NOTES = ("A row of dashes: the study has no hardware entry with a scaling mode (weak/strong). "
+         "speedup = T(1)/T(n) of mean training time over ok seeds, efficiency = speedup/n; "
+         "[95 % interval] propagated from the seeds of both configurations (delta method). "
+         "knee: largest n whose efficiency is still at or above the threshold. "
+         "n/a: a configuration without ok runs.")

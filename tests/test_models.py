@@ -1,0 +1,95 @@
+import pytest
+import torch
+
+from liquidbench.models import BUILDERS, build_model, count_parameters
+from liquidbench.train.tasks import loss_fn
+
+SPECS = {
+    "ltc": {"type": "ltc", "units": 8, "ode_unfolds": 2},
+    "ltc-ncp": {"type": "ltc", "units": 12, "wiring": "autoncp", "motor_neurons": 3, "ode_unfolds": 2},
+    "cfc": {"type": "cfc", "units": 8, "backbone_units": 8},
+    "cfc-pure": {"type": "cfc", "units": 8, "mode": "pure", "backbone_units": 8},
+    "cfc-ncp": {"type": "cfc", "units": 12, "wiring": "autoncp", "motor_neurons": 3},
+    "lstm": {"type": "lstm", "hidden_size": 8},
+    "gru": {"type": "gru", "hidden_size": 8},
+}
+TASKS = {
+    "regression_per_step": lambda b, t: torch.randn(b, t, 2),
+    "classification_per_step": lambda b, t: torch.randint(0, 4, (b, t)),
+    "classification_per_sequence": lambda b, t: torch.randint(0, 4, (b,)),
+}
+N_OUT = {"regression_per_step": 2, "classification_per_step": 4, "classification_per_sequence": 4}
+
+
+def test_registry_has_the_four_model_types():
+    assert set(BUILDERS) == {"ltc", "cfc", "lstm", "gru"}
+
+
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("name", SPECS)
+def test_forward_shapes(name, task):
+    torch.manual_seed(0)
+    model = build_model(SPECS[name], 3, N_OUT[task], task)
+    out = model(torch.randn(5, 7, 3))
+    expected = (5, N_OUT[task]) if task == "classification_per_sequence" else (5, 7, N_OUT[task])
+    assert out.shape == expected
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_irregular_elapsed_time_changes_output_and_unit_gaps_match_regular(name):
+    torch.manual_seed(0)
+    model = build_model(SPECS[name], 3, 2, "regression_per_step", irregular=True)
+    x = torch.randn(4, 6, 3)
+    a = model(x, torch.full((4, 6), 0.2))
+    b = model(x, torch.full((4, 6), 3.0))
+    assert not torch.allclose(a, b)
+    if SPECS[name]["type"] in ("ltc", "cfc"):
+        # an elapsed time of 1 is ncps's regular-sampling step
+        torch.testing.assert_close(model(x, torch.ones(4, 6)), model(x))
+
+
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("name", SPECS)
+def test_one_step_lowers_loss_on_fixed_batch(name, task):
+    torch.manual_seed(1)
+    model = build_model(SPECS[name], 3, N_OUT[task], task)
+    x, y = torch.randn(8, 6, 3), TASKS[task](8, 6)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    before = loss_fn(task, model(x), y)
+    opt.zero_grad()
+    before.backward()
+    opt.step()
+    with torch.no_grad():
+        after = loss_fn(task, model(x), y)
+    assert after < before
+
+
+def test_parameter_counts():
+    # LSTM: 4 gates x (W_ih 3x8 + W_hh 8x8 + two biases 8) ; read-out 8x2 + 2
+    lstm = build_model(SPECS["lstm"], 3, 2, "regression_per_step")
+    assert count_parameters(lstm) == 4 * (3 * 8 + 8 * 8 + 8 + 8) + 8 * 2 + 2
+    gru = build_model(SPECS["gru"], 3, 2, "regression_per_step")
+    assert count_parameters(gru) == 3 * (3 * 8 + 8 * 8 + 8 + 8) + 8 * 2 + 2
+    for name, spec in SPECS.items():
+        model = build_model(spec, 3, 2, "regression_per_step")
+        # trainable parameters only: LTC keeps its wiring masks as frozen parameters
+        assert count_parameters(model) == sum(p.numel() for p in model.parameters() if p.requires_grad)
+        # the read-out sees the wiring's output neurons: all units, or the motor neurons of an NCP
+        width = spec.get("motor_neurons") if spec.get("wiring") == "autoncp" else spec.get("units", spec.get("hidden_size"))
+        assert model.readout.in_features == width
+
+
+def test_frozen_ltc_masks_are_not_counted():
+    ltc = build_model(SPECS["ltc"], 3, 2, "regression_per_step")
+    frozen = sum(p.numel() for p in ltc.parameters() if not p.requires_grad)
+    assert frozen > 0
+    assert count_parameters(ltc) == sum(p.numel() for p in ltc.parameters()) - frozen
+
+
+def test_bad_model_parameters_are_named():
+    with pytest.raises(ValueError, match="unknown parameter.*'hidden'"):
+        build_model({"type": "lstm", "hidden": 3}, 3, 2, "regression_per_step")
+    with pytest.raises(ValueError, match="model type 'transformer'"):
+        build_model({"type": "transformer"}, 3, 2, "regression_per_step")
+    with pytest.raises(ValueError, match="mode 'fast'"):
+        build_model({"type": "cfc", "mode": "fast"}, 3, 2, "regression_per_step")

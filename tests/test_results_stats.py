@@ -1,0 +1,218 @@
+"""Statistics, scaling, ratios, time to target and claims on hand-computed fixtures."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from liquidbench.cli import main
+from liquidbench.results import claims, compare, scaling, stats, summary
+from liquidbench.results.aggregate import expected_runs, load_histories, load_runs
+from liquidbench.results.tables import to_latex
+
+HARDWARE = {
+    "cpu": {"device": "cpu"},
+    "ddp-1gpu": {"device": "cuda", "nproc_per_node": 1, "scaling": "weak"},
+    "ddp-2gpu": {"device": "cuda", "nproc_per_node": 2, "scaling": "weak"},
+    "ddp-4gpu": {"device": "cuda", "nodes": 2, "nproc_per_node": 2, "scaling": "weak"},
+    "ddp-cpu-2": {"device": "cpu", "nproc_per_node": 2, "scaling": "strong"},
+}
+TYPES = {"ltc": "ltc", "cfc": "cfc", "lstm": "lstm"}
+
+
+def runs_frame(times: dict, metrics: dict | None = None) -> pd.DataFrame:
+    """runs.csv-like rows: times[(model, hardware)] = train times per seed."""
+    rows = []
+    for (model, hw), values in times.items():
+        for seed, t in enumerate(values):
+            m = (metrics or {}).get((model, hw), [0.1] * len(values))[seed]
+            rows.append(dict(dataset="sine", model=model, hardware=hw, seed=seed, status="ok", train_time_s=t,
+                             test_metric=m, metric_name="mse", n_params=10, model_type=TYPES[model]))
+    return pd.DataFrame(rows)
+
+
+def test_t_quantiles_match_tables():
+    for df, q in [(1, 12.7062), (2, 4.3027), (3, 3.1824), (4, 2.7764), (10, 2.2281), (30, 2.0423)]:
+        assert stats.t_quantile(0.975, df) == pytest.approx(q, abs=1e-4)
+    with pytest.raises(ValueError, match="p must lie"):
+        stats.t_quantile(0.2, 3)
+
+
+def test_describe_mean_std_ci_by_hand():
+    d = stats.describe([1, 2, 3, 4, float("nan")])
+    # mean 2.5, std sqrt(5/3), se std/2, half width t(0.975, 3) * se
+    assert d["n"] == 4 and d["mean"] == 2.5
+    assert d["std"] == pytest.approx(math.sqrt(5 / 3))
+    half = 3.182446 * math.sqrt(5 / 3) / 2
+    assert d["ci_low"] == pytest.approx(2.5 - half, abs=1e-5)
+    assert d["ci_high"] == pytest.approx(2.5 + half, abs=1e-5)
+    one = stats.describe([7.0])
+    assert one["n"] == 1 and one["mean"] == 7.0 and math.isnan(one["std"]) and math.isnan(one["ci_low"])
+    assert stats.describe([])["n"] == 0
+
+
+def test_ratio_delta_method_by_hand():
+    r = stats.ratio(stats.describe([10, 12]), stats.describe([5, 7]))
+    assert r["value"] == pytest.approx(11 / 6)
+    se = 11 / 6 * math.sqrt((1 / 11) ** 2 + (1 / 6) ** 2)
+    assert r["se"] == pytest.approx(se)
+    assert r["ci_high"] - r["value"] == pytest.approx(12.7062 * se, rel=1e-4)
+
+
+def scaling_fixture():
+    times = {("cfc", "ddp-1gpu"): [10, 12], ("cfc", "ddp-2gpu"): [5, 7], ("cfc", "ddp-4gpu"): [3.5, 4.5],
+             ("cfc", "cpu"): [20, 22], ("cfc", "ddp-cpu-2"): [12, 10]}
+    return summary.summarize(runs_frame(times))
+
+
+def test_speedup_efficiency_and_knee():
+    table = scaling.scaling_table(scaling_fixture(), HARDWARE, threshold=0.7).set_index("hardware")
+    assert table.loc["ddp-2gpu", "baseline"] == "ddp-1gpu"
+    assert table.loc["ddp-2gpu", "speedup"] == pytest.approx(11 / 6)
+    assert table.loc["ddp-2gpu", "efficiency"] == pytest.approx(11 / 12)
+    assert table.loc["ddp-4gpu", "n"] == 4
+    assert table.loc["ddp-4gpu", "speedup"] == pytest.approx(11 / 4)
+    assert table.loc["ddp-4gpu", "efficiency"] == pytest.approx(11 / 16)
+    assert table.loc["ddp-1gpu", "speedup"] == pytest.approx(1.0)
+    assert (table.loc[["ddp-1gpu", "ddp-2gpu", "ddp-4gpu"], "knee_n"] == 2).all()
+    # the strong-scaling CPU entry has no one-process strong entry: the plain cpu run is T(1)
+    assert table.loc["ddp-cpu-2", "baseline"] == "cpu"
+    assert table.loc["ddp-cpu-2", "speedup"] == pytest.approx(21 / 11)
+    lo, hi = table.loc["ddp-2gpu", ["efficiency_ci_low", "efficiency_ci_high"]]
+    assert lo < 11 / 12 < hi
+    lower = scaling.scaling_table(scaling_fixture(), HARDWARE, threshold=0.6).set_index("hardware")
+    assert lower.loc["ddp-4gpu", "knee_n"] == 4
+    assert scaling.knee([1, 2, 4], [1.0, float("nan"), 0.5], 0.7) == 1
+
+
+def test_scaling_without_ddp_entries_is_empty_with_columns():
+    table = scaling.scaling_table(scaling_fixture(), {"cpu": {"device": "cpu"}})
+    assert len(table) == 0 and "speedup" in table
+
+
+def test_ratios_cfc_vs_ltc_and_vs_lstm():
+    times = {("cfc", "cpu"): [2, 4], ("ltc", "cpu"): [6, 10], ("lstm", "cpu"): [1, 1]}
+    metrics = {("cfc", "cpu"): [0.1, 0.3], ("ltc", "cpu"): [0.2, 0.2], ("lstm", "cpu"): [0.4, 0.4]}
+    table = compare.ratio_table(summary.summarize(runs_frame(times, metrics)), TYPES)
+    cvl = table[table.comparison == "cfc vs ltc"].iloc[0]
+    assert (cvl.model, cvl.reference) == ("cfc", "ltc")
+    assert cvl.train_time_s_ratio == pytest.approx(3 / 8)
+    assert cvl.test_metric_ratio == pytest.approx(1.0)
+    vs = table[table.comparison == "vs lstm"].set_index("model")
+    assert set(vs.index) == {"cfc", "ltc"}
+    assert vs.loc["ltc", "train_time_s_ratio"] == pytest.approx(8.0)
+    assert vs.loc["ltc", "test_metric_ratio"] == pytest.approx(0.5)
+
+
+def test_time_to_target_reached_and_not_reached():
+    hist = pd.DataFrame({"epoch": [1, 2, 3], "val_metric": [0.5, 0.2, 0.1], "epoch_time_s": [1.0, 2.0, 3.0]})
+    assert compare.run_time_to_target(hist, "mse", 0.25) == (3.0, 2.0)
+    assert compare.run_time_to_target(hist, "mse", 0.1) == (6.0, 3.0)
+    t, e = compare.run_time_to_target(hist, "mse", 0.05)
+    assert math.isnan(t) and math.isnan(e)
+    acc = hist.assign(val_metric=[0.5, 0.8, 0.9])
+    assert compare.run_time_to_target(acc, "accuracy", 0.75) == (3.0, 2.0)
+
+    runs = runs_frame({("cfc", "cpu"): [1, 1], ("ltc", "cpu"): [1, 1]})
+    histories = []
+    for model, curves in {"cfc": ([0.5, 0.2], [0.5, 0.1]), "ltc": ([0.9, 0.8], [0.9, 0.7])}.items():
+        for seed, curve in enumerate(curves):
+            histories.append(pd.DataFrame({"dataset": "sine", "model": model, "hardware": "cpu", "seed": seed,
+                                           "epoch": [1, 2], "val_metric": curve, "epoch_time_s": [1.0, 1.5 + seed]}))
+    table = compare.time_to_target(runs, pd.concat(histories), {"sine": 0.25}).set_index("model")
+    assert table.loc["cfc", "status"] == "reached" and table.loc["cfc", "n_reached"] == 2
+    assert table.loc["cfc", "time_mean"] == pytest.approx((2.5 + 3.5) / 2)
+    assert table.loc["ltc", "status"] == "not reached" and table.loc["ltc", "n_reached"] == 0
+    shown = compare.target_display(table.reset_index()).set_index("model")
+    assert shown.loc["ltc", "time to target [s]"] == "not reached"
+    none = compare.time_to_target(runs, pd.concat(histories), {})
+    assert set(none["status"]) == {"no target"}
+
+
+def write_run(root, dataset, model, hw, seed, **fields):
+    d = root / dataset / model / hw / f"seed{seed}"
+    d.mkdir(parents=True)
+    metrics = {**dict(dataset=dataset, model=model, hardware=hw, seed=seed, status="ok", metric_name="mse",
+                      n_params=10, model_type=model, train_time_s=1.0 + seed, test_metric=0.1,
+                      telemetry={"gpu": {"util_mean_pct": 50.0 + seed}}), **fields}
+    (d / "metrics.json").write_text(json.dumps(metrics))
+    pd.DataFrame({"epoch": [1], "train_loss": [1.0], "val_loss": [1.0], "val_metric": [0.1],
+                  "epoch_time_s": [1.0]}).to_csv(d / "history.csv", index=False)
+    return d / "metrics.json"
+
+
+def test_failed_run_and_missing_seed_appear_in_tables(tmp_path):
+    files = [write_run(tmp_path, "sine", "cfc", "cpu", 0), write_run(tmp_path, "sine", "cfc", "cpu", 1),
+             write_run(tmp_path, "sine", "cfc", "cpu", 2, **{"status": "failed"})]
+    expected = {"datasets": ["sine"], "models": ["cfc"], "hardware": ["cpu"], "seeds": [0, 1, 2, 3]}
+    out = tmp_path / "tables"
+    assert main(["aggregate", *map(str, files), "--expected", json.dumps(expected),
+                 "--out-runs", str(out / "runs.csv"), "--out-history", str(out / "history.csv")]) == 0
+    runs = pd.read_csv(out / "runs.csv").set_index("seed")
+    assert list(runs["status"]) == ["ok", "ok", "failed", "missing"]
+    assert runs.loc[0, "telemetry.gpu.util_mean_pct"] == 50.0
+    assert len(pd.read_csv(out / "history.csv")) == 3
+    assert main(["summarize", "--runs", str(out / "runs.csv"), "--out-csv", str(out / "summary.csv"),
+                 "--out-md", str(out / "summary.md"), "--out-tex", str(out / "summary.tex")]) == 0
+    s = pd.read_csv(out / "summary.csv").iloc[0]
+    assert (s.n_runs, s.n_ok, s.n_failed, s.n_missing) == (4, 2, 1, 1)
+    assert s.train_time_s_mean == pytest.approx(1.5) and s.train_time_s_n == 2
+    assert s["telemetry.gpu.util_mean_pct_mean"] == pytest.approx(50.5)
+    assert "2 ok, 1 failed, 1 missing" in (out / "summary.md").read_text()
+    assert "2 ok, 1 failed, 1 missing" in (out / "summary.tex").read_text()
+    assert main(["time-to-target", "--runs", str(out / "runs.csv"), "--history", str(out / "history.csv"),
+                 "--targets", '{"sine": 0.5}', "--out-csv", str(out / "ttt.csv")]) == 0
+    t = pd.read_csv(out / "ttt.csv").iloc[0]
+    assert (t.n_runs, t.n_ok, t.n_reached) == (4, 2, 2)
+
+
+def test_missing_everything_and_bad_expected_are_clear(tmp_path, caplog):
+    runs = load_runs([], expected_runs(["sine"], ["cfc"], ["cpu"], [0]))
+    assert list(runs["status"]) == ["missing"] and len(load_histories(runs)) == 0
+    assert main(["aggregate", "--expected", '{"datasets": ["sine"]}', "--out-runs", str(tmp_path / "r.csv"),
+                 "--out-history", str(tmp_path / "h.csv")]) == 1
+    assert "missing key 'models'" in caplog.text and not (tmp_path / "r.csv").exists()
+
+
+def claims_summary(times, metrics=None):
+    return summary.summarize(runs_frame(times, metrics))
+
+
+def verdicts(times, metrics=None, hardware=HARDWARE):
+    s = claims_summary(times, metrics)
+    table = claims.check_claims(s, scaling.scaling_table(s, hardware), TYPES)
+    return dict(zip(table.claim_id, table.verdict)), table
+
+
+def test_claims_true():
+    times = {("cfc", "ddp-1gpu"): [10, 12], ("cfc", "ddp-2gpu"): [5, 7], ("cfc", "ddp-4gpu"): [3.5, 4.5],
+             ("ltc", "ddp-1gpu"): [20, 22], ("ltc", "ddp-2gpu"): [11, 12], ("ltc", "ddp-4gpu"): [8, 9]}
+    metrics = {k: [0.1, 0.12] for k in times}
+    gpus = {k: v for k, v in HARDWARE.items() if v["device"] == "cuda"}
+    v, table = verdicts(times, metrics, gpus)
+    assert v == {"cfc_faster": "true", "cfc_accuracy": "true", "ddp_faster": "true", "best_at_2": "true"}
+    assert "ratio" in table.set_index("claim_id").loc["cfc_faster", "evidence"]
+
+
+def test_claims_false():
+    times = {("cfc", "ddp-1gpu"): [10, 12], ("cfc", "ddp-2gpu"): [12, 14], ("cfc", "ddp-4gpu"): [2, 3],
+             ("ltc", "ddp-1gpu"): [5, 6], ("ltc", "ddp-2gpu"): [11, 12], ("ltc", "ddp-4gpu"): [2, 3]}
+    metrics = {k: ([0.5, 0.52] if k[0] == "cfc" else [0.1, 0.11]) for k in times}
+    v, _ = verdicts(times, metrics)  # ddp-cpu-2 has no runs: the GPU widths decide "false" alone
+    assert v == {"cfc_faster": "false", "cfc_accuracy": "false", "ddp_faster": "false", "best_at_2": "false"}
+
+
+def test_claims_undecidable_with_one_seed_or_no_ddp():
+    v, table = verdicts({("cfc", "ddp-1gpu"): [10], ("cfc", "ddp-2gpu"): [5], ("ltc", "ddp-1gpu"): [20],
+                         ("ltc", "ddp-2gpu"): [11]})
+    assert set(v.values()) == {"undecidable"}
+    assert "too few ok seeds" in table.set_index("claim_id").loc["cfc_faster", "evidence"]
+    v, table = verdicts({("cfc", "cpu"): [1, 2], ("ltc", "cpu"): [3, 4]}, hardware={"cpu": {"device": "cpu"}})
+    assert v["ddp_faster"] == v["best_at_2"] == "undecidable" and v["cfc_faster"] == "true"
+    assert table.set_index("claim_id").loc["ddp_faster", "evidence"] == "no comparison possible in this study"
+
+
+def test_latex_is_escaped():
+    tex = to_latex(pd.DataFrame({"a_b": ["50 % ± 1 & x"]}), "cap")
+    assert r"a\_b" in tex and r"50 \% $\pm$ 1 \& x" in tex and r"\toprule" in tex

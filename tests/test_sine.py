@@ -1,0 +1,58 @@
+import json
+
+import numpy as np
+import pytest
+
+from liquidbench.data import load_split, read_meta
+from liquidbench.data.sine import generate, prepare
+
+
+def test_shapes_and_target_relation():
+    d = generate({"n_sequences": 10, "seq_len": 20, "seed": 3})
+    assert d["x"].shape == (10, 20, 2) and d["y"].shape == (10, 20, 1)
+    assert "t" not in d
+    # x = [sin a, cos a], y = sin 2a = 2 sin a cos a, without noise
+    np.testing.assert_allclose(d["y"][..., 0], 2 * d["x"][..., 0] * d["x"][..., 1], atol=1e-5)
+    np.testing.assert_allclose(d["x"][..., 0] ** 2 + d["x"][..., 1] ** 2, 1.0, atol=1e-5)
+
+
+def test_deterministic_per_seed_and_seeds_differ():
+    a = generate({"n_sequences": 8, "seq_len": 16, "seed": 1, "noise_std": 0.1})
+    b = generate({"n_sequences": 8, "seq_len": 16, "seed": 1, "noise_std": 0.1})
+    c = generate({"n_sequences": 8, "seq_len": 16, "seed": 2, "noise_std": 0.1})
+    np.testing.assert_array_equal(a["x"], b["x"])
+    np.testing.assert_array_equal(a["y"], b["y"])
+    assert not np.allclose(a["x"], c["x"])
+
+
+def test_irregular_sampling_gives_positive_varying_gaps():
+    d = generate({"n_sequences": 16, "seq_len": 32, "seed": 0, "irregular": True, "dt": 0.1})
+    assert d["t"].shape == (16, 32)
+    assert (d["t"] > 0).all()
+    assert d["t"].std() > 0.01  # really irregular, not a constant step
+    np.testing.assert_allclose(d["t"].mean(), 0.1, rtol=0.2)
+
+
+def test_regular_sampling_matches_closed_form():
+    d = generate({"n_sequences": 4, "seq_len": 5, "seed": 0, "dt": 0.5})
+    # the angle advances by omega * dt per step, so consecutive phases differ by a constant
+    angle = np.arctan2(d["x"][..., 0], d["x"][..., 1])
+    step = np.angle(np.exp(1j * np.diff(angle, axis=1)))
+    np.testing.assert_allclose(step, step[:, :1].repeat(4, axis=1), atol=1e-5)
+
+
+def test_prepare_writes_splits_and_meta(tmp_path):
+    meta = prepare({"n_sequences": 20, "seq_len": 8, "seed": 0, "irregular": True}, tmp_path)
+    on_disk = read_meta(tmp_path)
+    assert on_disk == json.loads(json.dumps(meta))
+    assert meta["task"] == "regression_per_step" and meta["metric"] == "mse"
+    assert meta["n_features"] == 2 and meta["n_outputs"] == 1 and meta["irregular"] is True
+    sizes = {s: len(load_split(tmp_path, s)["x"]) for s in ("train", "val", "test")}
+    assert sizes == {"train": 14, "val": 3, "test": 3}
+    assert set(meta["sha256"]["train"]) == {"x", "y", "t"}
+    assert meta["generator"]["seed"] == 0
+
+
+def test_unknown_parameter_is_named():
+    with pytest.raises(ValueError, match="n_seqs"):
+        generate({"n_seqs": 5})

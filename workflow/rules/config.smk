@@ -1,0 +1,45 @@
+# Loading the study: type command-line values, then validate against the schema with messages that
+# name the offending key. Included first; everything after may trust the config.
+
+import jsonschema
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+
+def typed_scalars(value):
+    """--config values below the top level arrive as strings (Snakemake parses them with YAML's
+    BaseLoader): give numbers, booleans and null their YAML types, leave every other string as is."""
+    if isinstance(value, dict):
+        return {k: typed_scalars(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [typed_scalars(v) for v in value]
+    if isinstance(value, str):
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        if parsed is None or isinstance(parsed, (bool, int, float)):
+            return parsed
+    return value
+
+
+def validate_config(config, schema_path):
+    """Fail with one line per problem, each naming the config key; then fill schema defaults."""
+    with open(schema_path) as fh:
+        schema = yaml.safe_load(fh)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = []
+        for error in errors:
+            # errors inside if/then/allOf report their deepest cause
+            leaf = jsonschema.exceptions.best_match([error] + list(error.context or []))
+            key = ".".join(str(p) for p in leaf.absolute_path)
+            lines.append(f"config key '{key}': {leaf.message}" if key else f"config: {leaf.message}")
+        raise WorkflowError("invalid configuration:\n  " + "\n  ".join(dict.fromkeys(lines)))
+    validate(config, schema_path)
+
+
+config.update(typed_scalars(config))
+validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
