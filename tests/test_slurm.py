@@ -250,7 +250,7 @@ def test_training_killed_at_time_limit_resumes_from_checkpoint(slurm_cluster, tm
     # No early signal: this test is about the time limit itself (SIGTERM, then SIGKILL after
     # KillWait), the case --signal only makes earlier.
     proc = snakemake(wd, "--profile", "slurm", "--configfile", "study.yaml", *FAST_STATUS,
-                     "--set-resources", "train:slurm_extra=''", timeout=900)
+                     "--set-resources", "train:slurm_extra=''", timeout=480)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-5000:]
 

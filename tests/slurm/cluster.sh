@@ -37,6 +37,7 @@ start_munge() {
     install -d -o munge -g munge -m 0755 /run/munge
     install -d -o munge -g munge -m 0700 /var/log/munge /var/lib/munge
     runuser -u munge -- /usr/sbin/munged
+    touch "$STATE/munged.ours"  # started here: `stop` stops it again
     for _ in $(seq 50); do
         munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1 && return
         sleep 0.1
@@ -97,6 +98,7 @@ start() {
     if pgrep -x slurmctld >/dev/null || pgrep -x slurmd >/dev/null; then
         die "a slurmctld or slurmd not started by this script is running; stop it first"
     fi
+    install -d -m 0755 "$STATE"
     start_munge
     write_conf
     /usr/sbin/slurmctld -c -i
@@ -141,6 +143,10 @@ stop() {
     stop_daemon "$STATE/slurmctld.pid"
     if [[ -f $CONF ]] && grep -qF "$MARK" "$CONF"; then
         rm -f "$CONF"
+    fi
+    if [[ -f $STATE/munged.ours ]]; then
+        stop_daemon /run/munge/munged.pid
+        rm -f "$STATE/munged.ours"
     fi
     echo "cluster.sh: stopped"
 }
