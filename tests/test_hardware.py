@@ -182,8 +182,10 @@ def test_killed_rank_fails_the_job_within_the_timeout(sine_dir, tmp_path):
 
 
 def test_launch_commands_of_the_full_study(workflow_copy):
+    import yaml
     from conftest import snakemake
 
+    config = yaml.safe_load((workflow_copy / "config/config.yaml").read_text())
     proc = snakemake(workflow_copy, "-n", "-p", "--forceall")
     cmds = {}
     for line in proc.stdout.splitlines():
@@ -191,13 +193,19 @@ def test_launch_commands_of_the_full_study(workflow_copy):
             hw = line.split("--hardware ")[1].split()[0]
             cmds[hw] = line.split("liquidbench train")[0].replace("Shell command:", "").strip()
     assert cmds["cpu"] == cmds["gpu"] == ""
+    # one process: no job step of its own (Slurm runs the whole command as one)
     assert cmds["ddp-1gpu"] == "torchrun --standalone --nnodes=1 --nproc_per_node=1 --no-python"
-    assert cmds["ddp-cpu-2"] == "torchrun --standalone --nnodes=1 --nproc_per_node=2 --no-python"
-    assert cmds["ddp-4gpu-strong"] == "torchrun --standalone --nnodes=1 --nproc_per_node=4 --no-python"
+    # several processes on one node: a job step only inside a Slurm job
+    cpus = {hw: config["hardware"][hw]["resources"]["cpus_per_task"] for hw in ("ddp-cpu-2", "ddp-4gpu-strong")}
+    assert cmds["ddp-cpu-2"] == (
+        f"${{SLURM_JOB_ID:+srun --nodes=1 --ntasks=1 --ntasks-per-node=1 --cpus-per-task={cpus['ddp-cpu-2']} "
+        "--kill-on-bad-exit=1} torchrun --standalone --nnodes=1 --nproc_per_node=2 --no-python")
+    assert cmds["ddp-4gpu-strong"].endswith("} torchrun --standalone --nnodes=1 --nproc_per_node=4 --no-python")
+    assert f"--cpus-per-task={cpus['ddp-4gpu-strong']} --kill-on-bad-exit=1}}" in cmds["ddp-4gpu-strong"]
     multi = cmds["ddp-8gpu"]
-    assert multi.startswith("srun --nodes=2 --ntasks=2 --ntasks-per-node=1 --kill-on-bad-exit=1 torchrun --nnodes=2 "
-                            "--nproc_per_node=4 --rdzv_backend=c10d --rdzv_id=$SLURM_JOB_ID")
-    assert "--rdzv_endpoint=$(scontrol show hostnames $SLURM_JOB_NODELIST | head -n 1):" in multi
+    assert multi.startswith(f"srun --nodes=2 --ntasks=2 --ntasks-per-node=1 --cpus-per-task={config['hardware']['ddp-8gpu']['resources']['cpus_per_task']} "
+                            "--kill-on-bad-exit=1 torchrun --nnodes=2 --nproc_per_node=4 --rdzv_backend=c10d --rdzv_id=$SLURM_JOB_ID")
+    assert "--rdzv_endpoint=$(scontrol show hostnames $SLURM_JOB_NODELIST | head -n 1):$((29500 + SLURM_JOB_ID % 1000))" in multi
     assert multi.endswith("--no-python")
 
 

@@ -5,6 +5,8 @@ import json
 import os
 import re
 
+from liquidbench.slurm import job_resources
+
 
 def check_study():
     """Every name the study selects must be defined in its section."""
@@ -107,28 +109,36 @@ def launcher(wildcards):
     """The process launcher for a hardware entry: nothing for one plain process, torchrun for DDP
     (an entry with a backend is DDP even with one process, e.g. ddp-1gpu).
 
-    One node: torchrun --standalone starts nproc_per_node ranks. Several nodes (a Slurm job with
-    `mpi` set, so the job script runs the command itself): srun starts one torchrun per node, which
-    meet by c10d rendezvous on the allocation's first node, on a port derived from the job id.
+    One node: torchrun --standalone starts nproc_per_node ranks; inside a Slurm job (SLURM_JOB_ID
+    set) a multi-process torchrun runs as a job step started by srun, so that it gets the job's CPUs
+    and GPUs and Slurm's signals (--signal, time limit, preemption). Several nodes (the job carries
+    `mpi`, so the job script runs the command itself): srun starts one torchrun per node, which meet
+    by c10d rendezvous on the allocation's first node, on a port derived from the job id. A rank
+    that fails ends the step on every node (--kill-on-bad-exit).
     """
     hw = hardware_entry(wildcards)
-    nproc, nodes = hw.get("nproc_per_node", 1), hw.get("nodes", 1)
+    nproc, nodes = hw["nproc_per_node"], hw["nodes"]
     if nodes * nproc == 1 and hw.get("backend") is None:
         return ""
+    step = (
+        f"srun --nodes={nodes} --ntasks={nodes} --ntasks-per-node=1 "
+        f"--cpus-per-task={hw['resources']['cpus_per_task']} --kill-on-bad-exit=1"
+    )
     if nodes == 1:
-        return f"torchrun --standalone --nnodes=1 --nproc_per_node={nproc} --no-python"
+        torchrun = f"torchrun --standalone --nnodes=1 --nproc_per_node={nproc} --no-python"
+        # one process: Slurm already runs the whole command as a one-task step
+        return torchrun if nproc == 1 else f"${{SLURM_JOB_ID:+{step}}} {torchrun}"
     return (
-        f"srun --nodes={nodes} --ntasks={nodes} --ntasks-per-node=1 --kill-on-bad-exit=1 "
-        f"torchrun --nnodes={nodes} --nproc_per_node={nproc} "
+        f"{step} torchrun --nnodes={nodes} --nproc_per_node={nproc} "
         "--rdzv_backend=c10d --rdzv_id=$SLURM_JOB_ID "
         "--rdzv_endpoint=$(scontrol show hostnames $SLURM_JOB_NODELIST | head -n 1):$((29500 + SLURM_JOB_ID % 1000)) "
         "--no-python"
     )
 
 
-def multinode(wildcards, value):
-    """A resource only multi-node jobs have (None leaves it unset)."""
-    return value if hardware_entry(wildcards).get("nodes", 1) > 1 else None
+def train_resource(key):
+    """One Slurm resource of a training job (see liquidbench.slurm); None leaves it unset."""
+    return lambda w: job_resources(w.hardware, hardware_entry(w))[key]
 
 
 def run_targets(name="metrics.json"):

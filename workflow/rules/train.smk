@@ -20,15 +20,18 @@ rule train:
     wildcard_constraints:
         seed=r"\d+",
     threads: lambda w: hardware_entry(w)["nproc_per_node"] * hardware_entry(w)["threads"]
+    # Slurm request from the hardware entry (resources per node; one task per DDP rank).
     resources:
-        mem_mb=lambda w: hardware_entry(w)["resources"]["mem_mb"],
-        runtime=lambda w: hardware_entry(w)["resources"]["runtime"],
-        cpus_per_task=lambda w: hardware_entry(w)["resources"]["cpus_per_task"],
-        gpus=lambda w: hardware_entry(w)["resources"]["gpus"] * hardware_entry(w)["nodes"],
-        nodes=lambda w: hardware_entry(w)["nodes"],
-        # multi-node: the job script runs the command (srun inside starts one torchrun per node)
-        mpi=lambda w: multinode(w, "srun"),
-        tasks=lambda w: multinode(w, hardware_entry(w)["nodes"]),
+        mem_mb=train_resource("mem_mb"),
+        runtime=train_resource("runtime"),
+        cpus_per_task=train_resource("cpus_per_task"),
+        nodes=train_resource("nodes"),
+        tasks=train_resource("tasks"),
+        tasks_per_node=train_resource("tasks_per_node"),
+        tasks_per_gpu=train_resource("tasks_per_gpu"),
+        gpus=train_resource("gpus"),
+        gres=train_resource("gres"),
+        mpi=train_resource("mpi"),
     shell:
         "{params.launcher} liquidbench train --data data/processed/{wildcards.dataset} "
         "--dataset {wildcards.dataset} --model {wildcards.model} --hardware {wildcards.hardware} "
