@@ -21,6 +21,13 @@ if not workflow.overwrite_configfiles:
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+# The image every job runs in when Snakemake is started with --sdm apptainer (README:
+# Containers). Set before the includes: a rule takes the global container when it is declared.
+if config.get("container"):
+
+    container: config["container"]
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
