@@ -6,7 +6,7 @@ BIN    := $(abspath $(VENV))/bin
 # Rules call `liquidbench`, so the environment's bin directory goes first on PATH.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install run smoke test test-fast bench lint clean
+.PHONY: install run smoke test test-fast bench lint image clean
 
 install: $(VENV)/.installed
 
@@ -37,6 +37,10 @@ bench: install
 
 lint: install
 	snakemake --lint --configfile config/config.yaml
+
+# The container image with podman; where no registry is reachable: containers/build.sh --debian-base
+image:
+	containers/build.sh
 
 clean:
 	rm -rf results/runs results/tables results/figures data/processed logs .snakemake

@@ -25,6 +25,13 @@ include: "workflow/rules/config.smk"  # --config typing and schema validation
 report: "workflow/report/workflow.rst"
 
 
+# The image every job runs in when Snakemake is started with --sdm apptainer (README:
+# Containers). Set before the includes: a rule takes the global container when it is declared.
+if config.get("container"):
+
+    container: config["container"]
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
