@@ -25,7 +25,7 @@ def workflow_dir(tmp_path):
 
 
 def rule_containers(workdir: Path, overrides: dict) -> dict:
-    cwd = os.getcwd()
+    cwd, environ = os.getcwd(), dict(os.environ)  # loading the workflow sets LIQUIDBENCH_DATA_MIRROR
     os.chdir(workdir)
     try:
         with SnakemakeApi(OutputSettings(quiet=set())) as api:
@@ -38,6 +38,8 @@ def rule_containers(workdir: Path, overrides: dict) -> dict:
             return {rule.name: rule.container_img for rule in wf._workflow.rules}
     finally:
         os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(environ)
 
 
 def test_configured_container_applies_to_every_rule(workflow_dir):
