@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from liquidbench.results import claims, compare, scaling, summary
-from liquidbench.results.aggregate import expected_runs, load_histories, load_runs
+from liquidbench.results.aggregate import load_histories, load_runs
 from liquidbench.results.tables import write_table
+from liquidbench.study import study_runs
 
 DATASETS = ["sine", "sine_irregular"]
 MODELS = {"ltc": "ltc", "cfc": "cfc", "lstm": "lstm", "gru": "gru"}
@@ -30,13 +31,14 @@ HARDWARE = {
     "ddp-8gpu": {"device": "cuda", "nodes": 2, "nproc_per_node": 4, "scaling": "weak"},
 }
 SEEDS = list(range(25))
+STUDY = {"datasets": DATASETS, "models": list(MODELS), "hardware": list(HARDWARE), "seeds": SEEDS}
 EPOCHS = 20
 
 
 def write_runs(root: Path) -> list[Path]:
     rng = np.random.default_rng(0)
     files = []
-    for i, (d, m, h, s) in enumerate(expected_runs(DATASETS, MODELS, HARDWARE, SEEDS)):
+    for i, (d, m, h, s) in enumerate(study_runs(STUDY)):
         if i % 97 == 5:
             continue  # missing: no metrics.json
         run = root / d / m / h / f"seed{s}"
@@ -63,7 +65,7 @@ def write_runs(root: Path) -> list[Path]:
 
 
 def aggregate_all(files: list[Path], out: Path) -> int:
-    runs = load_runs(files, expected_runs(DATASETS, MODELS, HARDWARE, SEEDS))
+    runs = load_runs(files, study_runs(STUDY))
     history = load_histories(runs)
     runs.to_csv(out / "runs.csv", index=False)
     history.to_csv(out / "history.csv", index=False)

@@ -8,7 +8,8 @@ import pytest
 
 from liquidbench.cli import main
 from liquidbench.results import claims, compare, scaling, stats, summary
-from liquidbench.results.aggregate import expected_runs, load_histories, load_runs
+from liquidbench.results.aggregate import load_histories, load_runs
+from liquidbench.study import study_runs
 from liquidbench.results.tables import to_latex
 
 HARDWARE = {
@@ -168,7 +169,7 @@ def test_failed_run_and_missing_seed_appear_in_tables(tmp_path):
 
 
 def test_missing_everything_and_bad_expected_are_clear(tmp_path, caplog):
-    runs = load_runs([], expected_runs(["sine"], ["cfc"], ["cpu"], [0]))
+    runs = load_runs([], study_runs({"datasets": ["sine"], "models": ["cfc"], "hardware": ["cpu"], "seeds": [0]}))
     assert list(runs["status"]) == ["missing"] and len(load_histories(runs)) == 0
     assert main(["aggregate", "--expected", '{"datasets": ["sine"]}', "--out-runs", str(tmp_path / "r.csv"),
                  "--out-history", str(tmp_path / "h.csv")]) == 1

@@ -74,14 +74,15 @@ def cmd_train(args) -> None:
 
 def cmd_aggregate(args) -> None:
     from .io import atomic_path
-    from .results.aggregate import expected_runs, load_histories, load_runs
+    from .results.aggregate import load_histories, load_runs
+    from .study import study_runs
 
     expected = None
     if args.expected:
         try:
-            expected = expected_runs(*(args.expected[k] for k in ("datasets", "models", "hardware", "seeds")))
-        except KeyError as exc:
-            raise ValueError(f"--expected: missing key {exc}; expected datasets, models, hardware and seeds") from exc
+            expected = study_runs(args.expected)
+        except ValueError as exc:
+            raise ValueError(f"--expected: {exc}") from exc
     runs = load_runs(args.metrics, expected)
     with atomic_path(args.out_runs) as tmp:
         runs.to_csv(tmp, index=False)

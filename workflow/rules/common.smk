@@ -6,6 +6,7 @@ import os
 import re
 
 from liquidbench.slurm import job_resources
+from liquidbench.study import study_runs
 
 
 def check_study():
@@ -25,6 +26,8 @@ def check_study():
 check_study()
 
 STUDY = config["study"]
+# the product less study.exclude, whose names must be defined (a typo fails here)
+RUNS = study_runs(STUDY, {section: list(config[section]) for section in ("datasets", "models", "hardware")})
 SPLITS = ["train", "val", "test"]
 RUN_DIR = "results/runs/{dataset}/{model}/{hardware}/seed{seed}"
 
@@ -142,13 +145,9 @@ def train_resource(key):
 
 
 def run_targets(name="metrics.json"):
-    return expand(
-        f"{RUN_DIR}/{name}",
-        dataset=STUDY["datasets"],
-        model=STUDY["models"],
-        hardware=STUDY["hardware"],
-        seed=STUDY["seeds"],
-    )
+    return [
+        f"{RUN_DIR}/{name}".format(dataset=d, model=m, hardware=h, seed=seed) for d, m, h, seed in RUNS
+    ]
 
 
 # Defaults of the `results` section (workflow/schemas/config.schema.yaml documents each key).
@@ -165,7 +164,7 @@ TABLES = ["summary", "scaling", "ratios", "time_to_target", "claims", "provenanc
 
 def expected_study():
     """The study's product as JSON for `liquidbench aggregate --expected` (missing runs are shown)."""
-    return as_json({k: STUDY[k] for k in ("datasets", "models", "hardware", "seeds")})
+    return as_json({k: STUDY[k] for k in ("datasets", "models", "hardware", "seeds", "exclude") if k in STUDY})
 
 
 def aggregate_inputs(wildcards):

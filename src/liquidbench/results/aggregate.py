@@ -53,11 +53,6 @@ def load_runs(metrics_files: list[str | Path], expected: list[tuple] | None = No
     return df.sort_values(KEYS, kind="stable").reset_index(drop=True)
 
 
-def expected_runs(datasets, models, hardware, seeds) -> list[tuple]:
-    """The study's product: every (dataset, model, hardware, seed) that should have a run."""
-    return [(d, m, h, int(s)) for d in datasets for m in models for h in hardware for s in seeds]
-
-
 def load_histories(runs: pd.DataFrame) -> pd.DataFrame:
     """history.csv of every run, tagged with its keys; runs without one are left out."""
     frames = []

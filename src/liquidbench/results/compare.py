@@ -40,10 +40,11 @@ def ratio_table(summary: pd.DataFrame, model_types: dict[str, str]) -> pd.DataFr
         for hardware in sorted(summary["hardware"].unique()):
             for comparison, model, ref in model_pairs(model_types):
                 a, b = index.get((dataset, model, hardware)), index.get((dataset, ref, hardware))
+                if a is None or b is None:
+                    continue  # a side without runs in the study (study.exclude): nothing to compare
                 row = {"dataset": dataset, "hardware": hardware, "comparison": comparison, "model": model,
-                       "reference": ref, "model_runs": a["runs"] if a else "not in study",
-                       "reference_runs": b["runs"] if b else "not in study",
-                       "metric_name": (a or b or {}).get("metric_name")}
+                       "reference": ref, "model_runs": a["runs"], "reference_runs": b["runs"],
+                       "metric_name": a.get("metric_name") or b.get("metric_name")}
                 for m in RATIO_MEASURES:
                     r = ratio(_stats(a, m), _stats(b, m))
                     row.update({f"{m}_ratio": r["value"], f"{m}_ratio_ci_low": r["ci_low"],

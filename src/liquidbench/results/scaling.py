@@ -90,9 +90,13 @@ def scaling_table(summary: pd.DataFrame, hardware: dict, threshold: float = 0.7,
                 base_names = sorted({b for b in g["baseline"].values() if b is not None})
                 entries = [(b, True) for b in base_names if b not in g["members"]]
                 entries += [(m, m in base_names) for m in g["members"]]
+                # an entry without a row has no run in the study (study.exclude): no row here either
+                entries = [(name, is_base) for name, is_base in entries if (dataset, model, name) in index]
+                if not any(name in g["members"] and width(hardware[name]) > 1 for name, _ in entries):
+                    continue
                 for name, is_base in entries:
                     base = g["baseline"].get(name, name if is_base else None)
-                    here, ref = index.get((dataset, model, name)), index.get((dataset, model, base))
+                    here, ref = index[(dataset, model, name)], index.get((dataset, model, base))
                     tn, t1 = _stats(here), _stats(ref)
                     n = width(hardware[name])
                     s = ratio(t1, tn) if base is not None else ratio({"n": 0}, {"n": 0})
@@ -100,7 +104,7 @@ def scaling_table(summary: pd.DataFrame, hardware: dict, threshold: float = 0.7,
                         "dataset": dataset, "model": model, "device": g["device"], "scaling": g["scaling"],
                         "hardware": name, "n": n,
                         "baseline": base if base is not None else "none",
-                        "runs": here["runs"] if here is not None else "not in study",
+                        "runs": here["runs"],
                         "t1_mean": t1["mean"], "tn_mean": tn["mean"], "t1_seeds": t1["n"], "tn_seeds": tn["n"],
                         "speedup": s["value"], "speedup_ci_low": s["ci_low"], "speedup_ci_high": s["ci_high"],
                         "efficiency": s["value"] / n, "efficiency_ci_low": s["ci_low"] / n,

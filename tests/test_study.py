@@ -1,0 +1,83 @@
+"""The runs of a study: the product of its selections less study.exclude."""
+
+import pytest
+
+from conftest import snakemake
+from liquidbench.study import study_runs
+
+STUDY = {"datasets": ["sine", "har"], "models": ["ltc", "cfc", "lstm"], "hardware": ["cpu", "ddp-cpu-2"],
+         "seeds": [0, 1]}
+
+
+def test_without_exclude_every_combination_in_study_order():
+    runs = study_runs(STUDY)
+    assert len(runs) == 2 * 3 * 2 * 2
+    assert runs[:3] == [("sine", "ltc", "cpu", 0), ("sine", "ltc", "cpu", 1), ("sine", "ltc", "ddp-cpu-2", 0)]
+    assert runs[-1] == ("har", "lstm", "ddp-cpu-2", 1)
+
+
+def test_an_entry_removes_the_runs_that_match_every_key_it_names():
+    runs = study_runs({**STUDY, "exclude": [{"dataset": "har", "hardware": "ddp-cpu-2"}]})
+    assert len(runs) == 24 - 3 * 2
+    assert ("har", "ltc", "ddp-cpu-2", 0) not in runs
+    assert ("har", "ltc", "cpu", 0) in runs and ("sine", "ltc", "ddp-cpu-2", 0) in runs
+
+
+def test_lists_seeds_and_several_entries():
+    exclude = [{"model": ["ltc", "lstm"], "hardware": "ddp-cpu-2"}, {"dataset": "har", "seed": 1}]
+    runs = study_runs({**STUDY, "exclude": exclude})
+    assert not [r for r in runs if r[1] in ("ltc", "lstm") and r[2] == "ddp-cpu-2"]
+    assert not [r for r in runs if r[0] == "har" and r[3] == 1]
+    # 24 runs; entry 1 removes 2 x 2 x 2 = 8; entry 2 removes har seed 1 (6), 2 of them already gone
+    assert len(runs) == 24 - 8 - 4
+
+
+def test_an_entry_may_remove_everything_of_one_kind():
+    runs = study_runs({**STUDY, "exclude": [{"seed": 1}]})
+    assert {r[3] for r in runs} == {0} and len(runs) == 12
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ({"hardware": "ddp-cpu2"}, "config key 'study.exclude[0].hardware' names 'ddp-cpu2', which is not in study.hardware (cpu, ddp-cpu-2)"),
+        ({"seed": [1, -1]}, "config key 'study.exclude[0].seed': expected a seed or a list of seeds (integers >= 0)"),
+        ({"models": "ltc"}, "config key 'study.exclude[0].models': unknown key, expected one of dataset, model, hardware, seed"),
+        ({}, "config key 'study.exclude[0]': expected a mapping with one or more of dataset, model, hardware, seed"),
+    ],
+)
+def test_bad_entries_are_named(entry, message):
+    with pytest.raises(ValueError) as err:
+        study_runs({**STUDY, "exclude": [entry]})
+    assert str(err.value) == message
+
+
+def test_defined_names_that_the_study_does_not_select_are_accepted():
+    """Narrowing a study (--config 'study={datasets: [sine]}') keeps its exclusions valid."""
+    defined = {"datasets": ["sine", "har", "traffic"], "models": ["ltc", "cfc", "lstm", "gru"], "hardware": ["cpu"]}
+    narrow = {**STUDY, "hardware": ["cpu"], "exclude": [{"dataset": "traffic"}, {"model": "ltc", "dataset": "har"}]}
+    runs = study_runs(narrow, defined)
+    assert len(runs) == 2 * 3 * 1 * 2 - 2
+    with pytest.raises(ValueError, match="names 'gpu', which is not defined under 'hardware' \\(cpu\\)"):
+        study_runs({**narrow, "exclude": [{"hardware": "gpu"}]}, defined)
+
+
+@pytest.mark.slow
+def test_workflow_plans_without_the_excluded_runs_and_names_a_typo(workflow_copy):
+    from conftest import planned_jobs
+
+    exclude = "study={exclude: [{hardware: [gpu, ddp-1gpu, ddp-2gpu, ddp-4gpu, ddp-8gpu]}, {model: ltc, seed: [1, 2, 3, 4]}]}"
+    proc = snakemake(workflow_copy, "-n", "--config", exclude)
+    train = [wc for rule, wc in planned_jobs(proc.stdout) if rule == "train"]
+    assert {wc["hardware"] for wc in train} == {"cpu", "ddp-2gpu-strong", "ddp-4gpu-strong", "ddp-8gpu-strong", "ddp-cpu-2"}
+    assert {wc["seed"] for wc in train if wc["model"] == "ltc"} == {"0"}
+    # 5 data sets x 5 hardware entries x (3 models x 5 seeds + ltc x 1 seed)
+    assert len(train) == 5 * 5 * (3 * 5 + 1)
+
+    bad = snakemake(workflow_copy, "-n", "--config", "study={exclude: [{model: lct}]}", check=False)
+    assert bad.returncode != 0
+    assert ("config key 'study.exclude[0].model' names 'lct', which is not defined under 'models' (ltc, cfc, lstm, gru)"
+            in bad.stdout + bad.stderr)
+    # narrowing a study keeps its exclusions valid
+    narrow = snakemake(workflow_copy, "-n", "--configfile", "config/smoke.yaml", "--config", "study={datasets: [sine]}")
+    assert {wc["dataset"] for rule, wc in planned_jobs(narrow.stdout) if rule == "train"} == {"sine"}
