@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from conftest import REPO, planned_jobs, snakemake
+from liquidbench.study import study_runs
 
 pytestmark = pytest.mark.slow
 SMOKE = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
@@ -14,8 +15,7 @@ STUDY = SMOKE["study"]
 
 
 def expected_runs():
-    return {(d, m, h, s) for d in STUDY["datasets"] for m in STUDY["models"]
-            for h in STUDY["hardware"] for s in STUDY["seeds"]}
+    return set(study_runs(STUDY))
 
 
 def test_smoke_study_produces_runs_tables_and_figures(smoke_run):
@@ -64,6 +64,21 @@ def test_changing_one_model_reruns_only_its_jobs_and_the_results(smoke_run):
     results = {"aggregate", "summarize", "scaling", "ratios", "time_to_target", "claims", "provenance", "plot", "all"}
     assert other <= results and "aggregate" in other
     assert not any(rule.startswith("prepare") for rule, _ in jobs)
+
+
+def test_smoke_study_leaves_out_what_it_excludes(smoke_run):
+    assert STUDY["exclude"]
+    planned = {tuple(p.relative_to(smoke_run / "results/runs").parts[:4])
+               for p in smoke_run.glob("results/runs/*/*/*/seed*/metrics.json")}
+    assert planned == {(d, m, h, f"seed{s}") for d, m, h, s in expected_runs()}
+    assert not any(d == "traffic" and h == "ddp-cpu-2" for d, _, h, _ in planned)
+    # excluded combinations are neither missing runs nor comparisons of their own
+    runs = pd.read_csv(smoke_run / "results/tables/runs.csv")
+    assert set(runs.status) == {"ok"}
+    scaling = pd.read_csv(smoke_run / "results/tables/scaling.csv")
+    assert set(zip(scaling.dataset, scaling.model)) == {(d, m) for d, m, h, _ in expected_runs() if h == "ddp-cpu-2"}
+    ratios = pd.read_csv(smoke_run / "results/tables/ratios.csv")
+    assert not ((ratios.dataset == "har") & (ratios.reference == "lstm")).any()
 
 
 def test_full_study_dry_run_plans_every_job(workflow_copy):
@@ -130,7 +145,7 @@ def test_report_contains_every_table_and_figure(smoke_run):
 
 def test_smoke_ddp_cpu_2_runs_are_two_gloo_processes(smoke_run):
     runs = [json.loads(p.read_text()) for p in smoke_run.glob("results/runs/*/*/ddp-cpu-2/seed*/metrics.json")]
-    assert len(runs) == len(STUDY["datasets"]) * len(STUDY["models"]) * len(STUDY["seeds"])
+    assert len(runs) == len([r for r in expected_runs() if r[2] == "ddp-cpu-2"]) > 0
     for m in runs:
         assert (m["world_size"], m["backend"], m["scaling"], m["global_batch_size"]) == (2, "gloo", "strong", 16)
         assert m["comm_fraction"] is not None and m["telemetry"]["host"]["ranks"] == 2

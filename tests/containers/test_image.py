@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from liquidbench import __version__
+from liquidbench.study import study_runs
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
@@ -31,7 +33,23 @@ RUN_IN_IMAGE = REPO / "tests" / "containers" / "run_in_image.sh"
 FIGURES = REPO / "build" / "container-test.json"
 KEYS = ["dataset", "model", "hardware", "seed"]
 OUTCOME = ["status", "metric_name", "test_metric", "final_train_loss", "best_val_metric", "best_epoch", "epochs_run", "n_params"]
-SMOKE = "snakemake --cores 2 --configfile config/smoke.yaml"
+# The smoke study with its sources in the copy's own mirror (the real traffic file, the test-built
+# HAR archive): inside the image there is no ../shared.
+SMOKE = "snakemake --cores 2 --configfile config/smoke.yaml --config data_mirror=[data/smoke-mirror]"
+
+
+def stage_mirror(workdir: Path, owner: tuple[int, int] | None = None) -> None:
+    """The smoke study's source files in workdir/data/smoke-mirror, the whole data/ owned by owner."""
+    from conftest import SHARED
+    from har_archive import SMOKE_ARGS, build_har_archive
+
+    mirror = workdir / "data" / "smoke-mirror"
+    build_har_archive(mirror / "UCI HAR Dataset.zip", **SMOKE_ARGS)
+    traffic = "Metro_Interstate_Traffic_Volume.csv.gz"
+    shutil.copyfile(SHARED / "data" / "metro_interstate_traffic" / traffic, mirror / traffic)
+    if owner is not None:
+        for path in [workdir / "data", *(workdir / "data").rglob("*")]:
+            os.chown(path, *owner)
 
 
 def require_tools():
@@ -112,15 +130,18 @@ def test_image_has_exactly_the_pinned_versions(in_image):
 
 
 def test_smoke_study_inside_matches_outside(in_image, tmp_path):
-    start = time.perf_counter()
-    in_image(f"rm -rf smoke && cp -r /opt/liquidbench/workflow smoke && cd smoke && {SMOKE}", timeout=900)
-    inside_s = time.perf_counter() - start
+    uid, gid = map(int, in_image("rm -rf smoke && cp -r /opt/liquidbench/workflow smoke && id -u && id -g").split())
     inside = in_image.rootfs / "home" / "liquidbench" / "smoke"
+    stage_mirror(inside, owner=(uid, gid))
+    start = time.perf_counter()
+    in_image(f"cd smoke && {SMOKE}", timeout=900)
+    inside_s = time.perf_counter() - start
 
     outside = tmp_path / "outside"
     outside.mkdir()
     for name in ("Snakefile", "workflow", "config"):
         (shutil.copytree if (REPO / name).is_dir() else shutil.copy2)(REPO / name, outside / name)
+    stage_mirror(outside)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     start = time.perf_counter()
     run(SMOKE.split(), timeout=900, cwd=outside, env=env)
@@ -131,7 +152,8 @@ def test_smoke_study_inside_matches_outside(in_image, tmp_path):
 
     runs_in = pd.read_csv(inside / "results" / "tables" / "runs.csv")
     runs_out = pd.read_csv(outside / "results" / "tables" / "runs.csv")
-    assert len(runs_out) == 8  # 4 models x 2 seeds
+    smoke = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())["study"]
+    assert sorted(map(tuple, runs_out[KEYS].values.tolist())) == sorted(study_runs(smoke))
     pd.testing.assert_frame_equal(runs_in[KEYS], runs_out[KEYS])
     # Same binaries, CPU, one thread per job, same seeds: the same numbers, bit for bit.
     pd.testing.assert_frame_equal(runs_in[OUTCOME], runs_out[OUTCOME], check_exact=True)
