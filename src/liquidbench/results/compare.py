@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pandas as pd
 
-from .stats import describe, ratio
+from .stats import describe, estimate_of, ratio
 from .tables import estimate, num
 
 RATIO_MEASURES = {"train_time_s": "train time", "steady_epoch_time_s": "epoch time", "test_metric": "test metric"}
-
-
-def _stats(row: dict | None, measure: str) -> dict:
-    if row is None:
-        return {"n": 0, "mean": float("nan"), "se": float("nan")}
-    n = int(row.get(f"{measure}_n", 0) or 0)
-    std = row.get(f"{measure}_std", float("nan"))
-    return {"n": n, "mean": row.get(f"{measure}_mean", float("nan")),
-            "se": std / math.sqrt(n) if n > 1 else float("nan")}
 
 
 def model_pairs(model_types: dict[str, str]) -> list[tuple[str, str, str]]:
@@ -46,7 +36,7 @@ def ratio_table(summary: pd.DataFrame, model_types: dict[str, str]) -> pd.DataFr
                        "reference": ref, "model_runs": a["runs"], "reference_runs": b["runs"],
                        "metric_name": a.get("metric_name") or b.get("metric_name")}
                 for m in RATIO_MEASURES:
-                    r = ratio(_stats(a, m), _stats(b, m))
+                    r = ratio(estimate_of(a, m), estimate_of(b, m))
                     row.update({f"{m}_ratio": r["value"], f"{m}_ratio_ci_low": r["ci_low"],
                                 f"{m}_ratio_ci_high": r["ci_high"]})
                 rows.append(row)

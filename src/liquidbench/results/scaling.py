@@ -20,11 +20,10 @@ Definitions (README, "Results"):
 
 from __future__ import annotations
 
-import math
 
 import pandas as pd
 
-from .stats import ratio
+from .stats import estimate_of, ratio
 
 MEASURE = "train_time_s"
 
@@ -63,15 +62,6 @@ def groups(hardware: dict, baselines: dict | None = None) -> list[dict]:
     return result
 
 
-def _stats(row) -> dict:
-    if row is None:
-        return {"n": 0, "mean": float("nan"), "se": float("nan")}
-    n = int(row.get(f"{MEASURE}_n", 0) or 0)
-    std = row.get(f"{MEASURE}_std", float("nan"))
-    return {"n": n, "mean": row.get(f"{MEASURE}_mean", float("nan")),
-            "se": std / math.sqrt(n) if n > 1 else float("nan")}
-
-
 def knee(widths: list[int], efficiencies: list[float], threshold: float) -> float:
     """Largest width whose efficiency is >= threshold (NaN efficiencies skipped); NaN if none."""
     ok = [n for n, e in zip(widths, efficiencies) if not pd.isna(e) and e >= threshold]
@@ -97,7 +87,7 @@ def scaling_table(summary: pd.DataFrame, hardware: dict, threshold: float = 0.7,
                 for name, is_base in entries:
                     base = g["baseline"].get(name, name if is_base else None)
                     here, ref = index[(dataset, model, name)], index.get((dataset, model, base))
-                    tn, t1 = _stats(here), _stats(ref)
+                    tn, t1 = estimate_of(here, MEASURE), estimate_of(ref, MEASURE)
                     n = width(hardware[name])
                     s = ratio(t1, tn) if base is not None else ratio({"n": 0}, {"n": 0})
                     row = {

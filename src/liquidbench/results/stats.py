@@ -82,6 +82,17 @@ def describe(values, confidence: float = CONFIDENCE) -> dict:
     return out
 
 
+def estimate_of(row: dict | None, measure: str) -> dict:
+    """n, mean and standard error of ``measure`` from a summary row (its ``_n``, ``_mean`` and
+    ``_std`` columns), the input of ratio(); no row gives n = 0 and NaNs."""
+    if row is None:
+        return {"n": 0, "mean": float("nan"), "se": float("nan")}
+    n = int(row.get(f"{measure}_n", 0) or 0)
+    std = row.get(f"{measure}_std", float("nan"))
+    return {"n": n, "mean": row.get(f"{measure}_mean", float("nan")),
+            "se": std / math.sqrt(n) if n > 1 else float("nan")}
+
+
 def ratio(num: dict, den: dict, confidence: float = CONFIDENCE) -> dict:
     """The ratio of two independent means with a delta-method confidence interval.
 
