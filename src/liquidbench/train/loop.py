@@ -480,8 +480,9 @@ def _train(spec: RunSpec, p: dict, hw: dict, rank: int, world: int, device: torc
             val_loss, val_metric = evaluate(model, val_t, task, p["eval_batch_size"], device)
             history.append(dict(epoch=epoch, train_loss=train_loss, val_loss=val_loss, val_metric=val_metric,
                                 epoch_time_s=elapsed))
-            log.info("epoch %d: train_loss %.6f val_loss %.6f val_%s %.6f time %.3fs",
-                     epoch, train_loss, val_loss, metric_name, val_metric, elapsed)
+            if rank == 0:  # the same figures on every rank (losses are averaged over ranks)
+                log.info("epoch %d: train_loss %.6f val_loss %.6f val_%s %.6f time %.3fs",
+                         epoch, train_loss, val_loss, metric_name, val_metric, elapsed)
             if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
                 status = "diverged"
                 log.warning("loss is not finite at epoch %d: stopping", epoch)
