@@ -36,6 +36,10 @@ exec unshare --mount --pid --fork --propagation private -- bash -c '
     root=$1; shift
     mount -t proc proc "$root/proc"
     mount --rbind /dev "$root/dev"
+    # The host name must resolve (gloo binds to its address), as it does under Docker (its own
+    # /etc/hosts names the container) and Apptainer (which binds the host'"'"'s).
+    touch "$root/etc/hosts"
+    mount --bind /etc/hosts "$root/etc/hosts"
     exec chroot --userspec="$1" "$root" /usr/bin/env -i "${@:2}"
 ' _ "$rootfs" "$uid:$gid" "${env[@]}" "HOME=$home" "USER=$name" \
     /bin/bash -c "cd '${workdir:-$home}' && $command"
