@@ -2,7 +2,6 @@
 torchrun processes (gloo), a dead rank, and a CUDA configuration on a machine without CUDA."""
 
 import json
-import os
 import subprocess
 import sys
 import time
