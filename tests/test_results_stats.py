@@ -75,7 +75,9 @@ def test_speedup_efficiency_and_knee():
     assert table.loc["ddp-4gpu", "n"] == 4
     assert table.loc["ddp-4gpu", "speedup"] == pytest.approx(11 / 4)
     assert table.loc["ddp-4gpu", "efficiency"] == pytest.approx(11 / 16)
-    assert table.loc["ddp-1gpu", "speedup"] == pytest.approx(1.0)
+    # the baseline against itself is exactly 1, without the spread of a two-sample ratio
+    assert tuple(table.loc["ddp-1gpu", ["speedup", "speedup_ci_low", "speedup_ci_high"]]) == (1.0, 1.0, 1.0)
+    assert tuple(table.loc["cpu", ["speedup", "efficiency_ci_low", "efficiency_ci_high"]]) == (1.0, 1.0, 1.0)
     assert (table.loc[["ddp-1gpu", "ddp-2gpu", "ddp-4gpu"], "knee_n"] == 2).all()
     # the strong-scaling CPU entry has no one-process strong entry: the plain cpu run is T(1)
     assert table.loc["ddp-cpu-2", "baseline"] == "cpu"
@@ -85,6 +87,16 @@ def test_speedup_efficiency_and_knee():
     lower = scaling.scaling_table(scaling_fixture(), HARDWARE, threshold=0.6).set_index("hardware")
     assert lower.loc["ddp-4gpu", "knee_n"] == 4
     assert scaling.knee([1, 2, 4], [1.0, float("nan"), 0.5], 0.7) == 1
+
+
+def test_scaling_leaves_out_entries_without_runs_in_the_study():
+    """A data set x model whose DDP runs the study excludes has no scaling rows at all."""
+    table = scaling.scaling_table(scaling_fixture(), HARDWARE, threshold=0.7)
+    assert set(table.model) == {"cfc"}
+    partial = scaling_fixture()
+    partial = partial[partial.hardware.isin(["cpu", "ddp-1gpu", "ddp-2gpu"])]
+    rows = scaling.scaling_table(partial, HARDWARE, threshold=0.7)
+    assert set(rows.hardware) == {"ddp-1gpu", "ddp-2gpu"}  # no ddp-4gpu row, no CPU group
 
 
 def test_scaling_without_ddp_entries_is_empty_with_columns():

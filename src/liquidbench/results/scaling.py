@@ -89,7 +89,13 @@ def scaling_table(summary: pd.DataFrame, hardware: dict, threshold: float = 0.7,
                     here, ref = index[(dataset, model, name)], index.get((dataset, model, base))
                     tn, t1 = estimate_of(here, MEASURE), estimate_of(ref, MEASURE)
                     n = width(hardware[name])
-                    s = ratio(t1, tn) if base is not None else ratio({"n": 0}, {"n": 0})
+                    if base is None:
+                        s = ratio({"n": 0}, {"n": 0})
+                    elif base == name and tn["n"]:
+                        # the baseline against itself: exactly 1, not a ratio of two samples
+                        s = {"value": 1.0, "ci_low": 1.0, "ci_high": 1.0}
+                    else:
+                        s = ratio(t1, tn)
                     row = {
                         "dataset": dataset, "model": model, "device": g["device"], "scaling": g["scaling"],
                         "hardware": name, "n": n,
