@@ -21,11 +21,11 @@ def _as_list(value) -> list:
 
 
 def check_exclude(study: dict, defined: dict | None = None) -> list[dict]:
-    """``study.exclude`` as a list of {key: [values]}. An unknown key, an empty entry or a name
-    that is not defined (a typo would silently exclude nothing) is an error. ``defined`` maps
-    "datasets", "models" and "hardware" to the names a config defines; without it the study's own
-    selection is the reference. A name defined but not selected is fine: narrowing a study with
-    --config keeps its exclusions valid."""
+    """``study.exclude`` as a list of {key: [values]}; an unknown key or an empty entry is an
+    error. With ``defined`` (section -> the names a config defines, for "datasets", "models" and
+    "hardware"), a name that is not defined is an error too: a typo would silently exclude nothing.
+    A name defined but not selected is fine, so narrowing a study with --config keeps its
+    exclusions valid; for the same reason names are not checked against the selection."""
     entries = []
     for i, entry in enumerate(study.get("exclude") or []):
         where = f"study.exclude[{i}]"
@@ -39,14 +39,12 @@ def check_exclude(study: dict, defined: dict | None = None) -> list[dict]:
             if key == "seed":
                 if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
                     raise ValueError(f"config key '{where}.seed': expected a seed or a list of seeds (integers >= 0)")
-            else:
-                section = SECTIONS[key]
-                names, label = (defined[section], f"defined under '{section}'") if defined else (
-                    study[section], f"in study.{section}")
+            elif defined is not None:
+                names = defined[SECTIONS[key]]
                 for v in values:
                     if v not in names:
-                        raise ValueError(f"config key '{where}.{key}' names {v!r}, which is not {label} "
-                                         f"({', '.join(map(str, names))})")
+                        raise ValueError(f"config key '{where}.{key}' names {v!r}, which is not defined under "
+                                         f"'{SECTIONS[key]}' ({', '.join(map(str, names))})")
             checked[key] = values
         entries.append(checked)
     return entries
