@@ -98,7 +98,8 @@ def test_lint_reports_nothing(workflow_copy):
 def test_smoke_figures_are_images_of_the_expected_size(smoke_run):
     from PIL import Image
 
-    from liquidbench.results.figures import figure_stems, size_px
+    from liquidbench.results import figure_stems
+    from liquidbench.results.figures import size_px
 
     rows = {"train_time": len(STUDY["datasets"]), "test_metric": len(STUDY["datasets"]), "pareto": len(STUDY["datasets"])}
     for stem in figure_stems(STUDY["datasets"]):
@@ -127,7 +128,7 @@ def test_report_contains_every_table_and_figure(smoke_run):
     import base64
     import re
 
-    from liquidbench.results.figures import figure_stems
+    from liquidbench.results import figure_stems
 
     snakemake(smoke_run, "--configfile", "config/smoke.yaml", "--report", "results/report.html")
     html = (smoke_run / "results/report.html").read_text()

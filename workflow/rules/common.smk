@@ -5,6 +5,7 @@ import json
 import os
 import re
 
+from liquidbench.results import TABLES, figure_stems
 from liquidbench.slurm import job_resources
 from liquidbench.study import study_runs
 
@@ -159,7 +160,6 @@ RESULTS_DEFAULTS = {
     "allow_missing": False,
 }
 RESULTS = deep_merge(RESULTS_DEFAULTS, config.get("results") or {})
-TABLES = ["summary", "scaling", "ratios", "time_to_target", "claims", "provenance"]
 
 
 def expected_study():
@@ -196,14 +196,8 @@ def results_targets():
     )
 
 
-def figure_stems():
-    return ["train_time", "test_metric", "scaling", "pareto", "gpu", "energy"] + [
-        f"loss_curves_{d}" for d in STUDY["datasets"]
-    ]
-
-
 def figure_files():
-    return [f"results/figures/{stem}.{ext}" for stem in figure_stems() for ext in ("png", "pdf")]
+    return [f"results/figures/{stem}.{ext}" for stem in figure_stems(STUDY["datasets"]) for ext in ("png", "pdf")]
 
 
 def table_csv(name):
@@ -219,7 +213,7 @@ def table_shell(cmd):
 def figure_outputs():
     """Every figure; the PNGs go into the report with the caption of their kind."""
     out = []
-    for stem in figure_stems():
+    for stem in figure_stems(STUDY["datasets"]):
         kind = "loss_curves" if stem.startswith("loss_curves_") else stem
         png = f"results/figures/{stem}.png"
         out.append(report(png, caption=f"../report/fig_{kind}.rst", category="Figures", labels={"figure": stem}))

@@ -248,6 +248,3 @@ def energy(summary: pd.DataFrame, stem: str | Path) -> list[Path]:
         return save(fig, stem)
 
 
-def figure_stems(datasets: list[str]) -> list[str]:
-    """Every figure the plot step writes, without extension."""
-    return ["train_time", "test_metric", "scaling", "pareto", "gpu", "energy"] + [f"loss_curves_{d}" for d in datasets]
