@@ -64,37 +64,39 @@ def check_claims(summary: pd.DataFrame, scaling: pd.DataFrame, model_types: dict
     k = s["min_seeds"]
     rows = []
 
+    def cfc_vs_ltc(measure, judge):
+        """Each CfC x LTC pair with at least k ok seeds on both sides: judge(a, b) -> (ok, evidence)."""
+        res, ev = [], []
+        for name, a, b in _pairs(summary, model_types):
+            if min(_n(a, measure), _n(b, measure)) < k:
+                res.append(None)
+                ev.append(f"{name}: too few ok seeds ({_n(a, measure)}, {_n(b, measure)} < {k})")
+                continue
+            ok, text = judge(a, b)
+            res.append(bool(ok))
+            ev.append(f"{name}: {text}")
+        return res, ev
+
     # 1. CfC faster than LTC: mean training time lower in every dataset x hardware.
-    res, ev = [], []
-    for name, a, b in _pairs(summary, model_types):
-        m = "train_time_s"
-        if min(_n(a, m), _n(b, m)) < k:
-            res.append(None)
-            ev.append(f"{name}: too few ok seeds ({_n(a, m)}, {_n(b, m)} < {k})")
-            continue
-        ok = a[f"{m}_mean"] < b[f"{m}_mean"]
-        res.append(bool(ok))
-        ev.append(f"{name}: {num(a[f'{m}_mean'])} s vs {num(b[f'{m}_mean'])} s "
-                  f"(ratio {num(a[f'{m}_mean'] / b[f'{m}_mean'], 3)})")
+    def faster(a, b):
+        ta, tb = a["train_time_s_mean"], b["train_time_s_mean"]
+        return ta < tb, f"{num(ta)} s vs {num(tb)} s (ratio {num(ta / tb, 3)})"
+
+    res, ev = cfc_vs_ltc("train_time_s", faster)
     rows.append(_row("cfc_faster", res, ev, f"mean train_time_s of CfC < LTC on every data set x hardware "
                                            f"(>= {k} ok seeds each)"))
 
     # 2. CfC metric comparable or better: not worse than LTC by more than tol x pooled std.
-    res, ev = [], []
     tol = s["metric_tolerance_std"]
-    for name, a, b in _pairs(summary, model_types):
-        m = "test_metric"
-        if min(_n(a, m), _n(b, m)) < k:
-            res.append(None)
-            ev.append(f"{name}: too few ok seeds ({_n(a, m)}, {_n(b, m)} < {k})")
-            continue
-        pooled = math.sqrt((a[f"{m}_std"] ** 2 + b[f"{m}_std"] ** 2) / 2)
-        higher_better = a.get("metric_name") == "accuracy"
-        worse_by = (b[f"{m}_mean"] - a[f"{m}_mean"]) if higher_better else (a[f"{m}_mean"] - b[f"{m}_mean"])
-        ok = worse_by <= tol * pooled
-        res.append(bool(ok))
-        ev.append(f"{name}: {a.get('metric_name')} {num(a[f'{m}_mean'])} vs {num(b[f'{m}_mean'])}, "
-                  f"CfC worse by {num(worse_by, 3)}, allowed {num(tol * pooled, 3)}")
+
+    def comparable(a, b):
+        ma, mb = a["test_metric_mean"], b["test_metric_mean"]
+        pooled = math.sqrt((a["test_metric_std"] ** 2 + b["test_metric_std"] ** 2) / 2)
+        worse_by = (mb - ma) if a.get("metric_name") == "accuracy" else (ma - mb)
+        return worse_by <= tol * pooled, (f"{a.get('metric_name')} {num(ma)} vs {num(mb)}, "
+                                          f"CfC worse by {num(worse_by, 3)}, allowed {num(tol * pooled, 3)}")
+
+    res, ev = cfc_vs_ltc("test_metric", comparable)
     rows.append(_row("cfc_accuracy", res, ev, f"CfC test metric worse than LTC's by at most {tol:g} x pooled std "
                                              f"sqrt((s_cfc^2 + s_ltc^2)/2) (>= {k} ok seeds each)"))
 
