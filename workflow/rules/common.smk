@@ -167,13 +167,17 @@ def expected_study():
     return as_json({k: STUDY[k] for k in ("datasets", "models", "hardware", "seeds", "exclude") if k in STUDY})
 
 
-def aggregate_inputs(wildcards):
+def expected_runs():
     """Every run's metrics.json; with results.allow_missing only those that exist (after
     `snakemake --keep-going` left failed runs behind), the rest then appear as missing."""
     targets = run_targets("metrics.json")
     if RESULTS["allow_missing"]:
         return [t for t in targets if os.path.exists(t)]
     return targets
+
+
+def aggregate_inputs(wildcards):
+    return expected_runs()
 
 
 def study_hardware():
@@ -189,8 +193,12 @@ def table_files(name, exts=("csv", "md", "tex")):
 
 
 def results_targets():
+    """What `rule all` asks for. The runs are targets themselves, not only inputs of the tables:
+    Snakemake (>= 7.7) does not rebuild a missing intermediate file whose downstream outputs exist
+    and are up to date, so a deleted or purged run directory would otherwise never be trained again."""
     return (
-        ["results/tables/runs.csv", "results/tables/history.csv"]
+        expected_runs()
+        + ["results/tables/runs.csv", "results/tables/history.csv"]
         + [f for t in TABLES for f in table_files(t)]
         + figure_files()
     )
