@@ -11,7 +11,8 @@ first epoch is warm-up, the others steady state. The share of a step spent in gr
 synchronised steps on the same batch (see ``comm_probe``).
 
 Checkpoints (checkpoint.py): after every epoch, and after the current step when SIGTERM arrives
-(then the run raises Preempted, exit code 143). A rerun with the same arguments resumes, mid-epoch
+(the next step with several processes, see ``_StopAgreement``; then the run raises Preempted, exit
+code 143). A rerun with the same arguments resumes, mid-epoch
 if need be, and ends with the same parameters and metrics as an uninterrupted run.
 
 Test hook: LIQUIDBENCH_TEST_SIGNAL="TERM@N" (or "KILL@N", optionally "@RANK") makes the process(es)
@@ -246,6 +247,43 @@ class _Control:
             dist.barrier(group=self.group)
 
 
+class _StopAgreement:
+    """When to stop after a SIGTERM, agreed by all ranks without a blocking collective per step.
+
+    One process reads its own flag after every step. With several processes every rank must stop
+    after the same step (DDP's gradient all-reduce would otherwise hang), so the ranks all-reduce
+    their flags; a blocking all-reduce after each step sat inside the timed epoch and charged every
+    DDP step a round trip that the one-process baseline does not pay. Instead, the flag after step
+    k goes into a non-blocking all-reduce (async_op on the gloo control group) that runs while step
+    k + 1 computes, and is waited for after step k + 1, where it is long complete: every rank reads
+    the same reduced value after the same step, so all stop together, one step after the signal
+    (a stop every N steps would delay it by up to N steps and still block every N). At an epoch's
+    end the outstanding all-reduce is drained outside the timed region, and the epoch-end check
+    still agrees on the flag, so a signal during an epoch's last step stops after that epoch."""
+
+    def __init__(self, ctrl: _Control, stop: _StopFlag):
+        self.ctrl, self.stop = ctrl, stop
+        self._flag = self._work = None
+
+    def after_step(self) -> bool:
+        """True when every rank is to stop now (call after each optimisation step)."""
+        if self.ctrl.world == 1:
+            return self.stop.requested
+        agreed = self.drain()
+        if not agreed:
+            self._flag = torch.tensor([int(self.stop.requested)], dtype=torch.int32)
+            self._work = dist.all_reduce(self._flag, op=dist.ReduceOp.MAX, group=self.ctrl.group, async_op=True)
+        return agreed
+
+    def drain(self) -> bool:
+        """Wait for the outstanding all-reduce (before other collectives on the group); its result."""
+        if self._work is None:
+            return False
+        self._work.wait()
+        agreed, self._flag, self._work = bool(self._flag.item()), None, None
+        return agreed
+
+
 def _test_signal(rank: int) -> tuple[int, int] | None:
     """(signal, global step) from LIQUIDBENCH_TEST_SIGNAL="TERM@N[@RANK]", for this rank."""
     text = os.environ.get("LIQUIDBENCH_TEST_SIGNAL")
@@ -431,6 +469,7 @@ def _train(spec: RunSpec, p: dict, hw: dict, rank: int, world: int, device: torc
                 step_times, loss_sum = list(partial["step_times"]), partial["loss_sum"].to(device)
                 partial = None
             events, stopped_at = [], None
+            agreement = _StopAgreement(ctrl, stop)
             _sync(device)
             t0 = time.perf_counter()
             for k in range(first, len(batches)):
@@ -457,11 +496,12 @@ def _train(spec: RunSpec, p: dict, hw: dict, rank: int, world: int, device: torc
                 loss_sum += torch.stack([loss.detach().double() * len(xb),
                                          torch.tensor(len(xb), dtype=torch.float64, device=device)])
                 steps_done += 1
-                if ctrl.any(stop.requested):
+                if agreement.after_step():
                     stopped_at = k + 1
                     break
             _sync(device)
             elapsed = elapsed_before + time.perf_counter() - t0
+            agreement.drain()  # a flag raised in the last step is seen by the epoch-end check below
             step_times += [a.elapsed_time(b) / 1000 for a, b in events]
             # the slowest rank sets the pace: per-step and epoch times are maxima over ranks
             elapsed, *step_times = ctrl.max([elapsed] + step_times)
