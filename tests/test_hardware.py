@@ -1,5 +1,6 @@
 """Hardware configurations through the command line: checkpoint/resume under SIGTERM, DDP with real
-torchrun processes (gloo), a dead rank, and a CUDA configuration on a machine without CUDA."""
+torchrun processes (gloo), a dead rank, a CUDA configuration where CUDA is unavailable, and (on a
+GPU machine) one where it is."""
 
 import json
 import subprocess
@@ -42,8 +43,8 @@ def train_cmd(data, out, hardware="cpu", hw=CPU, model=CFC, train=None, torchrun
     return cmd
 
 
-def run(cmd, signal_at=None, timeout=300):
-    env = tool_env()
+def run(cmd, signal_at=None, timeout=300, env=None):
+    env = {**tool_env(), **(env or {})}
     env.pop("LIQUIDBENCH_TEST_SIGNAL", None)
     if signal_at:
         env["LIQUIDBENCH_TEST_SIGNAL"] = signal_at
@@ -98,16 +99,30 @@ def test_checkpoint_of_other_arguments_is_not_resumed(sine_dir, tmp_path):
     assert m["segments"] == 1 and m["epochs_run"] == 2 and m["train_params"]["lr"] == 0.02
 
 
+GPU = {"device": "cuda", "threads": 1, "resources": {"mem_mb": 1000, "gpus": 1, "runtime": 5}}
+
+
 def test_cuda_configuration_without_cuda_fails_at_once(sine_dir, tmp_path):
-    assert not torch.cuda.is_available()
-    hw = {"device": "cuda", "threads": 1, "resources": {"mem_mb": 1000, "gpus": 1, "runtime": 5}}
+    # On a GPU machine too: an empty CUDA_VISIBLE_DEVICES hides every GPU from the new process
+    # (torch reads it when CUDA first initialises), so CUDA is really unavailable there.
     t0 = time.monotonic()
-    proc = run(train_cmd(sine_dir, tmp_path / "run", hardware="gpu", hw=hw))
+    proc = run(train_cmd(sine_dir, tmp_path / "run", hardware="gpu", hw=GPU), env={"CUDA_VISIBLE_DEVICES": ""})
     assert proc.returncode == 1
     assert "hardware 'gpu' asks for device 'cuda', but CUDA is not available" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert time.monotonic() - t0 < 60
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (runs on GPU machines)")
+def test_cuda_configuration_trains_on_the_gpu(sine_dir, tmp_path):
+    proc = run(train_cmd(sine_dir, tmp_path / "run", hardware="gpu", hw=GPU, train={"epochs": 2, "batch_size": 8}))
+    assert proc.returncode == 0, proc.stderr
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert (m["device"], m["step_timer"], m["world_size"], m["epochs_run"]) == ("cuda", "cuda_events", 1, 2)
+    assert m["device_name"] == torch.cuda.get_device_name(0)
+    assert 0 < m["step_time_median_s"] <= m["step_time_p95_s"]
+    assert m["telemetry"]["gpu"] is not None or m["telemetry"]["gpu_reason"]  # NVML may be missing
 
 
 def test_ddp_cpu_2_one_step_equals_one_process_on_the_union_of_batches(sine_dir, tmp_path):
