@@ -8,12 +8,14 @@ and time "epochs" of STEPS optimisation steps in three ways, interleaved in a fr
 - none:        no stop check at all (what the one-process baseline pays);
 - blocking:    a blocking gloo all-reduce of the stop flag after every step (the loop before
                the change: ``_Control.any`` per step);
-- overlapped:  the loop's ``_StopAgreement`` (non-blocking all-reduce waited for one step later).
+- async-1:     ``_StopAgreement`` started after every step (non-blocking all-reduce waited for
+               one step later);
+- loop:        ``_StopAgreement`` as the loop uses it (every STOP_CHECK_STEPS steps).
 
 An epoch's time is the maximum over ranks, as in the training loop. The figure for a variant is
 the median over rounds of its epoch time relative to the "none" epoch of the same round, minus one,
 and the median per-step difference; the machine's load varies, so only these paired, interleaved
-medians are meaningful. Target: the overlapped agreement costs below 1 % of the DDP step time.
+medians are meaningful. Target: the loop's agreement costs below 1 % of the DDP step time.
 
     python benchmarks/run.py bench_stop            # or: python benchmarks/bench_stop.py [ROUNDS]
 """
@@ -31,7 +33,7 @@ import torch
 
 STEPS = 20
 ROUNDS = 40
-VARIANTS = ("none", "blocking", "overlapped")
+VARIANTS = ("none", "blocking", "async-1", "loop")
 MODELS = {
     "cfc": {"type": "cfc", "units": 8, "backbone_units": 16},
     "lstm": {"type": "lstm", "hidden_size": 8},
@@ -51,7 +53,7 @@ def worker(rounds: int) -> None:
     from liquidbench.data import load_split, read_meta
     from liquidbench.data.sine import prepare
     from liquidbench.models import build_model
-    from liquidbench.train.loop import _Control, _StopAgreement, _StopFlag, _tensors
+    from liquidbench.train.loop import STOP_CHECK_STEPS, _Control, _StopAgreement, _StopFlag, _tensors
     from liquidbench.train.tasks import loss_fn
 
     torch.set_num_threads(1)
@@ -75,7 +77,7 @@ def worker(rounds: int) -> None:
         opt = torch.optim.Adam(model.parameters(), lr=0.01)
 
         def epoch(variant: str) -> float:
-            agreement = _StopAgreement(ctrl, stop)
+            agreement = _StopAgreement(ctrl, stop, every=1 if variant == "async-1" else STOP_CHECK_STEPS)
             ctrl.barrier()
             t0 = time.perf_counter()
             for k in range(STEPS):
@@ -87,7 +89,7 @@ def worker(rounds: int) -> None:
                 opt.step()
                 if variant == "blocking" and ctrl.any(stop.requested):
                     break
-                if variant == "overlapped" and agreement.after_step():
+                if variant in ("async-1", "loop") and agreement.after_step(k + 1):
                     break
             elapsed = time.perf_counter() - t0
             agreement.drain()
@@ -103,7 +105,8 @@ def worker(rounds: int) -> None:
         results[name] = times
     if rank == 0:
         print(f"ddp-cpu-2 (gloo, 2 processes x 1 thread), torch {torch.__version__}, sine {SINE}, "
-              f"global batch {GLOBAL_BATCH}, {STEPS} steps an epoch, {rounds} interleaved rounds")
+              f"global batch {GLOBAL_BATCH}, {STEPS} steps an epoch, {rounds} interleaved rounds, "
+              f"loop: every {STOP_CHECK_STEPS} steps")
         print(f"{'model':6} {'variant':11} {'ms/step':>8} {'cost us/step':>13} {'cost % of step':>15}")
         for name, times in results.items():
             base = times["none"]

@@ -165,6 +165,33 @@ def test_ddp_cpu_2_one_step_equals_one_process_on_the_union_of_batches(sine_dir,
     assert moved > 0
 
 
+def test_ddp_sigterm_on_one_rank_stops_both_at_the_same_step_and_resumes_identically(sine_dir, tmp_path):
+    from liquidbench.train.loop import STOP_CHECK_STEPS
+
+    # global batch 2 over 2 ranks: 14 steps an epoch. The ranks agree on the flag after step 10
+    # (every STOP_CHECK_STEPS steps, without blocking) and read the result after step 11.
+    assert STOP_CHECK_STEPS == 10
+    train = {"epochs": 2, "batch_size": 2, "lr": 0.01}
+    cmd = lambda out: train_cmd(sine_dir, out, hardware="ddp-cpu-2", hw=DDP2, model=GRU, train=train,  # noqa: E731
+                                torchrun=2)
+    ref = run(cmd(tmp_path / "ref"))
+    assert ref.returncode == 0, ref.stderr
+    out = tmp_path / "run"
+    first = run(cmd(out), signal_at="TERM@3@1")  # SIGTERM to rank 1 only, before step 3
+    assert first.returncode != 0 and "checkpoint written" in first.stderr, first.stderr
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert (state["epoch"], state["partial"]["step_in_epoch"], state["steps_done"]) == (1, 11, 11)
+    assert len(state["rng"]) == 2
+    second = run(cmd(out))
+    assert second.returncode == 0, second.stderr
+    assert "resuming from checkpoint: epoch 1, step 11" in second.stderr
+    a = json.loads((tmp_path / "ref" / "metrics.json").read_text())
+    b = json.loads((out / "metrics.json").read_text())
+    assert strip(a) == strip(b) and a["final_params_sha256"] == b["final_params_sha256"]
+    assert (a["segments"], b["segments"]) == (1, 2)
+    assert history_without_times(tmp_path / "ref" / "history.csv") == history_without_times(out / "history.csv")
+
+
 def test_ddp_cpu_2_run_writes_world_size_2_metrics(sine_dir, tmp_path):
     out = tmp_path / "ddp"
     train = {"epochs": 3, "batch_size": 8, "lr": 0.01}
