@@ -15,6 +15,8 @@
 # Slurm and container tests skip there with their reason, as on a user's machine without those parts.
 #
 # FRESH_REV=REV: test that commit instead of HEAD.
+# FRESH_CA_BUNDLE=FILE: the CA bundle pip verifies PyPI with (copied in, as PIP_CERT), for a
+# network whose TLS proxy only the host trusts (e.g. /etc/ssl/certs/ca-certificates.crt).
 # FRESH_WHEELS=DIR: a folder of wheels that pip may also take packages from (mounted read-only as
 # PIP_FIND_LINKS), e.g. a torch CPU wheel instead of PyPI's multi-gigabyte CUDA build; every other
 # package comes from PyPI.
@@ -57,6 +59,11 @@ if [[ -n ${FRESH_WHEELS:-} ]]; then
     mount --bind -o ro "$FRESH_WHEELS" "$ROOT/wheels"
     mounted+=("$ROOT/wheels")
     pip_env=(PIP_FIND_LINKS=/wheels)
+fi
+
+if [[ -n ${FRESH_CA_BUNDLE:-} ]]; then
+    cp "$FRESH_CA_BUNDLE" "$ROOT/etc/ssl/certs/fresh-run-ca-bundle.crt"
+    pip_env+=(PIP_CERT=/etc/ssl/certs/fresh-run-ca-bundle.crt)
 fi
 
 home=/home/$USER_NAME
