@@ -43,22 +43,61 @@ def test_t_quantiles_match_tables():
 def test_describe_mean_std_ci_by_hand():
     d = stats.describe([1, 2, 3, 4, float("nan")])
     # mean 2.5, std sqrt(5/3), se std/2, half width t(0.975, 3) * se
-    assert d["n"] == 4 and d["mean"] == 2.5
+    assert d["n"] == 4 and d["mean"] == 2.5 and d["median"] == 2.5
     assert d["std"] == pytest.approx(math.sqrt(5 / 3))
     half = 3.182446 * math.sqrt(5 / 3) / 2
     assert d["ci_low"] == pytest.approx(2.5 - half, abs=1e-5)
     assert d["ci_high"] == pytest.approx(2.5 + half, abs=1e-5)
     one = stats.describe([7.0])
-    assert one["n"] == 1 and one["mean"] == 7.0 and math.isnan(one["std"]) and math.isnan(one["ci_low"])
+    assert one["n"] == 1 and one["mean"] == one["median"] == 7.0 and math.isnan(one["std"]) and math.isnan(one["ci_low"])
     assert stats.describe([])["n"] == 0
 
 
-def test_ratio_delta_method_by_hand():
-    r = stats.ratio(stats.describe([10, 12]), stats.describe([5, 7]))
-    assert r["value"] == pytest.approx(11 / 6)
-    se = 11 / 6 * math.sqrt((1 / 11) ** 2 + (1 / 6) ** 2)
-    assert r["se"] == pytest.approx(se)
-    assert r["ci_high"] - r["value"] == pytest.approx(12.7062 * se, rel=1e-4)
+def test_median_by_hand():
+    assert stats.describe([10, 1, 3])["median"] == 3  # odd n: the middle value
+    assert stats.describe([3, 1, 2, 10, float("nan")])["median"] == 2.5  # even n: mean of the middle two
+    d = stats.describe([1, 1, 1, 13])  # one slow run moves the mean, not the median
+    assert (d["mean"], d["median"]) == (4, 1)
+
+
+def test_log_scale_interval_and_geometric_mean_by_hand():
+    # 1, 2, 4: logs 0, ln 2, 2 ln 2; their mean ln 2 (geometric mean 2), their sd ln 2
+    d = stats.describe([4, 1, 2], positive=True)
+    assert d["gmean"] == pytest.approx(2) and d["gsd"] == pytest.approx(2) and d["mean"] == pytest.approx(7 / 3)
+    half = 4.302653 * math.log(2) / math.sqrt(3)  # t(0.975, 2) * se of the log mean
+    assert d["ci_low"] == pytest.approx(2 * math.exp(-half), rel=1e-6)
+    assert d["ci_high"] == pytest.approx(2 * math.exp(half), rel=1e-6)
+    # the issue's case: two seeds far apart; the arithmetic t interval of 0.2 and 1.6 reaches below 0 ...
+    arith = stats.describe([0.2, 1.6])
+    assert arith["ci_low"] == pytest.approx(0.9 - 12.7062 * 0.7, rel=1e-4) and arith["ci_low"] < 0
+    # ... the log-scale one: geometric mean sqrt(0.32), se of the log mean ln(8) / 2
+    g = stats.describe([0.2, 1.6], positive=True)
+    assert g["gmean"] == pytest.approx(math.sqrt(0.32))
+    assert g["ci_low"] == pytest.approx(math.sqrt(0.32) * 8 ** (-12.7062 / 2), rel=1e-4) and g["ci_low"] > 0
+    assert g["ci_high"] == pytest.approx(math.sqrt(0.32) * 8 ** (12.7062 / 2), rel=1e-4)
+    # a value <= 0 cannot be a positive quantity's: no geometric statistics, no interval
+    bad = stats.describe([0.0, 1.0], positive=True)
+    assert math.isnan(bad["gmean"]) and math.isnan(bad["ci_low"]) and bad["mean"] == 0.5
+
+
+def test_bounded_interval_is_cut_to_the_range():
+    # mean 0.01, se 0.01: the t interval 0.01 ± 0.127 is cut at 0 below
+    d = stats.describe([0.0, 0.02], bounds=(0.0, 1.0))
+    assert d["ci_low"] == 0.0 and d["ci_high"] == pytest.approx(0.01 + 12.7062 * 0.01, rel=1e-4)
+
+
+def test_ratio_of_geometric_means_by_hand():
+    row = lambda values: {f"t_{k}": v for k, v in stats.describe(values, positive=True).items()}  # noqa: E731
+    r = stats.ratio(stats.estimate_of(row([10, 12]), "t"), stats.estimate_of(row([5, 7]), "t"))
+    assert r["value"] == pytest.approx(math.sqrt(120 / 35))
+    # se of each log mean: |ln a - ln b| / 2 for two values
+    se = math.sqrt((math.log(1.2) / 2) ** 2 + (math.log(1.4) / 2) ** 2)
+    assert r["se_log"] == pytest.approx(se) and r["df"] == 1
+    assert r["ci_low"] == pytest.approx(math.sqrt(120 / 35) * math.exp(-12.7062 * se), rel=1e-4)
+    assert r["ci_high"] == pytest.approx(math.sqrt(120 / 35) * math.exp(12.7062 * se), rel=1e-4)
+    one = stats.ratio(stats.estimate_of(row([10]), "t"), stats.estimate_of(row([5, 7]), "t"))
+    assert one["value"] == pytest.approx(10 / math.sqrt(35)) and math.isnan(one["ci_low"])
+    assert math.isnan(stats.ratio(stats.estimate_of(None, "t"), stats.estimate_of(row([5, 7]), "t"))["value"])
 
 
 def scaling_fixture():
@@ -70,20 +109,25 @@ def scaling_fixture():
 def test_speedup_efficiency_and_knee():
     table = scaling.scaling_table(scaling_fixture(), HARDWARE, threshold=0.7).set_index("hardware")
     assert table.loc["ddp-2gpu", "baseline"] == "ddp-1gpu"
-    assert table.loc["ddp-2gpu", "speedup"] == pytest.approx(11 / 6)
-    assert table.loc["ddp-2gpu", "efficiency"] == pytest.approx(11 / 12)
+    # speedups of geometric means: sqrt(10 * 12) / sqrt(5 * 7), ...
+    assert table.loc["ddp-2gpu", "tn_gmean"] == pytest.approx(math.sqrt(35))
+    assert table.loc["ddp-2gpu", "speedup"] == pytest.approx(math.sqrt(120 / 35))
+    assert table.loc["ddp-2gpu", "efficiency"] == pytest.approx(math.sqrt(120 / 35) / 2)
+    se = math.sqrt((math.log(1.2) / 2) ** 2 + (math.log(1.4) / 2) ** 2)
+    assert table.loc["ddp-2gpu", "efficiency_ci_low"] == pytest.approx(
+        math.sqrt(120 / 35) * math.exp(-12.7062 * se) / 2, rel=1e-4)
     assert table.loc["ddp-4gpu", "n"] == 4
-    assert table.loc["ddp-4gpu", "speedup"] == pytest.approx(11 / 4)
-    assert table.loc["ddp-4gpu", "efficiency"] == pytest.approx(11 / 16)
+    assert table.loc["ddp-4gpu", "speedup"] == pytest.approx(math.sqrt(120 / 15.75))
+    assert table.loc["ddp-4gpu", "efficiency"] == pytest.approx(math.sqrt(120 / 15.75) / 4)
     # the baseline against itself is exactly 1, without the spread of a two-sample ratio
     assert tuple(table.loc["ddp-1gpu", ["speedup", "speedup_ci_low", "speedup_ci_high"]]) == (1.0, 1.0, 1.0)
     assert tuple(table.loc["cpu", ["speedup", "efficiency_ci_low", "efficiency_ci_high"]]) == (1.0, 1.0, 1.0)
     assert (table.loc[["ddp-1gpu", "ddp-2gpu", "ddp-4gpu"], "knee_n"] == 2).all()
     # the strong-scaling CPU entry has no one-process strong entry: the plain cpu run is T(1)
     assert table.loc["ddp-cpu-2", "baseline"] == "cpu"
-    assert table.loc["ddp-cpu-2", "speedup"] == pytest.approx(21 / 11)
+    assert table.loc["ddp-cpu-2", "speedup"] == pytest.approx(math.sqrt(440 / 120))
     lo, hi = table.loc["ddp-2gpu", ["efficiency_ci_low", "efficiency_ci_high"]]
-    assert lo < 11 / 12 < hi
+    assert 0 < lo < math.sqrt(120 / 35) / 2 < hi
     lower = scaling.scaling_table(scaling_fixture(), HARDWARE, threshold=0.6).set_index("hardware")
     assert lower.loc["ddp-4gpu", "knee_n"] == 4
     assert scaling.knee([1, 2, 4], [1.0, float("nan"), 0.5], 0.7) == 1
@@ -110,11 +154,12 @@ def test_ratios_cfc_vs_ltc_and_vs_lstm():
     table = compare.ratio_table(summary.summarize(runs_frame(times, metrics)), TYPES)
     cvl = table[table.comparison == "cfc vs ltc"].iloc[0]
     assert (cvl.model, cvl.reference) == ("cfc", "ltc")
-    assert cvl.train_time_s_ratio == pytest.approx(3 / 8)
-    assert cvl.test_metric_ratio == pytest.approx(1.0)
+    # ratios of geometric means: sqrt(2 * 4) / sqrt(6 * 10); metrics sqrt(0.1 * 0.3) / 0.2
+    assert cvl.train_time_s_ratio == pytest.approx(math.sqrt(8 / 60))
+    assert cvl.test_metric_ratio == pytest.approx(math.sqrt(0.03) / 0.2)
     vs = table[table.comparison == "vs lstm"].set_index("model")
     assert set(vs.index) == {"cfc", "ltc"}
-    assert vs.loc["ltc", "train_time_s_ratio"] == pytest.approx(8.0)
+    assert vs.loc["ltc", "train_time_s_ratio"] == pytest.approx(math.sqrt(60))
     assert vs.loc["ltc", "test_metric_ratio"] == pytest.approx(0.5)
 
 
@@ -136,6 +181,8 @@ def test_time_to_target_reached_and_not_reached():
     table = compare.time_to_target(runs, pd.concat(histories), {"sine": 0.25}).set_index("model")
     assert table.loc["cfc", "status"] == "reached" and table.loc["cfc", "n_reached"] == 2
     assert table.loc["cfc", "time_mean"] == pytest.approx((2.5 + 3.5) / 2)
+    assert table.loc["cfc", "time_gmean"] == pytest.approx(math.sqrt(2.5 * 3.5))
+    assert table.loc["cfc", "time_median"] == pytest.approx(3.0)
     assert table.loc["ltc", "status"] == "not reached" and table.loc["ltc", "n_reached"] == 0
     shown = compare.target_display(table.reset_index()).set_index("model")
     assert shown.loc["ltc", "time to target [s]"] == "not reached"
@@ -229,3 +276,40 @@ def test_claims_undecidable_with_one_seed_or_no_ddp():
 def test_latex_is_escaped():
     tex = to_latex(pd.DataFrame({"a_b": ["50 % ± 1 & x"]}), "cap")
     assert r"a\_b" in tex and r"50 \% $\pm$ 1 \& x" in tex and r"\toprule" in tex
+
+
+def test_no_interval_of_a_positive_quantity_goes_below_zero(tmp_path):
+    """Seeds far apart (0.2 s and 1.6 s: the arithmetic t interval reaches -8.0) in every table."""
+    spread = [0.2, 1.6]
+    times = {(m, hw): [t * f for t in spread] for m, f in (("cfc", 1), ("ltc", 3), ("lstm", 2))
+             for hw in ("cpu", "ddp-cpu-2", "ddp-1gpu", "ddp-2gpu", "ddp-4gpu")}
+    runs = runs_frame(times)
+    runs = runs.assign(steady_epoch_time_s=runs.train_time_s / 2, throughput_samples_per_s=100 / runs.train_time_s,
+                       step_time_median_s=runs.train_time_s / 50, peak_host_rss_mb=[300, 900] * (len(runs) // 2),
+                       comm_fraction=[0.0, 0.05] * (len(runs) // 2),
+                       **{"telemetry.gpu.energy_j": runs.train_time_s * 200, "telemetry.gpu.util_mean_pct": 1.0})
+    s = summary.summarize(runs)
+    assert (s["train_time_s_ci_low"] > 0).all()
+    for m in summary.POSITIVE:
+        if s[f"{m}_n"].max() >= 2:
+            assert (s[f"{m}_ci_low"] > 0).all(), m
+            assert (s[f"{m}_ci_low"] < s[f"{m}_gmean"]).all() and (s[f"{m}_gmean"] < s[f"{m}_ci_high"]).all(), m
+    for m, (lo, hi) in summary.BOUNDS.items():
+        assert ((s[f"{m}_ci_low"] >= lo) & (s[f"{m}_ci_high"] <= hi)).all(), m
+    sc = scaling.scaling_table(s, HARDWARE)
+    assert len(sc) and (sc[["speedup_ci_low", "efficiency_ci_low"]] > 0).all().all()
+    ratios = compare.ratio_table(s, TYPES)
+    assert len(ratios) and (ratios[[c for c in ratios if c.endswith("_ratio_ci_low")]] > 0).all().all()
+    histories = pd.DataFrame([{"dataset": "sine", "model": m, "hardware": hw, "seed": seed, "epoch": 1,
+                               "val_metric": 0.0, "epoch_time_s": t} for (m, hw), ts in times.items()
+                              for seed, t in enumerate(ts)])
+    ttt = compare.time_to_target(runs, histories, {"sine": 0.5})
+    assert (ttt["time_ci_low"] > 0).all()
+    # the cells show the geometric mean with its interval, the mean, the median and n
+    cell = summary.display(s).set_index(["model", "hardware"]).loc[("cfc", "cpu"), "train time [s]"]
+    gm, lo, hi = math.sqrt(0.32), math.sqrt(0.32) * 8 ** (-12.7062 / 2), math.sqrt(0.32) * 8 ** (12.7062 / 2)
+    assert cell.startswith(f"gm {gm:.4g} [") and cell.endswith(" mean 0.9 ± 0.99 median 0.9 n=2")
+    shown_lo, shown_hi = (float(v) for v in cell.split("[")[1].split("]")[0].split(", "))
+    assert shown_lo == pytest.approx(lo, rel=5e-3) and shown_hi == pytest.approx(hi, rel=5e-3)  # 3 digits
+    metric_cell = summary.display(s).set_index(["model", "hardware"]).loc[("cfc", "cpu"), "test metric"]
+    assert metric_cell == "0.1 ± 0 [0.1, 0.1] median 0.1 n=2"

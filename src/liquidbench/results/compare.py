@@ -22,8 +22,8 @@ def model_pairs(model_types: dict[str, str]) -> list[tuple[str, str, str]]:
 
 
 def ratio_table(summary: pd.DataFrame, model_types: dict[str, str]) -> pd.DataFrame:
-    """Per dataset x hardware x pair: model/reference ratio of the mean of each measure with its
-    95 % interval (< 1: the model takes less time / has the lower metric)."""
+    """Per dataset x hardware x pair: model/reference ratio of the geometric means of each measure
+    with its 95 % log-scale t interval (< 1: the model takes less time / has the lower metric)."""
     index = {(r["dataset"], r["model"], r["hardware"]): r for r in summary.to_dict("records")}
     rows = []
     for dataset in sorted(summary["dataset"].unique()):
@@ -56,8 +56,8 @@ def ratio_display(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-RATIO_NOTES = ("ratio = mean of the model / mean of the reference over ok seeds on the same data set "
-               "and hardware, [95 % interval] by the delta method. Time ratio < 1: the model is faster; "
+RATIO_NOTES = ("ratio = geometric mean of the model / geometric mean of the reference over ok seeds on the "
+               "same data set and hardware, [95 % t interval on the log scale]. Time ratio < 1: the model is faster; "
                "metric ratio < 1: lower metric (better for mse, worse for accuracy).")
 
 
@@ -100,7 +100,7 @@ def time_to_target(runs: pd.DataFrame, history: pd.DataFrame, targets: dict[str,
                     times.append(t)
                     epochs.append(e)
         n_reached = int(np.isfinite(times).sum()) if times else 0
-        d, e = describe(times), describe(epochs)
+        d, e = describe(times, positive=True), describe(epochs)
         if target is None:
             verdict = "no target"
         elif not len(ok):
@@ -114,8 +114,8 @@ def time_to_target(runs: pd.DataFrame, history: pd.DataFrame, targets: dict[str,
         rows.append({
             "dataset": dataset, "model": model, "hardware": hardware, "metric_name": metric_name,
             "target": target, "n_runs": len(group), "n_ok": len(ok), "n_reached": n_reached,
-            "status": verdict, "time_mean": d["mean"], "time_std": d["std"], "time_ci_low": d["ci_low"],
-            "time_ci_high": d["ci_high"], "epoch_mean": e["mean"],
+            "status": verdict, "time_gmean": d["gmean"], "time_ci_low": d["ci_low"], "time_ci_high": d["ci_high"],
+            "time_mean": d["mean"], "time_std": d["std"], "time_median": d["median"], "epoch_mean": e["mean"],
         })
     return pd.DataFrame(rows)
 
@@ -124,7 +124,8 @@ def target_display(table: pd.DataFrame) -> pd.DataFrame:
     out = []
     for r in table.to_dict("records"):
         if r["status"] in ("reached", "reached by some"):
-            time = estimate(r["time_mean"], r["time_std"], r["time_ci_low"], r["time_ci_high"], r["n_reached"])
+            time = estimate(r["time_mean"], r["time_std"], r["time_ci_low"], r["time_ci_high"], r["n_reached"],
+                            median=r["time_median"], gmean=r["time_gmean"])
             epoch = num(r["epoch_mean"], 3)
         else:
             time = epoch = r["status"]
@@ -140,4 +141,5 @@ def target_display(table: pd.DataFrame) -> pd.DataFrame:
 
 TARGET_NOTES = ("time to target = training time summed over epochs up to and including the first epoch "
                 "whose validation metric reaches the data set's target (config results.targets); statistics "
-                "over the ok seeds that reached it. not reached: no ok seed reached it.")
+                "over the ok seeds that reached it: gm = geometric mean [95 % t interval on the log scale], "
+                "mean ± std, median. not reached: no ok seed reached it.")

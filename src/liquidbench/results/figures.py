@@ -2,7 +2,9 @@
 
 Every figure is written even without data (a CPU-only study has no GPU telemetry and no DDP
 widths): its panels then say "no data" and why, so the report shows the gap instead of hiding it.
-Error bars and bands are 95 % t intervals over ok seeds unless a caption says otherwise.
+Bars and points of positive quantities (times, memory, energy, speedups) are geometric means with
+95 % t intervals on the log scale; those of metrics are means with 95 % t intervals (README,
+"Results"); over ok seeds unless a caption says otherwise.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..io import atomic_path  # noqa: E402
+from .summary import centre  # noqa: E402
 
 STYLE = {"figure.dpi": 100, "savefig.dpi": 150, "axes.grid": True, "grid.alpha": 0.3, "font.size": 8,
          "legend.fontsize": 7, "axes.titlesize": 9}
@@ -53,9 +56,14 @@ def no_data(ax, why: str) -> None:
     ax.grid(False)
 
 
+def _value(summary: pd.DataFrame, col: str) -> np.ndarray:
+    """The centre of ``col``'s interval: geometric mean (positive quantities) or mean."""
+    return summary[f"{col}_{centre(col)}"].to_numpy(float)
+
+
 def _err(summary: pd.DataFrame, col: str) -> np.ndarray:
     """Asymmetric error bars from the CI columns (zero where there is no interval)."""
-    mean = summary[f"{col}_mean"].to_numpy(float)
+    mean = _value(summary, col)
     lo = np.nan_to_num(mean - summary[f"{col}_ci_low"].to_numpy(float))
     hi = np.nan_to_num(summary[f"{col}_ci_high"].to_numpy(float) - mean)
     return np.vstack([lo, hi])
@@ -66,15 +74,15 @@ def _has(summary: pd.DataFrame, col: str) -> bool:
 
 
 def _bars(ax, sub: pd.DataFrame, col: str, ylabel: str, hardware_order: list[str]) -> None:
-    """Bars: x = hardware, one bar per model, error bars = 95 % CI; configurations without
-    ok runs are marked with their run status instead of a bar."""
+    """Bars: x = hardware, one bar per model, height and error bars = centre and 95 % CI (see
+    _value); configurations without ok runs are marked with their run status instead of a bar."""
     models = sorted(sub["model"].unique())
     width = 0.8 / max(len(models), 1)
     x = np.arange(len(hardware_order))
     for i, model in enumerate(models):
         m = sub[sub["model"] == model].set_index("hardware").reindex(hardware_order)
         pos = x + (i - (len(models) - 1) / 2) * width
-        mean = m[f"{col}_mean"].to_numpy(float)
+        mean = _value(m, col)
         err = _err(m, col)
         ax.bar(pos, np.nan_to_num(mean), width, yerr=err, capsize=2, label=model)
         for p, v, runs in zip(pos, mean, m["runs"]):
@@ -87,7 +95,8 @@ def _bars(ax, sub: pd.DataFrame, col: str, ylabel: str, hardware_order: list[str
 
 
 def train_time(summary: pd.DataFrame, stem: str | Path, datasets: list[str]) -> list[Path]:
-    """Training time by model across hardware, one panel per data set (error bars: 95 % CI)."""
+    """Training time by model across hardware, one panel per data set (geometric means, error bars:
+    95 % log-scale t intervals)."""
     hw = list(dict.fromkeys(summary["hardware"]))
     with plt.rc_context(STYLE):
         fig, axes = _figure(len(datasets), 1)
@@ -97,7 +106,7 @@ def train_time(summary: pd.DataFrame, stem: str | Path, datasets: list[str]) -> 
                 no_data(ax, f"{ds}: no ok runs")
                 continue
             _bars(ax, sub, "train_time_s", "training time [s]", hw)
-            ax.set_title(f"{ds}: training time (sum of epoch times), mean and 95 % CI over seeds")
+            ax.set_title(f"{ds}: training time (sum of epoch times), geometric mean and 95 % CI over seeds")
         return save(fig, stem)
 
 
@@ -142,9 +151,12 @@ def scaling(table: pd.DataFrame, stem: str | Path) -> list[Path]:
         for ax in (ax_s, ax_e):
             ax.set_xlabel("number of GPUs / DDP processes n")
             ax.set_xticks(widths)
-        ax_s.set_ylabel("speedup T(1)/T(n)")
-        ax_e.set_ylabel("parallel efficiency speedup/n")
-        ax_s.set_title("Speedup (95 % CI)")
+        # ratios on a log axis: their intervals are symmetric there, as they are computed
+        for ax in (ax_s, ax_e):
+            ax.set_yscale("log", base=2)
+        ax_s.set_ylabel("speedup T(1)/T(n) (log scale)")
+        ax_e.set_ylabel("parallel efficiency speedup/n (log scale)")
+        ax_s.set_title("Speedup of geometric mean times (95 % CI)")
         ax_e.set_title("Efficiency (95 % CI)")
         ax_s.legend()
         ax_e.legend()
@@ -183,7 +195,8 @@ def pareto(summary: pd.DataFrame, stem: str | Path, datasets: list[str]) -> list
     with plt.rc_context(STYLE):
         fig, axes = _figure(len(datasets), 1)
         for ax, ds in zip(axes[:, 0], datasets):
-            sub = summary[summary["dataset"] == ds].dropna(subset=["train_time_s_mean", "test_metric_mean"])
+            time = f"train_time_s_{centre('train_time_s')}"
+            sub = summary[summary["dataset"] == ds].dropna(subset=[time, "test_metric_mean"])
             if not len(sub):
                 no_data(ax, f"{ds}: no ok runs")
                 continue
@@ -193,10 +206,10 @@ def pareto(summary: pd.DataFrame, stem: str | Path, datasets: list[str]) -> list
             for i, model in enumerate(sorted(sub["model"].unique())):
                 for r in sub[sub["model"] == model].to_dict("records"):
                     one = pd.DataFrame([r])
-                    ax.errorbar(r["train_time_s_mean"], r["test_metric_mean"], xerr=_err(one, "train_time_s"),
+                    ax.errorbar(r[time], r["test_metric_mean"], xerr=_err(one, "train_time_s"),
                                 yerr=_err(one, "test_metric"), marker=markers.get(r["hardware"], "o"),
                                 color=f"C{i}", capsize=2, ls="none", label=f"{model} / {r['hardware']}")
-            pts = sub.sort_values("train_time_s_mean")[["train_time_s_mean", "test_metric_mean"]].to_numpy()
+            pts = sub.sort_values(time)[[time, "test_metric_mean"]].to_numpy()
             front, best = [], None
             for t, m in pts:
                 if best is None or (m > best if higher else m < best):
@@ -211,13 +224,14 @@ def pareto(summary: pd.DataFrame, stem: str | Path, datasets: list[str]) -> list
 
 
 def _config_bars(ax, summary: pd.DataFrame, col: str, ylabel: str, why: str) -> None:
-    sub = summary.dropna(subset=[f"{col}_mean"]) if f"{col}_mean" in summary else summary.iloc[:0]
+    value = f"{col}_{centre(col)}"
+    sub = summary.dropna(subset=[value]) if value in summary else summary.iloc[:0]
     if not len(sub):
         no_data(ax, why)
         return
     labels = [f"{d}\n{m}\n{h}" for d, m, h in zip(sub["dataset"], sub["model"], sub["hardware"])]
     x = np.arange(len(sub))
-    ax.bar(x, sub[f"{col}_mean"], yerr=_err(sub, col), capsize=2, color=[f"C{i % 10}" for i in range(len(sub))])
+    ax.bar(x, sub[value], yerr=_err(sub, col), capsize=2, color=[f"C{i % 10}" for i in range(len(sub))])
     ax.set_xticks(x, labels, fontsize=6)
     ax.set_ylabel(ylabel)
 
@@ -244,7 +258,7 @@ def energy(summary: pd.DataFrame, stem: str | Path) -> list[Path]:
         ax = axes[0, 0]
         _config_bars(ax, summary, "telemetry.gpu.energy_per_epoch_j", "GPU energy per epoch [J]",
                      "no GPU energy measurements (CPU-only study or no NVML counter)")
-        ax.set_title("GPU energy per epoch, mean and 95 % CI over seeds")
+        ax.set_title("GPU energy per epoch, geometric mean and 95 % CI over seeds")
         return save(fig, stem)
 
 

@@ -10,10 +10,10 @@ Definitions (README, "Results"):
   single-process run is the same computation: with one process weak and strong scaling coincide).
   Among several candidates the first in study order is used. ``baselines`` overrides this per
   hardware entry (config ``results.scaling_baselines``).
-- T is the mean training time (``train_time_s``, the sum of epoch times) over ok seeds;
-  speedup S(n) = T(1) / T(n), efficiency E(n) = S(n) / n. Their 95 % intervals propagate the
-  seeds' standard errors of both means (delta method, t quantile with min(n1, nn) - 1 degrees of
-  freedom).
+- T is the geometric mean training time (``train_time_s``, the sum of epoch times) over ok
+  seeds; speedup S(n) = T(1) / T(n), efficiency E(n) = S(n) / n. Their 95 % intervals are t
+  intervals on the log scale (stats.ratio: the standard errors of both log means added in
+  quadrature, t quantile with min(n1, nn) - 1 degrees of freedom), so they stay positive.
 - The knee is the largest n with E(n) >= threshold (default 0.7) among widths with data,
   counting the baseline (E(1) = 1).
 """
@@ -62,6 +62,10 @@ def groups(hardware: dict, baselines: dict | None = None) -> list[dict]:
     return result
 
 
+def _gmean(row: dict | None) -> float:
+    return row.get(f"{MEASURE}_gmean", float("nan")) if row is not None else float("nan")
+
+
 def knee(widths: list[int], efficiencies: list[float], threshold: float) -> float:
     """Largest width whose efficiency is >= threshold (NaN efficiencies skipped); NaN if none."""
     ok = [n for n, e in zip(widths, efficiencies) if not pd.isna(e) and e >= threshold]
@@ -101,7 +105,7 @@ def scaling_table(summary: pd.DataFrame, hardware: dict, threshold: float = 0.7,
                         "hardware": name, "n": n,
                         "baseline": base if base is not None else "none",
                         "runs": here["runs"],
-                        "t1_mean": t1["mean"], "tn_mean": tn["mean"], "t1_seeds": t1["n"], "tn_seeds": tn["n"],
+                        "t1_gmean": _gmean(ref), "tn_gmean": _gmean(here), "t1_seeds": t1["n"], "tn_seeds": tn["n"],
                         "speedup": s["value"], "speedup_ci_low": s["ci_low"], "speedup_ci_high": s["ci_high"],
                         "efficiency": s["value"] / n, "efficiency_ci_low": s["ci_low"] / n,
                         "efficiency_ci_high": s["ci_high"] / n,
@@ -111,7 +115,7 @@ def scaling_table(summary: pd.DataFrame, hardware: dict, threshold: float = 0.7,
                 for r in group_rows:
                     r.update(knee_threshold=threshold, knee_n=k)
                 rows.extend(group_rows)
-    cols = ["dataset", "model", "device", "scaling", "hardware", "n", "baseline", "runs", "t1_mean", "tn_mean",
+    cols = ["dataset", "model", "device", "scaling", "hardware", "n", "baseline", "runs", "t1_gmean", "tn_gmean",
             "t1_seeds", "tn_seeds", "speedup", "speedup_ci_low", "speedup_ci_high", "efficiency",
             "efficiency_ci_low", "efficiency_ci_high", "knee_threshold", "knee_n"]
     return pd.DataFrame(rows, columns=cols)
@@ -125,7 +129,7 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
         out.append({
             "dataset": r["dataset"], "model": r["model"], "mode": f"{r['device']}/{r['scaling']}",
             "hardware": r["hardware"], "n": int(r["n"]), "baseline": r["baseline"], "runs": r["runs"],
-            "T(1) [s]": num(r["t1_mean"]), "T(n) [s]": num(r["tn_mean"]),
+            "T(1) [s]": num(r["t1_gmean"]), "T(n) [s]": num(r["tn_gmean"]),
             "speedup": estimate(r["speedup"], lo=r["speedup_ci_low"], hi=r["speedup_ci_high"]),
             "efficiency": estimate(r["efficiency"], lo=r["efficiency_ci_low"], hi=r["efficiency_ci_high"]),
             "knee": "n/a" if pd.isna(r["knee_n"]) else str(int(r["knee_n"])),
@@ -135,7 +139,7 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
 
 
 NOTES = ("A row of dashes: the study has no hardware entry with a scaling mode (weak/strong). "
-         "speedup = T(1)/T(n) of mean training time over ok seeds, efficiency = speedup/n; "
-         "[95 % interval] propagated from the seeds of both configurations (delta method). "
+         "speedup = T(1)/T(n) of the geometric mean training time over ok seeds, efficiency = speedup/n; "
+         "[95 % t interval on the log scale] from the seeds of both configurations. "
          "knee: largest n whose efficiency is still at or above the threshold. "
          "n/a: a configuration without ok runs.")

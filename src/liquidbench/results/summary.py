@@ -31,7 +31,21 @@ MEASURES = {
     "telemetry.gpu.energy_j": ("GPU energy", "J"),
     "telemetry.gpu.energy_per_epoch_j": ("GPU energy per epoch", "J"),
 }
-STAT_FIELDS = ["n", "mean", "std", "ci_low", "ci_high"]
+# Positive quantities: geometric mean with the log-scale t interval (stats.py). Metrics and losses
+# keep the arithmetic t interval; shares keep it too, cut to their range.
+POSITIVE = {"train_time_s", "steady_epoch_time_s", "throughput_samples_per_s", "step_time_median_s",
+            "peak_host_rss_mb", "telemetry.host.rss_peak_mb", "telemetry.gpu.mem_used_peak_mb",
+            "telemetry.gpu.torch_max_memory_allocated_mb", "telemetry.gpu.energy_j",
+            "telemetry.gpu.energy_per_epoch_j"}
+BOUNDS = {"comm_fraction": (0.0, 1.0), "telemetry.gpu.util_mean_pct": (0.0, 100.0)}
+STAT_FIELDS = ["n", "mean", "median", "std", "gmean", "gsd", "ci_low", "ci_high"]
+
+
+def centre(measure: str) -> str:
+    """The summary field an interval of ``measure`` belongs to: gmean (positive) or mean."""
+    return "gmean" if measure in POSITIVE else "mean"
+
+
 # Markdown / LaTeX columns: (runs.csv column, header)
 DISPLAY = [
     ("test_metric", "test metric"),
@@ -62,7 +76,8 @@ def status_text(counts: dict) -> str:
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per group: run counts by status, parameter count, metric name and, for each
-    measure, n, mean, std and 95 % t interval over the group's ok runs (NaN where no data)."""
+    measure, n, mean, median, std, geometric mean and std, and the 95 % interval (log-scale
+    around the geometric mean for POSITIVE measures) over the group's ok runs (NaN where no data)."""
     if "status" not in runs:
         runs = runs.assign(status="ok")
     rows = []
@@ -82,14 +97,15 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         )
         for m in MEASURES:
             values = pd.to_numeric(ok[m], errors="coerce") if m in ok else []
-            d = describe(values)
+            d = describe(values, positive=m in POSITIVE, bounds=BOUNDS.get(m))
             row.update({f"{m}_{f}": d[f] for f in STAT_FIELDS})
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def display(summary: pd.DataFrame) -> pd.DataFrame:
-    """Formatted cells: mean ± std [95 % CI] n=k over ok seeds."""
+    """Formatted cells over ok seeds: 'gm G [95 % CI] mean ± std median M n=k' for positive
+    quantities, 'mean ± std [95 % CI] median M n=k' for the others."""
     out = []
     for r in summary.to_dict("records"):
         row = {
@@ -98,12 +114,15 @@ def display(summary: pd.DataFrame) -> pd.DataFrame:
             "metric": r["metric_name"] if isinstance(r["metric_name"], str) else "n/a",
         }
         for col, header in DISPLAY:
-            row[header] = estimate(*(r[f"{col}_{f}"] for f in ("mean", "std", "ci_low", "ci_high", "n")))
+            row[header] = estimate(*(r[f"{col}_{f}"] for f in ("mean", "std", "ci_low", "ci_high", "n")),
+                                   median=r[f"{col}_median"], gmean=r[f"{col}_gmean"] if col in POSITIVE else None)
         out.append(row)
     return pd.DataFrame(out, columns=["dataset", "model", "hardware", "runs", "params", "metric"] + [h for _, h in DISPLAY])
 
 
-NOTES = ("Cells: mean ± sample std [95 % t confidence interval] n = number of ok seeds. Only runs "
+NOTES = ("Cells: times, throughput, memory and energy (positive quantities): gm = geometric mean "
+         "[95 % t interval on the log scale], then mean ± sample std and the median; metrics: mean ± "
+         "sample std [95 % t confidence interval] and the median; n = number of ok seeds. Only runs "
          "with status ok enter the statistics; `runs` counts every expected run by status "
          "(diverged, failed, missing = no metrics.json). n/a: no data for this configuration.")
 

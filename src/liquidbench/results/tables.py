@@ -19,15 +19,20 @@ def num(x, digits: int = 4) -> str:
     return f"{float(x):.{digits}g}"
 
 
-def estimate(mean, std=float("nan"), lo=float("nan"), hi=float("nan"), n=None) -> str:
-    """'mean ± std [ci_low, ci_high] n=k' with the parts that exist."""
+def estimate(mean, std=float("nan"), lo=float("nan"), hi=float("nan"), n=None, median=None, gmean=None) -> str:
+    """'mean ± std [ci_low, ci_high] median m n=k' with the parts that exist; with ``gmean`` (a
+    positive quantity, whose interval belongs to the geometric mean)
+    'gm g [ci_low, ci_high] mean ± std median m n=k'."""
     if pd.isna(mean):
         return NOT_AVAILABLE if not n else f"{NOT_AVAILABLE} n={n}"
-    text = num(mean)
-    if not pd.isna(std):
-        text += f" ± {num(std, 2)}"
-    if not (pd.isna(lo) or pd.isna(hi)):
-        text += f" [{num(lo, 3)}, {num(hi, 3)}]"
+    interval = "" if pd.isna(lo) or pd.isna(hi) else f" [{num(lo, 3)}, {num(hi, 3)}]"
+    spread = "" if pd.isna(std) else f" ± {num(std, 2)}"
+    if gmean is not None:
+        text = f"gm {num(gmean)}{interval} mean {num(mean)}{spread}"
+    else:
+        text = f"{num(mean)}{spread}{interval}"
+    if median is not None and not pd.isna(median):
+        text += f" median {num(median)}"
     if n is not None:
         text += f" n={int(n)}"
     return text
