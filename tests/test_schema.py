@@ -7,7 +7,7 @@ from conftest import snakemake
 
 
 def dry_run(workdir, *extra):
-    return snakemake(workdir, "-n", "--configfile", "config/smoke.yaml", *extra, check=False)
+    return snakemake(workdir, "-n", "--configfile", ".test/config/config.yaml", *extra, check=False)
 
 
 def failure(proc) -> str:
@@ -15,7 +15,7 @@ def failure(proc) -> str:
     return proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("config", ["config/config.yaml", "config/local.yaml", "config/smoke.yaml"])
+@pytest.mark.parametrize("config", ["config/config.yaml", "config/local.yaml", ".test/config/config.yaml"])
 def test_shipped_configs_are_valid(workflow_copy, config):
     proc = snakemake(workflow_copy, "-n", "--configfile", config, check=False)
     assert proc.returncode == 0, proc.stderr
@@ -51,7 +51,7 @@ def test_command_line_values_are_typed(workflow_copy):
 
 def test_configfile_replaces_the_full_study(workflow_copy):
     """A --configfile stands alone: nothing of config/config.yaml leaks into it."""
-    smoke = yaml.safe_load((workflow_copy / "config/smoke.yaml").read_text())
+    smoke = yaml.safe_load((workflow_copy / ".test/config/config.yaml").read_text())
     proc = dry_run(workflow_copy, "--printshellcmds")
     assert proc.returncode == 0
     full_only = set(yaml.safe_load((workflow_copy / "config/config.yaml").read_text())["datasets"]) - set(smoke["datasets"])
@@ -61,7 +61,7 @@ def test_configfile_replaces_the_full_study(workflow_copy):
 
 
 def test_data_sets_sharing_a_file_must_agree(workflow_copy):
-    har = yaml.safe_load((workflow_copy / "config/smoke.yaml").read_text())["datasets"]["har"]
+    har = yaml.safe_load((workflow_copy / ".test/config/config.yaml").read_text())["datasets"]["har"]
     other = {**har, "params": {"protocol": "inertial"}, "source": {**har["source"], "sha256": "ab" * 32}}
     out = failure(dry_run(workflow_copy, "--config", f"datasets={{har2: {yaml.safe_dump(other, default_flow_style=True).strip()}}}"))
     assert "config key 'datasets.har2.source': file 'UCI HAR Dataset.zip' is also the source of another data set" in out

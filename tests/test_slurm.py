@@ -172,7 +172,7 @@ def submitted(log: str) -> dict[str, str]:
 @pytest.mark.slow
 def test_smoke_study_through_slurm(slurm_cluster, tmp_path):
     wd = slurm_workflow(tmp_path)
-    config = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    config = yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_text())
     # Every model on the sine signal, on the CPU and the 2-rank DDP configuration; one seed keeps
     # it to 9 Slurm jobs.
     config["study"] = {"datasets": ["sine"], "models": config["study"]["models"],
