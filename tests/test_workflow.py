@@ -95,6 +95,16 @@ def test_lint_reports_nothing(workflow_copy):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_workflow_is_formatted_with_snakefmt():
+    """snakefmt (pinned; settings in pyproject.toml) would change nothing in workflow/."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "workflow"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def test_smoke_figures_are_images_of_the_expected_size(smoke_run):
     from PIL import Image
 
