@@ -146,9 +146,7 @@ def train_resource(key):
 
 
 def run_targets(name="metrics.json"):
-    return [
-        f"{RUN_DIR}/{name}".format(dataset=d, model=m, hardware=h, seed=seed) for d, m, h, seed in RUNS
-    ]
+    return [f"{RUN_DIR}/{name}".format(dataset=d, model=m, hardware=h, seed=seed) for d, m, h, seed in RUNS]
 
 
 # Defaults of the `results` section (workflow/schemas/config.schema.yaml documents each key).
@@ -202,7 +200,9 @@ def figure_files():
 
 def table_csv(name):
     """A table's CSV, in the report with the caption workflow/report/{name}.rst."""
-    return report(f"results/tables/{name}.csv", caption=f"../report/{name}.rst", category="Tables", labels={"table": name})
+    return report(
+        f"results/tables/{name}.csv", caption=f"../report/{name}.rst", category="Tables", labels={"table": name}
+    )
 
 
 def table_shell(cmd):

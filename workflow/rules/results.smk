@@ -18,12 +18,14 @@ rule aggregate:
     input:
         aggregate_inputs,
     output:
-        runs=report("results/tables/runs.csv", caption="../report/runs.rst", category="Tables", labels={"table": "runs"}),
+        runs=report(
+            "results/tables/runs.csv", caption="../report/runs.rst", category="Tables", labels={"table": "runs"}
+        ),
         history="results/tables/history.csv",
-    params:
-        expected=expected_study(),
     log:
         "logs/results/aggregate.log",
+    params:
+        expected=expected_study(),
     shell:
         "liquidbench aggregate {input} --expected '{params.expected}' "
         "--out-runs {output.runs} --out-history {output.history} > {log} 2>&1"
@@ -49,12 +51,12 @@ rule scaling:
         csv=table_csv("scaling"),
         md="results/tables/scaling.md",
         tex="results/tables/scaling.tex",
+    log:
+        "logs/results/scaling.log",
     params:
         hardware=study_hardware(),
         threshold=RESULTS["knee_threshold"],
         baselines=as_json(RESULTS["scaling_baselines"]),
-    log:
-        "logs/results/scaling.log",
     shell:
         table_shell(
             "liquidbench scaling --summary {input} --hardware-config '{params.hardware}' "
@@ -69,10 +71,10 @@ rule ratios:
         csv=table_csv("ratios"),
         md="results/tables/ratios.md",
         tex="results/tables/ratios.tex",
-    params:
-        models=model_types(),
     log:
         "logs/results/ratios.log",
+    params:
+        models=model_types(),
     shell:
         table_shell("liquidbench ratios --summary {input} --model-types '{params.models}'")
 
@@ -85,10 +87,10 @@ rule time_to_target:
         csv=table_csv("time_to_target"),
         md="results/tables/time_to_target.md",
         tex="results/tables/time_to_target.tex",
-    params:
-        targets=as_json(RESULTS["targets"]),
     log:
         "logs/results/time_to_target.log",
+    params:
+        targets=as_json(RESULTS["targets"]),
     shell:
         table_shell(
             "liquidbench time-to-target --runs {input.runs} --history {input.history} --targets '{params.targets}'"
@@ -103,11 +105,11 @@ rule claims:
         csv=table_csv("claims"),
         md="results/tables/claims.md",
         tex="results/tables/claims.tex",
+    log:
+        "logs/results/claims.log",
     params:
         models=model_types(),
         settings=as_json(RESULTS["claims"]),
-    log:
-        "logs/results/claims.log",
     shell:
         table_shell(
             "liquidbench claims --summary {input.summary} --scaling {input.scaling} "
@@ -135,10 +137,10 @@ rule plot:
         scaling="results/tables/scaling.csv",
     output:
         figure_outputs(),
-    params:
-        datasets=STUDY["datasets"],
     log:
         "logs/results/plot.log",
+    params:
+        datasets=STUDY["datasets"],
     shell:
         "liquidbench plot --summary {input.summary} --history {input.history} --scaling {input.scaling} "
         "--out-dir results/figures --datasets {params.datasets} > {log} 2>&1"

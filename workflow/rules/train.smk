@@ -12,11 +12,6 @@ rule train:
         telemetry=f"{RUN_DIR}/telemetry.csv",
     log:
         f"{RUN_DIR}/train.log",
-    params:
-        model=lambda w: as_json(config["models"][w.model]),
-        training=training_params,
-        hardware=lambda w: as_json(hardware_entry(w)),
-        launcher=launcher,
     wildcard_constraints:
         seed=r"\d+",
     threads: lambda w: hardware_entry(w)["nproc_per_node"] * hardware_entry(w)["threads"]
@@ -32,6 +27,11 @@ rule train:
         gpus=train_resource("gpus"),
         gres=train_resource("gres"),
         mpi=train_resource("mpi"),
+    params:
+        model=lambda w: as_json(config["models"][w.model]),
+        training=training_params,
+        hardware=lambda w: as_json(hardware_entry(w)),
+        launcher=launcher,
     shell:
         "{params.launcher} liquidbench train --data data/processed/{wildcards.dataset} "
         "--dataset {wildcards.dataset} --model {wildcards.model} --hardware {wildcards.hardware} "
