@@ -5,11 +5,8 @@
     liquidbench train     --data DIR --dataset NAME --model NAME --model-params JSON ...
     liquidbench aggregate --out-runs CSV --out-history CSV [--expected JSON] METRICS.json...
     liquidbench summarize --runs CSV --out-csv CSV --out-md MD [--out-tex TEX]
-    liquidbench scaling   --summary CSV --hardware-config JSON [--threshold 0.7] --out-csv CSV ...
-    liquidbench ratios    --summary CSV --model-types JSON --out-csv CSV ...
-    liquidbench time-to-target --runs CSV --history CSV --targets JSON --out-csv CSV ...
-    liquidbench claims    --summary CSV --scaling CSV --model-types JSON --out-csv CSV ...
-    liquidbench provenance --runs CSV --out-csv CSV ...
+    liquidbench scaling   --summary CSV --hardware-config JSON --threshold X --baselines JSON --out-csv CSV ...
+    liquidbench ratios | time-to-target | claims | provenance ...   (one per table of results/registry.py)
     liquidbench plot      --summary CSV --history CSV --scaling CSV --out-dir DIR --datasets NAME...
 """
 
@@ -100,74 +97,33 @@ def _read_csv(path):
         raise ValueError(f"cannot read table {path}: {exc}") from exc
 
 
-def _write(args, raw, display, title, notes) -> None:
+def cmd_table(args) -> None:
+    """One table of the registry: read its input tables, build it, write CSV, Markdown and LaTeX."""
+    from .results.registry import TABLES, resolve
     from .results.tables import write_table
 
-    write_table(raw, display, args.out_csv, args.out_md, args.out_tex, title, notes)
-
-
-def cmd_summarize(args) -> None:
-    from .results import summary as s
-
-    table = s.summarize(_read_csv(args.runs))
-    _write(args, table, s.display(table), "Summary over seeds", s.NOTES)
-
-
-def cmd_scaling(args) -> None:
-    from .results import scaling as sc
-
-    if not 0 < args.threshold <= 1:
-        raise ValueError(f"--threshold: the knee threshold is an efficiency in (0, 1], got {args.threshold}")
-    table = sc.scaling_table(_read_csv(args.summary), args.hardware_config, args.threshold, args.baselines)
-    _write(args, table, sc.display(table), "Scaling: speedup and parallel efficiency", sc.NOTES)
-
-
-def cmd_ratios(args) -> None:
-    from .results import compare
-
-    table = compare.ratio_table(_read_csv(args.summary), args.model_types)
-    _write(args, table, compare.ratio_display(table), "Ratios between models", compare.RATIO_NOTES)
-
-
-def cmd_time_to_target(args) -> None:
-    from .results import compare
-
-    bad = {k: v for k, v in args.targets.items() if not isinstance(v, (int, float))}
-    if bad:
-        raise ValueError(f"--targets: each data set's target must be a number, got {bad}")
-    table = compare.time_to_target(_read_csv(args.runs), _read_csv(args.history), args.targets)
-    _write(args, table, compare.target_display(table), "Time to target", compare.TARGET_NOTES)
-
-
-def cmd_claims(args) -> None:
-    from .results import claims
-
-    table = claims.check_claims(_read_csv(args.summary), _read_csv(args.scaling), args.model_types, args.settings)
-    _write(args, table, claims.display(table), "Checked claims", claims.NOTES)
-
-
-def cmd_provenance(args) -> None:
-    from .results import provenance
-
-    table = provenance.provenance(_read_csv(args.runs))
-    _write(args, table, table.fillna("n/a"), "What was run", provenance.NOTES)
+    table = TABLES[args.table]
+    inputs = {name: _read_csv(getattr(args, name)) for name in table.inputs}
+    settings = {name: getattr(args, name) for name in table.settings}
+    raw, display, notes = resolve(table.build)(**inputs, **settings)
+    write_table(raw, display, args.out_csv, args.out_md, args.out_tex, table.title, notes)
 
 
 def cmd_plot(args) -> None:
-    from .results import figures
+    from .results.registry import FIGURES, figure_inputs, resolve
 
-    summary = _read_csv(args.summary)
-    history = _read_csv(args.history)
-    scaling = _read_csv(args.scaling)
+    tables = {name: _read_csv(getattr(args, name)) for name in figure_inputs()}
     out = Path(args.out_dir)
-    figures.train_time(summary, out / "train_time", args.datasets)
-    figures.metric(summary, out / "test_metric", args.datasets)
-    figures.scaling(scaling, out / "scaling")
-    figures.pareto(summary, out / "pareto", args.datasets)
-    figures.gpu(summary, out / "gpu")
-    figures.energy(summary, out / "energy")
-    for ds in args.datasets:
-        figures.loss_curves(history, ds, out / f"loss_curves_{ds}")
+    for name, figure in FIGURES.items():
+        draw = resolve(figure.draw)
+        inputs = [tables[i] for i in figure.inputs]
+        if figure.per_dataset:
+            for ds in args.datasets:
+                draw(*inputs, ds, out / f"{name}_{ds}")
+        elif figure.datasets:
+            draw(*inputs, out / name, args.datasets)
+        else:
+            draw(*inputs, out / name)
 
 
 def _table_outputs(p) -> None:
@@ -227,50 +183,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-history", type=Path, required=True)
     p.set_defaults(func=cmd_aggregate)
 
-    p = sub.add_parser("summarize", help="mean, std and 95%% CI over seeds")
-    p.add_argument("--runs", type=Path, required=True)
-    _table_outputs(p)
-    p.set_defaults(func=cmd_summarize)
+    # one subcommand per table of the registry (liquidbench.results.registry)
+    from .results.registry import SETTINGS, TABLES, figure_inputs
 
-    p = sub.add_parser("scaling", help="speedup, efficiency and knee of DDP widths")
-    p.add_argument("--summary", type=Path, required=True)
-    p.add_argument("--hardware-config", type=_json_arg, required=True,
-                   help="the study's hardware entries as JSON, in study order")
-    p.add_argument("--threshold", type=float, default=0.7, help="knee: efficiency threshold (default 0.7)")
-    p.add_argument("--baselines", type=_json_arg, default={}, help="JSON {hardware: baseline hardware} overrides")
-    _table_outputs(p)
-    p.set_defaults(func=cmd_scaling)
+    for name, table in TABLES.items():
+        p = sub.add_parser(table.command, help=table.help)
+        for inp in table.inputs:
+            p.add_argument(f"--{inp}", type=Path, required=True, help=f"the {inp} table (CSV)")
+        for key in table.settings:
+            setting = SETTINGS[key]
+            p.add_argument(setting.flag, dest=key, type=_json_arg if setting.json else float, required=True,
+                           help=setting.help)
+        _table_outputs(p)
+        p.set_defaults(func=cmd_table, table=name)
 
-    p = sub.add_parser("ratios", help="time and metric ratios: CfC vs LTC, each model vs LSTM")
-    p.add_argument("--summary", type=Path, required=True)
-    p.add_argument("--model-types", type=_json_arg, required=True, help="JSON {model name: type}")
-    _table_outputs(p)
-    p.set_defaults(func=cmd_ratios)
-
-    p = sub.add_parser("time-to-target", help="training time until the validation metric reaches a target")
-    p.add_argument("--runs", type=Path, required=True)
-    p.add_argument("--history", type=Path, required=True)
-    p.add_argument("--targets", type=_json_arg, required=True, help="JSON {dataset: target validation metric}")
-    _table_outputs(p)
-    p.set_defaults(func=cmd_time_to_target)
-
-    p = sub.add_parser("claims", help="check the thesis's claims on the data")
-    p.add_argument("--summary", type=Path, required=True)
-    p.add_argument("--scaling", type=Path, required=True)
-    p.add_argument("--model-types", type=_json_arg, required=True, help="JSON {model name: type}")
-    p.add_argument("--settings", type=_json_arg, default={}, help="JSON {min_seeds, metric_tolerance_std, speedup_min}")
-    _table_outputs(p)
-    p.set_defaults(func=cmd_claims)
-
-    p = sub.add_parser("provenance", help="software versions and machines of the runs")
-    p.add_argument("--runs", type=Path, required=True)
-    _table_outputs(p)
-    p.set_defaults(func=cmd_provenance)
-
-    p = sub.add_parser("plot", help="figures from the summary, scaling table and histories")
-    p.add_argument("--summary", type=Path, required=True)
-    p.add_argument("--history", type=Path, required=True)
-    p.add_argument("--scaling", type=Path, required=True)
+    p = sub.add_parser("plot", help="every figure of the registry, from the tables it reads")
+    for inp in figure_inputs():
+        p.add_argument(f"--{inp}", type=Path, required=True, help=f"the {inp} table (CSV)")
     p.add_argument("--out-dir", type=Path, required=True)
     p.add_argument("--datasets", nargs="+", required=True)
     p.set_defaults(func=cmd_plot)

@@ -4,8 +4,9 @@
 import json
 import os
 import re
+import shlex
 
-from liquidbench.results import TABLES, figure_stems
+from liquidbench.results.registry import SETTINGS, TABLES, figure_inputs, figure_kind, figure_stems
 from liquidbench.slurm import job_resources
 from liquidbench.study import study_runs
 
@@ -149,15 +150,8 @@ def run_targets(name="metrics.json"):
     return [f"{RUN_DIR}/{name}".format(dataset=d, model=m, hardware=h, seed=seed) for d, m, h, seed in RUNS]
 
 
-# Defaults of the `results` section (workflow/schemas/config.schema.yaml documents each key).
-RESULTS_DEFAULTS = {
-    "knee_threshold": 0.7,
-    "targets": {},
-    "scaling_baselines": {},
-    "claims": {"min_seeds": 2, "metric_tolerance_std": 1.0, "speedup_min": 1.0},
-    "allow_missing": False,
-}
-RESULTS = deep_merge(RESULTS_DEFAULTS, config.get("results") or {})
+# The `results` section, every default filled in by the schema's validation.
+RESULTS = config["results"]
 
 
 def expected_study():
@@ -174,48 +168,50 @@ def aggregate_inputs(wildcards):
     return targets
 
 
-def study_hardware():
-    return as_json({name: config["hardware"][name] for name in STUDY["hardware"]})
+# What each setting of a table (liquidbench.results.registry.SETTINGS) is in this study.
+TABLE_SETTINGS = {
+    "hardware": as_json({name: config["hardware"][name] for name in STUDY["hardware"]}),
+    "threshold": RESULTS["knee_threshold"],
+    "baselines": as_json(RESULTS["scaling_baselines"]),
+    "model_types": as_json({name: config["models"][name]["type"] for name in STUDY["models"]}),
+    "targets": as_json(RESULTS["targets"]),
+    "settings": as_json(RESULTS["claims"]),
+}
 
 
-def model_types():
-    return as_json({name: config["models"][name]["type"] for name in STUDY["models"]})
+def table_rule(table):
+    """Name of the job writing a table, after its subcommand (summarize, time_to_target, ...)."""
+    return table.command.replace("-", "_")
 
 
-def table_files(name, exts=("csv", "md", "tex")):
-    return [f"results/tables/{name}.{ext}" for ext in exts]
+def table_file(name, ext="csv"):
+    return f"results/tables/{name}.{ext}"
 
 
-def results_targets():
-    return (
-        ["results/tables/runs.csv", "results/tables/history.csv"]
-        + [f for t in TABLES for f in table_files(t)]
-        + figure_files()
-    )
+def table_args(table):
+    """The table's inputs and settings as shell-quoted arguments of its subcommand. A rule's shell
+    command is evaluated again when its job runs, after the loop that declares the table rules has
+    moved on: so the command is the same for every table and this string reaches it as a param."""
+    args = [f"--{name} {table_file(name)}" for name in table.inputs]
+    args += [f"{SETTINGS[key].flag} {shlex.quote(str(TABLE_SETTINGS[key]))}" for key in table.settings]
+    return " ".join(args)
 
 
 def figure_files():
     return [f"results/figures/{stem}.{ext}" for stem in figure_stems(STUDY["datasets"]) for ext in ("png", "pdf")]
 
 
-def table_csv(name):
-    """A table's CSV, in the report with the caption workflow/report/{name}.rst."""
-    return report(
-        f"results/tables/{name}.csv", caption=f"../report/{name}.rst", category="Tables", labels={"table": name}
-    )
-
-
-def table_shell(cmd):
-    """A table subcommand with the rule's three outputs and its log."""
-    return f"{cmd} --out-csv {{output.csv}} --out-md {{output.md}} --out-tex {{output.tex}} > {{log}} 2>&1"
+def results_targets():
+    tables = [table_file(name, ext) for name in TABLES for ext in ("csv", "md", "tex")]
+    return [table_file("runs"), table_file("history")] + tables + figure_files()
 
 
 def figure_outputs():
     """Every figure; the PNGs go into the report with the caption of their kind."""
     out = []
     for stem in figure_stems(STUDY["datasets"]):
-        kind = "loss_curves" if stem.startswith("loss_curves_") else stem
         png = f"results/figures/{stem}.png"
-        out.append(report(png, caption=f"../report/fig_{kind}.rst", category="Figures", labels={"figure": stem}))
+        caption = f"../report/fig_{figure_kind(stem)}.rst"
+        out.append(report(png, caption=caption, category="Figures", labels={"figure": stem}))
         out.append(f"results/figures/{stem}.pdf")
     return out
