@@ -71,3 +71,18 @@ def test_data_mirror_may_be_a_directory_or_a_list(workflow_copy):
     for value in ("data_mirror=/srv/mirror", "data_mirror=[/srv/a, /srv/b]"):
         proc = dry_run(workflow_copy, "--config", value)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_json_parameters_with_quotes_reach_the_command_intact(workflow_copy):
+    """Rules pass JSON params shell-quoted ({params.x:q}): a value with quotes stays one argument."""
+    import json
+    import shlex
+
+    note = """it's a "quoted" value"""
+    proc = dry_run(workflow_copy, "--printshellcmds", "--forceall", "--config",
+                   f"datasets={{sine: {{params: {{note: {json.dumps(note)}}}}}}}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    line = next(l for l in proc.stdout.splitlines() if "liquidbench prepare --dataset sine " in l)
+    argv = shlex.split(line)
+    params = json.loads(argv[argv.index("--params") + 1])
+    assert params["note"] == note and params["seed"] == 0

@@ -35,7 +35,8 @@ RUN_DIR = "results/runs/{dataset}/{model}/{hardware}/seed{seed}"
 
 
 def as_json(obj):
-    """A config value as one shell-quoted JSON argument (params that trigger reruns when changed)."""
+    """A config value as JSON, for a param (params trigger reruns when changed) that the rule passes
+    shell-quoted ({params.name:q}): a value may contain quotes."""
     return json.dumps(obj, sort_keys=True)
 
 

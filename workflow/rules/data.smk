@@ -44,7 +44,7 @@ rule prepare_synthetic:
         params=lambda w: as_json(config["datasets"][w.dataset].get("params", {})),
     shell:
         "liquidbench prepare --dataset {wildcards.dataset} --kind {params.kind} "
-        "--params '{params.params}' --out data/processed/{wildcards.dataset} > {log} 2>&1"
+        "--params {params.params:q} --out data/processed/{wildcards.dataset} > {log} 2>&1"
 
 
 rule prepare_traffic:
@@ -63,7 +63,7 @@ rule prepare_traffic:
     params:
         params=lambda w: as_json(config["datasets"][w.dataset].get("params", {})),
     shell:
-        "liquidbench prepare --dataset {wildcards.dataset} --kind traffic --params '{params.params}' "
+        "liquidbench prepare --dataset {wildcards.dataset} --kind traffic --params {params.params:q} "
         "--raw {input.raw:q} --out data/processed/{wildcards.dataset} > {log} 2>&1"
 
 
@@ -83,5 +83,5 @@ rule prepare_har:
     params:
         params=lambda w: as_json(config["datasets"][w.dataset].get("params", {})),
     shell:
-        "liquidbench prepare --dataset {wildcards.dataset} --kind har --params '{params.params}' "
+        "liquidbench prepare --dataset {wildcards.dataset} --kind har --params {params.params:q} "
         "--raw {input.raw:q} --out data/processed/{wildcards.dataset} > {log} 2>&1"

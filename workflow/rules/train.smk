@@ -35,5 +35,5 @@ rule train:
     shell:
         "{params.launcher} liquidbench train --data data/processed/{wildcards.dataset} "
         "--dataset {wildcards.dataset} --model {wildcards.model} --hardware {wildcards.hardware} "
-        "--seed {wildcards.seed} --model-params '{params.model}' --train-params '{params.training}' "
-        "--hardware-params '{params.hardware}' --out $(dirname {output.metrics}) > {log} 2>&1"
+        "--seed {wildcards.seed} --model-params {params.model:q} --train-params {params.training:q} "
+        "--hardware-params {params.hardware:q} --out $(dirname {output.metrics}) > {log} 2>&1"
