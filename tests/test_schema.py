@@ -86,3 +86,20 @@ def test_json_parameters_with_quotes_reach_the_command_intact(workflow_copy):
     argv = shlex.split(line)
     params = json.loads(argv[argv.index("--params") + 1])
     assert params["note"] == note and params["seed"] == 0
+
+
+def test_schema_and_package_agree_on_training_and_hardware_keys():
+    """Training and hardware defaults have one home, liquidbench.train.settings; the schema lists
+    the same keys and no default of its own."""
+    from conftest import REPO
+    from liquidbench.train.settings import HARDWARE_DEFAULTS, RESOURCES_DEFAULTS, TRAINING_DEFAULTS
+
+    defs = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())["$defs"]
+    training = defs["training"]["properties"]
+    hardware = defs["hardware"]["properties"]
+    resources = hardware["resources"]["properties"]
+    assert set(training) == set(TRAINING_DEFAULTS)
+    assert set(hardware) - {"resources"} == set(HARDWARE_DEFAULTS)
+    assert set(resources) - {"mem_mb", "runtime"} == set(RESOURCES_DEFAULTS)
+    for props in (training, hardware, resources):
+        assert not [key for key, prop in props.items() if "default" in prop]

@@ -9,6 +9,7 @@ import shlex
 from liquidbench.results.registry import SETTINGS, TABLES, figure_inputs, figure_kind, figure_stems
 from liquidbench.slurm import job_resources
 from liquidbench.study import study_runs
+from liquidbench.train.settings import hardware_settings
 
 
 def check_study():
@@ -28,6 +29,8 @@ def check_study():
 check_study()
 
 STUDY = config["study"]
+# every hardware entry with its defaults (liquidbench.train.settings, their one home)
+HARDWARE = {name: hardware_settings(name, entry) for name, entry in config["hardware"].items()}
 # the product less study.exclude, whose names must be defined (a typo fails here)
 RUNS = study_runs(STUDY, {section: list(config[section]) for section in ("datasets", "models", "hardware")})
 SPLITS = ["train", "val", "test"]
@@ -108,7 +111,7 @@ def training_params(wildcards):
 
 
 def hardware_entry(wildcards):
-    return config["hardware"][wildcards.hardware]
+    return HARDWARE[wildcards.hardware]
 
 
 def launcher(wildcards):
@@ -171,7 +174,7 @@ def aggregate_inputs(wildcards):
 
 # What each setting of a table (liquidbench.results.registry.SETTINGS) is in this study.
 TABLE_SETTINGS = {
-    "hardware": as_json({name: config["hardware"][name] for name in STUDY["hardware"]}),
+    "hardware": as_json({name: HARDWARE[name] for name in STUDY["hardware"]}),
     "threshold": RESULTS["knee_threshold"],
     "baselines": as_json(RESULTS["scaling_baselines"]),
     "model_types": as_json({name: config["models"][name]["type"] for name in STUDY["models"]}),

@@ -52,29 +52,11 @@ from ..telemetry import Sampler, summarize, write_csv
 from ..telemetry.nvml import open_gpu
 from . import checkpoint as ckpt
 from .errors import HardwareError, Preempted
+from .settings import hardware_settings, training_settings
 from .tasks import better, loss_fn, metric_terms
 
 log = logging.getLogger("liquidbench.train")
 
-DEFAULTS = {
-    "epochs": 10,
-    "batch_size": 64,
-    "eval_batch_size": 512,
-    "lr": 0.005,
-    "lr_decay": 1.0,
-    "grad_clip": 1.0,
-    "weight_decay": 0.0,
-}
-HARDWARE_DEFAULTS = {
-    "device": "cpu",
-    "nodes": 1,
-    "nproc_per_node": 1,
-    "threads": 1,
-    "backend": None,
-    "scaling": None,
-    "timeout_s": 300,
-    "telemetry_interval_s": 0.2,
-}
 COMM_PROBE_STEPS = 10
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_metric", "epoch_time_s"]
@@ -278,16 +260,9 @@ def train(spec: RunSpec) -> dict | None:
 
     Raises Preempted (exit code 143) after writing a checkpoint when SIGTERM arrives.
     """
-    unknown = set(spec.train_params) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f"training: unknown parameter(s) {sorted(unknown)}, expected {sorted(DEFAULTS)}")
-    unknown = set(spec.hardware_spec) - set(HARDWARE_DEFAULTS) - {"resources"}
-    if unknown:
-        raise ValueError(f"hardware '{spec.hardware}': unknown key(s) {sorted(unknown)}")
-    p = {**DEFAULTS, **spec.train_params}
-    hw = {**HARDWARE_DEFAULTS, **{k: v for k, v in spec.hardware_spec.items() if k != "resources"}}
-    if not hw["telemetry_interval_s"] > 0:
-        raise ValueError(f"hardware '{spec.hardware}': telemetry_interval_s must be > 0, got {hw['telemetry_interval_s']}")
+    p = training_settings(spec.train_params)
+    hw = hardware_settings(spec.hardware, spec.hardware_spec)
+    hw.pop("resources", None)  # the scheduler's business
     stop = _StopFlag()
     stop.install()
     try:
