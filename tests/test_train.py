@@ -78,3 +78,37 @@ def test_cli_rejects_bad_json_and_unknown_training_key(sine_dir, tmp_path):
                              capture_output=True, text=True, env=tool_env())
     assert unknown.returncode == 1 and "epochz" in unknown.stderr
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_cli_runs_one_run_of_a_study_file(sine_dir, tmp_path):
+    """`liquidbench train --config FILE --run d/m/h/seed` trains what the workflow's job would: the
+    run's model, its data set's training settings over the study's, its hardware entry."""
+    import shutil
+
+    import yaml
+
+    shutil.copytree(sine_dir, tmp_path / "data/processed/sine")
+    study = {
+        "study": {"datasets": ["sine"], "models": ["g"], "hardware": ["cpu"], "seeds": [3]},
+        "training": {"epochs": 5, "batch_size": 8, "lr": 0.01},
+        "datasets": {"sine": {"kind": "sine", "training": {"epochs": 2}}},
+        "models": {"g": {"type": "gru", "hidden_size": 6}},
+        "hardware": {"cpu": {"device": "cpu", "threads": 1, "resources": {"mem_mb": 1000, "runtime": 5}}},
+    }
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
+    cmd = [sys.executable, "-m", "liquidbench.cli", "train", "--config", "study.yaml"]
+    proc = subprocess.run(cmd + ["--run", "sine/g/cpu/seed3"], cwd=tmp_path, capture_output=True, text=True,
+                          env=tool_env())
+    assert proc.returncode == 0, proc.stderr
+    by_cli = json.loads((tmp_path / "results/runs/sine/g/cpu/seed3/metrics.json").read_text())
+    assert (by_cli["model"], by_cli["seed"], by_cli["epochs"], by_cli["train_params"]["batch_size"]) == ("g", 3, 2, 8)
+    direct = train(RunSpec(dataset="sine", model="g", hardware="cpu", seed=3, data_dir=sine_dir,
+                           out_dir=tmp_path / "direct", model_spec=study["models"]["g"],
+                           train_params={"epochs": 2, "batch_size": 8, "lr": 0.01},
+                           hardware_spec=study["hardware"]["cpu"]))
+    assert by_cli["final_params_sha256"] == direct["final_params_sha256"]
+    assert by_cli["test_metric"] == direct["test_metric"]
+
+    bad = subprocess.run(cmd + ["--run", "sine/lstm/cpu/0"], cwd=tmp_path, capture_output=True, text=True,
+                         env=tool_env())
+    assert bad.returncode == 1 and "'lstm' is not defined under 'models'" in bad.stderr

@@ -2,6 +2,7 @@
 
     liquidbench download  --url URL --sha256 HEX [--sha256-of decompressed] [--mirror DIR]... --out FILE
     liquidbench prepare   --dataset NAME --kind KIND --params JSON [--raw FILE] --out DIR
+    liquidbench train     --config FILE --run DATASET/MODEL/HARDWARE/SEED [--data DIR] [--out DIR]
     liquidbench train     --data DIR --dataset NAME --model NAME --model-params JSON ...
     liquidbench aggregate --out-runs CSV --out-history CSV [--expected JSON] METRICS.json...
     liquidbench summarize --runs CSV --out-csv CSV --out-md MD [--out-tex TEX]
@@ -55,15 +56,45 @@ def cmd_prepare(args) -> None:
     logging.info("prepared %s: %s", args.dataset, json.dumps(meta["shapes"]))
 
 
+def _run_from_config(args) -> dict:
+    """The arguments of one run of a study file (--config FILE --run dataset/model/hardware/seed),
+    as the workflow would pass them; data and output in the workflow's places unless given."""
+    import yaml
+
+    from .study import run_of
+
+    explicit = [f"--{k.replace('_', '-')}" for k in ("dataset", "model", "hardware", "seed", "model_params",
+                                                        "train_params", "hardware_params") if getattr(args, k) is not None]
+    if explicit:
+        raise ValueError(f"--config/--run name the run; leave out {', '.join(explicit)}")
+    try:
+        config = yaml.safe_load(Path(args.config).read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"--config {args.config}: not valid YAML ({exc})") from exc
+    if not isinstance(config, dict):
+        raise ValueError(f"--config {args.config}: expected a study file (a mapping), got {type(config).__name__}")
+    run = run_of(config, args.run)
+    run["data_dir"] = args.data or Path("data/processed") / run["dataset"]
+    run["out_dir"] = args.out or Path("results/runs") / run["dataset"] / run["model"] / run["hardware"] / f"seed{run['seed']}"
+    return run
+
+
 def cmd_train(args) -> None:
     from .train.loop import RunSpec, train
 
-    spec = RunSpec(
-        dataset=args.dataset, model=args.model, hardware=args.hardware, seed=args.seed,
-        data_dir=args.data, out_dir=args.out, model_spec=args.model_params,
-        train_params=args.train_params, hardware_spec=args.hardware_params,
-    )
-    metrics = train(spec)
+    if args.config or args.run:
+        if not (args.config and args.run):
+            raise ValueError("--config and --run go together: --config FILE --run dataset/model/hardware/seed")
+        run = _run_from_config(args)
+    else:
+        missing = [f"--{k.replace('_', '-')}" for k in ("data", "dataset", "model", "model_params", "hardware", "seed",
+                                                         "out") if getattr(args, k) is None]
+        if missing:
+            raise ValueError(f"train: missing {', '.join(missing)} (or give --config FILE --run d/m/h/seed)")
+        run = dict(dataset=args.dataset, model=args.model, hardware=args.hardware, seed=args.seed,
+                   data_dir=args.data, out_dir=args.out, model_spec=args.model_params,
+                   train_params=args.train_params or {}, hardware_spec=args.hardware_params or {})
+    metrics = train(RunSpec(**run))
     if metrics:
         logging.info("done: status %s, test %s %.6g, train time %.2fs",
                      metrics["status"], metrics["metric_name"], metrics["test_metric"], metrics["train_time_s"])
@@ -162,16 +193,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.set_defaults(func=cmd_prepare)
 
-    p = sub.add_parser("train", help="train one (dataset, model, hardware, seed) run")
-    p.add_argument("--data", type=Path, required=True, help="prepared data set directory")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--model", required=True)
-    p.add_argument("--model-params", type=_json_arg, required=True)
-    p.add_argument("--hardware", required=True)
-    p.add_argument("--hardware-params", type=_json_arg, default={})
-    p.add_argument("--train-params", type=_json_arg, default={})
-    p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--out", type=Path, required=True, help="run directory")
+    p = sub.add_parser("train", help="train one (dataset, model, hardware, seed) run",
+                       description="Either name the run of a study file (--config FILE --run dataset/model/"
+                                   "hardware/seed; data and run directory default to the workflow's) or give "
+                                   "every setting as the train rule does.")
+    p.add_argument("--config", type=Path, help="a study file, e.g. config/local.yaml")
+    p.add_argument("--run", help="with --config: dataset/model/hardware/seed, e.g. sine/cfc/cpu/0")
+    p.add_argument("--data", type=Path, help="prepared data set directory (default with --config: data/processed/DATASET)")
+    p.add_argument("--dataset")
+    p.add_argument("--model")
+    p.add_argument("--model-params", type=_json_arg)
+    p.add_argument("--hardware")
+    p.add_argument("--hardware-params", type=_json_arg)
+    p.add_argument("--train-params", type=_json_arg)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", type=Path, help="run directory (default with --config: results/runs/D/M/H/seedS)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("aggregate", help="collect run metrics and histories into tables")

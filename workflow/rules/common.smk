@@ -8,25 +8,11 @@ import shlex
 
 from liquidbench.results.registry import SETTINGS, TABLES, figure_inputs, figure_kind, figure_stems
 from liquidbench.slurm import job_resources
-from liquidbench.study import study_runs
+from liquidbench.study import check_names, study_runs, training_of
 from liquidbench.train.settings import hardware_settings
 
 
-def check_study():
-    """Every name the study selects must be defined in its section."""
-    for section in ("datasets", "models", "hardware"):
-        for name in config["study"][section]:
-            if name not in config[section]:
-                raise ValueError(
-                    f"config key 'study.{section}' names '{name}', which is not defined under "
-                    f"'{section}' (defined: {', '.join(sorted(config[section])) or 'none'})"
-                )
-    for name in config["models"]:
-        if "/" in name or name != name.strip():
-            raise ValueError(f"config key 'models.{name}': a name may not contain '/' or spaces")
-
-
-check_study()
+check_names(config)  # names selected by the study are defined
 
 STUDY = config["study"]
 # every hardware entry with its defaults (liquidbench.train.settings, their one home)
@@ -41,13 +27,6 @@ def as_json(obj):
     """A config value as JSON, for a param (params trigger reruns when changed) that the rule passes
     shell-quoted ({params.name:q}): a value may contain quotes."""
     return json.dumps(obj, sort_keys=True)
-
-
-def deep_merge(base, override):
-    out = dict(base)
-    for key, value in (override or {}).items():
-        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
 
 
 def datasets_of_kind(*kinds):
@@ -107,7 +86,7 @@ def dataset_files(dataset):
 
 
 def training_params(wildcards):
-    return as_json(deep_merge(config["training"], config["datasets"][wildcards.dataset].get("training", {})))
+    return as_json(training_of(config, wildcards.dataset))
 
 
 def hardware_entry(wildcards):
