@@ -11,7 +11,6 @@ from liquidbench.slurm import job_resources
 from liquidbench.study import check_names, study_runs, training_of
 from liquidbench.train.settings import hardware_settings
 
-
 check_names(config)  # names selected by the study are defined
 
 STUDY = config["study"]
