@@ -1,5 +1,6 @@
 """Hardware configurations through the command line: checkpoint/resume under SIGTERM, DDP with real
-torchrun processes (gloo), a dead rank, and a CUDA configuration on a machine without CUDA."""
+torchrun processes (gloo), a dead rank, a CUDA configuration where CUDA is unavailable, and (on a
+GPU machine) one where it is."""
 
 import json
 import subprocess
@@ -42,8 +43,8 @@ def train_cmd(data, out, hardware="cpu", hw=CPU, model=CFC, train=None, torchrun
     return cmd
 
 
-def run(cmd, signal_at=None, timeout=300):
-    env = tool_env()
+def run(cmd, signal_at=None, timeout=300, env=None):
+    env = {**tool_env(), **(env or {})}
     env.pop("LIQUIDBENCH_TEST_SIGNAL", None)
     if signal_at:
         env["LIQUIDBENCH_TEST_SIGNAL"] = signal_at
@@ -98,16 +99,30 @@ def test_checkpoint_of_other_arguments_is_not_resumed(sine_dir, tmp_path):
     assert m["segments"] == 1 and m["epochs_run"] == 2 and m["train_params"]["lr"] == 0.02
 
 
+GPU = {"device": "cuda", "threads": 1, "resources": {"mem_mb": 1000, "gpus": 1, "runtime": 5}}
+
+
 def test_cuda_configuration_without_cuda_fails_at_once(sine_dir, tmp_path):
-    assert not torch.cuda.is_available()
-    hw = {"device": "cuda", "threads": 1, "resources": {"mem_mb": 1000, "gpus": 1, "runtime": 5}}
+    # On a GPU machine too: an empty CUDA_VISIBLE_DEVICES hides every GPU from the new process
+    # (torch reads it when CUDA first initialises), so CUDA is really unavailable there.
     t0 = time.monotonic()
-    proc = run(train_cmd(sine_dir, tmp_path / "run", hardware="gpu", hw=hw))
+    proc = run(train_cmd(sine_dir, tmp_path / "run", hardware="gpu", hw=GPU), env={"CUDA_VISIBLE_DEVICES": ""})
     assert proc.returncode == 1
     assert "hardware 'gpu' asks for device 'cuda', but CUDA is not available" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert time.monotonic() - t0 < 60
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (runs on GPU machines)")
+def test_cuda_configuration_trains_on_the_gpu(sine_dir, tmp_path):
+    proc = run(train_cmd(sine_dir, tmp_path / "run", hardware="gpu", hw=GPU, train={"epochs": 2, "batch_size": 8}))
+    assert proc.returncode == 0, proc.stderr
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert (m["device"], m["step_timer"], m["world_size"], m["epochs_run"]) == ("cuda", "cuda_events", 1, 2)
+    assert m["device_name"] == torch.cuda.get_device_name(0)
+    assert 0 < m["step_time_median_s"] <= m["step_time_p95_s"]
+    assert m["telemetry"]["gpu"] is not None or m["telemetry"]["gpu_reason"]  # NVML may be missing
 
 
 def test_ddp_cpu_2_one_step_equals_one_process_on_the_union_of_batches(sine_dir, tmp_path):
@@ -148,6 +163,33 @@ def test_ddp_cpu_2_one_step_equals_one_process_on_the_union_of_batches(sine_dir,
         assert torch.allclose(value, ref[name], atol=1e-6, rtol=0), name
         moved += int(not torch.equal(value, build_model(GRU, 2, 1, "regression_per_step").state_dict()[name]))
     assert moved > 0
+
+
+def test_ddp_sigterm_on_one_rank_stops_both_at_the_same_step_and_resumes_identically(sine_dir, tmp_path):
+    from liquidbench.train.loop import STOP_CHECK_STEPS
+
+    # global batch 2 over 2 ranks: 14 steps an epoch. The ranks agree on the flag after step 10
+    # (every STOP_CHECK_STEPS steps, without blocking) and read the result after step 11.
+    assert STOP_CHECK_STEPS == 10
+    train = {"epochs": 2, "batch_size": 2, "lr": 0.01}
+    cmd = lambda out: train_cmd(sine_dir, out, hardware="ddp-cpu-2", hw=DDP2, model=GRU, train=train,  # noqa: E731
+                                torchrun=2)
+    ref = run(cmd(tmp_path / "ref"))
+    assert ref.returncode == 0, ref.stderr
+    out = tmp_path / "run"
+    first = run(cmd(out), signal_at="TERM@3@1")  # SIGTERM to rank 1 only, before step 3
+    assert first.returncode != 0 and "checkpoint written" in first.stderr, first.stderr
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert (state["epoch"], state["partial"]["step_in_epoch"], state["steps_done"]) == (1, 11, 11)
+    assert len(state["rng"]) == 2
+    second = run(cmd(out))
+    assert second.returncode == 0, second.stderr
+    assert "resuming from checkpoint: epoch 1, step 11" in second.stderr
+    a = json.loads((tmp_path / "ref" / "metrics.json").read_text())
+    b = json.loads((out / "metrics.json").read_text())
+    assert strip(a) == strip(b) and a["final_params_sha256"] == b["final_params_sha256"]
+    assert (a["segments"], b["segments"]) == (1, 2)
+    assert history_without_times(tmp_path / "ref" / "history.csv") == history_without_times(out / "history.csv")
 
 
 def test_ddp_cpu_2_run_writes_world_size_2_metrics(sine_dir, tmp_path):

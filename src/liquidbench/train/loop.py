@@ -11,7 +11,8 @@ first epoch is warm-up, the others steady state. The share of a step spent in gr
 synchronised steps on the same batch (see ``comm_probe``).
 
 Checkpoints (checkpoint.py): after every epoch, and after the current step when SIGTERM arrives
-(then the run raises Preempted, exit code 143). A rerun with the same arguments resumes, mid-epoch
+(with several processes, a few steps later, see ``_StopAgreement``; then the run raises Preempted,
+exit code 143). A rerun with the same arguments resumes, mid-epoch
 if need be, and ends with the same parameters and metrics as an uninterrupted run.
 
 Test hook: LIQUIDBENCH_TEST_SIGNAL="TERM@N" (or "KILL@N", optionally "@RANK") makes the process(es)
@@ -58,6 +59,7 @@ from .tasks import better, loss_fn, metric_terms
 log = logging.getLogger("liquidbench.train")
 
 COMM_PROBE_STEPS = 10
+STOP_CHECK_STEPS = 10  # with several processes, ranks agree on a SIGTERM every this many steps
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_metric", "epoch_time_s"]
 
@@ -226,6 +228,48 @@ class _Control:
     def barrier(self) -> None:
         if self.world > 1:
             dist.barrier(group=self.group)
+
+
+class _StopAgreement:
+    """When to stop after a SIGTERM, agreed by all ranks without a blocking collective in the timed
+    epoch.
+
+    One process reads its own flag after every step. With several processes every rank must stop
+    after the same step (DDP's gradient all-reduce would otherwise hang), so the ranks all-reduce
+    their flags. A blocking all-reduce after each step sat inside the timed epoch and charged every
+    DDP step a round trip that the one-process baseline does not pay (docs/measurements.md,
+    "Issue 10"). Instead, after every ``every``-th optimisation step (counted over the run, so the
+    same steps on every rank) the flag goes into a non-blocking all-reduce (async_op on the gloo
+    control group) that runs while the next step computes, and is waited for after that step,
+    where it is long complete: every rank reads the same reduced value after the same step, so all
+    stop together, at most ``every`` + 1 steps after the signal -- seconds, against the minutes
+    between Slurm's SIGTERM and the time limit. Checking only every ``every`` steps also divides
+    the remaining cost (starting the collective, the gloo thread's CPU time) by ``every``. At an
+    epoch's end the outstanding all-reduce is drained outside the timed region, and the epoch-end
+    check still agrees on the flag, so a signal late in an epoch stops after that epoch."""
+
+    def __init__(self, ctrl: _Control, stop: _StopFlag, every: int = STOP_CHECK_STEPS):
+        self.ctrl, self.stop, self.every = ctrl, stop, every
+        self._flag = self._work = None
+
+    def after_step(self, steps_done: int) -> bool:
+        """True when every rank is to stop now (call after each optimisation step, with the number
+        of steps done in the run)."""
+        if self.ctrl.world == 1:
+            return self.stop.requested
+        agreed = self.drain()
+        if not agreed and steps_done % self.every == 0:
+            self._flag = torch.tensor([int(self.stop.requested)], dtype=torch.int32)
+            self._work = dist.all_reduce(self._flag, op=dist.ReduceOp.MAX, group=self.ctrl.group, async_op=True)
+        return agreed
+
+    def drain(self) -> bool:
+        """Wait for the outstanding all-reduce (before other collectives on the group); its result."""
+        if self._work is None:
+            return False
+        self._work.wait()
+        agreed, self._flag, self._work = bool(self._flag.item()), None, None
+        return agreed
 
 
 def _test_signal(rank: int) -> tuple[int, int] | None:
@@ -403,9 +447,10 @@ def _train(spec: RunSpec, p: dict, hw: dict, rank: int, world: int, device: torc
             loss_sum = torch.zeros(2, dtype=torch.float64, device=device)
             if partial is not None:
                 first, elapsed_before = partial["step_in_epoch"], partial["elapsed_s"]
-                step_times, loss_sum = list(partial["step_times"]), partial["loss_sum"].to(device)
+                step_times, loss_sum = list(partial["step_times"]), partial["loss_sum"][rank].to(device)
                 partial = None
             events, stopped_at = [], None
+            agreement = _StopAgreement(ctrl, stop)
             _sync(device)
             t0 = time.perf_counter()
             for k in range(first, len(batches)):
@@ -432,18 +477,20 @@ def _train(spec: RunSpec, p: dict, hw: dict, rank: int, world: int, device: torc
                 loss_sum += torch.stack([loss.detach().double() * len(xb),
                                          torch.tensor(len(xb), dtype=torch.float64, device=device)])
                 steps_done += 1
-                if ctrl.any(stop.requested):
+                if agreement.after_step(steps_done):
                     stopped_at = k + 1
                     break
             _sync(device)
             elapsed = elapsed_before + time.perf_counter() - t0
+            agreement.drain()  # a flag raised in the last step is seen by the epoch-end check below
             step_times += [a.elapsed_time(b) / 1000 for a, b in events]
             # the slowest rank sets the pace: per-step and epoch times are maxima over ranks
             elapsed, *step_times = ctrl.max([elapsed] + step_times)
             if stopped_at is not None and stopped_at < len(batches):
                 telemetry.stop()  # its last sample closes this process's window
                 save_checkpoint(epoch, {"step_in_epoch": stopped_at, "elapsed_s": elapsed, "step_times": step_times,
-                                        "loss_sum": loss_sum.cpu()}, status)
+                                        # each rank's own partial loss sum (summed over ranks at the epoch's end)
+                                        "loss_sum": ctrl.gather(loss_sum.cpu())}, status)
                 log.warning("SIGTERM: checkpoint written at epoch %d step %d; exiting", epoch, stopped_at)
                 raise Preempted(f"stopped by SIGTERM at epoch {epoch}, step {stopped_at}; checkpoint written")
             sched.step()
