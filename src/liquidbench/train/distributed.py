@@ -172,8 +172,8 @@ class StopAgreement:
     "Issue 10"). Instead, after every ``every``-th optimisation step (counted over the run, so the
     same steps on every rank) the flag goes into a non-blocking all-reduce (async_op on the gloo
     control group) that runs while the next step computes, and is waited for after that step,
-    where it is long complete: every rank reads the same reduced value after the same step, so all
-    stop together, at most ``every`` + 1 steps after the signal -- seconds, against the minutes
+    where it has normally completed: every rank reads the same reduced value after the same step,
+    so all stop together, at most ``every`` + 1 steps after the signal -- seconds, against the minutes
     between Slurm's SIGTERM and the time limit. Checking only every ``every`` steps also divides
     the remaining cost (starting the collective, the gloo thread's CPU time) by ``every``. At an
     epoch's end the outstanding all-reduce is drained outside the timed region, and the epoch-end
