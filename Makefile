@@ -24,7 +24,7 @@ SMOKE_HAR := data/smoke-mirror/UCI HAR Dataset.zip
 
 smoke: install
 	test -f "$(SMOKE_HAR)" || python tests/har_archive.py "$(SMOKE_HAR)"
-	snakemake --cores $(CORES) --configfile config/smoke.yaml
+	snakemake --cores $(CORES) --configfile .test/config/config.yaml
 
 test: install
 	pytest -ra

@@ -7,10 +7,10 @@ and time "epochs" of STEPS optimisation steps in three ways, interleaved in a fr
 
 - none:        no stop check at all (what the one-process baseline pays);
 - blocking:    a blocking gloo all-reduce of the stop flag after every step (the loop before
-               the change: ``_Control.any`` per step);
-- async-1:     ``_StopAgreement`` started after every step (non-blocking all-reduce waited for
+               the change: ``Control.any`` per step);
+- async-1:     ``StopAgreement`` started after every step (non-blocking all-reduce waited for
                one step later);
-- loop:        ``_StopAgreement`` as the loop uses it (every STOP_CHECK_STEPS steps).
+- loop:        ``StopAgreement`` as the loop uses it (every STOP_CHECK_STEPS steps).
 
 Two figures per variant:
 
@@ -61,14 +61,15 @@ def worker(rounds: int) -> None:
     from liquidbench.data import load_split, read_meta
     from liquidbench.data.sine import prepare
     from liquidbench.models import build_model
-    from liquidbench.train.loop import STOP_CHECK_STEPS, _Control, _StopAgreement, _StopFlag, _tensors
+    from liquidbench.train.distributed import STOP_CHECK_STEPS, Control, StopAgreement, StopFlag
+    from liquidbench.train.loop import _tensors
     from liquidbench.train.tasks import loss_fn
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", timeout=timedelta(seconds=60))
     rank, world = dist.get_rank(), dist.get_world_size()
-    ctrl = _Control(world, 60)
-    stop = _StopFlag()  # never set: the cost of agreeing that nobody stops
+    ctrl = Control(world, 60)
+    stop = StopFlag()  # never set: the cost of agreeing that nobody stops
     with tempfile.TemporaryDirectory() as d:  # each rank prepares the (deterministic) data set itself
         prepare(SINE, d)
         meta = read_meta(d)
@@ -85,7 +86,7 @@ def worker(rounds: int) -> None:
         opt = torch.optim.Adam(model.parameters(), lr=0.01)
 
         def epoch(variant: str) -> tuple[float, float]:
-            agreement = _StopAgreement(ctrl, stop, every=1 if variant == "async-1" else STOP_CHECK_STEPS)
+            agreement = StopAgreement(ctrl, stop, every=1 if variant == "async-1" else STOP_CHECK_STEPS)
             in_call = 0.0
             ctrl.barrier()
             t0 = time.perf_counter()

@@ -13,7 +13,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
-WORKFLOW_FILES = ["Snakefile", "workflow", "config"]
+# the workflow (workflow/Snakefile, rules, schema, captions), the study files and the test study
+WORKFLOW_FILES = ["workflow", "config", ".test"]
 
 
 def tool_env() -> dict:
@@ -84,5 +85,5 @@ def workflow_copy(tmp_path) -> Path:
 def smoke_run(tmp_path_factory) -> Path:
     """One complete run of the smoke study, shared by the tests that only read its outputs."""
     workdir = copy_workflow(tmp_path_factory.mktemp("smoke") / "wf")
-    snakemake(workdir, "--cores", "2", "--configfile", "config/smoke.yaml", *smoke_data_args(workdir))
+    snakemake(workdir, "--cores", "2", "--configfile", ".test/config/config.yaml", *smoke_data_args(workdir))
     return workdir

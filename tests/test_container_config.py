@@ -19,7 +19,7 @@ IMAGE = "docker://ghcr.io/liquidbench/liquidbench:0.1.0"
 
 @pytest.fixture
 def workflow_dir(tmp_path):
-    for name in ("Snakefile", "workflow", "config", "profiles"):
+    for name in ("workflow", "config", ".test", "profiles"):
         (shutil.copytree if (REPO / name).is_dir() else shutil.copy2)(REPO / name, tmp_path / name)
     return tmp_path
 
@@ -31,8 +31,8 @@ def rule_containers(workdir: Path, overrides: dict) -> dict:
         with SnakemakeApi(OutputSettings(quiet=set())) as api:
             wf = api.workflow(
                 resource_settings=ResourceSettings(),
-                config_settings=ConfigSettings(configfiles=[Path("config/smoke.yaml")], config=overrides),
-                snakefile=Path("Snakefile"),
+                config_settings=ConfigSettings(configfiles=[Path(".test/config/config.yaml")], config=overrides),
+                snakefile=Path("workflow/Snakefile"),
                 workdir=workdir,
             )
             return {rule.name: rule.container_img for rule in wf._workflow.rules}
@@ -54,7 +54,7 @@ def test_no_container_by_default(workflow_dir):
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", "config/smoke.yaml", *args],
+    return subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", ".test/config/config.yaml", *args],
                           cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
 
 

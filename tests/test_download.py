@@ -224,7 +224,7 @@ def test_test_archives_are_deterministic_and_pinned_in_the_smoke_config(tmp_path
     a = build_har_archive(tmp_path / "a" / "UCI HAR Dataset.zip", **SMOKE_ARGS)
     b = build_har_archive(tmp_path / "b" / "UCI HAR Dataset.zip", **SMOKE_ARGS)
     assert a.read_bytes() == b.read_bytes()
-    smoke = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
+    smoke = yaml.safe_load((REPO / ".test/config/config.yaml").read_text())
     assert smoke["datasets"]["har"]["source"]["sha256"] == sha256(a)
 
 

@@ -166,7 +166,7 @@ def test_ddp_cpu_2_one_step_equals_one_process_on_the_union_of_batches(sine_dir,
 
 
 def test_ddp_sigterm_on_one_rank_stops_both_at_the_same_step_and_resumes_identically(sine_dir, tmp_path):
-    from liquidbench.train.loop import STOP_CHECK_STEPS
+    from liquidbench.train.distributed import STOP_CHECK_STEPS
 
     # global batch 2 over 2 ranks: 14 steps an epoch. The ranks agree on the flag after step 10
     # (every STOP_CHECK_STEPS steps, without blocking) and read the result after step 11.

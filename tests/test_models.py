@@ -64,6 +64,32 @@ def test_one_step_lowers_loss_on_fixed_batch(name, task):
     assert after < before
 
 
+NCPS_VARIANTS = {
+    "ltc": {"type": "ltc", "units": 6, "ode_unfolds": 2},
+    "ltc-mixed": {"type": "ltc", "units": 6, "ode_unfolds": 2, "mixed_memory": True},
+    "ltc-ncp": {"type": "ltc", "units": 10, "wiring": "autoncp", "motor_neurons": 3, "ode_unfolds": 2},
+    "cfc": {"type": "cfc", "units": 6, "backbone_units": 8},
+    "cfc-pure": {"type": "cfc", "units": 6, "mode": "pure", "backbone_units": 8},
+    "cfc-no-gate": {"type": "cfc", "units": 6, "mode": "no_gate", "backbone_units": 8},
+    "cfc-mixed": {"type": "cfc", "units": 6, "backbone_units": 8, "mixed_memory": True},
+    "cfc-ncp": {"type": "cfc", "units": 10, "wiring": "autoncp", "motor_neurons": 3},
+}
+
+
+@pytest.mark.parametrize("name", NCPS_VARIANTS)
+def test_ncp_core_step_loop_matches_ncps_own_loop(name):
+    """NcpCore's own loop over ncps's cell (used with elapsed times) against ncps's forward for
+    regular sampling (timespans None, i.e. a gap of 1): the same outputs, also with mixed memory,
+    every CfC mode and NCP wiring. Ties NcpCore to the pinned ncps version."""
+    torch.manual_seed(0)
+    core = build_model(NCPS_VARIANTS[name], 3, 2, "regression_per_step", irregular=True).core
+    x = torch.randn(4, 7, 3)
+    with torch.no_grad():
+        own = core(x, torch.ones(4, 7))
+        reference = core.rnn(x)[0]  # ncps's loop over the whole sequence
+    torch.testing.assert_close(own, reference, rtol=1e-6, atol=1e-6)
+
+
 def test_parameter_counts():
     # LSTM: 4 gates x (W_ih 3x8 + W_hh 8x8 + two biases 8) ; read-out 8x2 + 2
     lstm = build_model(SPECS["lstm"], 3, 2, "regression_per_step")
@@ -72,11 +98,14 @@ def test_parameter_counts():
     assert count_parameters(gru) == 3 * (3 * 8 + 8 * 8 + 8 + 8) + 8 * 2 + 2
     for name, spec in SPECS.items():
         model = build_model(spec, 3, 2, "regression_per_step")
-        # trainable parameters only: LTC keeps its wiring masks as frozen parameters
-        assert count_parameters(model) == sum(p.numel() for p in model.parameters() if p.requires_grad)
         # the read-out sees the wiring's output neurons: all units, or the motor neurons of an NCP
         width = spec.get("motor_neurons") if spec.get("wiring") == "autoncp" else spec.get("units", spec.get("hidden_size"))
         assert model.readout.in_features == width
+        # trainable parameters only: freezing the read-out (width x 2 weights, 2 biases) removes
+        # exactly its parameters from the count
+        total = count_parameters(model)
+        model.readout.requires_grad_(False)
+        assert total - count_parameters(model) == width * 2 + 2, name
 
 
 def test_frozen_ltc_masks_are_not_counted():

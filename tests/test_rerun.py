@@ -13,7 +13,7 @@ from conftest import planned_jobs, snakemake
 pytestmark = pytest.mark.slow
 
 # The smoke study narrowed to two cheap runs on the synthetic signal (no downloads).
-NARROW = ["--configfile", "config/smoke.yaml", "--config", "study={datasets: [sine], models: [cfc], hardware: [cpu], seeds: [0, 1]}"]
+NARROW = ["--configfile", ".test/config/config.yaml", "--config", "study={datasets: [sine], models: [cfc], hardware: [cpu], seeds: [0, 1]}"]
 RESULT_RULES = {"aggregate", "summarize", "scaling", "ratios", "time_to_target", "claims", "provenance", "plot", "all"}
 
 

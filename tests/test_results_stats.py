@@ -5,6 +5,9 @@ import math
 
 import pandas as pd
 import pytest
+import yaml
+
+from conftest import REPO
 
 from liquidbench.cli import main
 from liquidbench.results import claims, compare, scaling, stats, summary
@@ -144,7 +147,7 @@ def test_scaling_leaves_out_entries_without_runs_in_the_study():
 
 
 def test_scaling_without_ddp_entries_is_empty_with_columns():
-    table = scaling.scaling_table(scaling_fixture(), {"cpu": {"device": "cpu"}})
+    table = scaling.scaling_table(scaling_fixture(), {"cpu": {"device": "cpu"}}, threshold=0.7)
     assert len(table) == 0 and "speedup" in table
 
 
@@ -235,13 +238,19 @@ def test_missing_everything_and_bad_expected_are_clear(tmp_path, caplog):
     assert "missing key 'models'" in caplog.text and not (tmp_path / "r.csv").exists()
 
 
+# results.claims as the workflow passes it: the config schema's defaults
+CLAIM_SETTINGS = {key: prop["default"] for key, prop in yaml.safe_load(
+    (REPO / "workflow/schemas/config.schema.yaml").read_text())["properties"]["results"]["properties"]["claims"][
+    "properties"].items()}
+
+
 def claims_summary(times, metrics=None):
     return summary.summarize(runs_frame(times, metrics))
 
 
 def verdicts(times, metrics=None, hardware=HARDWARE):
     s = claims_summary(times, metrics)
-    table = claims.check_claims(s, scaling.scaling_table(s, hardware), TYPES)
+    table = claims.check_claims(s, scaling.scaling_table(s, hardware, threshold=0.7), TYPES, CLAIM_SETTINGS)
     return dict(zip(table.claim_id, table.verdict)), table
 
 

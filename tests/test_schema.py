@@ -7,7 +7,7 @@ from conftest import snakemake
 
 
 def dry_run(workdir, *extra):
-    return snakemake(workdir, "-n", "--configfile", "config/smoke.yaml", *extra, check=False)
+    return snakemake(workdir, "-n", "--configfile", ".test/config/config.yaml", *extra, check=False)
 
 
 def failure(proc) -> str:
@@ -15,7 +15,7 @@ def failure(proc) -> str:
     return proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("config", ["config/config.yaml", "config/local.yaml", "config/smoke.yaml"])
+@pytest.mark.parametrize("config", ["config/config.yaml", "config/local.yaml", ".test/config/config.yaml"])
 def test_shipped_configs_are_valid(workflow_copy, config):
     proc = snakemake(workflow_copy, "-n", "--configfile", config, check=False)
     assert proc.returncode == 0, proc.stderr
@@ -51,7 +51,7 @@ def test_command_line_values_are_typed(workflow_copy):
 
 def test_configfile_replaces_the_full_study(workflow_copy):
     """A --configfile stands alone: nothing of config/config.yaml leaks into it."""
-    smoke = yaml.safe_load((workflow_copy / "config/smoke.yaml").read_text())
+    smoke = yaml.safe_load((workflow_copy / ".test/config/config.yaml").read_text())
     proc = dry_run(workflow_copy, "--printshellcmds")
     assert proc.returncode == 0
     full_only = set(yaml.safe_load((workflow_copy / "config/config.yaml").read_text())["datasets"]) - set(smoke["datasets"])
@@ -61,7 +61,7 @@ def test_configfile_replaces_the_full_study(workflow_copy):
 
 
 def test_data_sets_sharing_a_file_must_agree(workflow_copy):
-    har = yaml.safe_load((workflow_copy / "config/smoke.yaml").read_text())["datasets"]["har"]
+    har = yaml.safe_load((workflow_copy / ".test/config/config.yaml").read_text())["datasets"]["har"]
     other = {**har, "params": {"protocol": "inertial"}, "source": {**har["source"], "sha256": "ab" * 32}}
     out = failure(dry_run(workflow_copy, "--config", f"datasets={{har2: {yaml.safe_dump(other, default_flow_style=True).strip()}}}"))
     assert "config key 'datasets.har2.source': file 'UCI HAR Dataset.zip' is also the source of another data set" in out
@@ -71,3 +71,35 @@ def test_data_mirror_may_be_a_directory_or_a_list(workflow_copy):
     for value in ("data_mirror=/srv/mirror", "data_mirror=[/srv/a, /srv/b]"):
         proc = dry_run(workflow_copy, "--config", value)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_json_parameters_with_quotes_reach_the_command_intact(workflow_copy):
+    """Rules pass JSON params shell-quoted ({params.x:q}): a value with quotes stays one argument."""
+    import json
+    import shlex
+
+    note = """it's a "quoted" value"""
+    proc = dry_run(workflow_copy, "--printshellcmds", "--forceall", "--config",
+                   f"datasets={{sine: {{params: {{note: {json.dumps(note)}}}}}}}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    line = next(l for l in proc.stdout.splitlines() if "liquidbench prepare --dataset sine " in l)
+    argv = shlex.split(line)
+    params = json.loads(argv[argv.index("--params") + 1])
+    assert params["note"] == note and params["seed"] == 0
+
+
+def test_schema_and_package_agree_on_training_and_hardware_keys():
+    """Training and hardware defaults have one home, liquidbench.train.settings; the schema lists
+    the same keys and no default of its own."""
+    from conftest import REPO
+    from liquidbench.train.settings import HARDWARE_DEFAULTS, RESOURCES_DEFAULTS, TRAINING_DEFAULTS
+
+    defs = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())["$defs"]
+    training = defs["training"]["properties"]
+    hardware = defs["hardware"]["properties"]
+    resources = hardware["resources"]["properties"]
+    assert set(training) == set(TRAINING_DEFAULTS)
+    assert set(hardware) - {"resources"} == set(HARDWARE_DEFAULTS)
+    assert set(resources) - {"mem_mb", "runtime"} == set(RESOURCES_DEFAULTS)
+    for props in (training, hardware, resources):
+        assert not [key for key, prop in props.items() if "default" in prop]

@@ -1,4 +1,4 @@
-"""Slurm: `snakemake --profile slurm` (profile slurm/config.yaml) and the Slurm request of each
+"""Slurm: `snakemake --profile profiles/slurm` (profiles/slurm/config.yaml) and the Slurm request of each
 hardware configuration (liquidbench.slurm).
 
 The tests marked slow run on a real one-node Slurm cluster that tests/slurm/cluster.sh starts on
@@ -51,7 +51,7 @@ def no_site_values(monkeypatch):
 
 def slurm_workflow(tmp_path: Path) -> Path:
     wd = copy_workflow(tmp_path / "wf")
-    shutil.copytree(REPO / "slurm", wd / "slurm")
+    shutil.copytree(REPO / "profiles" / "slurm", wd / "profiles" / "slurm")
     return wd
 
 
@@ -93,7 +93,7 @@ def test_full_study_dry_run_lists_every_training_job_with_its_slurm_request(tmp_
     monkeypatch.setenv("LIQUIDBENCH_SLURM_PARTITION", "gpu-a100")
     # The full study names its image; planning it with the profile's apptainer needs apptainer,
     # which this machine lacks (tests/test_container_config.py covers that path): plan without it.
-    proc = snakemake(wd, "--profile", "slurm", "-n", "--config", "container=null")
+    proc = snakemake(wd, "--profile", "profiles/slurm", "-n", "--config", "container=null")
     out = proc.stdout + proc.stderr
     config = yaml.safe_load((wd / "config/config.yaml").read_text())
     study = config["study"]
@@ -172,14 +172,14 @@ def submitted(log: str) -> dict[str, str]:
 @pytest.mark.slow
 def test_smoke_study_through_slurm(slurm_cluster, tmp_path):
     wd = slurm_workflow(tmp_path)
-    config = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    config = yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_text())
     # Every model on the sine signal, on the CPU and the 2-rank DDP configuration; one seed keeps
     # it to 9 Slurm jobs.
     config["study"] = {"datasets": ["sine"], "models": config["study"]["models"],
                        "hardware": ["cpu", "ddp-cpu-2"], "seeds": [0]}
     write_config(wd / "study.yaml", config)
 
-    proc = snakemake(wd, "--profile", "slurm", "--configfile", "study.yaml", *FAST_STATUS)
+    proc = snakemake(wd, "--profile", "profiles/slurm", "--configfile", "study.yaml", *FAST_STATUS)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-5000:]
 
@@ -213,7 +213,7 @@ def test_smoke_study_through_slurm(slurm_cluster, tmp_path):
             assert (job["NumTasks"], job["NumCPUs"], job["TimeLimit"]) == ("1", "1", "00:10:00"), job
 
     # A second run plans nothing: outputs are complete and up to date.
-    again = snakemake(wd, "--profile", "slurm", "--configfile", "study.yaml", "-n", *FAST_STATUS)
+    again = snakemake(wd, "--profile", "profiles/slurm", "--configfile", "study.yaml", "-n", *FAST_STATUS)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
 
@@ -233,7 +233,7 @@ def test_training_killed_at_time_limit_resumes_from_checkpoint(slurm_cluster, tm
     write_config(wd / "study.yaml", config)
     # No early signal: this test is about the time limit itself (SIGTERM, then SIGKILL after
     # KillWait), the case --signal only makes earlier.
-    proc = snakemake(wd, "--profile", "slurm", "--configfile", "study.yaml", *FAST_STATUS,
+    proc = snakemake(wd, "--profile", "profiles/slurm", "--configfile", "study.yaml", *FAST_STATUS,
                      "--set-resources", "train:slurm_extra=''", timeout=480)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-5000:]

@@ -86,7 +86,7 @@ def test_workflow_plans_without_the_excluded_runs_and_names_a_typo(workflow_copy
     assert ("config key 'study.exclude[0].model' names 'lct', which is not defined under 'models' (ltc, cfc, lstm, gru)"
             in bad.stdout + bad.stderr)
     # narrowing a study keeps its exclusions valid
-    narrow = snakemake(workflow_copy, "-n", "--configfile", "config/smoke.yaml", "--config", "study={datasets: [sine]}")
+    narrow = snakemake(workflow_copy, "-n", "--configfile", ".test/config/config.yaml", "--config", "study={datasets: [sine]}")
     assert {wc["dataset"] for rule, wc in planned_jobs(narrow.stdout) if rule == "train"} == {"sine"}
 
 

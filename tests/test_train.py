@@ -78,3 +78,97 @@ def test_cli_rejects_bad_json_and_unknown_training_key(sine_dir, tmp_path):
                              capture_output=True, text=True, env=tool_env())
     assert unknown.returncode == 1 and "epochz" in unknown.stderr
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_cli_runs_one_run_of_a_study_file(sine_dir, tmp_path):
+    """`liquidbench train --config FILE --run d/m/h/seed` trains what the workflow's job would: the
+    run's model, its data set's training settings over the study's, its hardware entry."""
+    import shutil
+
+    import yaml
+
+    shutil.copytree(sine_dir, tmp_path / "data/processed/sine")
+    study = {
+        "study": {"datasets": ["sine"], "models": ["g"], "hardware": ["cpu"], "seeds": [3]},
+        "training": {"epochs": 5, "batch_size": 8, "lr": 0.01},
+        "datasets": {"sine": {"kind": "sine", "training": {"epochs": 2}}},
+        "models": {"g": {"type": "gru", "hidden_size": 6}},
+        "hardware": {"cpu": {"device": "cpu", "threads": 1, "resources": {"mem_mb": 1000, "runtime": 5}}},
+    }
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
+    cmd = [sys.executable, "-m", "liquidbench.cli", "train", "--config", "study.yaml"]
+    proc = subprocess.run(cmd + ["--run", "sine/g/cpu/seed3"], cwd=tmp_path, capture_output=True, text=True,
+                          env=tool_env())
+    assert proc.returncode == 0, proc.stderr
+    by_cli = json.loads((tmp_path / "results/runs/sine/g/cpu/seed3/metrics.json").read_text())
+    assert (by_cli["model"], by_cli["seed"], by_cli["epochs"], by_cli["train_params"]["batch_size"]) == ("g", 3, 2, 8)
+    direct = train(RunSpec(dataset="sine", model="g", hardware="cpu", seed=3, data_dir=sine_dir,
+                           out_dir=tmp_path / "direct", model_spec=study["models"]["g"],
+                           train_params={"epochs": 2, "batch_size": 8, "lr": 0.01},
+                           hardware_spec=study["hardware"]["cpu"]))
+    assert by_cli["final_params_sha256"] == direct["final_params_sha256"]
+    assert by_cli["test_metric"] == direct["test_metric"]
+
+    bad = subprocess.run(cmd + ["--run", "sine/lstm/cpu/0"], cwd=tmp_path, capture_output=True, text=True,
+                         env=tool_env())
+    assert bad.returncode == 1 and "'lstm' is not defined under 'models'" in bad.stderr
+
+
+def test_metrics_json_is_built_from_the_state_without_training():
+    """build_metrics is a pure function: warm-up vs steady epochs, throughput, step-time statistics,
+    comm fraction and segments follow from the recorded state alone."""
+    from liquidbench.train.metrics import RunFacts, build_metrics
+    from liquidbench.train.state import TrainState
+
+    state = TrainState(epoch=3, steps_done=12, segments=1, best_val=0.25, best_epoch=2,
+                       history=[{"epoch": e, "train_loss": l, "val_loss": l, "val_metric": l, "epoch_time_s": t}
+                                for e, l, t in [(1, 0.9, 4.0), (2, 0.5, 2.0), (3, 0.4, 3.0)]],
+                       epoch_times=[4.0, 2.0, 3.0], warmup_step_times=[1.0] * 4, steady_step_times=[0.5, 0.5, 0.7, 0.9])
+    facts = RunFacts(dataset="sine", model="c", model_spec={"type": "cfc"}, hardware="ddp", seed=1,
+                     train_params={"epochs": 3}, hw={"nodes": 1, "nproc_per_node": 2, "scaling": "strong"},
+                     device="cpu", device_name=None, world=2, backend="gloo", ddp=True, threads=1, batch_per_process=8,
+                     n_params=100, task="regression_per_step", metric_name="mse", samples_per_epoch=32,
+                     steps_per_epoch=2, step_timer="perf_counter", comm_probe={"allreduce_s": 0.3},
+                     final_params_sha256="ab", test_metric=0.3, peak_host_rss_mb=50.0, telemetry={}, status="ok", env={})
+    m = build_metrics(facts, state)
+    assert (m["warmup_time_s"], m["train_time_s"], m["steady_epoch_time_s"]) == (4.0, 9.0, 2.5)
+    assert m["throughput_samples_per_s"] == 32 * 2 / 5.0
+    assert m["step_time_median_s"] == 0.6 and m["step_time_p95_s"] == pytest.approx(0.87)
+    assert m["comm_fraction"] == pytest.approx(0.5)
+    assert (m["global_batch_size"], m["epochs_run"], m["final_train_loss"], m["segments"]) == (16, 3, 0.4, 2)
+    assert (m["best_val_metric"], m["best_epoch"], m["model_type"], m["scaling"]) == (0.25, 2, "cfc", "strong")
+    # one epoch only: it is both warm-up and steady state; no steady steps: warm-up steps count
+    one = TrainState(epoch=1, history=state.history[:1], epoch_times=[4.0], warmup_step_times=[1.0, 3.0])
+    m1 = build_metrics(facts, one)
+    assert m1["steady_epoch_time_s"] == 4.0 and m1["step_time_median_s"] == 2.0
+
+
+def test_train_state_round_trips_through_a_checkpoint(tmp_path):
+    """to_checkpoint and from_checkpoint are inverse: model, optimizer, scheduler, RNG and state."""
+    import torch
+
+    from liquidbench.train import checkpoint as ckpt
+    from liquidbench.train.state import TrainState
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.5)
+    model(torch.randn(4, 3)).sum().backward()
+    opt.step(), sched.step()
+    state = TrainState(epoch=2, partial={"step_in_epoch": 3, "elapsed_s": 1.5, "step_times": [0.1],
+                                         "loss_sum": [torch.tensor([2.0, 4.0])]},
+                       steps_done=7, segments=1, history=[{"epoch": 1}], epoch_times=[1.0], best_val=0.5,
+                       best_epoch=1, best_state={k: v.clone() for k, v in model.state_dict().items()})
+    cpu = torch.device("cpu")
+    ckpt.save(tmp_path, state.to_checkpoint("fp", model, opt, sched, [ckpt.rng_state(cpu)]))
+    expected_draw = torch.rand(3)
+    model2 = torch.nn.Linear(3, 2)
+    opt2 = torch.optim.Adam(model2.parameters(), lr=0.1)
+    sched2 = torch.optim.lr_scheduler.ExponentialLR(opt2, gamma=0.5)
+    back = TrainState.from_checkpoint(ckpt.load(tmp_path, "fp"), model2, opt2, sched2, 0, cpu)
+    assert torch.equal(torch.rand(3), expected_draw)  # the RNG continues where it was saved
+    assert back.segments == 2 and back.start_epoch == 2 and back.steps_done == 7
+    assert back.partial["step_in_epoch"] == 3 and back.history == [{"epoch": 1}]
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), model2.state_dict().values()))
+    assert sched2.get_last_lr() == sched.get_last_lr() and opt2.state_dict()["state"].keys() == opt.state_dict()["state"].keys()

@@ -10,7 +10,7 @@ from conftest import REPO, planned_jobs, snakemake
 from liquidbench.study import study_runs
 
 pytestmark = pytest.mark.slow
-SMOKE = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
+SMOKE = yaml.safe_load((REPO / ".test/config/config.yaml").read_text())
 STUDY = SMOKE["study"]
 
 
@@ -47,7 +47,7 @@ def test_smoke_study_produces_runs_tables_and_figures(smoke_run):
 
 
 def test_complete_run_plans_nothing(smoke_run):
-    proc = snakemake(smoke_run, "-n", "--configfile", "config/smoke.yaml")
+    proc = snakemake(smoke_run, "-n", "--configfile", ".test/config/config.yaml")
     assert planned_jobs(proc.stdout) == []
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
@@ -55,7 +55,7 @@ def test_complete_run_plans_nothing(smoke_run):
 def test_changing_one_model_reruns_only_its_jobs_and_the_results(smoke_run):
     model = "cfc"
     units = SMOKE["models"][model]["units"] + 1
-    proc = snakemake(smoke_run, "-n", "--configfile", "config/smoke.yaml", "--config", f"models={{{model}: {{units: {units}}}}}")
+    proc = snakemake(smoke_run, "-n", "--configfile", ".test/config/config.yaml", "--config", f"models={{{model}: {{units: {units}}}}}")
     jobs = planned_jobs(proc.stdout)
     train = [wc for rule, wc in jobs if rule == "train"]
     assert len(train) == len([r for r in expected_runs() if r[1] == model])
@@ -95,6 +95,16 @@ def test_lint_reports_nothing(workflow_copy):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_workflow_is_formatted_with_snakefmt():
+    """snakefmt (pinned; settings in pyproject.toml) would change nothing in workflow/."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "workflow"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def test_smoke_figures_are_images_of_the_expected_size(smoke_run):
     from PIL import Image
 
@@ -130,7 +140,7 @@ def test_report_contains_every_table_and_figure(smoke_run):
 
     from liquidbench.results import figure_stems
 
-    snakemake(smoke_run, "--configfile", "config/smoke.yaml", "--report", "results/report.html")
+    snakemake(smoke_run, "--configfile", ".test/config/config.yaml", "--report", "results/report.html")
     html = (smoke_run / "results/report.html").read_text()
     embedded = dict(re.findall(r"data:[a-z/]+;charset=utf8;filename=([^;]+);base64,([A-Za-z0-9+/=]+)", html))
     files = [f"results/tables/{t}.csv" for t in ["runs", "summary", "scaling", "ratios", "time_to_target", "claims",
@@ -174,5 +184,5 @@ def test_smoke_real_data_sets_come_through_the_mirror(smoke_run):
 
 
 def test_changing_the_data_mirror_reruns_nothing(smoke_run):
-    proc = snakemake(smoke_run, "-n", "--configfile", "config/smoke.yaml", "--config", "data_mirror=[/elsewhere]")
+    proc = snakemake(smoke_run, "-n", "--configfile", ".test/config/config.yaml", "--config", "data_mirror=[/elsewhere]")
     assert planned_jobs(proc.stdout) == []

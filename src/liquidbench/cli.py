@@ -2,14 +2,12 @@
 
     liquidbench download  --url URL --sha256 HEX [--sha256-of decompressed] [--mirror DIR]... --out FILE
     liquidbench prepare   --dataset NAME --kind KIND --params JSON [--raw FILE] --out DIR
+    liquidbench train     --config FILE --run DATASET/MODEL/HARDWARE/SEED [--data DIR] [--out DIR]
     liquidbench train     --data DIR --dataset NAME --model NAME --model-params JSON ...
     liquidbench aggregate --out-runs CSV --out-history CSV [--expected JSON] METRICS.json...
     liquidbench summarize --runs CSV --out-csv CSV --out-md MD [--out-tex TEX]
-    liquidbench scaling   --summary CSV --hardware-config JSON [--threshold 0.7] --out-csv CSV ...
-    liquidbench ratios    --summary CSV --model-types JSON --out-csv CSV ...
-    liquidbench time-to-target --runs CSV --history CSV --targets JSON --out-csv CSV ...
-    liquidbench claims    --summary CSV --scaling CSV --model-types JSON --out-csv CSV ...
-    liquidbench provenance --runs CSV --out-csv CSV ...
+    liquidbench scaling   --summary CSV --hardware-config JSON --threshold X --baselines JSON --out-csv CSV ...
+    liquidbench ratios | time-to-target | claims | provenance ...   (one per table of results/registry.py)
     liquidbench plot      --summary CSV --history CSV --scaling CSV --out-dir DIR --datasets NAME...
 """
 
@@ -58,15 +56,45 @@ def cmd_prepare(args) -> None:
     logging.info("prepared %s: %s", args.dataset, json.dumps(meta["shapes"]))
 
 
+def _run_from_config(args) -> dict:
+    """The arguments of one run of a study file (--config FILE --run dataset/model/hardware/seed),
+    as the workflow would pass them; data and output in the workflow's places unless given."""
+    import yaml
+
+    from .study import run_of
+
+    explicit = [f"--{k.replace('_', '-')}" for k in ("dataset", "model", "hardware", "seed", "model_params",
+                                                        "train_params", "hardware_params") if getattr(args, k) is not None]
+    if explicit:
+        raise ValueError(f"--config/--run name the run; leave out {', '.join(explicit)}")
+    try:
+        config = yaml.safe_load(Path(args.config).read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"--config {args.config}: not valid YAML ({exc})") from exc
+    if not isinstance(config, dict):
+        raise ValueError(f"--config {args.config}: expected a study file (a mapping), got {type(config).__name__}")
+    run = run_of(config, args.run)
+    run["data_dir"] = args.data or Path("data/processed") / run["dataset"]
+    run["out_dir"] = args.out or Path("results/runs") / run["dataset"] / run["model"] / run["hardware"] / f"seed{run['seed']}"
+    return run
+
+
 def cmd_train(args) -> None:
     from .train.loop import RunSpec, train
 
-    spec = RunSpec(
-        dataset=args.dataset, model=args.model, hardware=args.hardware, seed=args.seed,
-        data_dir=args.data, out_dir=args.out, model_spec=args.model_params,
-        train_params=args.train_params, hardware_spec=args.hardware_params,
-    )
-    metrics = train(spec)
+    if args.config or args.run:
+        if not (args.config and args.run):
+            raise ValueError("--config and --run go together: --config FILE --run dataset/model/hardware/seed")
+        run = _run_from_config(args)
+    else:
+        missing = [f"--{k.replace('_', '-')}" for k in ("data", "dataset", "model", "model_params", "hardware", "seed",
+                                                         "out") if getattr(args, k) is None]
+        if missing:
+            raise ValueError(f"train: missing {', '.join(missing)} (or give --config FILE --run d/m/h/seed)")
+        run = dict(dataset=args.dataset, model=args.model, hardware=args.hardware, seed=args.seed,
+                   data_dir=args.data, out_dir=args.out, model_spec=args.model_params,
+                   train_params=args.train_params or {}, hardware_spec=args.hardware_params or {})
+    metrics = train(RunSpec(**run))
     if metrics:
         logging.info("done: status %s, test %s %.6g, train time %.2fs",
                      metrics["status"], metrics["metric_name"], metrics["test_metric"], metrics["train_time_s"])
@@ -100,74 +128,33 @@ def _read_csv(path):
         raise ValueError(f"cannot read table {path}: {exc}") from exc
 
 
-def _write(args, raw, display, title, notes) -> None:
+def cmd_table(args) -> None:
+    """One table of the registry: read its input tables, build it, write CSV, Markdown and LaTeX."""
+    from .results.registry import TABLES, resolve
     from .results.tables import write_table
 
-    write_table(raw, display, args.out_csv, args.out_md, args.out_tex, title, notes)
-
-
-def cmd_summarize(args) -> None:
-    from .results import summary as s
-
-    table = s.summarize(_read_csv(args.runs))
-    _write(args, table, s.display(table), "Summary over seeds", s.NOTES)
-
-
-def cmd_scaling(args) -> None:
-    from .results import scaling as sc
-
-    if not 0 < args.threshold <= 1:
-        raise ValueError(f"--threshold: the knee threshold is an efficiency in (0, 1], got {args.threshold}")
-    table = sc.scaling_table(_read_csv(args.summary), args.hardware_config, args.threshold, args.baselines)
-    _write(args, table, sc.display(table), "Scaling: speedup and parallel efficiency", sc.NOTES)
-
-
-def cmd_ratios(args) -> None:
-    from .results import compare
-
-    table = compare.ratio_table(_read_csv(args.summary), args.model_types)
-    _write(args, table, compare.ratio_display(table), "Ratios between models", compare.RATIO_NOTES)
-
-
-def cmd_time_to_target(args) -> None:
-    from .results import compare
-
-    bad = {k: v for k, v in args.targets.items() if not isinstance(v, (int, float))}
-    if bad:
-        raise ValueError(f"--targets: each data set's target must be a number, got {bad}")
-    table = compare.time_to_target(_read_csv(args.runs), _read_csv(args.history), args.targets)
-    _write(args, table, compare.target_display(table), "Time to target", compare.TARGET_NOTES)
-
-
-def cmd_claims(args) -> None:
-    from .results import claims
-
-    table = claims.check_claims(_read_csv(args.summary), _read_csv(args.scaling), args.model_types, args.settings)
-    _write(args, table, claims.display(table), "Checked claims", claims.NOTES)
-
-
-def cmd_provenance(args) -> None:
-    from .results import provenance
-
-    table = provenance.provenance(_read_csv(args.runs))
-    _write(args, table, table.fillna("n/a"), "What was run", provenance.NOTES)
+    table = TABLES[args.table]
+    inputs = {name: _read_csv(getattr(args, name)) for name in table.inputs}
+    settings = {name: getattr(args, name) for name in table.settings}
+    raw, display, notes = resolve(table.build)(**inputs, **settings)
+    write_table(raw, display, args.out_csv, args.out_md, args.out_tex, table.title, notes)
 
 
 def cmd_plot(args) -> None:
-    from .results import figures
+    from .results.registry import FIGURES, figure_inputs, resolve
 
-    summary = _read_csv(args.summary)
-    history = _read_csv(args.history)
-    scaling = _read_csv(args.scaling)
+    tables = {name: _read_csv(getattr(args, name)) for name in figure_inputs()}
     out = Path(args.out_dir)
-    figures.train_time(summary, out / "train_time", args.datasets)
-    figures.metric(summary, out / "test_metric", args.datasets)
-    figures.scaling(scaling, out / "scaling")
-    figures.pareto(summary, out / "pareto", args.datasets)
-    figures.gpu(summary, out / "gpu")
-    figures.energy(summary, out / "energy")
-    for ds in args.datasets:
-        figures.loss_curves(history, ds, out / f"loss_curves_{ds}")
+    for name, figure in FIGURES.items():
+        draw = resolve(figure.draw)
+        inputs = [tables[i] for i in figure.inputs]
+        if figure.per_dataset:
+            for ds in args.datasets:
+                draw(*inputs, ds, out / f"{name}_{ds}")
+        elif figure.datasets:
+            draw(*inputs, out / name, args.datasets)
+        else:
+            draw(*inputs, out / name)
 
 
 def _table_outputs(p) -> None:
@@ -206,16 +193,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.set_defaults(func=cmd_prepare)
 
-    p = sub.add_parser("train", help="train one (dataset, model, hardware, seed) run")
-    p.add_argument("--data", type=Path, required=True, help="prepared data set directory")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--model", required=True)
-    p.add_argument("--model-params", type=_json_arg, required=True)
-    p.add_argument("--hardware", required=True)
-    p.add_argument("--hardware-params", type=_json_arg, default={})
-    p.add_argument("--train-params", type=_json_arg, default={})
-    p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--out", type=Path, required=True, help="run directory")
+    p = sub.add_parser("train", help="train one (dataset, model, hardware, seed) run",
+                       description="Either name the run of a study file (--config FILE --run dataset/model/"
+                                   "hardware/seed; data and run directory default to the workflow's) or give "
+                                   "every setting as the train rule does.")
+    p.add_argument("--config", type=Path, help="a study file, e.g. config/local.yaml")
+    p.add_argument("--run", help="with --config: dataset/model/hardware/seed, e.g. sine/cfc/cpu/0")
+    p.add_argument("--data", type=Path, help="prepared data set directory (default with --config: data/processed/DATASET)")
+    p.add_argument("--dataset")
+    p.add_argument("--model")
+    p.add_argument("--model-params", type=_json_arg)
+    p.add_argument("--hardware")
+    p.add_argument("--hardware-params", type=_json_arg)
+    p.add_argument("--train-params", type=_json_arg)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", type=Path, help="run directory (default with --config: results/runs/D/M/H/seedS)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("aggregate", help="collect run metrics and histories into tables")
@@ -227,50 +219,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-history", type=Path, required=True)
     p.set_defaults(func=cmd_aggregate)
 
-    p = sub.add_parser("summarize", help="mean, std and 95%% CI over seeds")
-    p.add_argument("--runs", type=Path, required=True)
-    _table_outputs(p)
-    p.set_defaults(func=cmd_summarize)
+    # one subcommand per table of the registry (liquidbench.results.registry)
+    from .results.registry import SETTINGS, TABLES, figure_inputs
 
-    p = sub.add_parser("scaling", help="speedup, efficiency and knee of DDP widths")
-    p.add_argument("--summary", type=Path, required=True)
-    p.add_argument("--hardware-config", type=_json_arg, required=True,
-                   help="the study's hardware entries as JSON, in study order")
-    p.add_argument("--threshold", type=float, default=0.7, help="knee: efficiency threshold (default 0.7)")
-    p.add_argument("--baselines", type=_json_arg, default={}, help="JSON {hardware: baseline hardware} overrides")
-    _table_outputs(p)
-    p.set_defaults(func=cmd_scaling)
+    for name, table in TABLES.items():
+        p = sub.add_parser(table.command, help=table.help)
+        for inp in table.inputs:
+            p.add_argument(f"--{inp}", type=Path, required=True, help=f"the {inp} table (CSV)")
+        for key in table.settings:
+            setting = SETTINGS[key]
+            p.add_argument(setting.flag, dest=key, type=_json_arg if setting.json else float, required=True,
+                           help=setting.help)
+        _table_outputs(p)
+        p.set_defaults(func=cmd_table, table=name)
 
-    p = sub.add_parser("ratios", help="time and metric ratios: CfC vs LTC, each model vs LSTM")
-    p.add_argument("--summary", type=Path, required=True)
-    p.add_argument("--model-types", type=_json_arg, required=True, help="JSON {model name: type}")
-    _table_outputs(p)
-    p.set_defaults(func=cmd_ratios)
-
-    p = sub.add_parser("time-to-target", help="training time until the validation metric reaches a target")
-    p.add_argument("--runs", type=Path, required=True)
-    p.add_argument("--history", type=Path, required=True)
-    p.add_argument("--targets", type=_json_arg, required=True, help="JSON {dataset: target validation metric}")
-    _table_outputs(p)
-    p.set_defaults(func=cmd_time_to_target)
-
-    p = sub.add_parser("claims", help="check the thesis's claims on the data")
-    p.add_argument("--summary", type=Path, required=True)
-    p.add_argument("--scaling", type=Path, required=True)
-    p.add_argument("--model-types", type=_json_arg, required=True, help="JSON {model name: type}")
-    p.add_argument("--settings", type=_json_arg, default={}, help="JSON {min_seeds, metric_tolerance_std, speedup_min}")
-    _table_outputs(p)
-    p.set_defaults(func=cmd_claims)
-
-    p = sub.add_parser("provenance", help="software versions and machines of the runs")
-    p.add_argument("--runs", type=Path, required=True)
-    _table_outputs(p)
-    p.set_defaults(func=cmd_provenance)
-
-    p = sub.add_parser("plot", help="figures from the summary, scaling table and histories")
-    p.add_argument("--summary", type=Path, required=True)
-    p.add_argument("--history", type=Path, required=True)
-    p.add_argument("--scaling", type=Path, required=True)
+    p = sub.add_parser("plot", help="every figure of the registry, from the tables it reads")
+    for inp in figure_inputs():
+        p.add_argument(f"--{inp}", type=Path, required=True, help=f"the {inp} table (CSV)")
     p.add_argument("--out-dir", type=Path, required=True)
     p.add_argument("--datasets", nargs="+", required=True)
     p.set_defaults(func=cmd_plot)

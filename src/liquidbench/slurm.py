@@ -19,23 +19,26 @@ means "not set" (Snakemake drops it):
 
 from __future__ import annotations
 
+from .train.settings import hardware_settings
+
 KEYS = ("nodes", "tasks", "tasks_per_node", "tasks_per_gpu", "cpus_per_task", "mem_mb", "runtime",
         "gpus", "gres", "mpi")
 
 
 def job_resources(name: str, hw: dict) -> dict:
-    """Slurm resources for one run on hardware entry ``name`` (validated config, defaults set)."""
+    """Slurm resources for one run on hardware entry ``name`` (validated config)."""
+    hw = hardware_settings(name, hw)
     res = hw["resources"]
-    nodes = hw.get("nodes", 1)
-    nproc = hw.get("nproc_per_node", 1)
-    cpus_node = res.get("cpus_per_task", 1)
-    gpus_node = res.get("gpus", 0)
+    nodes = hw["nodes"]
+    nproc = hw["nproc_per_node"]
+    cpus_node = res["cpus_per_task"]
+    gpus_node = res["gpus"]
     if cpus_node % nproc:
         raise ValueError(
             f"hardware '{name}': resources.cpus_per_task ({cpus_node}, CPUs per node) must be a "
             f"multiple of nproc_per_node ({nproc}) so that each rank gets the same CPUs"
         )
-    if hw.get("device") == "cuda" and gpus_node < nproc:
+    if hw["device"] == "cuda" and gpus_node < nproc:
         raise ValueError(
             f"hardware '{name}': device cuda with nproc_per_node {nproc} needs resources.gpus >= "
             f"{nproc} (GPUs per node), got {gpus_node}"

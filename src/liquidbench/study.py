@@ -64,3 +64,49 @@ def study_runs(study: dict, defined: dict | None = None) -> list[tuple[str, str,
         if not any(all(run[k] in values for k, values in entry.items()) for entry in exclude):
             runs.append((dataset, model, hardware, int(seed)))
     return runs
+
+
+def check_names(config: dict) -> None:
+    """Every name the study selects must be defined in its section; model names make directories."""
+    for section in ("datasets", "models", "hardware"):
+        for name in config["study"][section]:
+            if name not in config[section]:
+                raise ValueError(
+                    f"config key 'study.{section}' names '{name}', which is not defined under "
+                    f"'{section}' (defined: {', '.join(sorted(config[section])) or 'none'})"
+                )
+    for name in config["models"]:
+        if "/" in name or name != name.strip():
+            raise ValueError(f"config key 'models.{name}': a name may not contain '/' or spaces")
+
+
+def deep_merge(base: dict, override: dict | None) -> dict:
+    """``override`` over ``base``, mappings merged key by key."""
+    out = dict(base)
+    for key, value in (override or {}).items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def training_of(config: dict, dataset: str) -> dict:
+    """A run's training settings: the study's, overridden by its data set's own ``training``."""
+    return deep_merge(config.get("training") or {}, config["datasets"][dataset].get("training", {}))
+
+
+def run_of(config: dict, run: str) -> dict:
+    """One run of a study config, ``dataset/model/hardware/seed`` (seed as 0 or seed0), as the
+    arguments the train rule passes: names, seed, model, training and hardware settings."""
+    parts = run.split("/")
+    if len(parts) != 4:
+        raise ValueError(f"--run: expected dataset/model/hardware/seed such as sine/cfc/cpu/0, got {run!r}")
+    dataset, model, hardware, seed = parts
+    seed = seed.removeprefix("seed")
+    if not seed.isdigit():
+        raise ValueError(f"--run {run!r}: the seed must be a non-negative integer, got {parts[3]!r}")
+    for section, name in (("datasets", dataset), ("models", model), ("hardware", hardware)):
+        if name not in (config.get(section) or {}):
+            raise ValueError(f"--run {run!r}: '{name}' is not defined under '{section}' "
+                             f"(defined: {', '.join(sorted(config.get(section) or {})) or 'none'})")
+    return {"dataset": dataset, "model": model, "hardware": hardware, "seed": int(seed),
+            "model_spec": config["models"][model], "train_params": training_of(config, dataset),
+            "hardware_spec": config["hardware"][hardware]}

@@ -35,7 +35,7 @@ KEYS = ["dataset", "model", "hardware", "seed"]
 OUTCOME = ["status", "metric_name", "test_metric", "final_train_loss", "best_val_metric", "best_epoch", "epochs_run", "n_params"]
 # The smoke study with its sources in the copy's own mirror (the real traffic file, the test-built
 # HAR archive): inside the image there is no ../shared.
-SMOKE = "snakemake --cores 2 --configfile config/smoke.yaml --config data_mirror=[data/smoke-mirror]"
+SMOKE = "snakemake --cores 2 --configfile .test/config/config.yaml --config data_mirror=[data/smoke-mirror]"
 
 
 def stage_mirror(workdir: Path, owner: tuple[int, int] | None = None) -> None:
@@ -125,7 +125,9 @@ def test_image_has_exactly_the_pinned_versions(in_image):
     wrong = {n: (v, pins[n]) for n, v in versions.items() if n in pins and v.split("+")[0] != pins[n]}
     assert not wrong, f"image versions differ from constraints.txt (installed, pinned): {wrong}"
     # Everything the package needs at run time is there; only the test extra is left out.
-    assert set(pins) - set(versions) <= {"pytest", "iniconfig", "pluggy", "pygments"}
+    test_extra = {"pytest", "iniconfig", "pluggy", "pygments",
+                  "snakefmt", "black", "click", "mypy-extensions", "pathspec", "pytokens", "shfmt-py"}
+    assert set(pins) - set(versions) <= test_extra
     assert versions["torch"].startswith("2.13.0")
 
 
@@ -139,7 +141,7 @@ def test_smoke_study_inside_matches_outside(in_image, tmp_path):
 
     outside = tmp_path / "outside"
     outside.mkdir()
-    for name in ("Snakefile", "workflow", "config"):
+    for name in ("workflow", "config", ".test"):
         (shutil.copytree if (REPO / name).is_dir() else shutil.copy2)(REPO / name, outside / name)
     stage_mirror(outside)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
@@ -152,7 +154,7 @@ def test_smoke_study_inside_matches_outside(in_image, tmp_path):
 
     runs_in = pd.read_csv(inside / "results" / "tables" / "runs.csv")
     runs_out = pd.read_csv(outside / "results" / "tables" / "runs.csv")
-    smoke = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())["study"]
+    smoke = yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_text())["study"]
     assert sorted(map(tuple, runs_out[KEYS].values.tolist())) == sorted(study_runs(smoke))
     pd.testing.assert_frame_equal(runs_in[KEYS], runs_out[KEYS])
     # Same binaries, CPU, one thread per job, same seeds: the same numbers, bit for bit.

@@ -4,29 +4,18 @@
 import json
 import os
 import re
+import shlex
 
-from liquidbench.results import TABLES, figure_stems
+from liquidbench.results.registry import SETTINGS, TABLES, figure_inputs, figure_kind, figure_stems
 from liquidbench.slurm import job_resources
-from liquidbench.study import study_runs
+from liquidbench.study import check_names, study_runs, training_of
+from liquidbench.train.settings import hardware_settings
 
-
-def check_study():
-    """Every name the study selects must be defined in its section."""
-    for section in ("datasets", "models", "hardware"):
-        for name in config["study"][section]:
-            if name not in config[section]:
-                raise ValueError(
-                    f"config key 'study.{section}' names '{name}', which is not defined under "
-                    f"'{section}' (defined: {', '.join(sorted(config[section])) or 'none'})"
-                )
-    for name in config["models"]:
-        if "/" in name or name != name.strip():
-            raise ValueError(f"config key 'models.{name}': a name may not contain '/' or spaces")
-
-
-check_study()
+check_names(config)  # names selected by the study are defined
 
 STUDY = config["study"]
+# every hardware entry with its defaults (liquidbench.train.settings, their one home)
+HARDWARE = {name: hardware_settings(name, entry) for name, entry in config["hardware"].items()}
 # the product less study.exclude, whose names must be defined (a typo fails here)
 RUNS = study_runs(STUDY, {section: list(config[section]) for section in ("datasets", "models", "hardware")})
 SPLITS = ["train", "val", "test"]
@@ -34,15 +23,9 @@ RUN_DIR = "results/runs/{dataset}/{model}/{hardware}/seed{seed}"
 
 
 def as_json(obj):
-    """A config value as one shell-quoted JSON argument (params that trigger reruns when changed)."""
+    """A config value as JSON, for a param (params trigger reruns when changed) that the rule passes
+    shell-quoted ({params.name:q}): a value may contain quotes."""
     return json.dumps(obj, sort_keys=True)
-
-
-def deep_merge(base, override):
-    out = dict(base)
-    for key, value in (override or {}).items():
-        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
 
 
 def datasets_of_kind(*kinds):
@@ -102,11 +85,11 @@ def dataset_files(dataset):
 
 
 def training_params(wildcards):
-    return as_json(deep_merge(config["training"], config["datasets"][wildcards.dataset].get("training", {})))
+    return as_json(training_of(config, wildcards.dataset))
 
 
 def hardware_entry(wildcards):
-    return config["hardware"][wildcards.hardware]
+    return HARDWARE[wildcards.hardware]
 
 
 def launcher(wildcards):
@@ -146,20 +129,11 @@ def train_resource(key):
 
 
 def run_targets(name="metrics.json"):
-    return [
-        f"{RUN_DIR}/{name}".format(dataset=d, model=m, hardware=h, seed=seed) for d, m, h, seed in RUNS
-    ]
+    return [f"{RUN_DIR}/{name}".format(dataset=d, model=m, hardware=h, seed=seed) for d, m, h, seed in RUNS]
 
 
-# Defaults of the `results` section (workflow/schemas/config.schema.yaml documents each key).
-RESULTS_DEFAULTS = {
-    "knee_threshold": 0.7,
-    "targets": {},
-    "scaling_baselines": {},
-    "claims": {"min_seeds": 2, "metric_tolerance_std": 1.0, "speedup_min": 1.0},
-    "allow_missing": False,
-}
-RESULTS = deep_merge(RESULTS_DEFAULTS, config.get("results") or {})
+# The `results` section, every default filled in by the schema's validation.
+RESULTS = config["results"]
 
 
 def expected_study():
@@ -180,50 +154,53 @@ def aggregate_inputs(wildcards):
     return expected_runs()
 
 
-def study_hardware():
-    return as_json({name: config["hardware"][name] for name in STUDY["hardware"]})
+# What each setting of a table (liquidbench.results.registry.SETTINGS) is in this study.
+TABLE_SETTINGS = {
+    "hardware": as_json({name: HARDWARE[name] for name in STUDY["hardware"]}),
+    "threshold": RESULTS["knee_threshold"],
+    "baselines": as_json(RESULTS["scaling_baselines"]),
+    "model_types": as_json({name: config["models"][name]["type"] for name in STUDY["models"]}),
+    "targets": as_json(RESULTS["targets"]),
+    "settings": as_json(RESULTS["claims"]),
+}
 
 
-def model_types():
-    return as_json({name: config["models"][name]["type"] for name in STUDY["models"]})
+def table_rule(table):
+    """Name of the job writing a table, after its subcommand (summarize, time_to_target, ...)."""
+    return table.command.replace("-", "_")
 
 
-def table_files(name, exts=("csv", "md", "tex")):
-    return [f"results/tables/{name}.{ext}" for ext in exts]
+def table_file(name, ext="csv"):
+    return f"results/tables/{name}.{ext}"
 
 
-def results_targets():
-    """What `rule all` asks for. The runs are targets themselves, not only inputs of the tables:
-    Snakemake (>= 7.7) does not rebuild a missing intermediate file whose downstream outputs exist
-    and are up to date, so a deleted or purged run directory would otherwise never be trained again."""
-    return (
-        expected_runs()
-        + ["results/tables/runs.csv", "results/tables/history.csv"]
-        + [f for t in TABLES for f in table_files(t)]
-        + figure_files()
-    )
+def table_args(table):
+    """The table's inputs and settings as shell-quoted arguments of its subcommand. A rule's shell
+    command is evaluated again when its job runs, after the loop that declares the table rules has
+    moved on: so the command is the same for every table and this string reaches it as a param."""
+    args = [f"--{name} {table_file(name)}" for name in table.inputs]
+    args += [f"{SETTINGS[key].flag} {shlex.quote(str(TABLE_SETTINGS[key]))}" for key in table.settings]
+    return " ".join(args)
 
 
 def figure_files():
     return [f"results/figures/{stem}.{ext}" for stem in figure_stems(STUDY["datasets"]) for ext in ("png", "pdf")]
 
 
-def table_csv(name):
-    """A table's CSV, in the report with the caption workflow/report/{name}.rst."""
-    return report(f"results/tables/{name}.csv", caption=f"../report/{name}.rst", category="Tables", labels={"table": name})
-
-
-def table_shell(cmd):
-    """A table subcommand with the rule's three outputs and its log."""
-    return f"{cmd} --out-csv {{output.csv}} --out-md {{output.md}} --out-tex {{output.tex}} > {{log}} 2>&1"
+def results_targets():
+    """What `rule all` asks for. The runs are targets themselves, not only inputs of the tables:
+    Snakemake (>= 7.7) does not rebuild a missing intermediate file whose downstream outputs exist
+    and are up to date, so a deleted or purged run directory would otherwise never be trained again."""
+    tables = [table_file(name, ext) for name in TABLES for ext in ("csv", "md", "tex")]
+    return expected_runs() + [table_file("runs"), table_file("history")] + tables + figure_files()
 
 
 def figure_outputs():
     """Every figure; the PNGs go into the report with the caption of their kind."""
     out = []
     for stem in figure_stems(STUDY["datasets"]):
-        kind = "loss_curves" if stem.startswith("loss_curves_") else stem
         png = f"results/figures/{stem}.png"
-        out.append(report(png, caption=f"../report/fig_{kind}.rst", category="Figures", labels={"figure": stem}))
+        caption = f"../report/fig_{figure_kind(stem)}.rst"
+        out.append(report(png, caption=caption, category="Figures", labels={"figure": stem}))
         out.append(f"results/figures/{stem}.pdf")
     return out

@@ -15,14 +15,14 @@ rule download_source:
     """Fetch a real data set's original file into data/raw/ (data_mirror first), verified by sha256."""
     output:
         "data/raw/{file}",
-    params:
-        url=lambda w: SOURCES[w.file]["url"],
-        sha256=lambda w: SOURCES[w.file]["sha256"] or "null",
-        sha256_of=lambda w: SOURCES[w.file]["sha256_of"],
     log:
         "logs/download/{file}.log",
     wildcard_constraints:
         file="|".join(map(re.escape, SOURCES)) or "(?!)",
+    params:
+        url=lambda w: SOURCES[w.file]["url"],
+        sha256=lambda w: SOURCES[w.file]["sha256"] or "null",
+        sha256_of=lambda w: SOURCES[w.file]["sha256_of"],
     shell:
         "liquidbench download --url {params.url:q} --sha256 {params.sha256} --sha256-of {params.sha256_of} "
         "--name {wildcards.file:q} --out {output:q} > {log:q} 2>&1"
@@ -32,9 +32,6 @@ rule prepare_synthetic:
     """Generate a synthetic data set (kind: sine) from its parameters and seed."""
     output:
         dataset_files("{dataset}"),
-    params:
-        kind=lambda w: config["datasets"][w.dataset]["kind"],
-        params=lambda w: as_json(config["datasets"][w.dataset].get("params", {})),
     log:
         "logs/prepare/{dataset}.log",
     wildcard_constraints:
@@ -42,9 +39,12 @@ rule prepare_synthetic:
     resources:
         mem_mb=2000,
         runtime=15,
+    params:
+        kind=lambda w: config["datasets"][w.dataset]["kind"],
+        params=lambda w: as_json(config["datasets"][w.dataset].get("params", {})),
     shell:
         "liquidbench prepare --dataset {wildcards.dataset} --kind {params.kind} "
-        "--params '{params.params}' --out data/processed/{wildcards.dataset} > {log} 2>&1"
+        "--params {params.params:q} --out data/processed/{wildcards.dataset} > {log} 2>&1"
 
 
 rule prepare_traffic:
@@ -53,8 +53,6 @@ rule prepare_traffic:
         raw=lambda w: raw_file(w.dataset),
     output:
         dataset_files("{dataset}"),
-    params:
-        params=lambda w: as_json(config["datasets"][w.dataset].get("params", {})),
     log:
         "logs/prepare/{dataset}.log",
     wildcard_constraints:
@@ -62,8 +60,10 @@ rule prepare_traffic:
     resources:
         mem_mb=2000,
         runtime=15,
+    params:
+        params=lambda w: as_json(config["datasets"][w.dataset].get("params", {})),
     shell:
-        "liquidbench prepare --dataset {wildcards.dataset} --kind traffic --params '{params.params}' "
+        "liquidbench prepare --dataset {wildcards.dataset} --kind traffic --params {params.params:q} "
         "--raw {input.raw:q} --out data/processed/{wildcards.dataset} > {log} 2>&1"
 
 
@@ -73,8 +73,6 @@ rule prepare_har:
         raw=lambda w: raw_file(w.dataset),
     output:
         dataset_files("{dataset}"),
-    params:
-        params=lambda w: as_json(config["datasets"][w.dataset].get("params", {})),
     log:
         "logs/prepare/{dataset}.log",
     wildcard_constraints:
@@ -82,6 +80,8 @@ rule prepare_har:
     resources:
         mem_mb=8000,
         runtime=30,
+    params:
+        params=lambda w: as_json(config["datasets"][w.dataset].get("params", {})),
     shell:
-        "liquidbench prepare --dataset {wildcards.dataset} --kind har --params '{params.params}' "
+        "liquidbench prepare --dataset {wildcards.dataset} --kind har --params {params.params:q} "
         "--raw {input.raw:q} --out data/processed/{wildcards.dataset} > {log} 2>&1"

@@ -1,16 +1,11 @@
 # Aggregation: run directories -> tables (CSV, Markdown, LaTeX) -> figures, all in the report.
 # Cheap; runs where Snakemake runs. `snakemake --report results/report.html` collects every
-# output wrapped in report() with its caption from workflow/report/.
+# output wrapped in report() with its caption from workflow/report/. The tables and figures are
+# those of liquidbench.results.registry: one rule per table, declared in the loop below.
 
 
 localrules:
     aggregate,
-    summarize,
-    scaling,
-    ratios,
-    time_to_target,
-    claims,
-    provenance,
     plot,
 
 
@@ -18,127 +13,56 @@ rule aggregate:
     input:
         aggregate_inputs,
     output:
-        runs=report("results/tables/runs.csv", caption="../report/runs.rst", category="Tables", labels={"table": "runs"}),
+        runs=report(
+            "results/tables/runs.csv", caption="../report/runs.rst", category="Tables", labels={"table": "runs"}
+        ),
         history="results/tables/history.csv",
-    params:
-        expected=expected_study(),
     log:
         "logs/results/aggregate.log",
+    params:
+        expected=expected_study(),
     shell:
-        "liquidbench aggregate {input} --expected '{params.expected}' "
+        "liquidbench aggregate {input} --expected {params.expected:q} "
         "--out-runs {output.runs} --out-history {output.history} > {log} 2>&1"
 
 
-rule summarize:
-    input:
-        "results/tables/runs.csv",
-    output:
-        csv=table_csv("summary"),
-        md="results/tables/summary.md",
-        tex="results/tables/summary.tex",
-    log:
-        "logs/results/summarize.log",
-    shell:
-        table_shell("liquidbench summarize --runs {input}")
+for table_name, table in TABLES.items():
 
-
-rule scaling:
-    input:
-        "results/tables/summary.csv",
-    output:
-        csv=table_csv("scaling"),
-        md="results/tables/scaling.md",
-        tex="results/tables/scaling.tex",
-    params:
-        hardware=study_hardware(),
-        threshold=RESULTS["knee_threshold"],
-        baselines=as_json(RESULTS["scaling_baselines"]),
-    log:
-        "logs/results/scaling.log",
-    shell:
-        table_shell(
-            "liquidbench scaling --summary {input} --hardware-config '{params.hardware}' "
-            "--threshold {params.threshold} --baselines '{params.baselines}'"
-        )
-
-
-rule ratios:
-    input:
-        "results/tables/summary.csv",
-    output:
-        csv=table_csv("ratios"),
-        md="results/tables/ratios.md",
-        tex="results/tables/ratios.tex",
-    params:
-        models=model_types(),
-    log:
-        "logs/results/ratios.log",
-    shell:
-        table_shell("liquidbench ratios --summary {input} --model-types '{params.models}'")
-
-
-rule time_to_target:
-    input:
-        runs="results/tables/runs.csv",
-        history="results/tables/history.csv",
-    output:
-        csv=table_csv("time_to_target"),
-        md="results/tables/time_to_target.md",
-        tex="results/tables/time_to_target.tex",
-    params:
-        targets=as_json(RESULTS["targets"]),
-    log:
-        "logs/results/time_to_target.log",
-    shell:
-        table_shell(
-            "liquidbench time-to-target --runs {input.runs} --history {input.history} --targets '{params.targets}'"
-        )
-
-
-rule claims:
-    input:
-        summary="results/tables/summary.csv",
-        scaling="results/tables/scaling.csv",
-    output:
-        csv=table_csv("claims"),
-        md="results/tables/claims.md",
-        tex="results/tables/claims.tex",
-    params:
-        models=model_types(),
-        settings=as_json(RESULTS["claims"]),
-    log:
-        "logs/results/claims.log",
-    shell:
-        table_shell(
-            "liquidbench claims --summary {input.summary} --scaling {input.scaling} "
-            "--model-types '{params.models}' --settings '{params.settings}'"
-        )
-
-
-rule provenance:
-    input:
-        "results/tables/runs.csv",
-    output:
-        csv=table_csv("provenance"),
-        md="results/tables/provenance.md",
-        tex="results/tables/provenance.tex",
-    log:
-        "logs/results/provenance.log",
-    shell:
-        table_shell("liquidbench provenance --runs {input}")
+    rule:
+        name:
+            table_rule(table)
+        input:
+            **{name: table_file(name) for name in table.inputs},
+        output:
+            csv=report(
+                table_file(table_name),
+                caption=f"../report/{table_name}.rst",
+                category="Tables",
+                labels={"table": table_name},
+            ),
+            md=table_file(table_name, "md"),
+            tex=table_file(table_name, "tex"),
+        log:
+            f"logs/results/{table_rule(table)}.log",
+        localrule: True
+        params:
+            command=table.command,
+            args=table_args(table),
+        shell:
+            "liquidbench {params.command} {params.args} "
+            "--out-csv {output.csv:q} --out-md {output.md:q} --out-tex {output.tex:q} > {log:q} 2>&1"
 
 
 rule plot:
     input:
-        summary="results/tables/summary.csv",
-        history="results/tables/history.csv",
-        scaling="results/tables/scaling.csv",
+        **{name: table_file(name) for name in figure_inputs()},
     output:
         figure_outputs(),
-    params:
-        datasets=STUDY["datasets"],
     log:
         "logs/results/plot.log",
+    params:
+        datasets=STUDY["datasets"],
     shell:
-        "liquidbench plot --summary {input.summary} --history {input.history} --scaling {input.scaling} "
-        "--out-dir results/figures --datasets {params.datasets} > {log} 2>&1"
+        "liquidbench plot "
+        + " ".join(f"--{name} {{input.{name}:q}}" for name in figure_inputs())
+        + " --out-dir results/figures --datasets {params.datasets} > {log} 2>&1"

@@ -12,11 +12,6 @@ rule train:
         telemetry=f"{RUN_DIR}/telemetry.csv",
     log:
         f"{RUN_DIR}/train.log",
-    params:
-        model=lambda w: as_json(config["models"][w.model]),
-        training=training_params,
-        hardware=lambda w: as_json(hardware_entry(w)),
-        launcher=launcher,
     wildcard_constraints:
         seed=r"\d+",
     threads: lambda w: hardware_entry(w)["nproc_per_node"] * hardware_entry(w)["threads"]
@@ -32,8 +27,13 @@ rule train:
         gpus=train_resource("gpus"),
         gres=train_resource("gres"),
         mpi=train_resource("mpi"),
+    params:
+        model=lambda w: as_json(config["models"][w.model]),
+        training=training_params,
+        hardware=lambda w: as_json(hardware_entry(w)),
+        launcher=launcher,
     shell:
         "{params.launcher} liquidbench train --data data/processed/{wildcards.dataset} "
         "--dataset {wildcards.dataset} --model {wildcards.model} --hardware {wildcards.hardware} "
-        "--seed {wildcards.seed} --model-params '{params.model}' --train-params '{params.training}' "
-        "--hardware-params '{params.hardware}' --out $(dirname {output.metrics}) > {log} 2>&1"
+        "--seed {wildcards.seed} --model-params {params.model:q} --train-params {params.training:q} "
+        "--hardware-params {params.hardware:q} --out $(dirname {output.metrics}) > {log} 2>&1"

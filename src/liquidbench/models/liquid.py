@@ -41,7 +41,10 @@ class NcpCore(nn.Module):
             return self.rnn(x)[0]
         # ncps squeezes each step's timespans to shape (B,), which broadcasts against the (B, H)
         # state along the wrong axis. Drive the same cell step by step with (B, 1) gaps instead,
-        # as ncps's own loop does for regular sampling.
+        # as ncps's own loop does for regular sampling. This uses ncps's private attributes
+        # (rnn_cell, use_mixed, lstm, fc, state_size) and so is tied to the pinned ncps version
+        # (constraints.txt): tests/test_models.py checks it against ncps's own loop, which with
+        # gaps of 1 must give the same outputs; re-check when ncps is upgraded.
         rnn = self.rnn
         h = x.new_zeros(x.shape[0], rnn.state_size)
         c = x.new_zeros(x.shape[0], rnn.state_size) if rnn.use_mixed else None

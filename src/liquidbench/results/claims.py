@@ -14,7 +14,8 @@ import pandas as pd
 
 from .tables import num
 
-DEFAULTS = {"min_seeds": 2, "metric_tolerance_std": 1.0, "speedup_min": 1.0}
+# The settings of config results.claims (defaults in the config schema).
+SETTINGS = ("min_seeds", "metric_tolerance_std", "speedup_min")
 
 CLAIMS = {
     "cfc_faster": "CfC trains faster than LTC in every configuration",
@@ -59,8 +60,11 @@ def _n(row, measure):
 
 
 def check_claims(summary: pd.DataFrame, scaling: pd.DataFrame, model_types: dict[str, str],
-                 settings: dict | None = None) -> pd.DataFrame:
-    s = {**DEFAULTS, **(settings or {})}
+                 settings: dict) -> pd.DataFrame:
+    missing = [key for key in SETTINGS if key not in settings]
+    if missing:
+        raise ValueError(f"claims settings: missing {missing}, expected {list(SETTINGS)}")
+    s = settings
     k = s["min_seeds"]
     rows = []
 
@@ -151,3 +155,9 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
 
 NOTES = ("verdict: false if any decided comparison contradicts the claim, true if every comparison is "
          "decided and agrees, undecidable otherwise. decided: comparisons with enough ok seeds.")
+
+
+def build(summary: pd.DataFrame, scaling: pd.DataFrame, model_types: dict[str, str], settings: dict) -> tuple:
+    """The claims table (registry entry ``claims``): raw, display and notes."""
+    table = check_claims(summary, scaling, model_types, settings)
+    return table, display(table), NOTES

@@ -143,3 +143,18 @@ TARGET_NOTES = ("time to target = training time summed over epochs up to and inc
                 "whose validation metric reaches the data set's target (config results.targets); statistics "
                 "over the ok seeds that reached it: gm = geometric mean [95 % t interval on the log scale], "
                 "mean ± std, median. not reached: no ok seed reached it.")
+
+
+def build_ratios(summary: pd.DataFrame, model_types: dict[str, str]) -> tuple:
+    """The ratios table (registry entry ``ratios``): raw, display and notes."""
+    table = ratio_table(summary, model_types)
+    return table, ratio_display(table), RATIO_NOTES
+
+
+def build_time_to_target(runs: pd.DataFrame, history: pd.DataFrame, targets: dict[str, float]) -> tuple:
+    """The time-to-target table (registry entry ``time_to_target``): raw, display and notes."""
+    bad = {k: v for k, v in targets.items() if not isinstance(v, (int, float))}
+    if bad:
+        raise ValueError(f"--targets: each data set's target must be a number, got {bad}")
+    table = time_to_target(runs, history, targets)
+    return table, target_display(table), TARGET_NOTES

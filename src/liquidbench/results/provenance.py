@@ -41,3 +41,9 @@ def provenance(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 NOTES = "Distinct values over the runs of each hardware entry (from each run's metrics.json)."
+
+
+def build(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """The provenance table (registry entry ``provenance``): raw, display and notes."""
+    table = provenance(runs)
+    return table, table.fillna("n/a"), NOTES

@@ -14,7 +14,7 @@ Definitions (README, "Results"):
   seeds; speedup S(n) = T(1) / T(n), efficiency E(n) = S(n) / n. Their 95 % intervals are t
   intervals on the log scale (stats.ratio: the standard errors of both log means added in
   quadrature, t quantile with min(n1, nn) - 1 degrees of freedom), so they stay positive.
-- The knee is the largest n with E(n) >= threshold (default 0.7) among widths with data,
+- The knee is the largest n with E(n) >= threshold (config results.knee_threshold) among widths with data,
   counting the baseline (E(1) = 1).
 """
 
@@ -72,7 +72,7 @@ def knee(widths: list[int], efficiencies: list[float], threshold: float) -> floa
     return max(ok) if ok else float("nan")
 
 
-def scaling_table(summary: pd.DataFrame, hardware: dict, threshold: float = 0.7,
+def scaling_table(summary: pd.DataFrame, hardware: dict, threshold: float,
                   baselines: dict | None = None) -> pd.DataFrame:
     """One row per dataset x model x scaling group x width (the baseline included as n = 1)."""
     index = {(r["dataset"], r["model"], r["hardware"]): r for r in summary.to_dict("records")}
@@ -143,3 +143,11 @@ NOTES = ("A row of dashes: the study has no hardware entry with a scaling mode (
          "[95 % t interval on the log scale] from the seeds of both configurations. "
          "knee: largest n whose efficiency is still at or above the threshold. "
          "n/a: a configuration without ok runs.")
+
+
+def build(summary: pd.DataFrame, hardware: dict, threshold: float, baselines: dict) -> tuple:
+    """The scaling table (registry entry ``scaling``): raw, display and notes."""
+    if not 0 < threshold <= 1:
+        raise ValueError(f"--threshold: the knee threshold is an efficiency in (0, 1], got {threshold}")
+    table = scaling_table(summary, hardware, threshold, baselines)
+    return table, display(table), NOTES

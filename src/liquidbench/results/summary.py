@@ -131,3 +131,9 @@ def to_markdown(summary: pd.DataFrame) -> str:
     from .tables import to_markdown as md
 
     return md(display(summary), "Summary over seeds", NOTES)
+
+
+def build(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """The summary table (registry entry ``summary``): raw, display and notes."""
+    table = summarize(runs)
+    return table, display(table), NOTES

@@ -1,6 +1,6 @@
 """Background sampler: one thread per rank reads its own process (CPU %, RSS) and its GPU.
 
-Every ``interval_s`` (default 0.2 s) the thread appends one row; ``rows`` of all ranks are gathered
+Every ``interval_s`` (hardware telemetry_interval_s) the thread appends one row; ``rows`` of all ranks are gathered
 by rank 0, written as telemetry.csv and summarised by ``summarize``. The thread only reads
 counters (psutil, NVML), so it costs little next to a training step (benchmarks/bench_telemetry.py
 measures it).
@@ -28,7 +28,7 @@ COLUMNS = ["t_unix", "segment", "rank", "host", "pid", "cpu_pct", "rss_mb", "gpu
 class Sampler:
     """Samples this process (and, with ``gpu``, one GPU through an NVML reader) in a thread."""
 
-    def __init__(self, interval_s: float = 0.2, rank: int = 0, segment: int = 0, gpu=None):
+    def __init__(self, interval_s: float, rank: int = 0, segment: int = 0, gpu=None):
         if not interval_s > 0:
             raise ValueError(f"telemetry interval must be > 0 seconds, got {interval_s}")
         self.interval_s, self.rank, self.segment, self.gpu = interval_s, rank, segment, gpu

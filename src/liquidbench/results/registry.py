@@ -1,0 +1,113 @@
+"""What the results stage writes: every table and figure, each in one entry.
+
+Adding a table is one entry in ``TABLES`` plus its caption ``workflow/report/{name}.rst``; adding
+a figure is one entry in ``FIGURES`` plus its caption ``workflow/report/fig_{name}.rst``. From
+these entries the workflow declares one rule per table (workflow/rules/results.smk) and the
+targets, the command line one subcommand per table (cli.py), and ``liquidbench plot`` draws every
+figure. A table's ``build`` function (``module:function`` under liquidbench.results) takes the
+input tables as DataFrames, named by ``inputs``, plus its ``settings`` as keyword arguments, and
+returns ``(raw, display)``: every raw column for the CSV, formatted strings for Markdown and
+LaTeX. A figure's ``draw`` function takes its input tables (and the data sets) and a file stem.
+
+Plain Python (no pandas, no matplotlib), so that the workflow can import it at start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import import_module
+
+# Where each table or figure input comes from: the aggregate rule writes runs and history, the
+# table rules the rest (results/tables/{name}.csv).
+INPUTS = ("runs", "history", "summary", "scaling")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A value of the study a table needs, passed on the command line."""
+
+    flag: str
+    json: bool
+    help: str
+
+
+# Every setting a table may take: its command-line flag (JSON object or number). The workflow
+# fills each from the validated config (workflow/rules/common.smk, table_settings).
+SETTINGS = {
+    "hardware": Setting("--hardware-config", True, "the study's hardware entries as JSON, in study order"),
+    "threshold": Setting("--threshold", False, "knee: efficiency threshold (config results.knee_threshold)"),
+    "baselines": Setting("--baselines", True, "JSON {hardware: baseline hardware} (config results.scaling_baselines)"),
+    "model_types": Setting("--model-types", True, "JSON {model name: type}"),
+    "targets": Setting("--targets", True, "JSON {dataset: target validation metric} (config results.targets)"),
+    "settings": Setting("--settings", True, "JSON {min_seeds, metric_tolerance_std, speedup_min} (config results.claims)"),
+}
+
+
+@dataclass(frozen=True)
+class Table:
+    command: str  # the liquidbench subcommand
+    help: str
+    title: str  # heading of the Markdown table, caption of the LaTeX one
+    inputs: tuple[str, ...]
+    build: str  # module:function under liquidbench.results
+    settings: tuple[str, ...] = ()
+
+
+TABLES = {
+    "summary": Table("summarize", "mean, std and 95%% CI over seeds", "Summary over seeds", ("runs",),
+                     "summary:build"),
+    "scaling": Table("scaling", "speedup, efficiency and knee of DDP widths",
+                     "Scaling: speedup and parallel efficiency", ("summary",), "scaling:build",
+                     ("hardware", "threshold", "baselines")),
+    "ratios": Table("ratios", "time and metric ratios: CfC vs LTC, each model vs LSTM", "Ratios between models",
+                    ("summary",), "compare:build_ratios", ("model_types",)),
+    "time_to_target": Table("time-to-target", "training time until the validation metric reaches a target",
+                            "Time to target", ("runs", "history"), "compare:build_time_to_target", ("targets",)),
+    "claims": Table("claims", "check the thesis's claims on the data", "Checked claims", ("summary", "scaling"),
+                    "claims:build", ("model_types", "settings")),
+    "provenance": Table("provenance", "software versions and machines of the runs", "What was run", ("runs",),
+                        "provenance:build"),
+}
+
+
+@dataclass(frozen=True)
+class Figure:
+    inputs: tuple[str, ...]
+    draw: str  # module:function under liquidbench.results
+    per_dataset: bool = False  # one figure per data set, {name}_{dataset}
+    datasets: bool = False  # draw(...) takes the study's data sets (one row of panels each)
+
+
+FIGURES = {
+    "train_time": Figure(("summary",), "figures:train_time", datasets=True),
+    "test_metric": Figure(("summary",), "figures:metric", datasets=True),
+    "scaling": Figure(("scaling",), "figures:scaling"),
+    "pareto": Figure(("summary",), "figures:pareto", datasets=True),
+    "gpu": Figure(("summary",), "figures:gpu"),
+    "energy": Figure(("summary",), "figures:energy"),
+    "loss_curves": Figure(("history",), "figures:loss_curves", per_dataset=True),
+}
+
+
+def figure_stems(datasets: list[str]) -> list[str]:
+    """Every figure the plot step writes, without extension."""
+    stems = [name for name, fig in FIGURES.items() if not fig.per_dataset]
+    return stems + [f"{name}_{d}" for name, fig in FIGURES.items() if fig.per_dataset for d in datasets]
+
+
+def figure_kind(stem: str) -> str:
+    """The FIGURES entry a stem belongs to (loss_curves_sine -> loss_curves)."""
+    if stem in FIGURES:
+        return stem
+    return next(name for name, fig in FIGURES.items() if fig.per_dataset and stem.startswith(f"{name}_"))
+
+
+def figure_inputs() -> list[str]:
+    """The tables the figures read, in INPUTS order."""
+    return [name for name in INPUTS if any(name in fig.inputs for fig in FIGURES.values())]
+
+
+def resolve(target: str):
+    """The function named ``module:function`` under liquidbench.results."""
+    module, function = target.split(":")
+    return getattr(import_module(f"{__package__}.{module}"), function)
