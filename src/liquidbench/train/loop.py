@@ -194,12 +194,20 @@ class _StopFlag:
     def __init__(self):
         self.requested = False
         self._previous = None
+        self._note = b""
 
     def _handler(self, signum, frame):
+        if not self.requested:
+            # Which rank received it, on which host: a multi-node job's log shows that the signal
+            # reached every rank (os.write: no logging lock is taken inside a signal handler).
+            os.write(2, self._note)
         self.requested = True
 
     def install(self) -> None:
         if threading.current_thread() is threading.main_thread():
+            import socket
+
+            self._note = f"SIGTERM received by rank {os.environ.get('RANK', '0')} on {socket.gethostname()}\n".encode()
             self._previous = signal.signal(signal.SIGTERM, self._handler)
 
     def restore(self) -> None:
