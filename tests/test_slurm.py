@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -80,9 +81,11 @@ def cluster(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def slurm_cluster(tmp_path_factory):
+def slurm_cluster():
     require_cluster()
-    state = tmp_path_factory.mktemp("slurm-state")
+    # Not under pytest's temporary directories: another pytest session on the machine may remove
+    # those, and with them the process ids that `stop` needs.
+    state = Path(tempfile.mkdtemp(prefix="liquidbench-slurm-"))
     try:
         start = cluster("start", str(state))
         if start.returncode:
@@ -90,7 +93,9 @@ def slurm_cluster(tmp_path_factory):
         yield state
     finally:
         # also after a failed start or a failing test: everything `start` made goes
-        cluster("stop", str(state))
+        stop = cluster("stop", str(state))
+        if stop.returncode == 0:
+            shutil.rmtree(state, ignore_errors=True)
 
 
 def on_cluster(cmd: list[str], cwd: Path | None = None, timeout: int = 60, check: bool = True) -> subprocess.CompletedProcess:
@@ -304,6 +309,22 @@ def test_plugin_request_for_every_configured_entry_is_one_launcher_per_node():
     assert step is None
     # The single-GPU entry's step: one task with its GPU.
     assert requests["gpu"][1].split() == "srun -n1 --cpus-per-task=4 --gpus=1 --nodes=1".split()
+
+
+def test_grouping_puts_only_one_process_cpu_training_jobs_into_groups(tmp_path):
+    wd = slurm_workflow(tmp_path)
+    plain = snakemake_here(wd, "--profile", "slurm", "-n", "--configfile", "config/smoke.yaml")
+    grouped = snakemake_here(wd, "--profile", "slurm", "-n", "--configfile", "config/smoke.yaml",
+                             "--group-components", "cpu-short=4")
+    assert plain.returncode == 0 and grouped.returncode == 0, (plain.stderr + grouped.stderr)[-3000:]
+    assert "Group job" not in plain.stdout + plain.stderr
+    out = grouped.stdout + grouped.stderr
+    # Jobs inside a group are printed indented under "Group job cpu-short".
+    inside = re.findall(r"^    rule train:\n(?:    .*\n)*?\s+wildcards: .*hardware=([^,\s]+)", out, re.M)
+    outside = re.findall(r"^rule train:\n(?:.*\n)*?\s+wildcards: .*hardware=([^,\s]+)", out, re.M)
+    assert set(inside) == {"cpu"} and set(outside) == {"ddp-cpu-2"}, (inside, outside)
+    n_groups = len(re.findall(r"Group job cpu-short", out))
+    assert n_groups == -(-len(inside) // 4), (n_groups, len(inside))
 
 
 # --- a real cluster ------------------------------------------------------------------------------
@@ -539,23 +560,25 @@ def test_rank_killed_on_second_node_fails_the_job_on_both_nodes(slurm_cluster, t
 @pytest.mark.slow
 def test_time_limit_on_two_nodes_signals_every_rank_and_resumes_bit_identically(slurm_cluster, tmp_path):
     wd = slurm_workflow(tmp_path)
-    # The same training twice on two nodes: under a 1-minute time limit (Slurm kills a job 60 to
-    # 90 s after it starts; about two minutes of training on this machine cannot finish in one
-    # attempt, so completing needs a resume) and without a limit that matters, as reference.
+    # The same training twice on two nodes: once under a 1-minute time limit in its first attempt
+    # (Slurm kills a job 60 to 90 s after it starts; about 100 s of training on an idle machine
+    # cannot finish in one attempt, so completing needs a resume) and 30 minutes in the retry (a
+    # retry under 1 minute could finish training and be killed while Snakemake checks its outputs,
+    # which would discard the run), and once without a limit that matters, as reference.
     config = {
         "study": {"datasets": ["long"], "models": ["lstm"], "hardware": ["limited", "reference"], "seeds": [0]},
-        "training": {"epochs": 15, "batch_size": 16, "lr": 0.005},
+        "training": {"epochs": 25, "batch_size": 16, "lr": 0.005},
         "datasets": {"long": {"kind": "sine", "params": {"n_sequences": 8192, "seq_len": 64, "seed": 0}}},
         "models": {"lstm": {"type": "lstm", "hidden_size": 64}},
-        "hardware": {"limited": {**TWO_NODES, "resources": {**TWO_NODES["resources"], "runtime": 1}},
-                     "reference": {**TWO_NODES, "resources": {**TWO_NODES["resources"], "runtime": 30}}},
+        "hardware": {"limited": TWO_NODES, "reference": TWO_NODES},
     }
     write_config(wd / "study.yaml", config)
     limited = wd / "results/runs/long/lstm/limited/seed0"
     # No early signal: this test is about the time limit itself (SIGTERM, then SIGKILL after
     # KillWait), the case --signal only makes earlier.
-    proc = snakemake_background(wd, "--profile", "slurm", "--configfile", "study.yaml", *FAST_STATUS, "--retries", "6",
-                                "--set-resources", "train:slurm_extra=''", "--until", "train")
+    runtime = "train:runtime=1 if wildcards.hardware == 'limited' and attempt == 1 else 30"
+    proc = snakemake_background(wd, "--profile", "slurm", "--configfile", "study.yaml", *FAST_STATUS, "--retries", "1",
+                                "--set-resources", "train:slurm_extra=''", runtime, "--until", "train")
     # Every rank reports SIGTERM on stderr (train.log); a retry overwrites the log, so read it as
     # the run goes.
     signalled = set()
@@ -575,13 +598,12 @@ def test_time_limit_on_two_nodes_signals_every_rank_and_resumes_bit_identically(
     assert signalled == {("0", "lbnode1"), ("1", "lbnode2")}, signalled
 
     train_jobs = {jid: job for jid, job in slurm_jobs(run_id(out)).items() if "limited" in job["Comment"]}
-    states = [train_jobs[j]["JobState"] for j in sorted(train_jobs, key=int)]
-    assert len(states) >= 2 and states[-1] == "COMPLETED", states
-    assert all(s == "TIMEOUT" for s in states[:-1]), states
-    assert all((job["TimeLimit"], job["NumNodes"]) == ("00:01:00", "2") for job in train_jobs.values())
+    attempts = [(train_jobs[j]["JobState"], train_jobs[j]["TimeLimit"]) for j in sorted(train_jobs, key=int)]
+    assert attempts == [("TIMEOUT", "00:01:00"), ("COMPLETED", "00:30:00")], attempts
+    assert all(job["NumNodes"] == "2" for job in train_jobs.values())
 
     runs = {h: json.loads((wd / f"results/runs/long/lstm/{h}/seed0/metrics.json").read_text()) for h in ("limited", "reference")}
-    assert runs["limited"]["segments"] == len(states) and runs["reference"]["segments"] == 1
+    assert runs["limited"]["segments"] == 2 and runs["reference"]["segments"] == 1
     assert runs["limited"]["final_params_sha256"] == runs["reference"]["final_params_sha256"]
     assert runs["limited"]["final_train_loss"] == runs["reference"]["final_train_loss"]
     history = {h: pd.read_csv(wd / f"results/runs/long/lstm/{h}/seed0/history.csv") for h in runs}
