@@ -436,7 +436,9 @@ def _train(spec: RunSpec, p: dict, hw: dict, rank: int, world: int, device: torc
             loss_sum = torch.zeros(2, dtype=torch.float64, device=device)
             if partial is not None:
                 first, elapsed_before = partial["step_in_epoch"], partial["elapsed_s"]
-                step_times, loss_sum = list(partial["step_times"]), partial["loss_sum"].to(device)
+                # the checkpoint holds every rank's partial loss sum, one row per rank
+                per_rank = partial["loss_sum"].reshape(-1, 2)
+                step_times, loss_sum = list(partial["step_times"]), per_rank[min(rank, len(per_rank) - 1)].to(device)
                 partial = None
             events, stopped_at = [], None
             _sync(device)
@@ -475,8 +477,13 @@ def _train(spec: RunSpec, p: dict, hw: dict, rank: int, world: int, device: torc
             elapsed, *step_times = ctrl.max([elapsed] + step_times)
             if stopped_at is not None and stopped_at < len(batches):
                 telemetry.stop()  # its last sample closes this process's window
+                # Rank 0 writes the checkpoint: it carries every rank's partial loss sum, so that the
+                # resumed epoch sums the same terms in the same order as an uninterrupted one.
+                sums = [torch.zeros_like(loss_sum) for _ in range(world)] if ddp else [loss_sum]
+                if ddp:
+                    dist.all_gather(sums, loss_sum)
                 save_checkpoint(epoch, {"step_in_epoch": stopped_at, "elapsed_s": elapsed, "step_times": step_times,
-                                        "loss_sum": loss_sum.cpu()}, status)
+                                        "loss_sum": torch.stack(sums).cpu()}, status)
                 log.warning("SIGTERM: checkpoint written at epoch %d step %d; exiting", epoch, stopped_at)
                 raise Preempted(f"stopped by SIGTERM at epoch {epoch}, step {stopped_at}; checkpoint written")
             sched.step()
