@@ -5,7 +5,8 @@ The tests marked slow run on a real two-node Slurm cluster that tests/slurm/clus
 this machine (network and UTS namespaces give each node its own address and host name; needs root
 and Debian's munge, slurmctld, slurmd, slurm-client, iproute2; .ci/run installs them). Where a part
 is missing, or a slurmctld not started here is running, they skip with the reason outside CI and
-fail under CI (`CI` set), like the container tests. Together they take about eight minutes.
+fail under CI (`CI` set), like the container tests. Together they took 16 minutes on a shared,
+heavily loaded 2-core machine (smoke study 4.5, killed rank 3.5, time limit 7.5).
 """
 
 from __future__ import annotations
