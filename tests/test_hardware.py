@@ -246,7 +246,7 @@ def test_launch_commands_of_the_full_study(workflow_copy):
     multi = cmds["ddp-8gpu"]
     assert multi.startswith(f"srun --nodes=2 --ntasks=2 --ntasks-per-node=1 --cpus-per-task={config['hardware']['ddp-8gpu']['resources']['cpus_per_task']} "
                             "--kill-on-bad-exit=1 torchrun --nnodes=2 --nproc_per_node=4 --rdzv_backend=c10d --rdzv_id=$SLURM_JOB_ID")
-    assert "--rdzv_endpoint=$(scontrol show hostnames $SLURM_JOB_NODELIST | head -n 1):$((29500 + SLURM_JOB_ID % 1000))" in multi
+    assert "--rdzv_endpoint=$(scontrol show hostnames \"$(squeue -h -j $SLURM_JOB_ID -o %N)\" | head -n 1):$((29500 + SLURM_JOB_ID % 1000))" in multi
     assert multi.endswith("--no-python")
 
 

@@ -1,27 +1,39 @@
 """Slurm: `snakemake --profile profiles/slurm` (profiles/slurm/config.yaml) and the Slurm request of each
 hardware configuration (liquidbench.slurm).
 
-The tests marked slow run on a real one-node Slurm cluster that tests/slurm/cluster.sh starts on
-this machine (needs root and Debian's munge, slurmctld, slurmd, slurm-client; .ci/run installs
-them). Where they are missing the fixture fails with the script's message: these tests are part
-of the suite, not optional. Together they take about three minutes.
+The tests marked slow run on a real two-node Slurm cluster that tests/slurm/cluster.sh starts on
+this machine (network and UTS namespaces give each node its own address and host name; needs root
+and Debian's munge, slurmctld, slurmd, slurm-client, iproute2; .ci/run installs them). Where a part
+is missing, or a slurmctld not started here is running, they skip with the reason outside CI and
+fail under CI (`CI` set), like the container tests. Together they took 16 minutes on a shared,
+heavily loaded 2-core machine (smoke study 4.5, killed rank 3.5, time limit 7.5).
 """
 
 from __future__ import annotations
 
+import csv
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, copy_workflow, planned_jobs, snakemake
+from conftest import REPO, copy_workflow, planned_jobs, tool_env
 from liquidbench.slurm import job_resources
 
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
+CONF = Path("/etc/slurm/slurm.conf")
+MARK = "# liquidbench test cluster"
+NODES = ("lbnode1", "lbnode2")
 SITE_VARS = ("LIQUIDBENCH_SLURM_ACCOUNT", "LIQUIDBENCH_SLURM_PARTITION", "LIQUIDBENCH_SLURM_QOS")
 # Test-cluster settings for the plugin (not in the user's profile): squeue instead of sacct (no
 # slurmdbd here) and status checks every second instead of the production 40 s start / +10 s.
@@ -31,16 +43,80 @@ FAST_STATUS = (
     "--seconds-between-status-checks", "1",
     "--slurm-keep-successful-logs",
 )
+INSTALL = "apt-get install munge slurmctld slurmd slurm-client iproute2 util-linux"
+
+
+def daemon_pids(*names: str) -> set[int]:
+    out = subprocess.run(["pgrep", "-x", "|".join(names)], capture_output=True, text=True).stdout
+    return {int(pid) for pid in out.split()}
+
+
+def cluster_problem() -> str | None:
+    """Why the test cluster cannot run here, or None."""
+    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+    tools = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "srun", "ip", "nsenter", "unshare")
+    missing = [tool for tool in tools if not shutil.which(tool, path=path)]
+    if missing:
+        return f"missing {', '.join(missing)} (install: {INSTALL})"
+    if os.geteuid() != 0:
+        return "needs root (Slurm daemons, network namespaces, /etc/slurm/slurm.conf)"
+    foreign = daemon_pids("slurmctld", "slurmd")
+    if foreign:
+        return (f"a slurmctld or slurmd not started by these tests is running (pid {', '.join(map(str, sorted(foreign)))}); "
+                "stop it to run them")
+    if CONF.exists() and MARK not in CONF.read_text():
+        return f"{CONF} belongs to another Slurm installation; not touching it"
+    return None
+
+
+def require_cluster():
+    problem = cluster_problem()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"Slurm test under CI: {problem}")
+        pytest.skip(f"Slurm test: {problem}")
+
+
+def cluster(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(CLUSTER), *args], capture_output=True, text=True, env=env)
 
 
 @pytest.fixture(scope="module")
-def slurm_cluster(tmp_path_factory):
-    state = tmp_path_factory.mktemp("slurm-state")
-    start = subprocess.run(["bash", str(CLUSTER), "start", str(state)], capture_output=True, text=True)
-    if start.returncode:
-        pytest.fail(f"could not start the test Slurm cluster:\n{start.stdout}{start.stderr}")
-    yield state
-    subprocess.run(["bash", str(CLUSTER), "stop", str(state)], capture_output=True, text=True)
+def slurm_cluster():
+    require_cluster()
+    # Not under pytest's temporary directories: another pytest session on the machine may remove
+    # those, and with them the process ids that `stop` needs.
+    state = Path(tempfile.mkdtemp(prefix="liquidbench-slurm-"))
+    try:
+        start = cluster("start", str(state))
+        if start.returncode:
+            pytest.fail(f"could not start the test Slurm cluster:\n{start.stdout}{start.stderr}")
+        yield state
+    finally:
+        # also after a failed start or a failing test: everything `start` made goes
+        stop = cluster("stop", str(state))
+        if stop.returncode == 0:
+            shutil.rmtree(state, ignore_errors=True)
+
+
+def on_cluster(cmd: list[str], cwd: Path | None = None, timeout: int = 60, check: bool = True) -> subprocess.CompletedProcess:
+    """A command on the test cluster's login node (lbnode1's namespaces)."""
+    proc = subprocess.run(["bash", str(CLUSTER), "exec", *cmd], cwd=cwd, env=tool_env(), capture_output=True,
+                          text=True, timeout=timeout)
+    if check:
+        assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """snakemake in ``workdir`` on the login node (without a cluster: here)."""
+    return subprocess.run(["bash", str(CLUSTER), "exec", sys.executable, "-m", "snakemake", *args], cwd=workdir,
+                          env=tool_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def snakemake_here(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=workdir, env=tool_env(),
+                          capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(autouse=True)
@@ -62,12 +138,10 @@ def write_config(path: Path, config: dict) -> Path:
 
 def slurm_jobs(run_id: str) -> dict[str, dict]:
     """scontrol's record of every job of one Snakemake run (job name = the plugin's run id)."""
-    ids = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i", "--name", run_id],
-                         capture_output=True, text=True, check=True).stdout.split()
+    ids = on_cluster(["squeue", "-h", "-t", "all", "-o", "%i", "--name", run_id]).stdout.split()
     jobs = {}
     for jid in ids:
-        text = subprocess.run(["scontrol", "-o", "show", "job", jid], capture_output=True, text=True,
-                              check=True).stdout
+        text = on_cluster(["scontrol", "-o", "show", "job", jid]).stdout
         jobs[jid] = dict(item.split("=", 1) for item in text.split() if "=" in item)
     return jobs
 
@@ -93,8 +167,9 @@ def test_full_study_dry_run_lists_every_training_job_with_its_slurm_request(tmp_
     monkeypatch.setenv("LIQUIDBENCH_SLURM_PARTITION", "gpu-a100")
     # The full study names its image; planning it with the profile's apptainer needs apptainer,
     # which this machine lacks (tests/test_container_config.py covers that path): plan without it.
-    proc = snakemake(wd, "--profile", "profiles/slurm", "-n", "--config", "container=null")
+    proc = snakemake_here(wd, "--profile", "profiles/slurm", "-n", "--config", "container=null")
     out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
     config = yaml.safe_load((wd / "config/config.yaml").read_text())
     study = config["study"]
     n_train = len(study["datasets"]) * len(study["models"]) * len(study["hardware"]) * len(study["seeds"])
@@ -121,7 +196,7 @@ def test_full_study_dry_run_lists_every_training_job_with_its_slurm_request(tmp_
     shell = re.search(r"srun [^\n]*hardware ddp-8gpu[^\n]*", out).group(0)
     assert shell.startswith("srun --nodes=2 --ntasks=2 --ntasks-per-node=1 --cpus-per-task=16 --kill-on-bad-exit=1 "
                             "torchrun --nnodes=2 --nproc_per_node=4")
-    assert "--rdzv_endpoint=$(scontrol show hostnames $SLURM_JOB_NODELIST | head -n 1):$((29500 + SLURM_JOB_ID % 1000))" in shell
+    assert "--rdzv_endpoint=$(scontrol show hostnames \"$(squeue -h -j $SLURM_JOB_ID -o %N)\" | head -n 1):$((29500 + SLURM_JOB_ID % 1000))" in shell
     assert re.search(r"\$\{SLURM_JOB_ID:\+srun --nodes=1 --ntasks=1 --ntasks-per-node=1 --cpus-per-task=8 --kill-on-bad-exit=1\} "
                      r"torchrun --standalone --nnodes=1 --nproc_per_node=2 --no-python liquidbench train [^\n]*ddp-2gpu", out)
 
@@ -153,6 +228,106 @@ def test_job_resources_rejects_too_few_gpus():
         job_resources("g", hw)
 
 
+class _Resources(dict):
+    """A job's resources as the plugin reads them (``.get`` and attribute access)."""
+
+    __getattr__ = dict.__getitem__
+
+
+class _Job:
+    """What snakemake-executor-plugin-slurm reads of a job to build its sbatch and srun calls."""
+
+    def __init__(self, resources: dict, threads: int):
+        self.resources = _Resources({k: v for k, v in resources.items() if v is not None})
+        self.threads = threads
+
+
+def plugin_request(name: str, hw: dict) -> tuple[str, str | None]:
+    """(sbatch options, srun call of the job step or None) that the installed plugin builds for a
+    training job on hardware entry ``name``: the request is the plugin's own code on the resources
+    liquidbench.slurm gives the train rule."""
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+    from snakemake_executor_plugin_slurm_jobstep import get_cpu_setting, get_gpu_setting, get_node_setting
+
+    res = {**job_resources(name, hw), "mem_mb": hw["resources"]["mem_mb"], "runtime": hw["resources"]["runtime"]}
+    job = _Job(res, threads=hw.get("nproc_per_node", 1) * hw.get("threads", 1))
+    params = dict(run_uuid="r", slurm_logfile="l", comment_str="c", account="", partition="", workdir="")
+    sbatch = get_submit_command(job, params) + set_gres_string(job)
+    # drop "sbatch --parsable --job-name r --output l --export=ALL --comment c"
+    sbatch = " ".join(sbatch.split()[9:])
+    gpu_job = "gpu" in (job.resources.get("gres") or "")
+    # The jobstep plugin: an `mpi` job runs the rule's command itself (our launcher's srun);
+    # any other job runs it as one task: srun -n1 with these settings.
+    step = None if "mpi" in job.resources else " ".join(
+        ["srun -n1", get_cpu_setting(job, gpu_job), get_gpu_setting(job), get_node_setting(job)])
+    return sbatch, step
+
+
+def sbatch_options(text: str) -> dict[str, str]:
+    """'--nodes=2 --mem 100 -t 5' -> {'--nodes': '2', '--mem': '100', '-t': '5'}."""
+    out, tokens = {}, text.split()
+    while tokens:
+        opt = tokens.pop(0)
+        key, eq, value = opt.partition("=")
+        out[key] = value if eq else tokens.pop(0)
+    return out
+
+
+def test_plugin_request_for_every_configured_entry_is_one_launcher_per_node():
+    """The sbatch request of every hardware entry of the full study is README's table, and no entry
+    gets a request that makes Slurm start the command once per GPU: --ntasks-per-gpu (what the
+    plugin adds to GPU jobs with `tasks` unless `tasks_per_gpu` is 0, snakemake-executor-plugin-slurm
+    issues #316 and #459) never appears, and the one-process entries run as one task."""
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    requests = {name: plugin_request(name, hw) for name, hw in config["hardware"].items()}
+    for name, (sbatch, step) in requests.items():
+        assert "ntasks-per-gpu" not in sbatch, (name, sbatch)
+        hw = config["hardware"][name]
+        if hw.get("nodes", 1) * hw.get("nproc_per_node", 1) > 1:
+            assert step is None, name  # the launcher's srun starts one torchrun per node
+        else:
+            assert step.split()[:2] == ["srun", "-n1"], (name, step)
+    table = {  # README, "What each job asks for" (option order as the plugin writes it)
+        "cpu": "-t 240 --mem 8000 --nodes=1 --ntasks=1 --cpus-per-task=1",
+        "gpu": "-t 120 --mem 16000 --nodes=1 --cpus-per-task=4 --gres=gpu:1",
+        "ddp-2gpu": "-t 120 --mem 32000 --nodes=1 --ntasks-per-node=2 --cpus-per-task=4 --gres=gpu:2",
+        "ddp-8gpu": "-t 120 --mem 64000 --nodes=2 --ntasks-per-node=4 --cpus-per-task=4 --gres=gpu:4",
+        "ddp-cpu-2": "-t 240 --mem 8000 --nodes=1 --ntasks-per-node=2 --cpus-per-task=1",
+    }
+    for name, expected in table.items():
+        assert requests[name][0].split() == expected.split(), name
+    readme = (REPO / "README.md").read_text()
+    for name, expected in table.items():
+        row = re.search(rf"^\| `{re.escape(name)}` \| `([^`]*)`", readme, re.M)
+        assert row, f"README's table has no row for {name}"
+        assert sbatch_options(row.group(1)) == sbatch_options(expected), name
+    # Two nodes of one GPU each: two tasks (one per node), not one task per GPU.
+    two_nodes = {"device": "cuda", "nodes": 2, "nproc_per_node": 1, "backend": "nccl",
+                 "resources": {"cpus_per_task": 8, "mem_mb": 100, "gpus": 1, "runtime": 5}}
+    sbatch, step = plugin_request("two-nodes", two_nodes)
+    assert sbatch.split() == "-t 5 --mem 100 --nodes=2 --ntasks=2 --cpus-per-task=8 --gres=gpu:1".split()
+    assert step is None
+    # The single-GPU entry's step: one task with its GPU.
+    assert requests["gpu"][1].split() == "srun -n1 --cpus-per-task=4 --gpus=1 --nodes=1".split()
+
+
+def test_grouping_puts_only_one_process_cpu_training_jobs_into_groups(tmp_path):
+    wd = slurm_workflow(tmp_path)
+    plain = snakemake_here(wd, "--profile", "profiles/slurm", "-n", "--configfile", ".test/config/config.yaml")
+    grouped = snakemake_here(wd, "--profile", "profiles/slurm", "-n", "--configfile", ".test/config/config.yaml",
+                             "--group-components", "cpu-short=4")
+    assert plain.returncode == 0 and grouped.returncode == 0, (plain.stderr + grouped.stderr)[-3000:]
+    assert "Group job" not in plain.stdout + plain.stderr
+    out = grouped.stdout + grouped.stderr
+    # Jobs inside a group are printed indented under "Group job cpu-short".
+    inside = re.findall(r"^    rule train:\n(?:    .*\n)*?\s+wildcards: .*hardware=([^,\s]+)", out, re.M)
+    outside = re.findall(r"^rule train:\n(?:.*\n)*?\s+wildcards: .*hardware=([^,\s]+)", out, re.M)
+    assert set(inside) == {"cpu"} and set(outside) == {"ddp-cpu-2"}, (inside, outside)
+    n_groups = len(re.findall(r"Group job cpu-short", out))
+    assert n_groups == -(-len(inside) // 4), (n_groups, len(inside))
+
+
 # --- a real cluster ------------------------------------------------------------------------------
 
 
@@ -169,14 +344,63 @@ def submitted(log: str) -> dict[str, str]:
     return dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", log))
 
 
+# Two nodes x one gloo process; strong scaling splits the global batch as ddp-cpu-2 does, so the
+# two give the same losses.
+TWO_NODES = {"device": "cpu", "nodes": 2, "nproc_per_node": 1, "threads": 1, "backend": "gloo", "scaling": "strong",
+             "timeout_s": 60, "resources": {"cpus_per_task": 1, "mem_mb": 2000, "runtime": 10}}
+
+
+def namespaces() -> set[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["foreign-conf", "daemon-fails"])
+def test_refused_or_failed_start_leaves_nothing_behind(tmp_path, how):
+    """A start refused before anything runs (a slurm.conf not written by the script) or failing
+    half-way (slurmctld rejects its configuration after munged, the namespaces and the conf exist)
+    stops what it started: no daemon, namespace or configuration is left."""
+    require_cluster()
+    # Runs before the module's cluster exists (file order): every daemon now is someone else's.
+    before, ns_before = daemon_pids("munged", "slurmctld", "slurmd"), namespaces()
+    env = dict(os.environ)
+    if how == "foreign-conf":
+        CONF.parent.mkdir(parents=True, exist_ok=True)
+        CONF.write_text("ClusterName=somewhere_else\n")
+    else:
+        env["LIQUIDBENCH_SLURM_NODE_CPUS"] = "not-a-number"
+    state = tmp_path / "state"
+    try:
+        proc = cluster("start", str(state), env=env)
+    finally:
+        if how == "foreign-conf":
+            assert CONF.read_text() == "ClusterName=somewhere_else\n"  # not touched
+            CONF.unlink()
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    if how == "foreign-conf":
+        assert "was not written by this script" in out
+    else:
+        assert "slurmctld exited during start" in out and "stopping what it started" in out
+        assert "not-a-number" in (state / "slurmctld.out").read_text()
+        assert not CONF.exists()
+    assert daemon_pids("munged", "slurmctld", "slurmd") == before, out
+    assert namespaces() == ns_before
+    assert not list(state.glob("*.pid")) if state.exists() else True
+    assert not Path("/run/liquidbench-slurm").exists()
+
+
 @pytest.mark.slow
 def test_smoke_study_through_slurm(slurm_cluster, tmp_path):
     wd = slurm_workflow(tmp_path)
     config = yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_text())
-    # Every model on the sine signal, on the CPU and the 2-rank DDP configuration; one seed keeps
-    # it to 9 Slurm jobs.
+    # Every model on the sine signal, on the CPU and the 2-rank DDP configuration, and two models
+    # on two nodes x one rank; one seed keeps it to 11 Slurm jobs.
+    config["hardware"]["ddp-2node"] = TWO_NODES
     config["study"] = {"datasets": ["sine"], "models": config["study"]["models"],
-                       "hardware": ["cpu", "ddp-cpu-2"], "seeds": [0]}
+                       "hardware": ["cpu", "ddp-cpu-2", "ddp-2node"], "seeds": [0],
+                       "exclude": [{"model": ["ltc", "gru"], "hardware": "ddp-2node"}]}
     write_config(wd / "study.yaml", config)
 
     proc = snakemake(wd, "--profile", "profiles/slurm", "--configfile", "study.yaml", *FAST_STATUS)
@@ -184,12 +408,26 @@ def test_smoke_study_through_slurm(slurm_cluster, tmp_path):
     assert proc.returncode == 0, log[-5000:]
 
     study = config["study"]
-    runs = [(m, h) for m in study["models"] for h in study["hardware"]]
+    runs = [(m, h) for m in study["models"] for h in study["hardware"]
+            if not (h == "ddp-2node" and m in ("ltc", "gru"))]
+    run_dir = lambda m, h: wd / f"results/runs/sine/{m}/{h}/seed0"
     for model, hardware in runs:
-        metrics = json.loads((wd / f"results/runs/sine/{model}/{hardware}/seed0/metrics.json").read_text())
+        metrics = json.loads((run_dir(model, hardware) / "metrics.json").read_text())
         assert metrics["status"] == "ok"
-        assert metrics["world_size"] == (2 if hardware == "ddp-cpu-2" else 1)
+        assert metrics["world_size"] == (1 if hardware == "cpu" else 2)
+        assert metrics["nodes"] == (2 if hardware == "ddp-2node" else 1)
         assert (metrics["model"], metrics["hardware"]) == (model, hardware)
+
+    # Two nodes: one rank on each node, telemetry of both, and the losses of the one-node
+    # two-process run of the same seed (same global batch and sampler).
+    for model in ("cfc", "lstm"):
+        with (run_dir(model, "ddp-2node") / "telemetry.csv").open() as f:
+            ranks = {(row["rank"], row["host"]) for row in csv.DictReader(f)}
+        assert ranks == {("0", "lbnode1"), ("1", "lbnode2")}, ranks
+        two, one = (pd.read_csv(run_dir(model, h) / "history.csv") for h in ("ddp-2node", "ddp-cpu-2"))
+        assert len(two) == len(one) == config["training"]["epochs"]
+        for col in ("train_loss", "val_loss", "val_metric"):
+            assert np.allclose(two[col], one[col], rtol=0, atol=1e-6), (model, col, two[col], one[col])
     assert len((wd / "results/tables/runs.csv").read_text().strip().splitlines()) == 1 + len(runs)
     assert (wd / "results/figures/train_time.png").stat().st_size > 0
 
@@ -206,7 +444,10 @@ def test_smoke_study_through_slurm(slurm_cluster, tmp_path):
     for jid, job in jobs.items():
         logs = list((wd / ".snakemake/slurm_logs").rglob(f"{jid}.log"))
         assert len(logs) == 1, f"no Slurm log for job {jid}"
-        if "ddp-cpu-2" in job["Comment"]:
+        if "ddp-2node" in job["Comment"]:
+            # Both nodes, one task (one torchrun) on each.
+            assert (job["NumNodes"], job["NumTasks"], job["NodeList"]) == ("2", "2", "lbnode[1-2]"), job
+        elif "ddp-cpu-2" in job["Comment"]:
             # One job of two tasks (ranks), one CPU each, as the hardware entry asks.
             assert (job["NumNodes"], job["NumTasks"], job["NumCPUs"]) == ("1", "2", "2"), job
         elif job["Comment"].startswith("rule_train"):
@@ -217,37 +458,155 @@ def test_smoke_study_through_slurm(slurm_cluster, tmp_path):
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
 
+def slurm_processes() -> dict[int, dict[str, str]]:
+    """pid -> environment (and "cmdline") of every process on this machine started by Slurm."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            raw = (proc / "environ").read_bytes().decode(errors="replace").split("\0")
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        env = dict(item.split("=", 1) for item in raw if "=" in item)
+        if "SLURM_JOB_ID" in env:
+            found[int(proc.name)] = {**env, "cmdline": cmdline}
+    return found
+
+
+def job_processes(slurm_job_id: str) -> dict[int, dict[str, str]]:
+    return {pid: env for pid, env in slurm_processes().items() if env["SLURM_JOB_ID"] == slurm_job_id}
+
+
+def is_rank(env: dict[str, str]) -> bool:
+    """A training process started by torchrun (not the shell or srun that name it)."""
+    return "liquidbench train" in env["cmdline"] and "torchrun" not in env["cmdline"] and "RANK" in env
+
+
+def slurm_time(stamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp).timestamp()
+
+
+def wait_for(predicate, what: str, deadline_s: float, proc: subprocess.Popen | None = None):
+    """Poll until predicate() is true; fail after deadline_s (a generous bound, not a measurement)."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            out = proc.stdout.read() if proc.stdout else ""
+            pytest.fail(f"snakemake ended ({proc.returncode}) while waiting for {what}:\n{out[-4000:]}")
+        time.sleep(0.2)
+    pytest.fail(f"timed out after {deadline_s} s waiting for {what}")
+
+
+def snakemake_background(workdir: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(["bash", str(CLUSTER), "exec", sys.executable, "-m", "snakemake", *args], cwd=workdir,
+                            env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
 @pytest.mark.slow
-def test_training_killed_at_time_limit_resumes_from_checkpoint(slurm_cluster, tmp_path):
+def test_rank_killed_on_second_node_fails_the_job_on_both_nodes(slurm_cluster, tmp_path):
     wd = slurm_workflow(tmp_path)
-    # About 100 s of training on one core, under a 1-minute time limit: no single attempt can
-    # finish (Slurm kills a job 60 to 90 s after it starts), so completing needs a resume.
+    timeout_s = 30
     config = {
-        "study": {"datasets": ["long"], "models": ["lstm"], "hardware": ["cpu"], "seeds": [0]},
+        "study": {"datasets": ["sig"], "models": ["lstm"], "hardware": ["ddp-2node"], "seeds": [0]},
+        "training": {"epochs": 12, "batch_size": 16, "lr": 0.005},
+        "datasets": {"sig": {"kind": "sine", "params": {"n_sequences": 2048, "seq_len": 32, "seed": 0}}},
+        "models": {"lstm": {"type": "lstm", "hidden_size": 32}},
+        "hardware": {"ddp-2node": {**TWO_NODES, "timeout_s": timeout_s}},
+    }
+    write_config(wd / "study.yaml", config)
+    run = wd / "results/runs/sig/lstm/ddp-2node/seed0"
+    args = ("--profile", "profiles/slurm", "--configfile", "study.yaml", *FAST_STATUS, "--retries", "0", "--until", "train")
+    proc = snakemake_background(wd, *args)
+    try:
+        # Once the first epoch is done (its checkpoint exists), kill rank 1 on lbnode2.
+        wait_for(lambda: (run / "checkpoint.pt").exists(), "the first epoch's checkpoint", 300, proc)
+        jid = wait_for(lambda: next((env["SLURM_JOB_ID"] for env in slurm_processes().values() if is_rank(env)), None),
+                       "the ranks", 60, proc)
+        ranks = {env["SLURMD_NODENAME"]: pid for pid, env in job_processes(jid).items() if is_rank(env)}
+        assert set(ranks) == set(NODES), ranks
+        os.kill(ranks["lbnode2"], 9)
+        killed_at = time.time()
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0, out[-3000:]
+    assert "Error in rule train" in out, out[-3000:]
+    job = slurm_jobs(run_id(out))[jid]
+    assert job["JobState"] == "FAILED", job
+    # Ended on both nodes: within the process-group timeout of the kill (plus Slurm's bookkeeping
+    # of whole seconds), and no process of the job is left on either node.
+    assert slurm_time(job["EndTime"]) - killed_at <= timeout_s + 10, (job["EndTime"], killed_at)
+    wait_for(lambda: not job_processes(jid), f"the processes of job {jid} to end", 30)
+    assert not (run / "metrics.json").exists()
+
+    # A rerun starts and finishes the run (from the last epoch's checkpoint): nothing of the
+    # failed job stands in its way.
+    again = snakemake(wd, *args)
+    log = again.stdout + again.stderr
+    assert again.returncode == 0, log[-4000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert (metrics["status"], metrics["world_size"], metrics["nodes"]) == ("ok", 2, 2)
+    assert list(pd.read_csv(run / "history.csv")["epoch"]) == list(range(1, 13))
+    assert not (run / "checkpoint.pt").exists()
+
+
+@pytest.mark.slow
+def test_time_limit_on_two_nodes_signals_every_rank_and_resumes_bit_identically(slurm_cluster, tmp_path):
+    wd = slurm_workflow(tmp_path)
+    # The same training twice on two nodes: once under a 1-minute time limit in its first attempt
+    # (Slurm kills a job 60 to 90 s after it starts; about 100 s of training on an idle machine
+    # cannot finish in one attempt, so completing needs a resume) and 30 minutes in the retry (a
+    # retry under 1 minute could finish training and be killed while Snakemake checks its outputs,
+    # which would discard the run), and once without a limit that matters, as reference.
+    config = {
+        "study": {"datasets": ["long"], "models": ["lstm"], "hardware": ["limited", "reference"], "seeds": [0]},
         "training": {"epochs": 25, "batch_size": 16, "lr": 0.005},
         "datasets": {"long": {"kind": "sine", "params": {"n_sequences": 8192, "seq_len": 64, "seed": 0}}},
         "models": {"lstm": {"type": "lstm", "hidden_size": 64}},
-        "hardware": {"cpu": {"device": "cpu", "threads": 1,
-                             "resources": {"cpus_per_task": 1, "mem_mb": 2000, "runtime": 1}}},
+        "hardware": {"limited": TWO_NODES, "reference": TWO_NODES},
     }
     write_config(wd / "study.yaml", config)
+    limited = wd / "results/runs/long/lstm/limited/seed0"
     # No early signal: this test is about the time limit itself (SIGTERM, then SIGKILL after
     # KillWait), the case --signal only makes earlier.
-    proc = snakemake(wd, "--profile", "profiles/slurm", "--configfile", "study.yaml", *FAST_STATUS,
-                     "--set-resources", "train:slurm_extra=''", timeout=480)
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 0, log[-5000:]
+    runtime = "train:runtime=1 if wildcards.hardware == 'limited' and attempt == 1 else 30"
+    proc = snakemake_background(wd, "--profile", "profiles/slurm", "--configfile", "study.yaml", *FAST_STATUS, "--retries", "1",
+                                "--set-resources", "train:slurm_extra=''", runtime, "--until", "train")
+    # Every rank reports SIGTERM on stderr (train.log); a retry overwrites the log, so read it as
+    # the run goes.
+    signalled = set()
+    try:
+        end = time.monotonic() + 900
+        while proc.poll() is None and time.monotonic() < end:
+            try:
+                signalled |= set(re.findall(r"SIGTERM received by rank (\d+) on (\S+)", (limited / "train.log").read_text()))
+            except OSError:
+                pass
+            time.sleep(0.2)
+        out, _ = proc.communicate(timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out[-5000:]
+    assert signalled == {("0", "lbnode1"), ("1", "lbnode2")}, signalled
 
-    run = wd / "results/runs/long/lstm/cpu/seed0"
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["status"] == "ok"
-    history = (run / "history.csv").read_text().strip().splitlines()
-    assert len(history) == 1 + 25
-    assert not (run / "checkpoint.pt").exists()
+    train_jobs = {jid: job for jid, job in slurm_jobs(run_id(out)).items() if "limited" in job["Comment"]}
+    attempts = [(train_jobs[j]["JobState"], train_jobs[j]["TimeLimit"]) for j in sorted(train_jobs, key=int)]
+    assert attempts == [("TIMEOUT", "00:01:00"), ("COMPLETED", "00:30:00")], attempts
+    assert all(job["NumNodes"] == "2" for job in train_jobs.values())
 
-    train_jobs = {jid: job for jid, job in slurm_jobs(run_id(log)).items()
-                  if job["Comment"].startswith("rule_train")}
-    states = [train_jobs[j]["JobState"] for j in sorted(train_jobs, key=int)]
-    assert len(states) >= 2 and states[-1] == "COMPLETED", states
-    assert all(s == "TIMEOUT" for s in states[:-1]), states
-    assert all(job["TimeLimit"] == "00:01:00" for job in train_jobs.values())
+    runs = {h: json.loads((wd / f"results/runs/long/lstm/{h}/seed0/metrics.json").read_text()) for h in ("limited", "reference")}
+    assert runs["limited"]["segments"] == 2 and runs["reference"]["segments"] == 1
+    assert runs["limited"]["final_params_sha256"] == runs["reference"]["final_params_sha256"]
+    assert runs["limited"]["final_train_loss"] == runs["reference"]["final_train_loss"]
+    history = {h: pd.read_csv(wd / f"results/runs/long/lstm/{h}/seed0/history.csv") for h in runs}
+    assert history["limited"][["train_loss", "val_loss"]].equals(history["reference"][["train_loss", "val_loss"]])
+    assert not (limited / "checkpoint.pt").exists()

@@ -101,7 +101,9 @@ def launcher(wildcards):
     and GPUs and Slurm's signals (--signal, time limit, preemption). Several nodes (the job carries
     `mpi`, so the job script runs the command itself): srun starts one torchrun per node, which meet
     by c10d rendezvous on the allocation's first node, on a port derived from the job id. A rank
-    that fails ends the step on every node (--kill-on-bad-exit).
+    that fails ends the step on every node (--kill-on-bad-exit). The node list comes from squeue:
+    snakemake-executor-plugin-slurm-jobstep runs the command with SLURM_JOB_ID but without
+    SLURM_JOB_NODELIST.
     """
     hw = hardware_entry(wildcards)
     nproc, nodes = hw["nproc_per_node"], hw["nodes"]
@@ -118,9 +120,24 @@ def launcher(wildcards):
     return (
         f"{step} torchrun --nnodes={nodes} --nproc_per_node={nproc} "
         "--rdzv_backend=c10d --rdzv_id=$SLURM_JOB_ID "
-        "--rdzv_endpoint=$(scontrol show hostnames $SLURM_JOB_NODELIST | head -n 1):$((29500 + SLURM_JOB_ID % 1000)) "
+        "--rdzv_endpoint=$(scontrol show hostnames \"$(squeue -h -j $SLURM_JOB_ID -o %N)\" | head -n 1):$((29500 + SLURM_JOB_ID % 1000)) "
         "--no-python"
     )
+
+
+# Job grouping for Slurm (opt in): `--group-components cpu-short=N` puts up to N one-process CPU
+# training jobs into one Slurm job (README, "Grouping short CPU jobs"). Multi-process and GPU jobs
+# are never grouped: each needs its own allocation and launcher.
+SHORT_CPU_GROUP = "cpu-short"
+
+
+def train_group(wildcards):
+    """The job group of a training job: SHORT_CPU_GROUP for a one-process CPU entry when grouping
+    was asked for (more than one component per group), else none."""
+    hw = hardware_entry(wildcards)
+    one_cpu_process = hw["device"] == "cpu" and hw["nodes"] * hw["nproc_per_node"] == 1 and hw.get("backend") is None
+    wanted = workflow.group_settings.group_components.get(SHORT_CPU_GROUP, 1) > 1
+    return SHORT_CPU_GROUP if one_cpu_process and wanted else None
 
 
 def train_resource(key):

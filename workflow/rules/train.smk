@@ -14,6 +14,8 @@ rule train:
         f"{RUN_DIR}/train.log",
     wildcard_constraints:
         seed=r"\d+",
+    group:
+        train_group
     threads: lambda w: hardware_entry(w)["nproc_per_node"] * hardware_entry(w)["threads"]
     # Slurm request from the hardware entry (resources per node; one task per DDP rank).
     resources:

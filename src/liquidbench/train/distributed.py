@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import statistics
 import threading
 import time
@@ -146,12 +147,18 @@ class StopFlag:
     def __init__(self):
         self.requested = False
         self._previous = None
+        self._note = b""
 
     def _handler(self, signum, frame):
+        if not self.requested:
+            # Which rank received it, on which host: a multi-node job's log shows that the signal
+            # reached every rank (os.write: no logging lock is taken inside a signal handler).
+            os.write(2, self._note)
         self.requested = True
 
     def __enter__(self) -> StopFlag:
         if threading.current_thread() is threading.main_thread():
+            self._note = f"SIGTERM received by rank {os.environ.get('RANK', '0')} on {socket.gethostname()}\n".encode()
             self._previous = signal.signal(signal.SIGTERM, self._handler)
         return self
 
