@@ -6,7 +6,7 @@
 #   tests/slurm/cluster.sh start [STATE_DIR]   namespaces, /etc/slurm/slurm.conf, daemons; wait
 #   tests/slurm/cluster.sh stop  [STATE_DIR]   stop what `start` started (also a half-started one)
 #   tests/slurm/cluster.sh exec CMD [ARG...]   run CMD on the login node (lbnode1), e.g.
-#                                              `cluster.sh exec snakemake --profile slurm ...`
+#                                              `cluster.sh exec snakemake --profile profiles/slurm ...`
 #   tests/slurm/cluster.sh status
 #
 # Each node is a network namespace (liquidbench-n1, liquidbench-n2) joined by a veth pair with the
