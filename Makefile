@@ -19,8 +19,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 run: install
 	snakemake --cores $(CORES) --configfile config/local.yaml
 
-# The smoke study's HAR archive is a small one in the original layout (tests/har_archive.py).
-SMOKE_HAR := data/smoke-mirror/UCI HAR Dataset.zip
+# The smoke study's features561 HAR archive is a small synthetic one in the original layout
+# (tests/har_archive.py); its inertial HAR and traffic data are the real copies in ../shared/data.
+SMOKE_HAR := data/smoke-mirror/UCI_HAR_synthetic.zip
 
 smoke: install
 	test -f "$(SMOKE_HAR)" || python tests/har_archive.py "$(SMOKE_HAR)"

@@ -65,15 +65,15 @@ def planned_jobs(dry_run_output: str) -> list[tuple[str, dict]]:
 
 
 def smoke_data_args(workdir: Path) -> list[str]:
-    """The smoke study's sources: the real traffic file from ../shared/data through the mirror, and
-    a small HAR archive built in the original layout into the copy's data/smoke-mirror/."""
-    from har_archive import SMOKE_ARGS, build_har_archive
+    """The smoke study's sources: the real traffic file and real UCI HAR from ../shared/data through
+    the mirror, and a small synthetic HAR archive (features561) built in the original layout into
+    the copy's data/smoke-mirror/."""
+    from har_archive import SMOKE_ARGS, SMOKE_FILE, build_har_archive
 
-    archive = workdir / "data" / "smoke-mirror" / "UCI HAR Dataset.zip"
+    archive = workdir / "data" / "smoke-mirror" / SMOKE_FILE
     if not archive.exists():
         build_har_archive(archive, **SMOKE_ARGS)
-    traffic = SHARED / "data" / "metro_interstate_traffic"
-    return ["--config", f"data_mirror=[{traffic}, data/smoke-mirror]"]
+    return ["--config", f"data_mirror=[{SHARED / 'data'}, data/smoke-mirror]"]
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ N_FEATURES = 561
 STEPS = 128
 DATE = (2012, 12, 10, 12, 0, 0)
 SMOKE_ARGS = {"n_train": 40, "n_test": 24, "seed": 0}
+SMOKE_FILE = "UCI_HAR_synthetic.zip"  # the smoke study's name for it (config/smoke.yaml)
 
 
 def _number(v: float) -> str:
@@ -102,8 +103,26 @@ def sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def sha256sums(files: dict[str, str | bytes]) -> str:
+    """A manifest of ``files`` in the format sha256sum writes."""
+    return "".join(
+        f"{hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()}  {name}\n"
+        for name, data in sorted(files.items())
+    )
+
+
+def write_folder(path: str | Path, files: dict[str, str | bytes]) -> Path:
+    """``files`` extracted under ``path`` (member names are relative paths)."""
+    path = Path(path)
+    for name, data in files.items():
+        target = path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data.encode() if isinstance(data, str) else data)
+    return path
+
+
 if __name__ == "__main__":
     import sys
 
-    out = build_har_archive(sys.argv[1] if len(sys.argv) > 1 else "UCI HAR Dataset.zip", **SMOKE_ARGS)
+    out = build_har_archive(sys.argv[1] if len(sys.argv) > 1 else SMOKE_FILE, **SMOKE_ARGS)
     print(sha256(out), out)

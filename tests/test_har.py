@@ -103,9 +103,70 @@ def test_label_count_mismatch_is_named(tmp_path):
     _refused(tmp_path, _bad_archive(tmp_path, edit), r"y_train.txt has 37 labels, but X_train.txt has 40 rows")
 
 
-def test_missing_file_is_named(tmp_path):
+def test_missing_file_is_named_with_the_protocol_and_what_to_do(tmp_path):
     _refused(tmp_path, _bad_archive(tmp_path, lambda f: f.pop(f"{ROOT}/test/subject_test.txt")),
-             r"file 'subject_test.txt' is missing", protocol="inertial")
+             r"the inertial protocol needs 'test/subject_test.txt', which this copy of UCI HAR \(.*UCI HAR Dataset.zip\) "
+             r"lacks\. Use a complete copy of the original archive \(https://archive.ics.uci.edu/.*\): put 'UCI HAR "
+             r"Dataset.zip' into a data_mirror directory", protocol="inertial")
+
+
+def test_label_rows_differing_from_the_signals_are_named(tmp_path):
+    def edit(files):
+        name = f"{ROOT}/test/y_test.txt"
+        files[name] += "1\n2\n"
+
+    _refused(tmp_path, _bad_archive(tmp_path, edit), r"y_test.txt has 26 labels, but body_acc_x_test.txt has 24 rows",
+             protocol="inertial")
+
+
+@pytest.mark.parametrize("subject", ["31", "0"])
+def test_a_subject_id_outside_1_to_30_is_named(tmp_path, subject):
+    def edit(files):
+        name = f"{ROOT}/train/subject_train.txt"
+        lines = files[name].splitlines(keepends=True)
+        lines[6] = f"{subject}\n"
+        files[name] = "".join(lines)
+
+    _refused(tmp_path, _bad_archive(tmp_path, edit),
+             rf"subject_train.txt row 7 holds subject id {subject}, expected 1..30", protocol="inertial")
+
+
+def test_inertial_subjects_and_downsample(archive, tmp_path):
+    files = har_files(n_train=40, n_test=24)
+    params = {"protocol": "inertial", "subjects": [1, 3, 5, 4], "val_fraction": 0.34, "downsample": 4}
+    meta = har.prepare(params, tmp_path / "out", raw=archive)
+    assert meta["params"]["subjects"] == [1, 3, 5, 4] and meta["params"]["downsample"] == 4
+    assert meta["seq_len"] == 32 and meta["subjects"]["test"] == [4]
+    assert sorted(meta["subjects"]["train"] + meta["subjects"]["val"]) == [1, 3, 5] and len(meta["subjects"]["val"]) == 1
+    subjects = rows(files[f"{ROOT}/test/subject_test.txt"])[:, 0].astype(int)
+    test = load_split(tmp_path / "out", "test")
+    assert len(test["y"]) == (subjects == 4).sum()
+    # each step is the mean of 4 consecutive readings, standardised with the training statistics
+    raw = rows(files[f"{ROOT}/test/Inertial Signals/total_acc_y_test.txt"])[subjects == 4]
+    channel = SIGNALS.index("total_acc_y")
+    pooled = raw.reshape(len(raw), 32, 4).mean(axis=2)
+    expected = (pooled - meta["channel_mean"][channel]) / meta["channel_std"][channel]
+    np.testing.assert_allclose(test["x"][:, :, channel], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"subjects": [1, 3, 5]}, r"params.subjects \[1, 3, 5\] selects no window of the test file \(its subjects: \[2, 4\]\)"),
+    ({"subjects": [2, 31]}, r"params.subjects must be distinct ids in 1..30, got \[2, 31\]"),
+    ({"downsample": 3}, r"params.downsample 3 does not divide the 128 steps of a window"),
+])
+def test_bad_inertial_params_are_named(archive, tmp_path, params, message):
+    with pytest.raises(ValueError, match=message):
+        har.prepare({"protocol": "inertial", **params}, tmp_path / "out", raw=archive)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_extracted_folder_and_its_archive_give_the_same_data(archive, tmp_path):
+    from har_archive import write_folder
+
+    folder = write_folder(tmp_path / "x", har_files(n_train=40, n_test=24)) / ROOT
+    a = har.prepare({"protocol": "inertial"}, tmp_path / "a", raw=archive)
+    b = har.prepare({"protocol": "inertial"}, tmp_path / "b", raw=folder)
+    assert a["sha256"] == b["sha256"]
 
 
 def test_unknown_protocol_or_parameter(archive, tmp_path):

@@ -64,7 +64,19 @@ def test_data_sets_sharing_a_file_must_agree(workflow_copy):
     har = yaml.safe_load((workflow_copy / ".test/config/config.yaml").read_text())["datasets"]["har"]
     other = {**har, "params": {"protocol": "inertial"}, "source": {**har["source"], "sha256": "ab" * 32}}
     out = failure(dry_run(workflow_copy, "--config", f"datasets={{har2: {yaml.safe_dump(other, default_flow_style=True).strip()}}}"))
-    assert "config key 'datasets.har2.source': file 'UCI HAR Dataset.zip' is also the source of another data set" in out
+    assert "config key 'datasets.har2.source': file 'UCI_HAR_synthetic.zip' is also the source of another data set" in out
+
+
+@pytest.mark.parametrize("source, message", [
+    ("{url: 'https://example.org/h.zip'}", "config key 'datasets.h.source': 'sha256' is a required property"),
+    ("{url: 'https://example.org/h.zip', manifest: config/sources/none.sha256}",
+     "config key 'datasets.h.source.manifest': manifest config/sources/none.sha256 does not exist"),
+    ("{url: 'https://example.org/h.zip', manifest: config/sources/uci_har.sha256, sha256: null}",
+     "config key 'datasets.h.source': pinned by `manifest` (each member of an archive), it takes no `sha256`"),
+])
+def test_a_source_is_pinned_by_sha256_or_by_an_existing_manifest(workflow_copy, source, message):
+    out = failure(dry_run(workflow_copy, "--config", f"datasets={{h: {{kind: har, params: {{protocol: inertial}}, source: {source}}}}}"))
+    assert message in out
 
 
 def test_data_mirror_may_be_a_directory_or_a_list(workflow_copy):

@@ -165,22 +165,34 @@ def test_smoke_ddp_cpu_2_runs_are_two_gloo_processes(smoke_run):
 
 
 def test_smoke_real_data_sets_come_through_the_mirror(smoke_run):
-    """Traffic is the real file (from ../shared/data), HAR the test-built archive, both verified."""
+    """Traffic and inertial HAR are the real files (from ../shared/data), features561 HAR the
+    test-built archive; all verified (HAR inertial member by member against its manifest)."""
     logs = {p.name: p.read_text() for p in (smoke_run / "logs/download").iterdir()}
     traffic_sha = SMOKE["datasets"]["traffic"]["source"]["sha256"]
     har_sha = SMOKE["datasets"]["har"]["source"]["sha256"]
     assert f"from mirror {REPO.parent / 'shared'}" in logs["Metro_Interstate_Traffic_Volume.csv.gz.log"]
     assert f"sha256 of decompressed {traffic_sha}" in logs["Metro_Interstate_Traffic_Volume.csv.gz.log"]
-    assert f"from mirror data/smoke-mirror/UCI HAR Dataset.zip (sha256 of file {har_sha})" in logs["UCI HAR Dataset.zip.log"]
+    assert f"from mirror data/smoke-mirror/UCI_HAR_synthetic.zip (sha256 of file {har_sha})" in logs["UCI_HAR_synthetic.zip.log"]
+    shared_har = REPO.parent / "shared" / "data" / "uci_har" / "UCI_HAR_Dataset_inertial.zip"
+    assert (f"archive {shared_har} (mirror): 26 members verified against manifest config/sources/uci_har.sha256 "
+            "into data/raw/UCI HAR Dataset") in logs["UCI HAR Dataset.log"]
+    assert "WARNING" not in logs["UCI HAR Dataset.log"]
     traffic = json.loads((smoke_run / "data/processed/traffic/meta.json").read_text())
     params = SMOKE["datasets"]["traffic"]["params"]
     assert traffic["n_sequences"] == len(range(0, 48204 - params["seq_len"], params["stride"]))
     har = json.loads((smoke_run / "data/processed/har/meta.json").read_text())
     assert har["task"] == "classification_per_step" and har["n_outputs"] == 6 and har["n_features"] == 561
+    inertial = json.loads((smoke_run / "data/processed/har_inertial/meta.json").read_text())
+    assert inertial["task"] == "classification_per_sequence" and inertial["n_features"] == 9 and inertial["seq_len"] == 16
+    # the real windows of subjects 1, 3 (training), 5 (validation) and 2 (test)
+    assert inertial["subjects"] == {"train": [1, 3], "val": [5], "test": [2]}
+    assert [inertial["shapes"][s]["y"] for s in ("train", "val", "test")] == [[347 + 341], [302], [302]]
     runs = pd.read_csv(smoke_run / "results/tables/runs.csv")
     assert set(runs[runs.dataset == "traffic"].metric_name) == {"mse"}
-    accuracy = runs[runs.dataset == "har"]
-    assert set(accuracy.metric_name) == {"accuracy"} and accuracy.test_metric.between(0, 1).all()
+    for dataset in ("har", "har_inertial"):
+        accuracy = runs[runs.dataset == dataset]
+        assert set(accuracy.metric_name) == {"accuracy"} and accuracy.test_metric.between(0, 1).all()
+        assert set(accuracy.model) == {"ltc", "cfc"}
 
 
 def test_changing_the_data_mirror_reruns_nothing(smoke_run):

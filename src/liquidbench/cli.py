@@ -1,6 +1,7 @@
 """Command line: one subcommand per workflow rule.
 
     liquidbench download  --url URL --sha256 HEX [--sha256-of decompressed] [--mirror DIR]... --out FILE
+    liquidbench download  --url URL --manifest SHA256SUMS [--also-name NAME]... [--mirror DIR]... --out FOLDER
     liquidbench prepare   --dataset NAME --kind KIND --params JSON [--raw FILE] --out DIR
     liquidbench train     --config FILE --run DATASET/MODEL/HARDWARE/SEED [--data DIR] [--out DIR]
     liquidbench train     --data DIR --dataset NAME --model NAME --model-params JSON ...
@@ -37,12 +38,13 @@ def _json_arg(text: str) -> dict:
 def cmd_download(args) -> None:
     from .data.download import download
 
-    sha256 = None if args.sha256.lower() in ("null", "none") else args.sha256
+    sha256 = None if args.sha256 is None or args.sha256.lower() in ("null", "none") else args.sha256
     # the workflow passes config `data_mirror` through the environment (os.pathsep-separated)
     env_mirrors = [m for m in os.environ.get("LIQUIDBENCH_DATA_MIRROR", "").split(os.pathsep) if m]
     download(
         args.url, args.out, sha256, sha256_of=args.sha256_of, mirrors=[*args.mirror, *env_mirrors], name=args.name,
         retries=args.retries, backoff_s=args.backoff, timeout_s=args.timeout,
+        manifest=args.manifest, other_names=args.also_name,
     )
 
 
@@ -171,18 +173,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("download", help="fetch one source file (mirror first), verified by sha256")
     p.add_argument("--url", required=True, help="https URL of the original file")
-    p.add_argument("--sha256", required=True,
-                   help="pinned sha256 (64 hex digits); 'null' (not pinned yet) only warns and logs the actual hash")
+    pin = p.add_mutually_exclusive_group(required=True)
+    pin.add_argument("--sha256",
+                     help="pinned sha256 (64 hex digits); 'null' (not pinned yet) only warns and logs the actual hash")
+    pin.add_argument("--manifest", type=Path, metavar="SHA256SUMS",
+                     help="a zip archive pinned member by member (sha256sum format, one top folder): --out is "
+                          "that folder, filled with the verified members; a mirror may hold the extracted folder")
     p.add_argument("--sha256-of", choices=["file", "decompressed"], default="file",
                    help="hash the file's bytes, or its gzip-decompressed content")
     p.add_argument("--name", help="original file name looked up in the mirrors (default: from the URL)")
+    p.add_argument("--also-name", action="append", default=[], metavar="NAME",
+                   help="with --manifest: another file name a mirror may hold the archive under (a re-packed copy)")
     p.add_argument("--mirror", action="append", default=[], type=Path, metavar="DIR",
                    help="directory searched first (DIR/NAME, DIR/*/NAME); may be repeated; "
                         "$LIQUIDBENCH_DATA_MIRROR (os.pathsep-separated) adds more after these")
     p.add_argument("--retries", type=int, default=4, help="network retries after the first attempt")
     p.add_argument("--backoff", type=float, default=2.0, help="seconds before the first retry, doubled each time")
     p.add_argument("--timeout", type=float, default=60.0, help="network timeout per attempt, seconds")
-    p.add_argument("--out", type=Path, required=True, help="destination file")
+    p.add_argument("--out", type=Path, required=True, help="destination file (with --manifest: folder)")
     p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("prepare", help="generate or preprocess one data set")

@@ -33,20 +33,21 @@ RUN_IN_IMAGE = REPO / "tests" / "containers" / "run_in_image.sh"
 FIGURES = REPO / "build" / "container-test.json"
 KEYS = ["dataset", "model", "hardware", "seed"]
 OUTCOME = ["status", "metric_name", "test_metric", "final_train_loss", "best_val_metric", "best_epoch", "epochs_run", "n_params"]
-# The smoke study with its sources in the copy's own mirror (the real traffic file, the test-built
-# HAR archive): inside the image there is no ../shared.
+# The smoke study with its sources in the copy's own mirror (the real traffic file and UCI HAR copy,
+# the test-built HAR archive): inside the image there is no ../shared.
 SMOKE = "snakemake --cores 2 --configfile .test/config/config.yaml --config data_mirror=[data/smoke-mirror]"
 
 
 def stage_mirror(workdir: Path, owner: tuple[int, int] | None = None) -> None:
     """The smoke study's source files in workdir/data/smoke-mirror, the whole data/ owned by owner."""
     from conftest import SHARED
-    from har_archive import SMOKE_ARGS, build_har_archive
+    from har_archive import SMOKE_ARGS, SMOKE_FILE, build_har_archive
 
     mirror = workdir / "data" / "smoke-mirror"
-    build_har_archive(mirror / "UCI HAR Dataset.zip", **SMOKE_ARGS)
-    traffic = "Metro_Interstate_Traffic_Volume.csv.gz"
-    shutil.copyfile(SHARED / "data" / "metro_interstate_traffic" / traffic, mirror / traffic)
+    build_har_archive(mirror / SMOKE_FILE, **SMOKE_ARGS)
+    for real in ("metro_interstate_traffic/Metro_Interstate_Traffic_Volume.csv.gz",
+                 "uci_har/UCI_HAR_Dataset_inertial.zip"):
+        shutil.copyfile(SHARED / "data" / real, mirror / Path(real).name)
     if owner is not None:
         for path in [workdir / "data", *(workdir / "data").rglob("*")]:
             os.chown(path, *owner)

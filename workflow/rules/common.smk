@@ -47,28 +47,57 @@ def source_file_name(source):
     return source.get("file") or unquote(urlparse(source["url"]).path.rsplit("/", 1)[-1])
 
 
+def manifest_path(path):
+    """A source manifest as given (relative to the working directory), else in the workflow's folder."""
+    if os.path.isabs(path) or os.path.exists(path):
+        return path
+    in_workflow = os.path.join(workflow.basedir, path)
+    return in_workflow if os.path.exists(in_workflow) else path
+
+
+def source_key(name, source):
+    """What a source becomes under data/raw/: its file, or for a source pinned by a manifest the
+    folder of its verified members (the manifest's top folder, e.g. `UCI HAR Dataset`)."""
+    from liquidbench.data.manifest import ManifestError, manifest_root
+
+    if "manifest" not in source:
+        return source_file_name(source)
+    if "sha256" in source or "sha256_of" in source:
+        raise ValueError(
+            f"config key 'datasets.{name}.source': pinned by `manifest` (each member of an archive), it takes "
+            "no `sha256` or `sha256_of` (those pin one file)"
+        )
+    try:
+        return manifest_root(manifest_path(source["manifest"]))
+    except ManifestError as exc:
+        raise ValueError(f"config key 'datasets.{name}.source.manifest': {exc}") from None
+
+
 def collect_sources():
-    """Original file name -> source block, over every configured data set with a `source`; data
-    sets that share a file (e.g. two HAR protocols) must agree on where it comes from."""
+    """data/raw/ name -> source block, over every configured data set with a `source`; data sets
+    that share a source (e.g. two HAR protocols) must agree on where it comes from."""
     sources = {}
     for name, dataset in config["datasets"].items():
         source = dataset.get("source")
         if source is None:
             continue
-        source = {"sha256_of": "file", **source}
-        file = source_file_name(source)
-        if file in sources and {k: v for k, v in sources[file].items() if k != "file"} != {
+        if "manifest" not in source:
+            source = {"sha256_of": "file", **source}
+        key = source_key(name, source)
+        if key in sources and {k: v for k, v in sources[key].items() if k != "file"} != {
             k: v for k, v in source.items() if k != "file"
         }:
             raise ValueError(
-                f"config key 'datasets.{name}.source': file '{file}' is also the source of another data set "
-                "with a different url, sha256 or sha256_of; they must agree"
+                f"config key 'datasets.{name}.source': file '{key}' is also the source of another data set "
+                "with a different url, sha256, sha256_of, manifest or mirror_names; they must agree"
             )
-        sources[file] = source
+        sources[key] = source
     return sources
 
 
 SOURCES = collect_sources()
+FILE_SOURCES = [key for key, source in SOURCES.items() if "manifest" not in source]
+MEMBER_SOURCES = [key for key, source in SOURCES.items() if "manifest" in source]
 # Mirror directories reach `liquidbench download` (a local rule, run by this process) through the
 # environment rather than as a param: where a verified file came from does not change it, so a
 # changed data_mirror must rerun nothing.
@@ -76,8 +105,20 @@ os.environ["LIQUIDBENCH_DATA_MIRROR"] = os.pathsep.join(data_mirrors())
 
 
 def raw_file(dataset):
-    """Where a real data set's source file is downloaded to."""
-    return f"data/raw/{source_file_name(config['datasets'][dataset]['source'])}"
+    """Where a real data set's source is downloaded to: a file, or the folder of verified members."""
+    return f"data/raw/{source_key(dataset, config['datasets'][dataset]['source'])}"
+
+
+def any_of(names):
+    """A wildcard constraint matching exactly these names."""
+    return "|".join(map(re.escape, names)) or "(?!)"
+
+
+def also_names(source):
+    """--also-name options: other names under which a mirror may hold the archive (re-packed copies)."""
+    import shlex
+
+    return " ".join(f"--also-name {shlex.quote(n)}" for n in source.get("mirror_names", []))
 
 
 def dataset_files(dataset):

@@ -9,6 +9,7 @@ envvars:
 
 localrules:
     download_source,
+    download_members,
 
 
 rule download_source:
@@ -18,7 +19,7 @@ rule download_source:
     log:
         "logs/download/{file}.log",
     wildcard_constraints:
-        file="|".join(map(re.escape, SOURCES)) or "(?!)",
+        file=any_of(FILE_SOURCES),
     params:
         url=lambda w: SOURCES[w.file]["url"],
         sha256=lambda w: SOURCES[w.file]["sha256"] or "null",
@@ -26,6 +27,27 @@ rule download_source:
     shell:
         "liquidbench download --url {params.url:q} --sha256 {params.sha256} --sha256-of {params.sha256_of} "
         "--name {wildcards.file:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule download_members:
+    """Fetch an archive pinned member by member (source.manifest) into the folder data/raw/{folder}/
+    of its verified members. A data_mirror may hold the archive under its original name or one of
+    source.mirror_names (a re-packed copy), or the extracted folder itself."""
+    input:
+        manifest=lambda w: manifest_path(SOURCES[w.folder]["manifest"]),
+    output:
+        directory("data/raw/{folder}"),
+    params:
+        url=lambda w: SOURCES[w.folder]["url"],
+        name=lambda w: source_file_name(SOURCES[w.folder]),
+        also=lambda w: also_names(SOURCES[w.folder]),
+    log:
+        "logs/download/{folder}.log",
+    wildcard_constraints:
+        folder=any_of(MEMBER_SOURCES),
+    shell:
+        "liquidbench download --url {params.url:q} --manifest {input.manifest:q} --name {params.name:q} "
+        "{params.also} --out {output:q} > {log:q} 2>&1"
 
 
 rule prepare_synthetic:
@@ -68,7 +90,8 @@ rule prepare_traffic:
 
 
 rule prepare_har:
-    """UCI HAR, protocol features561 (LTC paper) or inertial (kind: har)."""
+    """UCI HAR, protocol features561 (LTC paper) or inertial (kind: har), from its archive or the
+    folder of its verified members."""
     input:
         raw=lambda w: raw_file(w.dataset),
     output:

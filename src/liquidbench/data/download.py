@@ -1,4 +1,5 @@
-"""Fetching source files: an offline mirror first, then the network, always verified by sha256.
+"""Fetching source files: an offline mirror first, then the network, always verified by sha256
+(of the file, or with a manifest of every member of an archive: see manifest.py).
 
 A file is looked up in each mirror directory by its original name (directly inside it or one
 directory level below), else downloaded over https with retries and exponential back-off. It is
@@ -14,6 +15,7 @@ import hashlib
 import logging
 import os
 import shutil
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -79,19 +81,24 @@ def verify(path: Path, expected: str | None, of: str, label: str) -> str:
     return actual
 
 
-def find_in_mirrors(name: str, mirrors: Sequence[str | Path]) -> Path | None:
-    """The first ``mirror/name`` or ``mirror/*/name`` that exists, in the order given."""
+def find_in_mirrors(names: str | Sequence[str], mirrors: Sequence[str | Path], folder: str | None = None) -> Path | None:
+    """The first file ``mirror/NAME`` or ``mirror/*/NAME`` (or, with ``folder``, the directory
+    ``mirror/FOLDER`` or ``mirror/*/FOLDER``) that exists: mirrors in the order given, in each one
+    the names in order, then the folder, directly inside before one level below."""
+    names = [names] if isinstance(names, str) else list(names)
+    wanted = [(n, Path.is_file) for n in names] + ([(folder, Path.is_dir)] if folder else [])
     for mirror in mirrors:
         mirror = Path(mirror)
         if not mirror.is_dir():
             log.warning("data mirror %s is not a directory; skipped", mirror)
             continue
-        direct = mirror / name
-        if direct.is_file():
-            return direct
-        nested = sorted(p for p in mirror.glob(f"*/{_glob_escape(name)}") if p.is_file())
-        if nested:
-            return nested[0]
+        for name, kind in wanted:
+            if kind(mirror / name):
+                return mirror / name
+        for name, kind in wanted:
+            nested = sorted(p for p in mirror.glob(f"*/{_glob_escape(name)}") if kind(p))
+            if nested:
+                return nested[0]
     return None
 
 
@@ -115,13 +122,35 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, (urllib.error.URLError, OSError, TimeoutError))
 
 
-def offline_help(name: str, mirrors: Sequence[str | Path]) -> str:
+def offline_help(name: str, mirrors: Sequence[str | Path], folder: str | None = None) -> str:
     looked = ", ".join(str(m) for m in mirrors) if mirrors else "none configured"
+    what = f"'{name}'" + (f" or an extracted folder '{folder}/'" if folder else "")
     return (
-        f"no mirror holds '{name}' (mirrors searched: {looked}). On a machine without network access, "
+        f"no mirror holds {what} (mirrors searched: {looked}). On a machine without network access, "
         f"copy '{name}' (under exactly this name) into a directory and set `data_mirror: DIR` in the "
         f"config, or pass `--config data_mirror=DIR` to snakemake; a list of directories is searched in order."
     )
+
+
+def _fetch_with_retries(url: str, dest: Path, name: str, mirrors: list, folder: str | None,
+                        retries: int, backoff_s: float, timeout_s: float) -> None:
+    errors = []
+    for attempt in range(1, retries + 2):
+        try:
+            _fetch(url, dest, timeout_s)
+            return
+        except Exception as exc:  # noqa: BLE001 - classified just below
+            if not _retryable(exc):
+                raise DownloadError(f"download of {url} failed: {exc}") from exc
+            errors.append(f"attempt {attempt}: {exc}")
+            if attempt > retries:
+                raise DownloadError(
+                    f"download of {url} failed after {attempt} attempts ({'; '.join(errors)}); "
+                    + offline_help(name, mirrors, folder)
+                ) from exc
+            wait = backoff_s * 2 ** (attempt - 1)
+            log.warning("download of %s failed (%s); retrying in %.1fs", url, exc, wait)
+            time.sleep(wait)
 
 
 def download(
@@ -134,17 +163,28 @@ def download(
     retries: int = 4,
     backoff_s: float = 2.0,
     timeout_s: float = 60.0,
+    manifest: str | Path | None = None,
+    other_names: Iterable[str] = (),
 ) -> dict:
-    """Obtain the file of ``url`` as ``out``, verified; return where it came from and its hash."""
+    """Obtain the file of ``url`` as ``out``, verified; return where it came from and its hash.
+
+    With ``manifest`` the source is an archive pinned member by member (see manifest.py): ``out``
+    becomes the verified folder of its members, and a mirror may hold the archive under its name
+    or one of ``other_names`` (a re-packed archive), or the extracted folder itself.
+    """
     if urllib.parse.urlparse(url).scheme != "https":
         raise ValueError(f"source URL must use https, got {url!r}")
     if sha256_of not in HASH_OF:
         raise ValueError(f"--sha256-of must be one of {HASH_OF}, got {sha256_of!r}")
     if sha256 is not None and (len(sha256) != 64 or any(c not in "0123456789abcdefABCDEF" for c in sha256)):
         raise ValueError(f"sha256 must be 64 hexadecimal digits, got {sha256!r}")
+    if manifest is not None and sha256 is not None:
+        raise ValueError("a source is pinned either by its sha256 or by a manifest of its members, not both")
     out = Path(out)
     name = name or file_name(url)
     mirrors = list(mirrors)
+    if manifest is not None:
+        return _download_members(url, out, name, list(other_names), manifest, mirrors, retries, backoff_s, timeout_s)
 
     local = find_in_mirrors(name, mirrors)
     if local is not None:
@@ -155,25 +195,32 @@ def download(
         log.info("took %s from mirror %s (sha256 of %s %s)", name, local, sha256_of, actual)
         return {"source": str(local), "sha256": actual, "sha256_of": sha256_of}
 
-    errors = []
     with atomic_path(out) as tmp:
-        for attempt in range(1, retries + 2):
-            try:
-                _fetch(url, tmp, timeout_s)
-                break
-            except Exception as exc:  # noqa: BLE001 - classified just below
-                if not _retryable(exc):
-                    raise DownloadError(f"download of {url} failed: {exc}") from exc
-                errors.append(f"attempt {attempt}: {exc}")
-                if attempt > retries:
-                    raise DownloadError(
-                        f"download of {url} failed after {attempt} attempts ({'; '.join(errors)}); "
-                        + offline_help(name, mirrors)
-                    ) from exc
-                wait = backoff_s * 2 ** (attempt - 1)
-                log.warning("download of %s failed (%s); retrying in %.1fs", url, exc, wait)
-                time.sleep(wait)
+        _fetch_with_retries(url, tmp, name, mirrors, None, retries, backoff_s, timeout_s)
         actual = verify(tmp, sha256, sha256_of, f"'{name}' downloaded from {url}")
         os.chmod(tmp, 0o644)
     log.info("downloaded %s (sha256 of %s %s)", url, sha256_of, actual)
     return {"source": url, "sha256": actual, "sha256_of": sha256_of}
+
+
+def _download_members(url: str, out: Path, name: str, other_names: list[str], manifest_path: str | Path,
+                      mirrors: list, retries: int, backoff_s: float, timeout_s: float) -> dict:
+    from .manifest import copy_members, read_manifest  # manifest.py imports this module
+
+    manifest = read_manifest(manifest_path)
+    if out.name != manifest.root:
+        raise ValueError(f"--out must be a folder named '{manifest.root}' (the top folder of manifest {manifest.path}), got {out}")
+    local = find_in_mirrors([name, *other_names], mirrors, folder=manifest.root)
+    if local is not None:
+        kind = "folder" if local.is_dir() else "archive"
+        report = copy_members(local, manifest, out, f"{kind} {local} (mirror)")
+        return {"source": str(local), **report}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:  # the archive itself is not kept: only its verified members
+        _fetch_with_retries(url, Path(tmp), name, mirrors, manifest.root, retries, backoff_s, timeout_s)
+        report = copy_members(tmp, manifest, out, f"'{name}' downloaded from {url}")
+    finally:
+        os.unlink(tmp)
+    return {"source": url, **report}

@@ -1,7 +1,11 @@
 """UCI HAR (Human Activity Recognition Using Smartphones, UCI data set 240), two protocols.
 
-The source is the original ``UCI HAR Dataset.zip``; it is extracted safely (see archive.py) into a
-temporary directory and read from the original layout (whitespace-separated text files).
+The source is the folder ``UCI HAR Dataset/`` of the original ``UCI HAR Dataset.zip``: either that
+folder (as the workflow fetches it, verified member by member against a manifest: manifest.py) or
+a zip archive holding it, which is then extracted safely (archive.py) into a temporary directory.
+The files keep the original layout (whitespace-separated text). Each protocol states the members
+it needs (``NEEDS``); one that the copy lacks fails with a message naming it, the protocol and
+what to do (e.g. a copy without the 561-feature files still serves the inertial protocol).
 
 - ``features561`` (the LTC paper's protocol): the rows of ``X_train.txt`` (561 engineered features
   each) are time steps; sequences of ``seq_len`` rows start every ``train_stride`` rows in the
@@ -12,6 +16,9 @@ temporary directory and read from the original layout (whitespace-separated text
 - ``inertial``: the 9 raw inertial signals, one 128-step sequence per window and one label per
   sequence; whole training subjects (``val_fraction`` of them, drawn with ``seed``) validate, so no
   subject is in both; each channel is standardised with the mean and std of the training split only.
+  Optional: ``subjects`` keeps only the windows of these subject ids (1..30; the original puts 21
+  in the training and 9 in the test file), ``downsample`` averages each ``k`` consecutive readings
+  (128 / k steps at 50 / k Hz), for models that are slow on long sequences.
 """
 
 from __future__ import annotations
@@ -25,10 +32,20 @@ from .archive import safe_extract
 from .store import save_dataset
 
 ROOT = "UCI HAR Dataset"
+URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/00240/UCI%20HAR%20Dataset.zip"
 SIGNALS = [f"{kind}_{axis}" for kind in ("body_acc", "body_gyro", "total_acc") for axis in "xyz"]
+SUBJECT_IDS = range(1, 31)
 PROTOCOLS = {
     "features561": {"seq_len": 16, "train_stride": 1, "test_stride": 8, "val_fraction": 0.1, "seed": 893429},
-    "inertial": {"val_fraction": 0.2, "seed": 0},
+    "inertial": {"val_fraction": 0.2, "seed": 0, "subjects": None, "downsample": 1},
+}
+# the members (below ROOT/) each protocol reads
+NEEDS = {
+    "features561": ["activity_labels.txt", "features.txt"]
+    + [f"{split}/{kind}_{split}.txt" for split in ("train", "test") for kind in ("X", "y")],
+    "inertial": ["activity_labels.txt"]
+    + [f"{split}/{kind}_{split}.txt" for split in ("train", "test") for kind in ("y", "subject")]
+    + [f"{split}/Inertial Signals/{signal}_{split}.txt" for split in ("train", "test") for signal in SIGNALS],
 }
 
 
@@ -84,6 +101,16 @@ def feature_names(root: Path) -> list[str]:
     return [line.split(None, 1)[1].strip() for line in path.read_text().splitlines() if line.strip()]
 
 
+def _check_subjects(subjects: np.ndarray, path: str) -> np.ndarray:
+    bad = np.flatnonzero(~np.isin(subjects, SUBJECT_IDS))
+    if len(bad):
+        raise ValueError(
+            f"UCI HAR: {path} row {bad[0] + 1} holds subject id {subjects[bad[0]]}, expected "
+            f"{SUBJECT_IDS.start}..{SUBJECT_IDS.stop - 1} (the 30 volunteers)"
+        )
+    return subjects
+
+
 def _check_classes(y: np.ndarray, n_classes: int, path: str) -> np.ndarray:
     if y.min() < 1 or y.max() > n_classes:
         raise ValueError(f"UCI HAR: {path} holds labels outside 1..{n_classes} (activity_labels.txt)")
@@ -120,6 +147,34 @@ def features561(root: Path, p: dict, n_classes: int) -> tuple[dict, dict]:
     return splits, {"n_features561": n_features}
 
 
+def _select_subjects(data: dict, wanted: list[int] | None) -> dict:
+    """Keep only the windows of the ``wanted`` subject ids (params.subjects), in both files."""
+    if wanted is None:
+        return data
+    bad = [s for s in wanted if s not in SUBJECT_IDS]
+    if bad or len(set(wanted)) != len(wanted):
+        raise ValueError(f"UCI HAR (inertial): params.subjects must be distinct ids in 1..30, got {wanted}")
+    for split, (x, y, subjects) in data.items():
+        keep = np.isin(subjects, wanted)
+        if not keep.any():
+            raise ValueError(
+                f"UCI HAR (inertial): params.subjects {sorted(wanted)} selects no window of the {split} file "
+                f"(its subjects: {sorted(map(int, np.unique(subjects)))})"
+            )
+        data[split] = (x[keep], y[keep], subjects[keep])
+    return data
+
+
+def _downsample(x: np.ndarray, k: int) -> np.ndarray:
+    """Average each ``k`` consecutive steps: (N, T, C) -> (N, T / k, C)."""
+    if k == 1:
+        return x
+    n, steps, channels = x.shape
+    if steps % k:
+        raise ValueError(f"UCI HAR (inertial): params.downsample {k} does not divide the {steps} steps of a window")
+    return x.reshape(n, steps // k, k, channels).mean(axis=2)
+
+
 def inertial(root: Path, p: dict, n_classes: int) -> tuple[dict, dict]:
     data = {}
     for split in ("train", "test"):
@@ -136,7 +191,10 @@ def inertial(root: Path, p: dict, n_classes: int) -> tuple[dict, dict]:
         first = f"{SIGNALS[0]}_{split}.txt"
         y = read_labels(root / split / f"y_{split}.txt", len(x), first, "labels")
         subjects = read_labels(root / split / f"subject_{split}.txt", len(x), first, "subject ids")
-        data[split] = (x, _check_classes(y, n_classes, f"y_{split}.txt"), subjects)
+        data[split] = (x, _check_classes(y, n_classes, f"y_{split}.txt"),
+                       _check_subjects(subjects, f"subject_{split}.txt"))
+    data = _select_subjects(data, p["subjects"])
+    data = {split: (_downsample(x, p["downsample"]), y, s) for split, (x, y, s) in data.items()}
     x, y, subjects = data["train"]
     people = np.unique(subjects)
     n_val = int(round(p["val_fraction"] * len(people)))
@@ -163,6 +221,21 @@ def inertial(root: Path, p: dict, n_classes: int) -> tuple[dict, dict]:
     return splits, info
 
 
+def check_members(root: Path, protocol: str, where: str) -> None:
+    """Fail, naming the members, the protocol and what to do, where ``root`` lacks what ``protocol`` reads."""
+    missing = [m for m in NEEDS[protocol] if not (root / m).is_file()]
+    if not missing:
+        return
+    others = [p for p in NEEDS if p != protocol and all((root / m).is_file() for m in NEEDS[p])]
+    names = ", ".join(f"'{m}'" for m in missing)
+    raise ValueError(
+        f"UCI HAR: the {protocol} protocol needs {names}, which this copy of UCI HAR ({where}) lacks. "
+        f"Use a complete copy of the original archive ({URL}): put 'UCI HAR Dataset.zip' into a "
+        f"data_mirror directory, or let the workflow download it (no data_mirror may then hold the "
+        f"incomplete copy)" + "".join(f"; or use the {p} protocol, which this copy serves" for p in others) + "."
+    )
+
+
 def prepare(params: dict, out_dir: str | Path, raw: str | Path | None = None, **_sources) -> dict:
     protocol = params.get("protocol", "features561")
     if protocol not in PROTOCOLS:
@@ -174,14 +247,18 @@ def prepare(params: dict, out_dir: str | Path, raw: str | Path | None = None, **
             f"UCI HAR ({protocol}): unknown parameter(s) {sorted(unknown)}, expected {sorted(PROTOCOLS[protocol])}"
         )
     if raw is None:
-        raise ValueError("UCI HAR: the downloaded archive is needed (--raw 'UCI HAR Dataset.zip')")
+        raise ValueError(f"UCI HAR: the source is needed (--raw: the folder '{ROOT}' or 'UCI HAR Dataset.zip')")
     p = {**PROTOCOLS[protocol], **rest}
-    out_dir = Path(out_dir)
+    raw, out_dir = Path(raw), Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".har-extract.", dir=out_dir.parent) as tmp:
-        root = safe_extract(raw, Path(tmp) / "archive") / ROOT
-        if not root.is_dir():
-            raise ValueError(f"UCI HAR: archive {raw} has no top-level folder '{ROOT}/'")
+        if raw.is_dir():
+            root = raw if raw.name == ROOT or not (raw / ROOT).is_dir() else raw / ROOT
+        else:
+            root = safe_extract(raw, Path(tmp) / "archive") / ROOT
+            if not root.is_dir():
+                raise ValueError(f"UCI HAR: archive {raw} has no top-level folder '{ROOT}/'")
+        check_members(root, protocol, str(raw))
         classes = activity_labels(root)
         build = features561 if protocol == "features561" else inertial
         splits, extra = build(root, p, len(classes))
