@@ -161,7 +161,7 @@ def launcher(wildcards):
     return (
         f"{step} torchrun --nnodes={nodes} --nproc_per_node={nproc} "
         "--rdzv_backend=c10d --rdzv_id=$SLURM_JOB_ID "
-        "--rdzv_endpoint=$(scontrol show hostnames \"$(squeue -h -j $SLURM_JOB_ID -o %N)\" | head -n 1):$((29500 + SLURM_JOB_ID % 1000)) "
+        '--rdzv_endpoint=$(scontrol show hostnames "$(squeue -h -j $SLURM_JOB_ID -o %N)" | head -n 1):$((29500 + SLURM_JOB_ID % 1000)) '
         "--no-python"
     )
 

@@ -37,14 +37,14 @@ rule download_members:
         manifest=lambda w: manifest_path(SOURCES[w.folder]["manifest"]),
     output:
         directory("data/raw/{folder}"),
-    params:
-        url=lambda w: SOURCES[w.folder]["url"],
-        name=lambda w: source_file_name(SOURCES[w.folder]),
-        also=lambda w: also_names(SOURCES[w.folder]),
     log:
         "logs/download/{folder}.log",
     wildcard_constraints:
         folder=any_of(MEMBER_SOURCES),
+    params:
+        url=lambda w: SOURCES[w.folder]["url"],
+        name=lambda w: source_file_name(SOURCES[w.folder]),
+        also=lambda w: also_names(SOURCES[w.folder]),
     shell:
         "liquidbench download --url {params.url:q} --manifest {input.manifest:q} --name {params.name:q} "
         "{params.also} --out {output:q} > {log:q} 2>&1"
