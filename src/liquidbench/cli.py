@@ -166,6 +166,7 @@ def cmd_plot(args) -> None:
     figures.pareto(summary, out / "pareto", args.datasets)
     figures.gpu(summary, out / "gpu")
     figures.energy(summary, out / "energy")
+    figures.impl_speedup(summary, args.model_types or {}, out / "impl_speedup")
     for ds in args.datasets:
         figures.loss_curves(history, ds, out / f"loss_curves_{ds}")
 
@@ -273,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scaling", type=Path, required=True)
     p.add_argument("--out-dir", type=Path, required=True)
     p.add_argument("--datasets", nargs="+", required=True)
+    p.add_argument("--model-types", type=_json_arg, help="JSON {model name: type or {type, impl}}")
     p.set_defaults(func=cmd_plot)
     return parser
 

@@ -181,7 +181,12 @@ def study_hardware():
 
 
 def model_types():
-    return as_json({name: config["models"][name]["type"] for name in STUDY["models"]})
+    """{model: type}, or {model: {type, impl}} for a model with a non-default implementation."""
+    def entry(spec):
+        impl = spec.get("impl", "ncps")
+        return spec["type"] if impl == "ncps" else {"type": spec["type"], "impl": impl}
+
+    return as_json({name: entry(config["models"][name]) for name in STUDY["models"]})
 
 
 def table_files(name, exts=("csv", "md", "tex")):

@@ -137,8 +137,9 @@ rule plot:
         figure_outputs(),
     params:
         datasets=STUDY["datasets"],
+        models=model_types(),
     log:
         "logs/results/plot.log",
     shell:
         "liquidbench plot --summary {input.summary} --history {input.history} --scaling {input.scaling} "
-        "--out-dir results/figures --datasets {params.datasets} > {log} 2>&1"
+        "--out-dir results/figures --datasets {params.datasets} --model-types '{params.models}' > {log} 2>&1"

@@ -7,4 +7,4 @@ TABLES = ["summary", "scaling", "ratios", "time_to_target", "claims", "provenanc
 
 def figure_stems(datasets: list[str]) -> list[str]:
     """Every figure the plot step writes, without extension."""
-    return ["train_time", "test_metric", "scaling", "pareto", "gpu", "energy"] + [f"loss_curves_{d}" for d in datasets]
+    return ["train_time", "test_metric", "scaling", "pareto", "gpu", "energy", "impl_speedup"] + [f"loss_curves_{d}" for d in datasets]

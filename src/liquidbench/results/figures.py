@@ -248,3 +248,32 @@ def energy(summary: pd.DataFrame, stem: str | Path) -> list[Path]:
         return save(fig, stem)
 
 
+
+
+def impl_speedup(summary: pd.DataFrame, model_types: dict, stem: str | Path) -> list[Path]:
+    """Implementation speedup (ncps train time / fast train time) per model, data set and hardware."""
+    from .compare import ratio_table
+
+    table = ratio_table(summary, model_types) if len(summary) else pd.DataFrame()
+    pairs = table[table["comparison"] == "fast vs ncps"] if len(table) else table
+    pairs = pairs.dropna(subset=["train_time_s_ratio"]) if len(pairs) else pairs
+    with plt.rc_context(STYLE):
+        fig, axes = _figure(1, 1)
+        ax = axes[0, 0]
+        if not len(pairs):
+            no_data(ax, "no fast-implementation model with an ncps counterpart in this study")
+        else:
+            speedup = 1.0 / pairs["train_time_s_ratio"].to_numpy(float)
+            # the ratio's interval inverts: 1/high .. 1/low
+            lo = np.nan_to_num(speedup - 1.0 / pairs["train_time_s_ratio_ci_high"].to_numpy(float))
+            hi = np.nan_to_num(1.0 / pairs["train_time_s_ratio_ci_low"].to_numpy(float) - speedup)
+            labels = [f"{d}\n{m} / {r}\n{h}" for d, m, r, h in
+                      zip(pairs["dataset"], pairs["model"], pairs["reference"], pairs["hardware"])]
+            x = np.arange(len(pairs))
+            ax.bar(x, speedup, yerr=np.vstack([np.clip(lo, 0, None), np.clip(hi, 0, None)]), capsize=2,
+                   color=[f"C{i % 10}" for i in range(len(pairs))])
+            ax.axhline(1.0, color="0.3", lw=0.8)
+            ax.set_xticks(x, labels, fontsize=6)
+            ax.set_ylabel("speedup (ncps time / fast time)")
+        ax.set_title("Implementation speedup of training time, mean ratio and 95 % CI over seeds")
+        return save(fig, stem)
