@@ -167,3 +167,31 @@ def test_fast_cores_are_built_for_impl_fast_and_unknown_impl_is_named():
     assert isinstance(build_model({"type": "cfc"}, 2, 1, "regression_per_step").core, NcpCore)
     with pytest.raises(ValueError, match="model 'ltc': impl 'cuda' is unknown, expected one of"):
         build_model({"type": "ltc", "impl": "cuda"}, 2, 1, "regression_per_step")
+
+
+def test_ltc_torch_path_matches_ncps_without_the_compiled_kernel(monkeypatch):
+    """Where no C compiler exists (or off the CPU) the fast LTC runs its torch implementation."""
+    from liquidbench.models import ltc_kernel
+
+    monkeypatch.setattr(ltc_kernel, "usable", lambda *tensors: False)
+    for spec in SPECS[:2]:
+        ref, fast = pair(spec, 5, 2)
+        x = torch.randn(6, 9, 5)
+        assert_equal_outputs_and_gradients(ref, fast, x, torch.rand(6, 9) * 3 + 0.1)
+        assert_equal_outputs_and_gradients(ref, fast, x, None)
+
+
+def test_ltc_kernel_is_built_and_used_where_a_compiler_exists(tmp_path, monkeypatch):
+    import shutil
+
+    from liquidbench.models import ltc_kernel
+
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("no C compiler on this machine: the torch path is tested above")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(ltc_kernel, "_tried", False)
+    monkeypatch.setattr(ltc_kernel, "_lib", None)
+    assert ltc_kernel.library() is not None
+    assert ltc_kernel.BUILD["seconds"] > 0 and ltc_kernel.BUILD["path"].startswith(str(tmp_path))
+    assert len(list(tmp_path.glob("liquidbench/ltc_kernel_*.so"))) == 1  # no temporary left behind
+    assert ltc_kernel.usable(torch.zeros(2)) and not ltc_kernel.usable(torch.zeros(2, dtype=torch.float64))

@@ -112,13 +112,15 @@ class _CfcSequence(torch.autograd.Function):
         ts, saved = ctx.ts, ctx.steps
         del ctx.steps
         steps = len(saved)
-        g_pre0 = torch.empty(steps, *grad.shape[1:-1], w0h.shape[0], dtype=grad.dtype, device=grad.device)
-        g_w0h, g_wh = torch.zeros_like(w0h), torch.zeros_like(wh)
-        g_bh = grad.new_zeros(wh.shape[0])
-        g_hidden = [torch.zeros_like(p) for p in hidden]
+        bsz, units = grad.shape[1], grad.shape[2]
+        new = lambda *shape: grad.new_empty(*shape)  # noqa: E731
+        # per-step gradients of the pre-activations; the weight gradients are one matrix product
+        # each over all steps at the end (the same sums, in one call instead of one per step)
+        g_pre0 = new(steps, bsz, w0h.shape[0])
+        g_heads_all = new(steps, bsz, wh.shape[0])
+        g_hidden_all = [new(steps, bsz, hidden[2 * layer].shape[0]) for layer in range(n_hidden)]
         g_pure = [torch.zeros_like(p) for p in pure]
-        g_lstm_pre = torch.empty(steps, grad.shape[1], 4 * grad.shape[2], dtype=grad.dtype, device=grad.device) if has_lstm else None
-        g_w_rec = torch.zeros_like(w_rec) if has_lstm else None
+        g_lstm_pre = new(steps, bsz, 4 * units) if has_lstm else None
         g_h = torch.zeros_like(grad[0])
         g_c = torch.zeros_like(grad[0]) if has_lstm else None
         for t in range(steps - 1, -1, -1):
@@ -132,49 +134,58 @@ class _CfcSequence(torch.autograd.Function):
                 de = -gh * big_a * ff1
                 dexp = -(de * e) * step_ts  # d/d(|w_tau| + |ff1|)
                 g_pure[0] += dexp.sum(0, keepdim=True) * torch.sign(w_tau)
-                g_heads = -gh * big_a * e + dexp * torch.sign(ff1)
+                g_heads = torch.addcmul(dexp * torch.sign(ff1), gh * big_a, e, value=-1.0)
+                g_heads_all[t] = g_heads
             else:
                 f1, f2, tint = rec["f1"], rec["f2"], rec["tint"]
                 if mode == "no_gate":
                     df1, dti = gh, gh * f2
                 else:
                     df1, dti = gh * (1.0 - tint), gh * (f2 - f1)
-                df2 = gh * tint
-                dz = dti * tint * (1.0 - tint)
-                g_heads = torch.cat(
-                    (df1 * (1.0 - f1 * f1), df2 * (1.0 - f2 * f2), dz * step_ts, dz), dim=1
-                )
+                g_heads = g_heads_all[t]
+                parts = g_heads.view(bsz, 4, units).unbind(1)
+                torch.mul(df1, 1.0 - f1 * f1, out=parts[0])
+                torch.mul(gh * tint, 1.0 - f2 * f2, out=parts[1])
+                torch.mul(dti * tint, 1.0 - tint, out=parts[3])
+                torch.mul(parts[3], step_ts, out=parts[2])
             ys, tanhs, masks = rec["ys"], rec["tanhs"], rec["masks"]
-            g_wh.addmm_(g_heads.t(), ys[-1])
-            g_bh += g_heads.sum(0)
             dy = g_heads @ wh
             for layer in range(n_hidden - 1, -1, -1):
                 if masks:
                     dy = dy * masks[layer]
                 da = _lecun_grad(dy, tanhs[layer + 1])
-                g_hidden[2 * layer].addmm_(da.t(), ys[layer])
-                g_hidden[2 * layer + 1] += da.sum(0)
+                g_hidden_all[layer][t] = da
                 dy = da @ hidden[2 * layer]
             da = _lecun_grad(dy, tanhs[0])
             g_pre0[t] = da
-            g_w0h.addmm_(da.t(), rec["h_in"])
             g_h = da @ w0h
             if has_lstm:
                 tc, sig_o, sig_f, sig_i, ti = rec["tc"], rec["sig_o"], rec["sig_f"], rec["sig_i"], rec["ti"]
                 dc = g_c + g_h * sig_o * (1.0 - tc * tc)
-                dz = torch.cat((
-                    dc * sig_i * (1.0 - ti * ti),
-                    dc * ti * sig_i * (1.0 - sig_i),
-                    dc * rec["c_prev"] * sig_f * (1.0 - sig_f),
-                    g_h * tc * sig_o * (1.0 - sig_o),
-                ), dim=1)
-                g_lstm_pre[t] = dz
-                g_w_rec.addmm_(dz.t(), rec["h_prev"])
+                dz = g_lstm_pre[t]
+                parts = dz.view(bsz, 4, units).unbind(1)
+                torch.mul(dc * sig_i, 1.0 - ti * ti, out=parts[0])
+                torch.mul(dc * ti, sig_i * (1.0 - sig_i), out=parts[1])
+                torch.mul(dc * rec["c_prev"], sig_f * (1.0 - sig_f), out=parts[2])
+                torch.mul(g_h * tc, sig_o * (1.0 - sig_o), out=parts[3])
                 g_h = dz @ w_rec
                 g_c = dc * sig_f
+
+        def stacked(key, index=None):
+            rows = [rec[key] if index is None else rec[key][index] for rec in saved]
+            return torch.stack(rows).flatten(0, 1)
+
+        flat = lambda g: g.flatten(0, 1)  # noqa: E731
+        g_wh = flat(g_heads_all).t() @ stacked("ys", -1)
+        g_bh = flat(g_heads_all).sum(0)
+        g_w0h = flat(g_pre0).t() @ stacked("h_in")
+        g_hidden = []
+        for layer in range(n_hidden):
+            g = flat(g_hidden_all[layer])
+            g_hidden += [g.t() @ stacked("ys", layer), g.sum(0)]
         grads = [None, None, None, g_pre0, None, g_w0h, g_wh, g_bh, *g_hidden, *g_pure]
         if has_lstm:
-            grads += [g_lstm_pre, g_w_rec]
+            grads += [g_lstm_pre, flat(g_lstm_pre).t() @ stacked("h_prev")]
         return tuple(grads)
 
 

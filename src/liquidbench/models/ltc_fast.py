@@ -23,21 +23,34 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import ltc_kernel
+
 _sigmoid_backward = torch.ops.aten.sigmoid_backward
 
 
 class _LtcStep(torch.autograd.Function):
     """One LTC step (all unfolds). Tensors: ``v0, n_const, d_const, cm_t`` are ``(B, U)`` (``cm_t``
-    may broadcast), ``sig_t, mu_t`` are ``(J, I)`` (sigma and mu transposed) and ``m`` is
-    ``(J, I, 2)``: per post-synaptic ``j``, the columns ``w erev`` and ``w``.
+    may broadcast), ``sig_t, mu_t, we_t, w_t`` are ``(J, I)``: sigma, mu, ``w erev`` and ``w``
+    transposed (post-synaptic neuron first).
 
     Forward keeps only each unfold's state and denominator (``(B, U)`` each); backward recomputes
     each unfold's synapse activations ``s`` just before it needs them, so that the ``(J, B, I)``
     tensors it works on stay in cache rather than being stored for the whole sequence."""
 
     @staticmethod
-    def forward(ctx, v0, n_const, d_const, cm_t, sig_t, mu_t, m, unfolds: int, sigma_nonzero: bool):
+    def forward(ctx, v0, n_const, d_const, cm_t, sig_t, mu_t, we_t, w_t, unfolds: int, sigma_nonzero: bool):
         keep = any(ctx.needs_input_grad)
+        ctx.cm_shape = cm_t.shape
+        ctx.kernel = ltc_kernel.usable(v0, n_const, sig_t) and v0.is_contiguous() and n_const.is_contiguous()
+        if ctx.kernel:
+            cm_t = cm_t.expand_as(v0).contiguous()
+            neg_sm = (sig_t * mu_t).neg_()
+            vs, dens = ltc_kernel.forward(v0, n_const, d_const + cm_t, cm_t, sig_t, neg_sm, we_t, w_t, unfolds)
+            if keep:
+                ctx.save_for_backward(cm_t, sig_t, mu_t, we_t, w_t)
+                ctx.inner = (vs, dens, neg_sm)
+            return vs[-1]
+        m = torch.stack((we_t, w_t), dim=2)  # (J, I, 2)
         neg_sm = (sig_t * mu_t).neg_().unsqueeze(1)  # (J, 1, I)
         sig3 = sig_t.unsqueeze(1)
         d_total = d_const + cm_t
@@ -52,16 +65,24 @@ class _LtcStep(torch.autograd.Function):
             vs.append(v)
             dens.append(den)
         if keep:
-            ctx.save_for_backward(cm_t, sig_t, mu_t, m)
+            ctx.save_for_backward(cm_t, sig_t, mu_t, we_t, w_t)
             ctx.inner = (vs, dens)
             ctx.sigma_nonzero = sigma_nonzero
         return v
 
     @staticmethod
     def backward(ctx, grad):
-        cm_t, sig_t, mu_t, m = ctx.saved_tensors
-        vs, dens = ctx.inner
+        cm_t, sig_t, mu_t, we_t, w_t = ctx.saved_tensors
+        inner = ctx.inner
         del ctx.inner
+        if ctx.kernel:
+            g, g_n, g_d, g_cm, g_sig, g_mu, g_we, g_w = ltc_kernel.backward(grad, inner[0], inner[1], cm_t, sig_t,
+                                                                           inner[2], mu_t, we_t, w_t)
+            if ctx.needs_input_grad[3] and g_cm.shape != ctx.cm_shape:
+                g_cm = g_cm.sum_to_size(ctx.cm_shape)
+            return g, g_n, g_d, g_cm, g_sig, g_mu, g_we, g_w, None, None
+        vs, dens = inner
+        m = torch.stack((we_t, w_t), dim=2)
         sig3 = sig_t.unsqueeze(1)
         neg_sm = (sig_t * mu_t).neg_().unsqueeze(1)
         # With sigma nowhere zero, dz/dv = sigma is folded into the matrix that maps (dN, dD) to
@@ -98,7 +119,7 @@ class _LtcStep(torch.autograd.Function):
             g_mu = -sig_t * acc
         if cm_t.shape != grad.shape:
             g_cm = g_cm.sum_to_size(cm_t.shape)
-        return g, g_n, g_d, g_cm, g_sig, g_mu, g_m, None, None
+        return g, g_n, g_d, g_cm, g_sig, g_mu, g_m[..., 0], g_m[..., 1], None, None
 
 
 def _lstm_step(lstm: nn.Module, pre: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
@@ -132,30 +153,32 @@ class FastLtcCore(nn.Module):
         n_const = (sens * (sens_w * cell.sensory_erev)).sum(-2)
         d_const = (sens * sens_w).sum(-2)
         gleak = pos(cell.gleak)
-        n_const = n_const + gleak * cell.vleak
-        d_const = d_const + (gleak + cell._epsilon)
+        # time-major and contiguous, so that each step's slice is contiguous
+        n_const = (n_const + gleak * cell.vleak).transpose(0, 1).contiguous()
+        d_const = (d_const + (gleak + cell._epsilon)).transpose(0, 1).contiguous()
         cm = pos(cell.cm)
         if elapsed is None:
             cm_t = (cm * float(unfolds)).expand(bsz, -1)
             cm_ts = [cm_t] * steps
         else:
-            cm_all = cm / (elapsed.unsqueeze(-1) / unfolds)  # (B, T, U)
-            cm_ts = cm_all.unbind(1)
+            cm_all = cm / (elapsed.t().unsqueeze(-1) / unfolds)  # (T, B, U)
+            cm_ts = cm_all.unbind(0)
         w = pos(cell.w) * cell.sparsity_mask
-        m = torch.stack((w * cell.erev, w), dim=2).transpose(0, 1).contiguous()  # (J, I, 2)
+        we_t = (w * cell.erev).t().contiguous()
+        w_t = w.t().contiguous()
         sig_t = cell.sigma.t().contiguous()
         mu_t = cell.mu.t().contiguous()
         h = x.new_zeros(bsz, rnn.state_size)
         if rnn.use_mixed:
             c = x.new_zeros(bsz, rnn.state_size)
             lstm_pre = rnn.lstm.input_map(x).unbind(1)
-        n_steps, d_steps = n_const.unbind(1), d_const.unbind(1)
+        n_steps, d_steps = n_const.unbind(0), d_const.unbind(0)
         sigma_nonzero = bool((sig_t != 0).all())  # one host sync per sequence
         states = []
         for t in range(steps):
             if rnn.use_mixed:
                 h, c = _lstm_step(rnn.lstm, lstm_pre[t], h, c)
-            h = _LtcStep.apply(h, n_steps[t], d_steps[t], cm_ts[t], sig_t, mu_t, m, unfolds, sigma_nonzero)
+            h = _LtcStep.apply(h, n_steps[t], d_steps[t], cm_ts[t], sig_t, mu_t, we_t, w_t, unfolds, sigma_nonzero)
             states.append(h)
         out = torch.stack(states, dim=1)[..., : cell.motor_size]
         return out * cell.output_w + cell.output_b
