@@ -42,6 +42,9 @@ class _CfcSequence(torch.autograd.Function):
         pure = rest[:2] if mode == "pure" else ()
         lstm = rest[len(pure):]
         steps, bsz, _ = pre0.shape
+        # lecun_tanh(a) = A tanh(B a): B is folded into each layer's weights and bias once
+        pre0_b, w0h_b = pre0 * LECUN_B, w0h.t() * LECUN_B
+        hidden_b = [(w.t() * LECUN_B, b * LECUN_B) for w, b in zip(hidden[0::2], hidden[1::2])]
         units = w0h.shape[1]
         h = pre0.new_zeros(bsz, units)
         c = pre0.new_zeros(bsz, units) if lstm else None
@@ -60,14 +63,12 @@ class _CfcSequence(torch.autograd.Function):
                 c = c_new
             rec["h_in"] = h
             tanhs, masks, ys = [], [], []
-            a = torch.addmm(pre0[t], h, w0h.t())
-            tl = torch.tanh_(a.mul_(LECUN_B))
+            tl = torch.tanh_(torch.addmm(pre0_b[t], h, w0h_b))
             y = tl * LECUN_A
             tanhs.append(tl)
             for layer in range(n_hidden):
                 ys.append(y)
-                a = torch.addmm(hidden[2 * layer + 1], y, hidden[2 * layer].t())
-                tl = torch.tanh_(a.mul_(LECUN_B))
+                tl = torch.tanh_(torch.addmm(hidden_b[layer][1], y, hidden_b[layer][0]))
                 y = tl * LECUN_A
                 tanhs.append(tl)
                 if dropout > 0.0:
@@ -84,10 +85,10 @@ class _CfcSequence(torch.autograd.Function):
                 h = big_a - big_a * e * ff1
                 rec.update(ff1=ff1, e=e)
             else:
-                ff1, ff2, ta, tb = heads.chunk(4, 1)
-                f1, f2 = torch.tanh(ff1), torch.tanh(ff2)
-                tint = torch.sigmoid(ta * step_ts + tb)
-                h = f1 + tint * f2 if mode == "no_gate" else f1 * (1.0 - tint) + tint * f2
+                f1, f2 = torch.tanh(heads[:, : 2 * units]).chunk(2, 1)
+                ta, tb = heads[:, 2 * units:].chunk(2, 1)
+                tint = torch.sigmoid(ta + tb if ts is None else torch.addcmul(tb, ta, step_ts))
+                h = torch.addcmul(f1, tint, f2 if mode == "no_gate" else f2 - f1)
                 rec.update(f1=f1, f2=f2, tint=tint)
             out[t] = h
             if keep:
@@ -123,6 +124,27 @@ class _CfcSequence(torch.autograd.Function):
         g_lstm_pre = new(steps, bsz, 4 * units) if has_lstm else None
         g_h = torch.zeros_like(grad[0])
         g_c = torch.zeros_like(grad[0]) if has_lstm else None
+        # The local derivatives depend only on the saved activations, not on the incoming
+        # gradient: form them for all steps at once, so that a step's backward is a handful of
+        # operations (multiply, matrix product) instead of one per elementwise term.
+        if mode != "pure":
+            f1, f2, tint = (torch.stack([rec[k] for rec in saved]) for k in ("f1", "f2", "tint"))
+            gate = tint * (1.0 - tint)
+            heads_jac = torch.stack((
+                1.0 - f1 * f1 if mode == "no_gate" else (1.0 - tint) * (1.0 - f1 * f1),
+                tint * (1.0 - f2 * f2),
+                gate * (f2 if mode == "no_gate" else f2 - f1),
+                gate * (f2 if mode == "no_gate" else f2 - f1),
+            ), dim=2)  # (T, B, 4, U)
+            if ts is not None:
+                heads_jac[:, :, 2] *= ts
+        lecun_jac = []
+        for layer in range(n_hidden + 1):
+            tl = torch.stack([rec["tanhs"][layer] for rec in saved])
+            jac = (1.0 - tl * tl).mul_(LECUN_A * LECUN_B)
+            if layer > 0 and saved[0]["masks"]:
+                jac *= torch.stack([rec["masks"][layer - 1] for rec in saved])  # dropout after layer
+            lecun_jac.append(jac)
         for t in range(steps - 1, -1, -1):
             rec = saved[t]
             gh = g_h + grad[t]
@@ -137,27 +159,13 @@ class _CfcSequence(torch.autograd.Function):
                 g_heads = torch.addcmul(dexp * torch.sign(ff1), gh * big_a, e, value=-1.0)
                 g_heads_all[t] = g_heads
             else:
-                f1, f2, tint = rec["f1"], rec["f2"], rec["tint"]
-                if mode == "no_gate":
-                    df1, dti = gh, gh * f2
-                else:
-                    df1, dti = gh * (1.0 - tint), gh * (f2 - f1)
                 g_heads = g_heads_all[t]
-                parts = g_heads.view(bsz, 4, units).unbind(1)
-                torch.mul(df1, 1.0 - f1 * f1, out=parts[0])
-                torch.mul(gh * tint, 1.0 - f2 * f2, out=parts[1])
-                torch.mul(dti * tint, 1.0 - tint, out=parts[3])
-                torch.mul(parts[3], step_ts, out=parts[2])
-            ys, tanhs, masks = rec["ys"], rec["tanhs"], rec["masks"]
+                torch.mul(heads_jac[t], gh.unsqueeze(1), out=g_heads.view(bsz, 4, units))
             dy = g_heads @ wh
             for layer in range(n_hidden - 1, -1, -1):
-                if masks:
-                    dy = dy * masks[layer]
-                da = _lecun_grad(dy, tanhs[layer + 1])
-                g_hidden_all[layer][t] = da
+                da = torch.mul(dy, lecun_jac[layer + 1][t], out=g_hidden_all[layer][t])
                 dy = da @ hidden[2 * layer]
-            da = _lecun_grad(dy, tanhs[0])
-            g_pre0[t] = da
+            da = torch.mul(dy, lecun_jac[0][t], out=g_pre0[t])
             g_h = da @ w0h
             if has_lstm:
                 tc, sig_o, sig_f, sig_i, ti = rec["tc"], rec["sig_o"], rec["sig_f"], rec["sig_i"], rec["ti"]
