@@ -8,7 +8,7 @@ to ``results/bench/impl.json`` (override with ``LIQUIDBENCH_BENCH_DIR``).
 
 Shapes: ``traffic`` is the study's traffic data set (batch 64, 32 steps, 7 inputs, per-step
 regression; the issue's reference shape), ``sine`` the study's sine data set (batch 64, 64 steps,
-1 input).
+2 inputs).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ MODELS = {
     "ltc": {"type": "ltc", "units": 32, "wiring": "fully_connected", "ode_unfolds": 6},
     "cfc": {"type": "cfc", "units": 32, "wiring": "fully_connected", "mode": "default", "backbone_units": 64},
 }
-SHAPES = {"traffic": (64, 32, 7), "sine": (64, 64, 1)}
+SHAPES = {"traffic": (64, 32, 7), "sine": (64, 64, 2)}
 IMPLS = ("ncps", "fast")
 TARGET = 3.0
 

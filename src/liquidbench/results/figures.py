@@ -267,8 +267,11 @@ def impl_speedup(summary: pd.DataFrame, model_types: dict, stem: str | Path) -> 
             # the ratio's interval inverts: 1/high .. 1/low
             lo = np.nan_to_num(speedup - 1.0 / pairs["train_time_s_ratio_ci_high"].to_numpy(float))
             hi = np.nan_to_num(1.0 / pairs["train_time_s_ratio_ci_low"].to_numpy(float) - speedup)
-            labels = [f"{d}\n{m} / {r}\n{h}" for d, m, r, h in
-                      zip(pairs["dataset"], pairs["model"], pairs["reference"], pairs["hardware"])]
+            # a ratio interval reaching 0 or below has no finite upper bound for the speedup
+            unbounded = ~(pairs["train_time_s_ratio_ci_low"].to_numpy(float) > 0)
+            hi[unbounded] = 0.0
+            labels = [f"{d}\n{m} / {r}\n{h}" + ("\n(upper bound: none)" if u else "") for d, m, r, h, u in
+                      zip(pairs["dataset"], pairs["model"], pairs["reference"], pairs["hardware"], unbounded)]
             x = np.arange(len(pairs))
             ax.bar(x, speedup, yerr=np.vstack([np.clip(lo, 0, None), np.clip(hi, 0, None)]), capsize=2,
                    color=[f"C{i % 10}" for i in range(len(pairs))])
