@@ -139,6 +139,9 @@ class FastLtcCore(nn.Module):
         if cell._input_mapping != "affine" or cell._output_mapping != "affine":
             raise ValueError("the fast LTC supports the affine input and output mappings only")
         self.rnn = rnn
+        # build (or load) the compiled step now, at model construction, so that its one-time
+        # compilation is part of the job's set-up and never of a training epoch's time
+        ltc_kernel.library()
 
     def forward(self, x: torch.Tensor, elapsed: torch.Tensor | None) -> torch.Tensor:
         rnn = self.rnn

@@ -170,6 +170,7 @@ def library():
     lib.ltc_forward.argtypes = [i, i, i] + [p] * 10
     lib.ltc_backward.argtypes = [i, i, i] + [p] * 17
     BUILD.update(seconds=time.perf_counter() - t0, path=str(path))
+    log.info("LTC kernel ready in %.2f s (build or load, once per process): %s", BUILD["seconds"], path)
     _lib = lib
     return lib
 
