@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import statistics
-import time
+import sys
 from pathlib import Path
 
 import torch
@@ -23,7 +23,9 @@ import torch
 from liquidbench.envinfo import environment
 from liquidbench.io import write_json
 from liquidbench.models import build_model
-from liquidbench.train.tasks import loss_fn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_step import train_step  # noqa: E402
 
 MODELS = {
     "ltc": {"type": "ltc", "units": 32, "wiring": "fully_connected", "ode_unfolds": 6},
@@ -39,18 +41,8 @@ def _setup(spec: dict, impl: str, x: torch.Tensor, y: torch.Tensor, state: dict 
     model = build_model({**spec, "impl": impl}, x.shape[-1], y.shape[-1], "regression_per_step")
     if state is not None:
         model.load_state_dict(state)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, foreach=False)
-
-    def step() -> float:
-        t0 = time.perf_counter()
-        loss = loss_fn("regression_per_step", model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        return time.perf_counter() - t0
-
-    return model, step
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    return model, lambda: train_step(model, opt, x, y)
 
 
 def measure(spec: dict, shape: tuple[int, int, int], warmup: int, steps: int) -> dict[str, list[float]]:
