@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     _table_outputs(p)
     p.set_defaults(func=cmd_scaling)
 
-    p = sub.add_parser("ratios", help="time and metric ratios: CfC vs LTC, each model vs LSTM")
+    p = sub.add_parser("ratios", help="time and metric ratios: CfC vs LTC, each model vs LSTM, fast vs ncps implementation")
     p.add_argument("--summary", type=Path, required=True)
     p.add_argument("--model-types", type=_json_arg, required=True, help="JSON {model name: type}")
     _table_outputs(p)

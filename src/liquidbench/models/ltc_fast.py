@@ -41,7 +41,8 @@ class _LtcStep(torch.autograd.Function):
     def forward(ctx, v0, n_const, d_const, cm_t, sig_t, mu_t, we_t, w_t, unfolds: int, sigma_nonzero: bool):
         keep = any(ctx.needs_input_grad)
         ctx.cm_shape = cm_t.shape
-        ctx.kernel = ltc_kernel.usable(v0, n_const, sig_t) and v0.is_contiguous() and n_const.is_contiguous()
+        tensors = (v0, n_const, d_const, sig_t, mu_t, we_t, w_t)
+        ctx.kernel = all(t.is_contiguous() for t in tensors) and ltc_kernel.usable(*tensors)
         if ctx.kernel:
             cm_t = cm_t.expand_as(v0).contiguous()
             neg_sm = (sig_t * mu_t).neg_()
