@@ -23,21 +23,23 @@ SPECS = {
 }
 
 
+def train_step(model, opt, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Seconds of one optimisation step: forward, backward, clip, Adam update."""
+    t0 = time.perf_counter()
+    loss = loss_fn("regression_per_step", model(x), y)
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return time.perf_counter() - t0
+
+
 def step_times(spec: dict, x: torch.Tensor, y: torch.Tensor, warmup: int = 3, steps: int = 10) -> list[float]:
     torch.manual_seed(0)
     model = build_model(spec, x.shape[-1], y.shape[-1], "regression_per_step")
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    times = []
-    for i in range(warmup + steps):
-        t0 = time.perf_counter()
-        loss = loss_fn("regression_per_step", model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return times
+    times = [train_step(model, opt, x, y) for _ in range(warmup + steps)]
+    return times[warmup:]
 
 
 def main() -> None:

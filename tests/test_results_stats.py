@@ -32,7 +32,7 @@ def runs_frame(times: dict, metrics: dict | None = None) -> pd.DataFrame:
         for seed, t in enumerate(values):
             m = (metrics or {}).get((model, hw), [0.1] * len(values))[seed]
             rows.append(dict(dataset="sine", model=model, hardware=hw, seed=seed, status="ok", train_time_s=t,
-                             test_metric=m, metric_name="mse", n_params=10, model_type=TYPES[model]))
+                             test_metric=m, metric_name="mse", n_params=10, model_type=TYPES.get(model, model.split("_")[0])))
     return pd.DataFrame(rows)
 
 
@@ -260,7 +260,8 @@ def test_claims_true():
     metrics = {k: [0.1, 0.12] for k in times}
     gpus = {k: v for k, v in HARDWARE.items() if v["device"] == "cuda"}
     v, table = verdicts(times, metrics, gpus)
-    assert v == {"cfc_faster": "true", "cfc_accuracy": "true", "ddp_faster": "true", "best_at_2": "true"}
+    assert v == {"cfc_faster": "true", "cfc_accuracy": "true", "order_both_impls": "undecidable",
+                 "ddp_faster": "true", "best_at_2": "true"}
     assert "ratio" in table.set_index("claim_id").loc["cfc_faster", "evidence"]
 
 
@@ -269,7 +270,8 @@ def test_claims_false():
              ("ltc", "ddp-1gpu"): [5, 6], ("ltc", "ddp-2gpu"): [11, 12], ("ltc", "ddp-4gpu"): [2, 3]}
     metrics = {k: ([0.5, 0.52] if k[0] == "cfc" else [0.1, 0.11]) for k in times}
     v, _ = verdicts(times, metrics)  # ddp-cpu-2 has no runs: the GPU widths decide "false" alone
-    assert v == {"cfc_faster": "false", "cfc_accuracy": "false", "ddp_faster": "false", "best_at_2": "false"}
+    assert v == {"cfc_faster": "false", "cfc_accuracy": "false", "order_both_impls": "undecidable",
+                 "ddp_faster": "false", "best_at_2": "false"}
 
 
 def test_claims_undecidable_with_one_seed_or_no_ddp():
@@ -280,6 +282,42 @@ def test_claims_undecidable_with_one_seed_or_no_ddp():
     v, table = verdicts({("cfc", "cpu"): [1, 2], ("ltc", "cpu"): [3, 4]}, hardware={"cpu": {"device": "cpu"}})
     assert v["ddp_faster"] == v["best_at_2"] == "undecidable" and v["cfc_faster"] == "true"
     assert table.set_index("claim_id").loc["ddp_faster", "evidence"] == "no comparison possible in this study"
+
+
+IMPL_TYPES = {"cfc": "cfc", "ltc": "ltc", "cfc_fast": {"type": "cfc", "impl": "fast"},
+              "ltc_fast": {"type": "ltc", "impl": "fast"}}
+
+
+def test_ratios_pair_implementations_and_keep_cfc_vs_ltc_within_one():
+    times = {("cfc", "cpu"): [2, 4], ("ltc", "cpu"): [6, 10], ("cfc_fast", "cpu"): [1, 1], ("ltc_fast", "cpu"): [2, 2]}
+    table = compare.ratio_table(summary.summarize(runs_frame(times)), IMPL_TYPES)
+    pairs = {(r.comparison, r.model, r.reference): r.train_time_s_ratio for r in table.itertuples()}
+    assert set(pairs) == {("cfc vs ltc", "cfc", "ltc"), ("cfc vs ltc", "cfc_fast", "ltc_fast"),
+                          ("fast vs ncps", "cfc_fast", "cfc"), ("fast vs ncps", "ltc_fast", "ltc")}
+    assert pairs[("fast vs ncps", "ltc_fast", "ltc")] == pytest.approx(2 / 8)
+    assert pairs[("cfc vs ltc", "cfc_fast", "ltc_fast")] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("fast_ltc, verdict", [([2, 2], "true"), ([0.5, 0.5], "false")])
+def test_claim_ordering_under_both_implementations(fast_ltc, verdict):
+    times = {("cfc", "cpu"): [2, 4], ("ltc", "cpu"): [6, 10], ("cfc_fast", "cpu"): [1, 1], ("ltc_fast", "cpu"): fast_ltc}
+    s = claims_summary(times)
+    table = claims.check_claims(s, scaling.scaling_table(s, {"cpu": {"device": "cpu"}}), IMPL_TYPES).set_index("claim_id")
+    assert table.loc["order_both_impls", "verdict"] == verdict
+    assert table.loc["order_both_impls", "decided"] == 1
+    assert "(ncps)" in table.loc["order_both_impls", "evidence"]
+    # cfc_faster covers each implementation's own pair, never cfc against ltc_fast
+    assert table.loc["cfc_faster", "comparisons"] == 2
+
+
+def test_impl_speedup_figure_with_and_without_pairs(tmp_path):
+    from liquidbench.results import figures
+
+    times = {("cfc", "cpu"): [2, 4], ("cfc_fast", "cpu"): [1, 1]}
+    s = summary.summarize(runs_frame(times))
+    assert [p.suffix for p in figures.impl_speedup(s, tmp_path / "a", model_types=IMPL_TYPES)] == [".png", ".pdf"]
+    assert [p.suffix for p in figures.impl_speedup(s, tmp_path / "b", model_types=TYPES)] == [".png", ".pdf"]
+    assert (tmp_path / "a.png").stat().st_size != (tmp_path / "b.png").stat().st_size
 
 
 def test_latex_is_escaped():

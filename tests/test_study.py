@@ -78,12 +78,12 @@ def test_workflow_plans_without_the_excluded_runs_and_names_a_typo(workflow_copy
     train = [wc for rule, wc in planned_jobs(proc.stdout) if rule == "train"]
     assert {wc["hardware"] for wc in train} == {"cpu", "ddp-2gpu-strong", "ddp-4gpu-strong", "ddp-8gpu-strong", "ddp-cpu-2"}
     assert {wc["seed"] for wc in train if wc["model"] == "ltc"} == {"0"}
-    # 5 data sets x 5 hardware entries x (3 models x 5 seeds + ltc x 1 seed)
-    assert len(train) == 5 * 5 * (3 * 5 + 1)
+    # 5 data sets x 5 hardware entries x (5 models x 5 seeds + ltc x 1 seed)
+    assert len(train) == 5 * 5 * (5 * 5 + 1)
 
     bad = snakemake(workflow_copy, "-n", "--config", "study={exclude: [{model: lct}]}", check=False)
     assert bad.returncode != 0
-    assert ("config key 'study.exclude[0].model' names 'lct', which is not defined under 'models' (ltc, cfc, lstm, gru)"
+    assert ("config key 'study.exclude[0].model' names 'lct', which is not defined under 'models' (ltc, cfc, ltc_fast, cfc_fast, lstm, gru)"
             in bad.stdout + bad.stderr)
     # narrowing a study keeps its exclusions valid
     narrow = snakemake(workflow_copy, "-n", "--configfile", ".test/config/config.yaml", "--config", "study={datasets: [sine]}")

@@ -150,13 +150,14 @@ def cmd_plot(args) -> None:
     for name, figure in FIGURES.items():
         draw = resolve(figure.draw)
         inputs = [tables[i] for i in figure.inputs]
+        settings = {key: getattr(args, key) for key in figure.settings}
         if figure.per_dataset:
             for ds in args.datasets:
-                draw(*inputs, ds, out / f"{name}_{ds}")
+                draw(*inputs, ds, out / f"{name}_{ds}", **settings)
         elif figure.datasets:
-            draw(*inputs, out / name, args.datasets)
+            draw(*inputs, out / name, args.datasets, **settings)
         else:
-            draw(*inputs, out / name)
+            draw(*inputs, out / name, **settings)
 
 
 def _table_outputs(p) -> None:
@@ -228,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_aggregate)
 
     # one subcommand per table of the registry (liquidbench.results.registry)
-    from .results.registry import SETTINGS, TABLES, figure_inputs
+    from .results.registry import SETTINGS, TABLES, figure_inputs, figure_settings
 
     for name, table in TABLES.items():
         p = sub.add_parser(table.command, help=table.help)
@@ -246,6 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{inp}", type=Path, required=True, help=f"the {inp} table (CSV)")
     p.add_argument("--out-dir", type=Path, required=True)
     p.add_argument("--datasets", nargs="+", required=True)
+    for key in figure_settings():
+        setting = SETTINGS[key]
+        p.add_argument(setting.flag, dest=key, type=_json_arg if setting.json else float, required=True,
+                       help=setting.help)
     p.set_defaults(func=cmd_plot)
     return parser
 

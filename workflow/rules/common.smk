@@ -6,7 +6,7 @@ import os
 import re
 import shlex
 
-from liquidbench.results.registry import SETTINGS, TABLES, figure_inputs, figure_kind, figure_stems
+from liquidbench.results.registry import SETTINGS, TABLES, figure_inputs, figure_kind, figure_settings, figure_stems
 from liquidbench.slurm import job_resources
 from liquidbench.study import check_names, study_runs, training_of
 from liquidbench.train.settings import hardware_settings
@@ -212,12 +212,18 @@ def aggregate_inputs(wildcards):
     return expected_runs()
 
 
-# What each setting of a table (liquidbench.results.registry.SETTINGS) is in this study.
+def model_type(spec):
+    """A model's type, or {type, impl} for an implementation other than the reference ncps."""
+    impl = spec.get("impl", "ncps")
+    return spec["type"] if impl == "ncps" else {"type": spec["type"], "impl": impl}
+
+
+# What each setting of a table or figure (liquidbench.results.registry.SETTINGS) is in this study.
 TABLE_SETTINGS = {
     "hardware": as_json({name: HARDWARE[name] for name in STUDY["hardware"]}),
     "threshold": RESULTS["knee_threshold"],
     "baselines": as_json(RESULTS["scaling_baselines"]),
-    "model_types": as_json({name: config["models"][name]["type"] for name in STUDY["models"]}),
+    "model_types": as_json({name: model_type(config["models"][name]) for name in STUDY["models"]}),
     "targets": as_json(RESULTS["targets"]),
     "settings": as_json(RESULTS["claims"]),
 }
@@ -237,8 +243,12 @@ def table_args(table):
     command is evaluated again when its job runs, after the loop that declares the table rules has
     moved on: so the command is the same for every table and this string reaches it as a param."""
     args = [f"--{name} {table_file(name)}" for name in table.inputs]
-    args += [f"{SETTINGS[key].flag} {shlex.quote(str(TABLE_SETTINGS[key]))}" for key in table.settings]
-    return " ".join(args)
+    return " ".join(args + [setting_args(table.settings)])
+
+
+def setting_args(keys):
+    """Settings of a table or figure as shell-quoted command-line arguments."""
+    return " ".join(f"{SETTINGS[key].flag} {shlex.quote(str(TABLE_SETTINGS[key]))}" for key in keys)
 
 
 def figure_files():

@@ -62,7 +62,8 @@ rule plot:
         "logs/results/plot.log",
     params:
         datasets=STUDY["datasets"],
+        settings=setting_args(figure_settings()),
     shell:
         "liquidbench plot "
         + " ".join(f"--{name} {{input.{name}:q}}" for name in figure_inputs())
-        + " --out-dir results/figures --datasets {params.datasets} > {log} 2>&1"
+        + " --out-dir results/figures --datasets {params.datasets} {params.settings} > {log} 2>&1"

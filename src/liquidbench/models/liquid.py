@@ -1,4 +1,6 @@
-"""LTC and CfC from ncps, the reference implementations.
+"""LTC and CfC: ncps's implementations (``impl: ncps``, the reference) or this package's fast ones
+(``impl: fast``, :mod:`.ltc_fast` and :mod:`.cfc_fast`), built from the same ncps module so that
+both have the same parameters, state dict layout and initial weights.
 
 Wiring is ``fully_connected`` (``units`` neurons, all read out) or ``autoncp`` (an NCP with
 ``units`` neurons of which ``motor_neurons`` are read out). Elapsed times, when given, go to the
@@ -12,9 +14,12 @@ from ncps.torch import CfC, LTC
 from ncps.wirings import AutoNCP
 from torch import nn
 
+from .cfc_fast import FastCfcCore
+from .ltc_fast import FastLtcCore
 from .sequence import SequenceModel, take
 
-LTC_DEFAULTS = {"units": 32, "wiring": "fully_connected", "motor_neurons": 8, "ode_unfolds": 6, "mixed_memory": False}
+LTC_DEFAULTS = {"units": 32, "wiring": "fully_connected", "motor_neurons": 8, "ode_unfolds": 6,
+                "mixed_memory": False, "impl": "ncps"}
 CFC_DEFAULTS = {
     "units": 32,
     "wiring": "fully_connected",
@@ -24,7 +29,9 @@ CFC_DEFAULTS = {
     "backbone_layers": 1,
     "backbone_dropout": 0.0,
     "mixed_memory": False,
+    "impl": "ncps",
 }
+IMPLS = ("ncps", "fast")
 WIRINGS = ("fully_connected", "autoncp")
 CFC_MODES = ("default", "pure", "no_gate")
 
@@ -69,12 +76,18 @@ def _wiring(p: dict, name: str, seed: int = 22222):
     return AutoNCP(p["units"], p["motor_neurons"], seed=seed), p["motor_neurons"]
 
 
+def _core(p: dict, name: str, rnn: nn.Module, fast: type[nn.Module]) -> nn.Module:
+    if p["impl"] not in IMPLS:
+        raise ValueError(f"model '{name}': impl '{p['impl']}' is unknown, expected one of {IMPLS}")
+    return NcpCore(rnn) if p["impl"] == "ncps" else fast(rnn)
+
+
 def build_ltc(spec, *, n_features, n_outputs, task, irregular=False):
     p = take(spec, LTC_DEFAULTS, "ltc")
     units, out_dim = _wiring(p, "ltc")
     rnn = LTC(n_features, units, return_sequences=True, batch_first=True,
               mixed_memory=p["mixed_memory"], ode_unfolds=p["ode_unfolds"])
-    return SequenceModel(NcpCore(rnn), out_dim, n_outputs, task)
+    return SequenceModel(_core(p, "ltc", rnn, FastLtcCore), out_dim, n_outputs, task)
 
 
 def build_cfc(spec, *, n_features, n_outputs, task, irregular=False):
@@ -87,4 +100,4 @@ def build_cfc(spec, *, n_features, n_outputs, task, irregular=False):
         kwargs.update(backbone_units=p["backbone_units"], backbone_layers=p["backbone_layers"],
                       backbone_dropout=p["backbone_dropout"])
     rnn = CfC(n_features, units, **kwargs)
-    return SequenceModel(NcpCore(rnn), out_dim, n_outputs, task)
+    return SequenceModel(_core(p, "cfc", rnn, FastCfcCore), out_dim, n_outputs, task)

@@ -12,6 +12,7 @@ import math
 
 import pandas as pd
 
+from .compare import split_types
 from .tables import num
 
 # The settings of config results.claims (defaults in the config schema).
@@ -20,6 +21,7 @@ SETTINGS = ("min_seeds", "metric_tolerance_std", "speedup_min")
 CLAIMS = {
     "cfc_faster": "CfC trains faster than LTC in every configuration",
     "cfc_accuracy": "CfC accuracy is comparable to or better than LTC's (within one std)",
+    "order_both_impls": "The CfC vs LTC ordering of training time holds under both implementations",
     "ddp_faster": "DDP reduces training time",
     "best_at_2": "The best gain is at 2 GPUs",
 }
@@ -41,14 +43,19 @@ def _row(key: str, results: list[bool | None], evidence: list[str], rule: str) -
             "rule": rule}
 
 
-def _pairs(summary: pd.DataFrame, model_types: dict[str, str]):
+def _pairs(summary: pd.DataFrame, model_types: dict, impl: str | None = None):
+    """(name, CfC row, LTC row) per data set x hardware for every CfC x LTC pair of one
+    implementation (``impl``; None: each implementation's pairs)."""
+    types, impls = split_types(model_types)
     index = {(r["dataset"], r["model"], r["hardware"]): r for r in summary.to_dict("records")}
-    cfcs = [m for m, t in model_types.items() if t == "cfc"]
-    ltcs = [m for m, t in model_types.items() if t == "ltc"]
+    cfcs = [m for m, t in types.items() if t == "cfc"]
+    ltcs = [m for m, t in types.items() if t == "ltc"]
     for dataset in sorted(summary["dataset"].unique()):
         for hardware in sorted(summary["hardware"].unique()):
             for c in cfcs:
                 for l in ltcs:
+                    if impls[c] != impls[l] or impl not in (None, impls[c]):
+                        continue
                     a, b = index.get((dataset, c, hardware)), index.get((dataset, l, hardware))
                     if a is not None and b is not None:
                         yield f"{dataset}/{hardware} {c} vs {l}", a, b
@@ -104,6 +111,28 @@ def check_claims(summary: pd.DataFrame, scaling: pd.DataFrame, model_types: dict
     res, ev = cfc_vs_ltc("test_metric", comparable)
     rows.append(_row("cfc_accuracy", res, ev, f"CfC test metric worse than LTC's by at most {tol:g} x pooled std "
                                              f"sqrt((s_cfc^2 + s_ltc^2)/2) (>= {k} ok seeds each)"))
+
+    # 2b. The CfC-vs-LTC ordering of training time is the same under ncps and the fast implementation.
+    res, ev = [], []
+    fast_pairs = {name.split(" ")[0]: (name, a, b) for name, a, b in _pairs(summary, model_types, "fast")}
+    for name, a, b in _pairs(summary, model_types, "ncps"):
+        where = name.split(" ")[0]
+        if where not in fast_pairs:
+            continue
+        fname, fa, fb = fast_pairs[where]
+        seeds = [_n(r, "train_time_s") for r in (a, b, fa, fb)]
+        if min(seeds) < k:
+            res.append(None)
+            ev.append(f"{name} / {fname.split(' ', 1)[1]}: too few ok seeds ({', '.join(map(str, seeds))} < {k})")
+            continue
+        ncps_faster = a["train_time_s_mean"] < b["train_time_s_mean"]
+        fast_faster = fa["train_time_s_mean"] < fb["train_time_s_mean"]
+        res.append(ncps_faster == fast_faster)
+        ev.append(f"{name}: CfC/LTC time ratio {num(a['train_time_s_mean'] / b['train_time_s_mean'], 3)} (ncps), "
+                  f"{num(fa['train_time_s_mean'] / fb['train_time_s_mean'], 3)} (fast)")
+    rows.append(_row("order_both_impls", res, ev, "on every data set x hardware with both implementations, "
+                                                 "mean train_time_s of CfC < LTC under ncps exactly when it is "
+                                                 f"under the fast implementation (>= {k} ok seeds each)"))
 
     # 3. DDP reduces training time: speedup > speedup_min for every width n > 1.
     res, ev = [], []

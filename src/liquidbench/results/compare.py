@@ -12,12 +12,26 @@ from .tables import estimate, num
 RATIO_MEASURES = {"train_time_s": "train time", "steady_epoch_time_s": "epoch time", "test_metric": "test metric"}
 
 
-def model_pairs(model_types: dict[str, str]) -> list[tuple[str, str, str]]:
-    """(comparison, model, reference): every CfC-type model against every LTC-type model, and every
-    model against every LSTM-type model (except itself)."""
-    by_type = lambda t: [m for m, mt in model_types.items() if mt == t]  # noqa: E731
-    pairs = [("cfc vs ltc", c, l) for c in by_type("cfc") for l in by_type("ltc")]
-    pairs += [("vs lstm", m, r) for r in by_type("lstm") for m in model_types if m != r]
+def split_types(model_types: dict) -> tuple[dict[str, str], dict[str, str]]:
+    """``{model: type}`` and ``{model: implementation}`` from ``{model: type}`` or
+    ``{model: {"type": type, "impl": implementation}}`` entries (implementation default ``ncps``)."""
+    types, impls = {}, {}
+    for name, value in model_types.items():
+        entry = value if isinstance(value, dict) else {"type": value}
+        types[name], impls[name] = entry["type"], entry.get("impl", "ncps")
+    return types, impls
+
+
+def model_pairs(model_types: dict) -> list[tuple[str, str, str]]:
+    """(comparison, model, reference): every CfC-type model against every LTC-type model of the same
+    implementation, every model against every LSTM-type model (except itself), and every fast
+    LTC or CfC against every ncps one of its type ("fast vs ncps", the implementation speedup)."""
+    types, impls = split_types(model_types)
+    by_type = lambda t: [m for m, mt in types.items() if mt == t]  # noqa: E731
+    pairs = [("cfc vs ltc", c, l) for c in by_type("cfc") for l in by_type("ltc") if impls[c] == impls[l]]
+    pairs += [("vs lstm", m, r) for r in by_type("lstm") for m in types if m != r]
+    pairs += [("fast vs ncps", m, r) for t in ("ltc", "cfc") for m in by_type(t) for r in by_type(t)
+              if impls[m] == "fast" and impls[r] == "ncps"]
     return pairs
 
 

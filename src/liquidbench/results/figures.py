@@ -262,3 +262,35 @@ def energy(summary: pd.DataFrame, stem: str | Path) -> list[Path]:
         return save(fig, stem)
 
 
+
+
+def impl_speedup(summary: pd.DataFrame, stem: str | Path, model_types: dict) -> list[Path]:
+    """Implementation speedup (ncps train time / fast train time) per model, data set and hardware."""
+    from .compare import ratio_table
+
+    table = ratio_table(summary, model_types) if len(summary) else pd.DataFrame()
+    pairs = table[table["comparison"] == "fast vs ncps"] if len(table) else table
+    pairs = pairs.dropna(subset=["train_time_s_ratio"]) if len(pairs) else pairs
+    with plt.rc_context(STYLE):
+        fig, axes = _figure(1, 1)
+        ax = axes[0, 0]
+        if not len(pairs):
+            no_data(ax, "no fast-implementation model with an ncps counterpart in this study")
+        else:
+            speedup = 1.0 / pairs["train_time_s_ratio"].to_numpy(float)
+            # the ratio's interval inverts: 1/high .. 1/low
+            lo = np.nan_to_num(speedup - 1.0 / pairs["train_time_s_ratio_ci_high"].to_numpy(float))
+            hi = np.nan_to_num(1.0 / pairs["train_time_s_ratio_ci_low"].to_numpy(float) - speedup)
+            # a ratio interval reaching 0 or below has no finite upper bound for the speedup
+            unbounded = ~(pairs["train_time_s_ratio_ci_low"].to_numpy(float) > 0)
+            hi[unbounded] = 0.0
+            labels = [f"{d}\n{m} / {r}\n{h}" + ("\n(upper bound: none)" if u else "") for d, m, r, h, u in
+                      zip(pairs["dataset"], pairs["model"], pairs["reference"], pairs["hardware"], unbounded)]
+            x = np.arange(len(pairs))
+            ax.bar(x, speedup, yerr=np.vstack([np.clip(lo, 0, None), np.clip(hi, 0, None)]), capsize=2,
+                   color=[f"C{i % 10}" for i in range(len(pairs))])
+            ax.axhline(1.0, color="0.3", lw=0.8)
+            ax.set_xticks(x, labels, fontsize=6)
+            ax.set_ylabel("speedup (ncps time / fast time)")
+        ax.set_title("Implementation speedup of training time: ratio of geometric means, 95 % log-scale t interval")
+        return save(fig, stem)

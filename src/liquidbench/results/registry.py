@@ -7,7 +7,8 @@ targets, the command line one subcommand per table (cli.py), and ``liquidbench p
 figure. A table's ``build`` function (``module:function`` under liquidbench.results) takes the
 input tables as DataFrames, named by ``inputs``, plus its ``settings`` as keyword arguments, and
 returns ``(raw, display)``: every raw column for the CSV, formatted strings for Markdown and
-LaTeX. A figure's ``draw`` function takes its input tables (and the data sets) and a file stem.
+LaTeX. A figure's ``draw`` function takes its input tables (and the data sets) and a file stem, plus
+its ``settings`` as keyword arguments.
 
 Plain Python (no pandas, no matplotlib), so that the workflow can import it at start.
 """
@@ -37,7 +38,7 @@ SETTINGS = {
     "hardware": Setting("--hardware-config", True, "the study's hardware entries as JSON, in study order"),
     "threshold": Setting("--threshold", False, "knee: efficiency threshold (config results.knee_threshold)"),
     "baselines": Setting("--baselines", True, "JSON {hardware: baseline hardware} (config results.scaling_baselines)"),
-    "model_types": Setting("--model-types", True, "JSON {model name: type}"),
+    "model_types": Setting("--model-types", True, "JSON {model name: type, or {type, impl} for impl other than ncps}"),
     "targets": Setting("--targets", True, "JSON {dataset: target validation metric} (config results.targets)"),
     "settings": Setting("--settings", True, "JSON {min_seeds, metric_tolerance_std, speedup_min} (config results.claims)"),
 }
@@ -59,7 +60,8 @@ TABLES = {
     "scaling": Table("scaling", "speedup, efficiency and knee of DDP widths",
                      "Scaling: speedup and parallel efficiency", ("summary",), "scaling:build",
                      ("hardware", "threshold", "baselines")),
-    "ratios": Table("ratios", "time and metric ratios: CfC vs LTC, each model vs LSTM", "Ratios between models",
+    "ratios": Table("ratios", "time and metric ratios: CfC vs LTC, each model vs LSTM, fast vs ncps implementation",
+                    "Ratios between models",
                     ("summary",), "compare:build_ratios", ("model_types",)),
     "time_to_target": Table("time-to-target", "training time until the validation metric reaches a target",
                             "Time to target", ("runs", "history"), "compare:build_time_to_target", ("targets",)),
@@ -76,6 +78,7 @@ class Figure:
     draw: str  # module:function under liquidbench.results
     per_dataset: bool = False  # one figure per data set, {name}_{dataset}
     datasets: bool = False  # draw(...) takes the study's data sets (one row of panels each)
+    settings: tuple[str, ...] = ()  # SETTINGS keys, passed to draw(...) as keyword arguments
 
 
 FIGURES = {
@@ -85,6 +88,7 @@ FIGURES = {
     "pareto": Figure(("summary",), "figures:pareto", datasets=True),
     "gpu": Figure(("summary",), "figures:gpu"),
     "energy": Figure(("summary",), "figures:energy"),
+    "impl_speedup": Figure(("summary",), "figures:impl_speedup", settings=("model_types",)),
     "loss_curves": Figure(("history",), "figures:loss_curves", per_dataset=True),
 }
 
@@ -105,6 +109,11 @@ def figure_kind(stem: str) -> str:
 def figure_inputs() -> list[str]:
     """The tables the figures read, in INPUTS order."""
     return [name for name in INPUTS if any(name in fig.inputs for fig in FIGURES.values())]
+
+
+def figure_settings() -> list[str]:
+    """The settings the figures take, in SETTINGS order."""
+    return [key for key in SETTINGS if any(key in fig.settings for fig in FIGURES.values())]
 
 
 def resolve(target: str):

@@ -1,0 +1,90 @@
+"""ncps vs the fast LTC and CfC: milliseconds per training step and their ratio.
+
+One training step is forward, backward, gradient clipping and an Adam update, on one batch. The
+two implementations of a model start from the same weights and are timed interleaved (ncps step,
+fast step, ncps step, ...), so that a change in the machine's load hits both alike; the figure is
+the median over the timed steps after warm-up steps. One thread. The figures are also written
+to ``results/bench/impl.json`` (override with ``LIQUIDBENCH_BENCH_DIR``).
+
+Shapes: ``traffic`` is the study's traffic data set (batch 64, 32 steps, 7 inputs, per-step
+regression; the issue's reference shape), ``sine`` the study's sine data set (batch 64, 64 steps,
+2 inputs).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+from liquidbench.envinfo import environment
+from liquidbench.io import write_json
+from liquidbench.models import build_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_step import train_step  # noqa: E402
+
+MODELS = {
+    "ltc": {"type": "ltc", "units": 32, "wiring": "fully_connected", "ode_unfolds": 6},
+    "cfc": {"type": "cfc", "units": 32, "wiring": "fully_connected", "mode": "default", "backbone_units": 64},
+}
+SHAPES = {"traffic": (64, 32, 7), "sine": (64, 64, 2)}
+IMPLS = ("ncps", "fast")
+TARGET = 3.0
+
+
+def _setup(spec: dict, impl: str, x: torch.Tensor, y: torch.Tensor, state: dict | None):
+    torch.manual_seed(0)
+    model = build_model({**spec, "impl": impl}, x.shape[-1], y.shape[-1], "regression_per_step")
+    if state is not None:
+        model.load_state_dict(state)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    return model, lambda: train_step(model, opt, x, y)
+
+
+def measure(spec: dict, shape: tuple[int, int, int], warmup: int, steps: int) -> dict[str, list[float]]:
+    """Interleaved step times (seconds) of each implementation after ``warmup`` steps each."""
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(*shape, generator=gen)
+    y = torch.randn(*shape[:2], 1, generator=gen)
+    ref, ref_step = _setup(spec, "ncps", x, y, None)
+    runners = {"ncps": ref_step, "fast": _setup(spec, "fast", x, y, ref.state_dict())[1]}
+    times: dict[str, list[float]] = {impl: [] for impl in IMPLS}
+    for i in range(warmup + steps):
+        for impl in IMPLS if i % 2 == 0 else IMPLS[::-1]:
+            t = runners[impl]()
+            if i >= warmup:
+                times[impl].append(t)
+    return times
+
+
+def main(warmup: int = 3, steps: int = 15) -> list[dict]:
+    torch.set_num_threads(1)
+    out_dir = Path(os.environ.get("LIQUIDBENCH_BENCH_DIR", "results/bench"))
+    rows = []
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {warmup} warm-up + {steps} timed steps, interleaved")
+    print(f"{'model':5} {'shape':8} {'B,T,F':10} {'ncps ms':>9} {'fast ms':>9} {'ratio':>7}  target")
+    for model, spec in MODELS.items():
+        for shape_name, shape in SHAPES.items():
+            times = measure(spec, shape, warmup, steps)
+            med = {impl: 1000 * statistics.median(t) for impl, t in times.items()}
+            ratio = med["ncps"] / med["fast"]
+            for impl in IMPLS:
+                rows.append({
+                    "implementation": impl, "model": model, "device": "cpu", "threads": 1,
+                    "shape": shape_name, "batch": shape[0], "steps": shape[1], "features": shape[2],
+                    "units": spec["units"], "ms_per_step": med[impl], "ratio_to_ncps": med["ncps"] / med[impl],
+                    "timed_steps": steps, "warmup_steps": warmup,
+                })
+            print(f"{model:5} {shape_name:8} {','.join(map(str, shape)):10} {med['ncps']:9.2f} {med['fast']:9.2f} "
+                  f"{ratio:6.2f}x  >= {TARGET:.0f}x", flush=True)
+    write_json(out_dir / "impl.json", {"environment": environment(), "rows": rows})
+    print(f"wrote {out_dir / 'impl.json'}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

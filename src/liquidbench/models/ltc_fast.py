@@ -1,0 +1,188 @@
+"""A fast LTC with the parameters, initialisation and results of ncps's ``LTC``.
+
+The module keeps the ncps ``LTC`` it is built from as its parameter container (``self.rnn``), so
+that its state dict is ncps's, key for key, and a model built from the same seed starts from the
+same weights. The computation is this module's own:
+
+* the sensory synapses depend only on the inputs, so they are computed for every step at once,
+  outside the recurrent loop, with ordinary autograd;
+* each step's ``ode_unfolds`` semi-implicit Euler unfolds run in one ``autograd.Function``
+  (:class:`_LtcStep`) whose backward is derived by hand. The per-synapse sigmoid over
+  ``(units, batch, units)`` is laid out post-synaptic neuron first, so that the weighted sums over
+  pre-synaptic neurons (numerator and denominator together) are one batched matrix product, and so
+  are their gradients.
+
+The unfold is ``v' = (cm_t v + gleak vleak + N_s + N(v)) / (cm_t + gleak + D_s + D(v) + eps)`` with
+``N(v)_j = sum_i w_ij erev_ij s_ij``, ``D(v)_j = sum_i w_ij s_ij`` and
+``s_ij = sigmoid(sigma_ij (v_i - mu_ij))`` (``w`` already made positive and masked by the wiring).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from . import ltc_kernel
+
+_sigmoid_backward = torch.ops.aten.sigmoid_backward
+
+
+class _LtcStep(torch.autograd.Function):
+    """One LTC step (all unfolds). Tensors: ``v0, n_const, d_const, cm_t`` are ``(B, U)`` (``cm_t``
+    may broadcast), ``sig_t, mu_t, we_t, w_t`` are ``(J, I)``: sigma, mu, ``w erev`` and ``w``
+    transposed (post-synaptic neuron first).
+
+    Forward keeps only each unfold's state and denominator (``(B, U)`` each); backward recomputes
+    each unfold's synapse activations ``s`` just before it needs them, so that the ``(J, B, I)``
+    tensors it works on stay in cache rather than being stored for the whole sequence."""
+
+    @staticmethod
+    def forward(ctx, v0, n_const, d_const, cm_t, sig_t, mu_t, we_t, w_t, unfolds: int, sigma_nonzero: bool):
+        keep = any(ctx.needs_input_grad)
+        ctx.cm_shape = cm_t.shape
+        tensors = (v0, n_const, d_const, sig_t, mu_t, we_t, w_t)
+        ctx.kernel = all(t.is_contiguous() for t in tensors) and ltc_kernel.usable(*tensors)
+        if ctx.kernel:
+            cm_t = cm_t.expand_as(v0).contiguous()
+            neg_sm = (sig_t * mu_t).neg_()
+            vs, dens = ltc_kernel.forward(v0, n_const, d_const + cm_t, cm_t, sig_t, neg_sm, we_t, w_t, unfolds)
+            if keep:
+                ctx.save_for_backward(cm_t, sig_t, mu_t, we_t, w_t)
+                ctx.inner = (vs, dens, neg_sm)
+            return vs[-1]
+        m = torch.stack((we_t, w_t), dim=2)  # (J, I, 2)
+        neg_sm = (sig_t * mu_t).neg_().unsqueeze(1)  # (J, 1, I)
+        sig3 = sig_t.unsqueeze(1)
+        d_total = d_const + cm_t
+        v = v0
+        vs, dens = [v0], []
+        for _ in range(unfolds):
+            s = torch.addcmul(neg_sm, sig3, v.unsqueeze(0)).sigmoid_()  # (J, B, I)
+            nd = torch.bmm(s, m)  # (J, B, 2)
+            num = torch.addcmul(n_const, cm_t, v).add_(nd[:, :, 0].t())
+            den = d_total + nd[:, :, 1].t()
+            v = num.div_(den)
+            vs.append(v)
+            dens.append(den)
+        if keep:
+            ctx.save_for_backward(cm_t, sig_t, mu_t, we_t, w_t)
+            ctx.inner = (vs, dens)
+            ctx.sigma_nonzero = sigma_nonzero
+        return v
+
+    @staticmethod
+    def backward(ctx, grad):
+        cm_t, sig_t, mu_t, we_t, w_t = ctx.saved_tensors
+        inner = ctx.inner
+        del ctx.inner
+        if ctx.kernel:
+            g, g_n, g_d, g_cm, g_sig, g_mu, g_we, g_w = ltc_kernel.backward(grad, inner[0], inner[1], cm_t, sig_t,
+                                                                           inner[2], mu_t, we_t, w_t)
+            if ctx.needs_input_grad[3] and g_cm.shape != ctx.cm_shape:
+                g_cm = g_cm.sum_to_size(ctx.cm_shape)
+            return g, g_n, g_d, g_cm, g_sig, g_mu, g_we, g_w, None, None
+        vs, dens = inner
+        m = torch.stack((we_t, w_t), dim=2)
+        sig3 = sig_t.unsqueeze(1)
+        neg_sm = (sig_t * mu_t).neg_().unsqueeze(1)
+        # With sigma nowhere zero, dz/dv = sigma is folded into the matrix that maps (dN, dD) to
+        # ds, so that the gradient reaches z already times sigma ("dzs") and dL/dz = dzs / sigma.
+        scaled = ctx.sigma_nonzero
+        m_sig = m.transpose(1, 2) * sig3 if scaled else m.transpose(1, 2)  # (J, 2, I)
+        g = grad
+        g_n = torch.zeros_like(grad)
+        g_d = torch.zeros_like(grad)
+        g_cm = torch.zeros_like(grad)
+        g_m = torch.zeros_like(m)
+        acc = torch.zeros_like(sig_t)  # sum of sigma dL/dz over batch and unfolds
+        acc_v = torch.zeros(sig3.shape[0], *grad.shape, dtype=grad.dtype, device=grad.device)  # ... times v
+        for k in range(len(dens) - 1, -1, -1):
+            v_in, v_out, den = vs[k], vs[k + 1], dens[k]
+            s = torch.addcmul(neg_sm, sig3, v_in.unsqueeze(0)).sigmoid_()
+            dnum = g / den
+            dden = -dnum * v_out
+            g_n += dnum
+            g_d += dden
+            g_cm += torch.addcmul(dden, dnum, v_in)
+            dnd = torch.stack((dnum.t(), dden.t()), dim=2)  # (J, B, 2)
+            g_m.baddbmm_(s.transpose(1, 2), dnd)
+            dz = _sigmoid_backward(torch.bmm(dnd, m_sig), s)  # (J, B, I), times sigma if scaled
+            acc += dz.sum(1)
+            acc_v.addcmul_(dz, v_in.unsqueeze(0))
+            g = (dz if scaled else dz * sig3).sum(0).addcmul_(cm_t, dnum)
+        # z = sigma (v - mu): dL/dsigma = sum dL/dz (v - mu), dL/dmu = -sigma sum dL/dz
+        g_sig = acc_v.sum(1) - mu_t * acc
+        if scaled:
+            g_sig /= sig_t
+            g_mu = -acc
+        else:
+            g_mu = -sig_t * acc
+        if cm_t.shape != grad.shape:
+            g_cm = g_cm.sum_to_size(cm_t.shape)
+        return g, g_n, g_d, g_cm, g_sig, g_mu, g_m[..., 0], g_m[..., 1], None, None
+
+
+def _lstm_step(lstm: nn.Module, pre: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
+    """ncps's ``LSTMCell`` with its input map already applied (``pre``)."""
+    z = pre + F.linear(h, lstm.recurrent_map.weight)
+    i, ig, fg, og = z.chunk(4, 1)
+    c = c * torch.sigmoid(fg + 1.0) + torch.tanh(i) * torch.sigmoid(ig)
+    return torch.tanh(c) * torch.sigmoid(og), c
+
+
+class FastLtcCore(nn.Module):
+    """Runs the LTC of an ncps ``LTC`` module over a batch-first sequence; every step's output."""
+
+    def __init__(self, rnn: nn.Module):
+        super().__init__()
+        cell = rnn.rnn_cell
+        if cell._input_mapping != "affine" or cell._output_mapping != "affine":
+            raise ValueError("the fast LTC supports the affine input and output mappings only")
+        self.rnn = rnn
+        # build (or load) the compiled step now, at model construction, so that its one-time
+        # compilation is part of the job's set-up and never of a training epoch's time
+        ltc_kernel.library()
+
+    def forward(self, x: torch.Tensor, elapsed: torch.Tensor | None) -> torch.Tensor:
+        rnn = self.rnn
+        cell = rnn.rnn_cell
+        pos = cell.make_positive_fn
+        bsz, steps, _ = x.shape
+        unfolds = cell._ode_unfolds
+        # sensory synapses for every step at once: (B, T, S, U) -> sums over S
+        xs = x * cell.input_w + cell.input_b
+        sens = torch.sigmoid((xs.unsqueeze(-1) - cell.sensory_mu) * cell.sensory_sigma)
+        sens_w = pos(cell.sensory_w) * cell.sensory_sparsity_mask
+        n_const = (sens * (sens_w * cell.sensory_erev)).sum(-2)
+        d_const = (sens * sens_w).sum(-2)
+        gleak = pos(cell.gleak)
+        # time-major and contiguous, so that each step's slice is contiguous
+        n_const = (n_const + gleak * cell.vleak).transpose(0, 1).contiguous()
+        d_const = (d_const + (gleak + cell._epsilon)).transpose(0, 1).contiguous()
+        cm = pos(cell.cm)
+        if elapsed is None:
+            cm_t = (cm * float(unfolds)).expand(bsz, -1)
+            cm_ts = [cm_t] * steps
+        else:
+            cm_all = cm / (elapsed.t().unsqueeze(-1) / unfolds)  # (T, B, U)
+            cm_ts = cm_all.unbind(0)
+        w = pos(cell.w) * cell.sparsity_mask
+        we_t = (w * cell.erev).t().contiguous()
+        w_t = w.t().contiguous()
+        sig_t = cell.sigma.t().contiguous()
+        mu_t = cell.mu.t().contiguous()
+        h = x.new_zeros(bsz, rnn.state_size)
+        if rnn.use_mixed:
+            c = x.new_zeros(bsz, rnn.state_size)
+            lstm_pre = rnn.lstm.input_map(x).unbind(1)
+        n_steps, d_steps = n_const.unbind(0), d_const.unbind(0)
+        sigma_nonzero = bool((sig_t != 0).all())  # one host sync per sequence
+        states = []
+        for t in range(steps):
+            if rnn.use_mixed:
+                h, c = _lstm_step(rnn.lstm, lstm_pre[t], h, c)
+            h = _LtcStep.apply(h, n_steps[t], d_steps[t], cm_ts[t], sig_t, mu_t, we_t, w_t, unfolds, sigma_nonzero)
+            states.append(h)
+        out = torch.stack(states, dim=1)[..., : cell.motor_size]
+        return out * cell.output_w + cell.output_b

@@ -1,0 +1,204 @@
+"""The fast LTC's step as one compiled loop nest on the CPU (optional).
+
+One call computes a step's ``ode_unfolds`` unfolds for the whole batch, and one call its backward,
+with the synapse activations computed in registers: no ``(J, B, I)`` tensor is ever written. The C
+source below is compiled once per machine type with the system's C compiler (``cc``, or ``$CC``)
+into a cache directory and loaded with ctypes; it needs no Python headers and no torch headers.
+Where no compiler is found, or the tensors are not contiguous float32 on the CPU, the fast LTC
+uses its torch implementation instead (same results; ``LIQUIDBENCH_LTC_KERNEL=0`` forces that).
+The time of the one compilation is recorded in :data:`BUILD` (``seconds``) as warm-up.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+SOURCE = r"""
+#include <math.h>
+#include <string.h>
+#define R restrict
+
+/* s = sigmoid(sig[j,i] * v[b,i] + nsm[j,i]) for post-synaptic j and pre-synaptic i; sig, nsm, we, w are
+   (J, I) row-major (transposed against ncps), states (B, U) with U = I = J. */
+void ltc_forward(int B, int U, int K, const float *R v0, const float *R nc, const float *R dt,
+                 const float *R cm, const float *R sig, const float *R nsm, const float *R we,
+                 const float *R w, float *R vs, float *R dens) {
+    memcpy(vs, v0, sizeof(float) * B * U);
+    for (int k = 0; k < K; k++) {
+        const float *v = vs + (size_t)k * B * U;
+        float *vn = vs + (size_t)(k + 1) * B * U, *den = dens + (size_t)k * B * U;
+        for (int b = 0; b < B; b++) {
+            const float *vb = v + (size_t)b * U;
+            for (int j = 0; j < U; j++) {
+                const float *sj = sig + (size_t)j * U, *nj = nsm + (size_t)j * U;
+                const float *wej = we + (size_t)j * U, *wj = w + (size_t)j * U;
+                float an = 0.f, ad = 0.f;
+                for (int i = 0; i < U; i++) {
+                    float s = 1.f / (1.f + expf(-(sj[i] * vb[i] + nj[i])));
+                    an += wej[i] * s;
+                    ad += wj[i] * s;
+                }
+                size_t o = (size_t)b * U + j;
+                float d = dt[o] + ad;
+                den[o] = d;
+                vn[o] = (nc[o] + cm[o] * vb[j] + an) / d;
+            }
+        }
+    }
+}
+
+/* Backward of ltc_forward from g (B, U) = dL/dv_K. Accumulates into g_n, g_d (d(dt)), g_cm (B, U) and
+   g_sig, g_mu, g_we, g_w (J, I), all zeroed by the caller; writes dL/dv0 into g. work: 2 (B, U). */
+void ltc_backward(int B, int U, int K, float *R g, const float *R vs, const float *R dens,
+                  const float *R cm, const float *R sig, const float *R nsm, const float *R mu,
+                  const float *R we, const float *R w, float *R g_n, float *R g_d, float *R g_cm,
+                  float *R g_sig, float *R g_mu, float *R g_we, float *R g_w, float *R work) {
+    size_t n = (size_t)B * U;
+    float *dn = work, *dd = work + n;
+    for (int k = K - 1; k >= 0; k--) {
+        const float *vi = vs + (size_t)k * n, *vo = vs + (size_t)(k + 1) * n, *den = dens + (size_t)k * n;
+        for (size_t o = 0; o < n; o++) {
+            float a = g[o] / den[o], c = -a * vo[o];
+            dn[o] = a;
+            dd[o] = c;
+            g_n[o] += a;
+            g_d[o] += c;
+            g_cm[o] += a * vi[o] + c;
+            g[o] = cm[o] * a;
+        }
+        for (int b = 0; b < B; b++) {
+            const float *vb = vi + (size_t)b * U;
+            float *gb = g + (size_t)b * U;
+            for (int j = 0; j < U; j++) {
+                const float *sj = sig + (size_t)j * U, *nj = nsm + (size_t)j * U;
+                const float *wej = we + (size_t)j * U, *wj = w + (size_t)j * U;
+                float *gsj = g_sig + (size_t)j * U, *gmj = g_mu + (size_t)j * U;
+                float *gwej = g_we + (size_t)j * U, *gwj = g_w + (size_t)j * U;
+                float a = dn[(size_t)b * U + j], c = dd[(size_t)b * U + j];
+                for (int i = 0; i < U; i++) {
+                    float s = 1.f / (1.f + expf(-(sj[i] * vb[i] + nj[i])));
+                    gwej[i] += a * s;
+                    gwj[i] += c * s;
+                    float dz = (a * wej[i] + c * wj[i]) * s * (1.f - s);
+                    gsj[i] += dz * vb[i];  /* minus mu * sum dz, below */
+                    gmj[i] += dz;
+                    gb[i] += dz * sj[i];
+                }
+            }
+        }
+    }
+    /* g_mu held sum dz: dL/dsigma = sum dz v - mu sum dz, dL/dmu = -sigma sum dz */
+    for (size_t o = 0; o < (size_t)U * U; o++) {
+        float sdz = g_mu[o];
+        g_sig[o] -= mu[o] * sdz;
+        g_mu[o] = -sig[o] * sdz;
+    }
+}
+"""
+
+FLAGS = ["-O3", "-march=native", "-ffast-math", "-fPIC", "-shared"]
+BUILD: dict = {"seconds": None, "path": None, "error": None}
+_lib = None
+_tried = False
+
+
+def _machine_key() -> str:
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = "".join(line for line in fh if line.startswith(("model name", "flags")))[:4000]
+    except OSError:
+        pass
+    text = "\0".join([SOURCE, " ".join(FLAGS), platform.machine(), cpu])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "liquidbench"
+
+
+def _build() -> Path:
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not compiler:
+        raise RuntimeError("no C compiler (cc, gcc or $CC) found")
+    target = _cache_dir() / f"ltc_kernel_{_machine_key()}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        src = Path(tmp) / "ltc_kernel.c"
+        src.write_text(SOURCE)
+        out = Path(tmp) / target.name
+        subprocess.run([compiler, *FLAGS, "-o", str(out), str(src), "-lm"], check=True, capture_output=True, text=True)
+        os.replace(out, target)  # atomic: concurrent builds leave one complete file
+    return target
+
+
+def library():
+    """The loaded kernel library, or None (no compiler, a failed build, or disabled)."""
+    global _lib, _tried
+    if _tried:
+        return _lib
+    _tried = True
+    if os.environ.get("LIQUIDBENCH_LTC_KERNEL", "1") == "0":
+        BUILD["error"] = "disabled by LIQUIDBENCH_LTC_KERNEL=0"
+        return None
+    t0 = time.perf_counter()
+    try:
+        path = _build()
+        lib = ctypes.CDLL(str(path))
+    except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:
+        detail = getattr(exc, "stderr", "") or ""
+        BUILD["error"] = f"{exc} {detail}".strip()
+        log.warning("LTC kernel unavailable, using the torch implementation: %s", BUILD["error"])
+        return None
+    p, i = ctypes.c_void_p, ctypes.c_int
+    lib.ltc_forward.argtypes = [i, i, i] + [p] * 10
+    lib.ltc_backward.argtypes = [i, i, i] + [p] * 17
+    BUILD.update(seconds=time.perf_counter() - t0, path=str(path))
+    log.info("LTC kernel ready in %.2f s (build or load, once per process): %s", BUILD["seconds"], path)
+    _lib = lib
+    return lib
+
+
+def usable(*tensors: torch.Tensor) -> bool:
+    return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors) and library() is not None
+
+
+def _ptr(t: torch.Tensor):
+    return ctypes.c_void_p(t.data_ptr())
+
+
+def forward(v0, n_const, d_total, cm_t, sig_t, neg_sm, we_t, w_t, unfolds: int):
+    """(states (K+1, B, U), denominators (K, B, U)); arguments contiguous float32 on the CPU."""
+    bsz, units = v0.shape
+    vs = v0.new_empty(unfolds + 1, bsz, units)
+    dens = v0.new_empty(unfolds, bsz, units)
+    args = [v0, n_const, d_total, cm_t, sig_t, neg_sm, we_t, w_t, vs, dens]
+    _lib.ltc_forward(bsz, units, unfolds, *map(_ptr, args))
+    return vs, dens
+
+
+def backward(grad, vs, dens, cm_t, sig_t, neg_sm, mu_t, we_t, w_t):
+    """(dv0, d n_const, d d_total, d cm_t (direct term), d sig_t, d mu_t, d we_t, d w_t)."""
+    bsz, units = grad.shape
+    g = grad.clone(memory_format=torch.contiguous_format)
+    outs = [torch.zeros_like(g) for _ in range(3)] + [torch.zeros_like(sig_t) for _ in range(4)]
+    work = g.new_empty(2, bsz, units)
+    args = [g, vs, dens, cm_t, sig_t, neg_sm, mu_t, we_t, w_t, *outs, work]
+    _lib.ltc_backward(bsz, units, dens.shape[0], *map(_ptr, args))
+    return (g, *outs)

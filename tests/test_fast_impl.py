@@ -1,0 +1,197 @@
+"""The fast LTC and CfC (``impl: fast``) against ncps (``impl: ncps``): same state dict, same
+outputs and gradients within 1e-5 (float32), same training losses within 1e-4."""
+
+import random
+
+import pytest
+import torch
+
+from liquidbench.data.sine import generate
+from liquidbench.models import build_model
+from liquidbench.models.cfc_fast import FastCfcCore
+from liquidbench.models.liquid import NcpCore
+from liquidbench.models.ltc_fast import FastLtcCore
+from liquidbench.train.tasks import loss_fn
+
+TOL = {"rtol": 1e-5, "atol": 1e-5}
+
+
+def random_case(seed: int) -> dict:
+    """A random model entry, shape and sampling; every option is drawn from what ncps accepts."""
+    rng = random.Random(seed)
+    kind = rng.choice(["ltc", "cfc"])
+    units = rng.randint(5, 20)
+    spec = {"type": kind, "units": units, "mixed_memory": rng.random() < 0.3}
+    if rng.random() < 0.4:
+        spec.update(wiring="autoncp", motor_neurons=rng.randint(1, units - 3))
+    if kind == "ltc":
+        spec["ode_unfolds"] = rng.randint(1, 7)
+    else:
+        spec["mode"] = rng.choice(["default", "pure", "no_gate"])
+        if spec.get("wiring") != "autoncp":
+            spec.update(backbone_units=rng.randint(4, 24), backbone_layers=rng.randint(1, 3))
+    return {"spec": spec, "batch": rng.randint(1, 9), "steps": rng.randint(1, 12), "features": rng.randint(1, 6),
+            "outputs": rng.randint(1, 3), "irregular": rng.random() < 0.5, "seed": seed}
+
+
+def pair(spec: dict, features: int, outputs: int, seed: int = 0):
+    torch.manual_seed(seed)
+    ref = build_model({**spec, "impl": "ncps"}, features, outputs, "regression_per_step")
+    fast = build_model({**spec, "impl": "fast"}, features, outputs, "regression_per_step")
+    fast.load_state_dict(ref.state_dict())
+    return ref, fast
+
+
+def grads(model, x, elapsed, weight):
+    out = model(x, elapsed)
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    g = torch.autograd.grad((out * weight).sum(), [p for n, p in model.named_parameters() if p.requires_grad])
+    return out, dict(zip(names, g))
+
+
+def assert_equal_outputs_and_gradients(ref, fast, x, elapsed):
+    ref_out = ref(x, elapsed)
+    weight = torch.randn_like(ref_out)
+    ref_out, ref_g = grads(ref, x, elapsed, weight)
+    fast_out, fast_g = grads(fast, x, elapsed, weight)
+    torch.testing.assert_close(fast_out, ref_out, **TOL)
+    assert fast_g.keys() == ref_g.keys()
+    for name in ref_g:
+        torch.testing.assert_close(fast_g[name], ref_g[name], **TOL, msg=lambda m: f"gradient of {name}: {m}")
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_random_models_match_ncps(seed):
+    case = random_case(seed)
+    ref, fast = pair(case["spec"], case["features"], case["outputs"], seed)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(case["batch"], case["steps"], case["features"], generator=gen)
+    elapsed = torch.rand(case["batch"], case["steps"], generator=gen) * 2 + 0.05 if case["irregular"] else None
+    assert_equal_outputs_and_gradients(ref, fast, x, elapsed)
+
+
+SPECS = [
+    {"type": "ltc", "units": 16, "ode_unfolds": 6},
+    {"type": "ltc", "units": 14, "wiring": "autoncp", "motor_neurons": 4, "ode_unfolds": 3, "mixed_memory": True},
+    *({"type": "cfc", "units": 12, "mode": m, "backbone_units": 10, "mixed_memory": mm}
+      for m in ("default", "pure", "no_gate") for mm in (False, True)),
+    *({"type": "cfc", "units": 14, "wiring": "autoncp", "motor_neurons": 4, "mode": m} for m in ("default", "pure", "no_gate")),
+]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: "-".join(str(v) for v in s.values()))
+@pytest.mark.parametrize("irregular", [False, True])
+def test_every_mode_and_wiring_matches_ncps(spec, irregular):
+    ref, fast = pair(spec, 5, 2)
+    x = torch.randn(6, 9, 5)
+    elapsed = torch.rand(6, 9) * 3 + 0.1 if irregular else None
+    assert_equal_outputs_and_gradients(ref, fast, x, elapsed)
+
+
+@pytest.mark.parametrize("spec", SPECS[:3] + SPECS[-1:], ids=lambda s: "-".join(str(v) for v in s.values()))
+def test_state_dict_layout_is_ncps_and_loads_both_ways(spec):
+    torch.manual_seed(3)
+    ref = build_model(spec, 4, 2, "regression_per_step")
+    torch.manual_seed(3)
+    fast = build_model({**spec, "impl": "fast"}, 4, 2, "regression_per_step")
+    a, b = ref.state_dict(), fast.state_dict()
+    assert list(a) == list(b)
+    assert all(a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a)  # same seed, same weights
+    # a model changed by the fast implementation loads back into ncps and computes the same
+    with torch.no_grad():
+        for p in fast.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    ref.load_state_dict(fast.state_dict())
+    x = torch.randn(3, 5, 4)
+    torch.testing.assert_close(fast(x), ref(x), **TOL)
+
+
+def test_ltc_sigma_zero_uses_the_unscaled_gradient():
+    spec = {"type": "ltc", "units": 10, "ode_unfolds": 4}
+    ref, fast = pair(spec, 3, 1)
+    with torch.no_grad():
+        for model in (ref, fast):
+            model.core.rnn.rnn_cell.sigma[2, 3] = 0.0
+    assert_equal_outputs_and_gradients(ref, fast, torch.randn(4, 5, 3), None)
+
+
+def test_cfc_backbone_dropout_draws_the_same_masks():
+    spec = {"type": "cfc", "units": 8, "backbone_units": 12, "backbone_layers": 3, "backbone_dropout": 0.3}
+    ref, fast = pair(spec, 3, 1)
+    x = torch.randn(5, 6, 3)
+    torch.manual_seed(11)
+    ref_out, ref_g = grads(ref, x, None, torch.ones(5, 6, 1))
+    torch.manual_seed(11)
+    fast_out, fast_g = grads(fast, x, None, torch.ones(5, 6, 1))
+    torch.testing.assert_close(fast_out, ref_out, **TOL)
+    for name in ref_g:
+        torch.testing.assert_close(fast_g[name], ref_g[name], **TOL)
+    ref.eval()
+    fast.eval()
+    torch.testing.assert_close(fast(x), ref(x), **TOL)
+
+
+def train_losses(spec: dict, impl: str, epochs: int = 2) -> list[float]:
+    """Per-batch training losses of a plain Adam training from seed 0 on the sine data set."""
+    data = generate({"n_sequences": 64, "seq_len": 16, "seed": 0, "irregular": True})
+    x, y, elapsed = (torch.from_numpy(data[k]) for k in ("x", "y", "t"))
+    torch.manual_seed(0)
+    model = build_model({**spec, "impl": impl}, x.shape[-1], y.shape[-1], "regression_per_step", irregular=True)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    losses = []
+    for _ in range(epochs):
+        order = torch.randperm(len(x))
+        for i in range(0, len(x), 16):
+            idx = order[i: i + 16]
+            loss = loss_fn("regression_per_step", model(x[idx], elapsed[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            losses.append(loss.item())
+    return losses
+
+
+@pytest.mark.parametrize("spec", [{"type": "ltc", "units": 12, "ode_unfolds": 6},
+                                  {"type": "cfc", "units": 12, "backbone_units": 16}], ids=["ltc", "cfc"])
+def test_two_epochs_of_training_give_the_same_losses(spec):
+    ref, fast = train_losses(spec, "ncps"), train_losses(spec, "fast")
+    assert len(ref) == len(fast) == 8
+    assert max(abs(a - b) for a, b in zip(ref, fast)) < 1e-4
+    assert fast[-1] < fast[0]
+
+
+def test_fast_cores_are_built_for_impl_fast_and_unknown_impl_is_named():
+    assert isinstance(build_model({"type": "ltc", "impl": "fast"}, 2, 1, "regression_per_step").core, FastLtcCore)
+    assert isinstance(build_model({"type": "cfc", "impl": "fast"}, 2, 1, "regression_per_step").core, FastCfcCore)
+    assert isinstance(build_model({"type": "cfc"}, 2, 1, "regression_per_step").core, NcpCore)
+    with pytest.raises(ValueError, match="model 'ltc': impl 'cuda' is unknown, expected one of"):
+        build_model({"type": "ltc", "impl": "cuda"}, 2, 1, "regression_per_step")
+
+
+def test_ltc_torch_path_matches_ncps_without_the_compiled_kernel(monkeypatch):
+    """Where no C compiler exists (or off the CPU) the fast LTC runs its torch implementation."""
+    from liquidbench.models import ltc_kernel
+
+    monkeypatch.setattr(ltc_kernel, "usable", lambda *tensors: False)
+    for spec in SPECS[:2]:
+        ref, fast = pair(spec, 5, 2)
+        x = torch.randn(6, 9, 5)
+        assert_equal_outputs_and_gradients(ref, fast, x, torch.rand(6, 9) * 3 + 0.1)
+        assert_equal_outputs_and_gradients(ref, fast, x, None)
+
+
+def test_ltc_kernel_is_built_and_used_where_a_compiler_exists(tmp_path, monkeypatch):
+    import shutil
+
+    from liquidbench.models import ltc_kernel
+
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("no C compiler on this machine: the torch path is tested above")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(ltc_kernel, "_tried", False)
+    monkeypatch.setattr(ltc_kernel, "_lib", None)
+    assert ltc_kernel.library() is not None
+    assert ltc_kernel.BUILD["seconds"] > 0 and ltc_kernel.BUILD["path"].startswith(str(tmp_path))
+    assert len(list(tmp_path.glob("liquidbench/ltc_kernel_*.so"))) == 1  # no temporary left behind
+    assert ltc_kernel.usable(torch.zeros(2)) and not ltc_kernel.usable(torch.zeros(2, dtype=torch.float64))
