@@ -9,6 +9,7 @@
     liquidbench ratios    --summary CSV --model-types JSON --out-csv CSV ...
     liquidbench time-to-target --runs CSV --history CSV --targets JSON --out-csv CSV ...
     liquidbench claims    --summary CSV --scaling CSV --model-types JSON --out-csv CSV ...
+    liquidbench published --summary CSV --published YAML --settings JSON --dataset-config JSON ...
     liquidbench provenance --runs CSV --out-csv CSV ...
     liquidbench plot      --summary CSV --history CSV --scaling CSV --out-dir DIR --datasets NAME...
 """
@@ -143,7 +144,29 @@ def cmd_claims(args) -> None:
     from .results import claims
 
     table = claims.check_claims(_read_csv(args.summary), _read_csv(args.scaling), args.model_types, args.settings)
+    if args.published:
+        import pandas as pd
+
+        from .results.published import claim_rows
+
+        table = pd.concat([table, pd.DataFrame(claim_rows(_read_csv(args.published)))], ignore_index=True)
     _write(args, table, claims.display(table), "Checked claims", claims.NOTES)
+
+
+def cmd_published(args) -> None:
+    from .results import published as pb
+
+    settings = args.settings
+    missing = [k for k in ("datasets", "models") if not isinstance(settings.get(k), dict)]
+    if missing:
+        raise ValueError(f"--settings: expected mappings {missing} (study name -> published name)")
+    data = pb.load(args.published)
+    sigmas = settings.get("sigmas", 2.0)
+    table = pb.published_table(
+        _read_csv(args.summary), data, settings["datasets"], settings["models"], args.dataset_config,
+        args.study_models, sigmas=sigmas, min_seeds=settings.get("min_seeds", 2),
+    )
+    _write(args, table, pb.display(table), f"Published ({data['name']}) and reproduced results", pb.notes(data, sigmas))
 
 
 def cmd_provenance(args) -> None:
@@ -259,8 +282,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scaling", type=Path, required=True)
     p.add_argument("--model-types", type=_json_arg, required=True, help="JSON {model name: type}")
     p.add_argument("--settings", type=_json_arg, default={}, help="JSON {min_seeds, metric_tolerance_std, speedup_min}")
+    p.add_argument("--published", type=Path, help="the published table's CSV: adds one claim per data set")
     _table_outputs(p)
     p.set_defaults(func=cmd_claims)
+
+    p = sub.add_parser("published", help="published results against the reproduced ones, with verdicts")
+    p.add_argument("--summary", type=Path, required=True)
+    p.add_argument("--published", type=Path, required=True, help="YAML file of published results")
+    p.add_argument("--settings", type=_json_arg, required=True,
+                   help="JSON {datasets: {study name: published name}, models: {...}, sigmas, min_seeds}")
+    p.add_argument("--dataset-config", type=_json_arg, required=True, help="JSON {data set: its config entry}")
+    p.add_argument("--study-models", nargs="*", default=[], help="the study's models, shown for every data set")
+    _table_outputs(p)
+    p.set_defaults(func=cmd_published)
 
     p = sub.add_parser("provenance", help="software versions and machines of the runs")
     p.add_argument("--runs", type=Path, required=True)

@@ -102,7 +102,14 @@ def dataset_files(dataset):
 
 
 def training_params(wildcards):
-    return as_json(deep_merge(config["training"], config["datasets"][wildcards.dataset].get("training", {})))
+    """Training settings of a run: the global ones, over them the data set's, over those the model's."""
+    merged = deep_merge(config["training"], config["datasets"][wildcards.dataset].get("training", {}))
+    return as_json(deep_merge(merged, config["models"][wildcards.model].get("training", {})))
+
+
+def model_params(wildcards):
+    """A model entry without its `training` (which reaches the job through training_params)."""
+    return as_json({k: v for k, v in config["models"][wildcards.model].items() if k != "training"})
 
 
 def hardware_entry(wildcards):
@@ -158,6 +165,7 @@ RESULTS_DEFAULTS = {
     "scaling_baselines": {},
     "claims": {"min_seeds": 2, "metric_tolerance_std": 1.0, "speedup_min": 1.0},
     "allow_missing": False,
+    "published": None,
 }
 RESULTS = deep_merge(RESULTS_DEFAULTS, config.get("results") or {})
 
@@ -188,12 +196,28 @@ def table_files(name, exts=("csv", "md", "tex")):
     return [f"results/tables/{name}.{ext}" for ext in exts]
 
 
+def result_tables():
+    """Every table of the study: the fixed ones, and `published` where results.published is set."""
+    return TABLES + (["published"] if RESULTS["published"] else [])
+
+
 def results_targets():
     return (
         ["results/tables/runs.csv", "results/tables/history.csv"]
-        + [f for t in TABLES for f in table_files(t)]
+        + [f for t in result_tables() for f in table_files(t)]
         + figure_files()
     )
+
+
+def published_settings():
+    """results.published for `liquidbench published`: the name maps, sigmas and the claims' min_seeds."""
+    pub = RESULTS["published"]
+    return as_json({"datasets": pub["datasets"], "models": pub["models"], "sigmas": pub.get("sigmas", 2),
+                    "min_seeds": RESULTS["claims"]["min_seeds"]})
+
+
+def published_dataset_config():
+    return as_json({name: config["datasets"][name] for name in RESULTS["published"]["datasets"] if name in config["datasets"]})
 
 
 def figure_files():

@@ -10,6 +10,7 @@ localrules:
     ratios,
     time_to_target,
     claims,
+    published,
     provenance,
     plot,
 
@@ -99,6 +100,8 @@ rule claims:
     input:
         summary="results/tables/summary.csv",
         scaling="results/tables/scaling.csv",
+        # with results.published: one claim per compared data set
+        published=table_files("published", ["csv"]) if RESULTS["published"] else [],
     output:
         csv=table_csv("claims"),
         md="results/tables/claims.md",
@@ -106,13 +109,38 @@ rule claims:
     params:
         models=model_types(),
         settings=as_json(RESULTS["claims"]),
+        published=lambda w, input: f"--published {input.published}" if input.published else "",
     log:
         "logs/results/claims.log",
     shell:
         table_shell(
             "liquidbench claims --summary {input.summary} --scaling {input.scaling} "
-            "--model-types '{params.models}' --settings '{params.settings}'"
+            "--model-types '{params.models}' --settings '{params.settings}' {params.published}"
         )
+
+
+if RESULTS["published"]:
+
+    rule published:
+        """Published results (results.published.file) against the reproduced ones."""
+        input:
+            summary="results/tables/summary.csv",
+            published=RESULTS["published"]["file"],
+        output:
+            csv=table_csv("published"),
+            md="results/tables/published.md",
+            tex="results/tables/published.tex",
+        params:
+            settings=published_settings(),
+            datasets=published_dataset_config(),
+            models=STUDY["models"],
+        log:
+            "logs/results/published.log",
+        shell:
+            table_shell(
+                "liquidbench published --summary {input.summary} --published {input.published:q} "
+                "--settings '{params.settings}' --dataset-config '{params.datasets}' --study-models {params.models}"
+            )
 
 
 rule provenance:

@@ -13,7 +13,7 @@ rule train:
     log:
         f"{RUN_DIR}/train.log",
     params:
-        model=lambda w: as_json(config["models"][w.model]),
+        model=model_params,
         training=training_params,
         hardware=lambda w: as_json(hardware_entry(w)),
         launcher=launcher,

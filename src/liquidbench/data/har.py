@@ -26,6 +26,7 @@ from .store import save_dataset
 
 ROOT = "UCI HAR Dataset"
 SIGNALS = [f"{kind}_{axis}" for kind in ("body_acc", "body_gyro", "total_acc") for axis in "xyz"]
+DEFAULT_PROTOCOL = "features561"
 PROTOCOLS = {
     "features561": {"seq_len": 16, "train_stride": 1, "test_stride": 8, "val_fraction": 0.1, "seed": 893429},
     "inertial": {"val_fraction": 0.2, "seed": 0},
@@ -164,7 +165,7 @@ def inertial(root: Path, p: dict, n_classes: int) -> tuple[dict, dict]:
 
 
 def prepare(params: dict, out_dir: str | Path, raw: str | Path | None = None, **_sources) -> dict:
-    protocol = params.get("protocol", "features561")
+    protocol = params.get("protocol", DEFAULT_PROTOCOL)
     if protocol not in PROTOCOLS:
         raise ValueError(f"UCI HAR: protocol '{protocol}' is unknown, expected one of {sorted(PROTOCOLS)}")
     rest = {k: v for k, v in params.items() if k != "protocol"}

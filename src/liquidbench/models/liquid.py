@@ -3,6 +3,12 @@
 Wiring is ``fully_connected`` (``units`` neurons, all read out) or ``autoncp`` (an NCP with
 ``units`` neurons of which ``motor_neurons`` are read out). Elapsed times, when given, go to the
 cell as ``timespans``.
+
+``checkpoint_every`` (steps, 0 = off): in training, a sequence longer than this runs in chunks of
+that many steps whose activations are recomputed during the backward pass (activation
+checkpointing), so that memory grows with the chunk rather than with the sequence. The gradients
+are the same; the cost is one more forward pass. Back-propagation through a 12,043-step sequence
+(traffic, protocol prefix_2020) would otherwise hold tens of GB for an LTC with 6 unfolds.
 """
 
 from __future__ import annotations
@@ -11,10 +17,12 @@ import torch
 from ncps.torch import CfC, LTC
 from ncps.wirings import AutoNCP
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .sequence import SequenceModel, take
 
-LTC_DEFAULTS = {"units": 32, "wiring": "fully_connected", "motor_neurons": 8, "ode_unfolds": 6, "mixed_memory": False}
+LTC_DEFAULTS = {"units": 32, "wiring": "fully_connected", "motor_neurons": 8, "ode_unfolds": 6, "mixed_memory": False,
+                "checkpoint_every": 0}
 CFC_DEFAULTS = {
     "units": 32,
     "wiring": "fully_connected",
@@ -24,6 +32,7 @@ CFC_DEFAULTS = {
     "backbone_layers": 1,
     "backbone_dropout": 0.0,
     "mixed_memory": False,
+    "checkpoint_every": 0,
 }
 WIRINGS = ("fully_connected", "autoncp")
 CFC_MODES = ("default", "pure", "no_gate")
@@ -32,11 +41,15 @@ CFC_MODES = ("default", "pure", "no_gate")
 class NcpCore(nn.Module):
     """Runs an ncps LTC or CfC layer over a batch-first sequence and returns every step's output."""
 
-    def __init__(self, rnn: nn.Module):
+    def __init__(self, rnn: nn.Module, checkpoint_every: int = 0):
         super().__init__()
         self.rnn = rnn
+        self.checkpoint_every = checkpoint_every
 
     def forward(self, x: torch.Tensor, elapsed: torch.Tensor | None) -> torch.Tensor:
+        k = self.checkpoint_every
+        if elapsed is None and k and x.shape[1] > k and self.training and torch.is_grad_enabled():
+            return self._chunked(x, k)
         if elapsed is None:
             return self.rnn(x)[0]
         # ncps squeezes each step's timespans to shape (B,), which broadcasts against the (B, H)
@@ -55,6 +68,23 @@ class NcpCore(nn.Module):
             outputs.append(fc(out))
         return torch.stack(outputs, dim=1)
 
+    def _chunked(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """The same sequence as one call, in chunks of k steps that keep only their boundary state."""
+        h = x.new_zeros(x.shape[0], self.rnn.state_size)
+        state = (h, torch.zeros_like(h)) if self.rnn.use_mixed else h
+        outputs = []
+        for start in range(0, x.shape[1], k):
+            out, state = checkpoint(self.rnn, x[:, start : start + k], state, use_reentrant=False)
+            outputs.append(out)
+        return torch.cat(outputs, dim=1)
+
+
+def _checkpoint_every(p: dict, name: str) -> int:
+    k = p["checkpoint_every"]
+    if not isinstance(k, int) or isinstance(k, bool) or k < 0:
+        raise ValueError(f"model '{name}': checkpoint_every must be a number of steps >= 0 (0: off), got {k!r}")
+    return k
+
 
 def _wiring(p: dict, name: str, seed: int = 22222):
     if p["wiring"] not in WIRINGS:
@@ -71,7 +101,7 @@ def build_ltc(spec, *, n_features, n_outputs, task, irregular=False):
     units, out_dim = _wiring(p, "ltc")
     rnn = LTC(n_features, units, return_sequences=True, batch_first=True,
               mixed_memory=p["mixed_memory"], ode_unfolds=p["ode_unfolds"])
-    return SequenceModel(NcpCore(rnn), out_dim, n_outputs, task)
+    return SequenceModel(NcpCore(rnn, _checkpoint_every(p, "ltc")), out_dim, n_outputs, task)
 
 
 def build_cfc(spec, *, n_features, n_outputs, task, irregular=False):
@@ -84,4 +114,4 @@ def build_cfc(spec, *, n_features, n_outputs, task, irregular=False):
         kwargs.update(backbone_units=p["backbone_units"], backbone_layers=p["backbone_layers"],
                       backbone_dropout=p["backbone_dropout"])
     rnn = CfC(n_features, units, **kwargs)
-    return SequenceModel(NcpCore(rnn), out_dim, n_outputs, task)
+    return SequenceModel(NcpCore(rnn, _checkpoint_every(p, "cfc")), out_dim, n_outputs, task)

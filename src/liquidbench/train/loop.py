@@ -64,6 +64,7 @@ DEFAULTS = {
     "lr_decay": 1.0,
     "grad_clip": 1.0,
     "weight_decay": 0.0,
+    "drop_last": False,
 }
 HARDWARE_DEFAULTS = {
     "device": "cpu",
@@ -384,7 +385,12 @@ def _train(spec: RunSpec, p: dict, hw: dict, rank: int, world: int, device: torc
     batch = per_process_batch(p["batch_size"], world, hw["scaling"], spec.hardware)
     dataset = TensorDataset(*train_t)
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=spec.seed)
-    samples_per_epoch = len(sampler) * world
+    # drop_last: each process leaves out its last, incomplete batch (as the LTC paper's code does)
+    per_rank = len(sampler) - (len(sampler) % batch if p["drop_last"] else 0)
+    if per_rank == 0:
+        raise ValueError(f"training: drop_last with batch {batch} leaves no batch of the {len(sampler)} "
+                         "training sequences per process; lower batch_size or set drop_last false")
+    samples_per_epoch = per_rank * world
 
     gpu_reader, gpu_reason = (open_gpu(device.index) if device.type == "cuda" else (None, None))
     if gpu_reason:
@@ -423,7 +429,7 @@ def _train(spec: RunSpec, p: dict, hw: dict, rank: int, world: int, device: torc
         for epoch in range(start_epoch, p["epochs"] + 1):
             sampler.set_epoch(epoch)
             order = list(sampler)
-            batches = [order[i : i + batch] for i in range(0, len(order), batch)]
+            batches = [order[i : i + batch] for i in range(0, per_rank, batch)]
             first, elapsed_before, step_times = 0, 0.0, []
             loss_sum = torch.zeros(2, dtype=torch.float64, device=device)
             if partial is not None:
