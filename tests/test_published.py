@@ -161,4 +161,5 @@ def test_cli_writes_the_table_and_adds_claims(tmp_path):
     claims = pd.read_csv(claims_csv).set_index("claim_id")
     assert claims.loc["published:traffic", "verdict"] == "false"
     assert claims.loc["published:har561", "verdict"] == "undecidable"
+    assert claims.loc["published:har561", "evidence"].startswith("ltc (no run): not run (not in the study)")
     assert "cfc_faster" in claims.index  # the study's own claims are still there

@@ -180,7 +180,8 @@ def claim_rows(table: pd.DataFrame) -> list[dict]:
         g = g[g["published_mean"].notna()]
         results, evidence = [], []
         for r in g.to_dict("records"):
-            label = f"{r['model']} ({r['hardware'] or 'no run'})"
+            hardware = r["hardware"] if isinstance(r["hardware"], str) and r["hardware"] else "no run"
+            label = f"{r['model']} ({hardware})"
             if r["verdict"] in (CONSISTENT, INCONSISTENT):
                 results.append(r["verdict"] == CONSISTENT)
                 evidence.append(f"{label}: {num(r['reproduced_mean'])} vs published {num(r['published_mean'])}, "
