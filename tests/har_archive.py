@@ -27,7 +27,7 @@ N_FEATURES = 561
 STEPS = 128
 DATE = (2012, 12, 10, 12, 0, 0)
 SMOKE_ARGS = {"n_train": 40, "n_test": 24, "seed": 0}
-SMOKE_FILE = "UCI_HAR_synthetic.zip"  # the smoke study's name for it (config/smoke.yaml)
+SMOKE_FILE = "UCI_HAR_synthetic.zip"  # the smoke study's name for it (.test/config/config.yaml)
 
 
 def _number(v: float) -> str:

@@ -122,3 +122,31 @@ def test_bad_model_parameters_are_named():
         build_model({"type": "transformer"}, 3, 2, "regression_per_step")
     with pytest.raises(ValueError, match="mode 'fast'"):
         build_model({"type": "cfc", "mode": "fast"}, 3, 2, "regression_per_step")
+
+
+@pytest.mark.parametrize("spec", [
+    {"type": "ltc", "units": 8, "ode_unfolds": 2},
+    {"type": "cfc", "units": 8, "backbone_units": 8},
+    {"type": "cfc", "units": 8, "backbone_units": 8, "mixed_memory": True},
+    {"type": "ltc", "units": 12, "wiring": "autoncp", "motor_neurons": 3, "ode_unfolds": 2},
+], ids=["ltc", "cfc", "cfc-mixed", "ltc-ncp"])
+def test_checkpointed_chunks_give_the_same_outputs_and_gradients(spec):
+    """checkpoint_every=6 over 20 steps (chunks 6, 6, 6, 2): outputs and every gradient as one call."""
+    x, y = torch.randn(3, 20, 5), torch.randn(3, 20, 2)
+    grads = []
+    for k in (0, 6):
+        torch.manual_seed(0)
+        model = build_model({**spec, "checkpoint_every": k}, 5, 2, "regression_per_step")
+        out = model(x)
+        loss_fn("regression_per_step", out, y).backward()
+        grads.append((out.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (out0, g0), (out6, g6) = grads
+    torch.testing.assert_close(out6, out0, rtol=0, atol=1e-6)
+    assert g0.keys() == g6.keys() and len(g0) > 3
+    for name in g0:
+        torch.testing.assert_close(g6[name], g0[name], rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_bad_checkpoint_every_is_named():
+    with pytest.raises(ValueError, match=r"model 'ltc': checkpoint_every must be a number of steps >= 0"):
+        build_model({"type": "ltc", "units": 8, "checkpoint_every": -1}, 5, 2, "regression_per_step")

@@ -15,7 +15,7 @@ def failure(proc) -> str:
     return proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("config", ["config/config.yaml", "config/local.yaml", ".test/config/config.yaml"])
+@pytest.mark.parametrize("config", ["config/config.yaml", "config/local.yaml", ".test/config/config.yaml", "config/paper.yaml"])
 def test_shipped_configs_are_valid(workflow_copy, config):
     proc = snakemake(workflow_copy, "-n", "--configfile", config, check=False)
     assert proc.returncode == 0, proc.stderr
@@ -115,3 +115,39 @@ def test_schema_and_package_agree_on_training_and_hardware_keys():
     assert set(resources) - {"mem_mb", "runtime"} == set(RESOURCES_DEFAULTS)
     for props in (training, hardware, resources):
         assert not [key for key, prop in props.items() if "default" in prop]
+
+
+def train_commands(stdout: str) -> dict[tuple[str, str], dict]:
+    """(dataset, model) -> the training params of its planned train jobs (snakemake -n -p)."""
+    import json
+    import re
+
+    out = {}
+    for line in stdout.splitlines():
+        m = re.search(r"liquidbench train .*--dataset (\S+) --model (\S+) .*--model-params '([^']*)' --train-params '([^']*)'", line)
+        if m:
+            out[(m.group(1), m.group(2))] = {"model": json.loads(m.group(3)), "training": json.loads(m.group(4))}
+    return out
+
+
+def test_training_precedence_global_then_data_set_then_model(workflow_copy):
+    proc = dry_run(workflow_copy, "--printshellcmds", "--config", "training={lr: 0.5, epochs: 2}",
+                   "datasets={sine: {training: {lr: 0.25, epochs: 3}}}", "models={ltc: {training: {lr: 0.02}}}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    jobs = train_commands(proc.stdout)
+    assert jobs[("sine", "ltc")]["training"]["lr"] == 0.02 and jobs[("sine", "ltc")]["training"]["epochs"] == 3
+    assert jobs[("sine", "cfc")]["training"]["lr"] == 0.25
+    assert jobs[("traffic", "ltc")]["training"]["lr"] == 0.02
+    assert "training" not in jobs[("sine", "ltc")]["model"]  # the model builder gets its parameters only
+
+
+def test_paper_study_plans_the_published_table_with_per_model_learning_rates(workflow_copy):
+    proc = snakemake(workflow_copy, "-n", "--printshellcmds", "--configfile", "config/paper.yaml", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    jobs = train_commands(proc.stdout)
+    assert {d for d, _ in jobs} == {"traffic", "traffic_prefix2020", "har561"}
+    assert {m: jobs[("traffic", m)]["training"]["lr"] for m in ("ltc", "lstm", "cfc", "gru")} == {
+        "ltc": 0.01, "lstm": 0.001, "cfc": 0.001, "gru": 0.001}
+    t = jobs[("traffic_prefix2020", "ltc")]["training"]
+    assert (t["epochs"], t["batch_size"], t["grad_clip"], t["drop_last"]) == (200, 16, 0, True)
+    assert "rule published:" in proc.stdout and "--published results/tables/published.csv" in proc.stdout

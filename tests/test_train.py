@@ -172,3 +172,20 @@ def test_train_state_round_trips_through_a_checkpoint(tmp_path):
     assert back.partial["step_in_epoch"] == 3 and back.history == [{"epoch": 1}]
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), model2.state_dict().values()))
     assert sched2.get_last_lr() == sched.get_last_lr() and opt2.state_dict()["state"].keys() == opt.state_dict()["state"].keys()
+
+
+def test_drop_last_leaves_out_the_incomplete_batch(sine_dir, tmp_path):
+    """28 training sequences, batch 8: three full batches (24 sequences) per epoch, as the LTC paper's
+    batch iterator; without drop_last a fourth batch of 4."""
+    full = spec(sine_dir, tmp_path / "full", "gru", epochs=2)
+    dropped = spec(sine_dir, tmp_path / "dropped", "gru", epochs=2)
+    dropped.train_params = {**dropped.train_params, "drop_last": True}
+    a, b = train(full), train(dropped)
+    assert a["samples_per_epoch"] == 28 and b["samples_per_epoch"] == 24
+    assert b["throughput_samples_per_s"] == pytest.approx(24 / b["epoch_times_s"][1])
+    assert a["final_params_sha256"] != b["final_params_sha256"]
+    too_big = spec(sine_dir, tmp_path / "too_big", "gru", epochs=1)
+    too_big.train_params = {**too_big.train_params, "drop_last": True, "batch_size": 64}
+    with pytest.raises(ValueError, match=r"drop_last with batch 64 leaves no batch of the 28 training sequences"):
+        train(too_big)
+    assert not (tmp_path / "too_big" / "metrics.json").exists()

@@ -66,6 +66,15 @@ def test_changing_one_model_reruns_only_its_jobs_and_the_results(smoke_run):
     assert not any(rule.startswith("prepare") for rule, _ in jobs)
 
 
+def test_one_models_training_reruns_only_its_jobs(smoke_run):
+    """A model's own `training` reaches its jobs as a param: changing it reruns that model only."""
+    proc = snakemake(smoke_run, "-n", "--configfile", ".test/config/config.yaml", "--config", "models={ltc: {training: {lr: 0.02}}}")
+    jobs = planned_jobs(proc.stdout)
+    train = [wc for rule, wc in jobs if rule == "train"]
+    assert train and {wc["model"] for wc in train} == {"ltc"}
+    assert len(train) == len([r for r in expected_runs() if r[1] == "ltc"])
+
+
 def test_smoke_study_leaves_out_what_it_excludes(smoke_run):
     assert STUDY["exclude"]
     planned = {tuple(p.relative_to(smoke_run / "results/runs").parts[:4])

@@ -8,7 +8,7 @@
     liquidbench aggregate --out-runs CSV --out-history CSV [--expected JSON] METRICS.json...
     liquidbench summarize --runs CSV --out-csv CSV --out-md MD [--out-tex TEX]
     liquidbench scaling   --summary CSV --hardware-config JSON --threshold X --baselines JSON --out-csv CSV ...
-    liquidbench ratios | time-to-target | claims | provenance ...   (one per table of results/registry.py)
+    liquidbench ratios | time-to-target | claims | published | provenance ...   (one per table of results/registry.py)
     liquidbench plot      --summary CSV --history CSV --scaling CSV --out-dir DIR --datasets NAME...
 """
 
@@ -137,6 +137,7 @@ def cmd_table(args) -> None:
 
     table = TABLES[args.table]
     inputs = {name: _read_csv(getattr(args, name)) for name in table.inputs}
+    inputs |= {name: _read_csv(getattr(args, name)) for name in table.optional if getattr(args, name) is not None}
     settings = {name: getattr(args, name) for name in table.settings}
     raw, display, notes = resolve(table.build)(**inputs, **settings)
     write_table(raw, display, args.out_csv, args.out_md, args.out_tex, table.title, notes)
@@ -235,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(table.command, help=table.help)
         for inp in table.inputs:
             p.add_argument(f"--{inp}", type=Path, required=True, help=f"the {inp} table (CSV)")
+        for inp in table.optional:
+            p.add_argument(f"--{inp}", type=Path, help=f"the {inp} table (CSV), where the study writes it")
         for key in table.settings:
             setting = SETTINGS[key]
             p.add_argument(setting.flag, dest=key, type=_json_arg if setting.json else float, required=True,

@@ -88,9 +88,16 @@ def deep_merge(base: dict, override: dict | None) -> dict:
     return out
 
 
-def training_of(config: dict, dataset: str) -> dict:
-    """A run's training settings: the study's, overridden by its data set's own ``training``."""
-    return deep_merge(config.get("training") or {}, config["datasets"][dataset].get("training", {}))
+def training_of(config: dict, dataset: str, model: str) -> dict:
+    """A run's training settings: the study's, over them its data set's own ``training``, over
+    those its model's (so that, e.g., LTC can train at another learning rate than the rest)."""
+    merged = deep_merge(config.get("training") or {}, config["datasets"][dataset].get("training", {}))
+    return deep_merge(merged, config["models"][model].get("training", {}))
+
+
+def model_of(config: dict, model: str) -> dict:
+    """A model entry without its ``training`` (which reaches a run through training_of)."""
+    return {k: v for k, v in config["models"][model].items() if k != "training"}
 
 
 def run_of(config: dict, run: str) -> dict:
@@ -108,5 +115,5 @@ def run_of(config: dict, run: str) -> dict:
             raise ValueError(f"--run {run!r}: '{name}' is not defined under '{section}' "
                              f"(defined: {', '.join(sorted(config.get(section) or {})) or 'none'})")
     return {"dataset": dataset, "model": model, "hardware": hardware, "seed": int(seed),
-            "model_spec": config["models"][model], "train_params": training_of(config, dataset),
+            "model_spec": model_of(config, model), "train_params": training_of(config, dataset, model),
             "hardware_spec": config["hardware"][hardware]}

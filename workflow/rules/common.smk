@@ -8,7 +8,7 @@ import shlex
 
 from liquidbench.results.registry import SETTINGS, TABLES, figure_inputs, figure_kind, figure_settings, figure_stems
 from liquidbench.slurm import job_resources
-from liquidbench.study import check_names, study_runs, training_of
+from liquidbench.study import check_names, model_of, study_runs, training_of
 from liquidbench.train.settings import hardware_settings
 
 check_names(config)  # names selected by the study are defined
@@ -126,7 +126,7 @@ def dataset_files(dataset):
 
 
 def training_params(wildcards):
-    return as_json(training_of(config, wildcards.dataset))
+    return as_json(training_of(config, wildcards.dataset, wildcards.model))
 
 
 def hardware_entry(wildcards):
@@ -218,6 +218,30 @@ def model_type(spec):
     return spec["type"] if impl == "ncps" else {"type": spec["type"], "impl": impl}
 
 
+def published_setting():
+    """results.published for the published table: its file, name maps and sigmas, the claims'
+    min_seeds, and the study's data set entries (their protocols) and models."""
+    pub = RESULTS.get("published")
+    if not pub:
+        return None
+    datasets = {name: config["datasets"][name] for name in pub["datasets"] if name in config["datasets"]}
+    return {**pub, "min_seeds": RESULTS["claims"]["min_seeds"], "dataset_config": datasets,
+            "study_models": STUDY["models"]}
+
+
+# The tables of this study: a table with `when` only where that key of config `results` is set.
+STUDY_TABLES = {name: t for name, t in TABLES.items() if not t.when or RESULTS.get(t.when)}
+
+
+def table_inputs(table):
+    """A table's input tables by name: its own and those of its optional ones the study writes."""
+    names = list(table.inputs) + [name for name in table.optional if name in STUDY_TABLES]
+    files = {name: table_file(name) for name in names}
+    if "published" in table.settings:  # the published numbers: a changed file redoes the table
+        files["published_file"] = RESULTS["published"]["file"]
+    return files
+
+
 # What each setting of a table or figure (liquidbench.results.registry.SETTINGS) is in this study.
 TABLE_SETTINGS = {
     "hardware": as_json({name: HARDWARE[name] for name in STUDY["hardware"]}),
@@ -226,6 +250,7 @@ TABLE_SETTINGS = {
     "model_types": as_json({name: model_type(config["models"][name]) for name in STUDY["models"]}),
     "targets": as_json(RESULTS["targets"]),
     "settings": as_json(RESULTS["claims"]),
+    "published": as_json(published_setting()),
 }
 
 
@@ -242,7 +267,7 @@ def table_args(table):
     """The table's inputs and settings as shell-quoted arguments of its subcommand. A rule's shell
     command is evaluated again when its job runs, after the loop that declares the table rules has
     moved on: so the command is the same for every table and this string reaches it as a param."""
-    args = [f"--{name} {table_file(name)}" for name in table.inputs]
+    args = [f"--{name} {path}" for name, path in table_inputs(table).items() if name != "published_file"]
     return " ".join(args + [setting_args(table.settings)])
 
 
@@ -259,7 +284,7 @@ def results_targets():
     """What `rule all` asks for. The runs are targets themselves, not only inputs of the tables:
     Snakemake (>= 7.7) does not rebuild a missing intermediate file whose downstream outputs exist
     and are up to date, so a deleted or purged run directory would otherwise never be trained again."""
-    tables = [table_file(name, ext) for name in TABLES for ext in ("csv", "md", "tex")]
+    tables = [table_file(name, ext) for name in STUDY_TABLES for ext in ("csv", "md", "tex")]
     return expected_runs() + [table_file("runs"), table_file("history")] + tables + figure_files()
 
 

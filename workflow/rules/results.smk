@@ -26,13 +26,13 @@ rule aggregate:
         "--out-runs {output.runs} --out-history {output.history} > {log} 2>&1"
 
 
-for table_name, table in TABLES.items():
+for table_name, table in STUDY_TABLES.items():
 
     rule:
         name:
             table_rule(table)
         input:
-            **{name: table_file(name) for name in table.inputs},
+            **table_inputs(table),
         output:
             csv=report(
                 table_file(table_name),

@@ -30,7 +30,7 @@ rule train:
         gres=train_resource("gres"),
         mpi=train_resource("mpi"),
     params:
-        model=lambda w: as_json(config["models"][w.model]),
+        model=lambda w: as_json(model_of(config, w.model)),
         training=training_params,
         hardware=lambda w: as_json(hardware_entry(w)),
         launcher=launcher,

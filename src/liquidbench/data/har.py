@@ -35,6 +35,7 @@ ROOT = "UCI HAR Dataset"
 URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/00240/UCI%20HAR%20Dataset.zip"
 SIGNALS = [f"{kind}_{axis}" for kind in ("body_acc", "body_gyro", "total_acc") for axis in "xyz"]
 SUBJECT_IDS = range(1, 31)
+DEFAULT_PROTOCOL = "features561"
 PROTOCOLS = {
     "features561": {"seq_len": 16, "train_stride": 1, "test_stride": 8, "val_fraction": 0.1, "seed": 893429},
     "inertial": {"val_fraction": 0.2, "seed": 0, "subjects": None, "downsample": 1},
@@ -237,7 +238,7 @@ def check_members(root: Path, protocol: str, where: str) -> None:
 
 
 def prepare(params: dict, out_dir: str | Path, raw: str | Path | None = None, **_sources) -> dict:
-    protocol = params.get("protocol", "features561")
+    protocol = params.get("protocol", DEFAULT_PROTOCOL)
     if protocol not in PROTOCOLS:
         raise ValueError(f"UCI HAR: protocol '{protocol}' is unknown, expected one of {sorted(PROTOCOLS)}")
     rest = {k: v for k, v in params.items() if k != "protocol"}

@@ -8,6 +8,20 @@ reference), shuffled with ``numpy.random.RandomState(seed)``; the first ``val_fr
 (rounded down) validate, the next ``test_fraction`` test, the rest train. On the original file this
 gives 12,043 sequences: 1,204 validation, 1,806 test and 9,033 training. Per-step regression (MSE in
 standardised units).
+
+Two arrangements of those windows (``protocol``):
+
+- ``current``: the reference code since its commit a0bede1 (August 2021, "bugfix: traffic dataset
+  transposed axis"): each window is one sequence of ``seq_len`` steps and the permutation splits
+  whole windows (the counts above).
+- ``prefix_2020``: the reference code before that commit, which the paper (2020) predates. The
+  window matrix (``seq_len`` x windows) was stacked along the wrong axis, so the arrangement is
+  transposed: sequence j (0 <= j < ``seq_len``) is the series sampled every ``stride`` hours from
+  row j, one step per window (x[starts + j], 12,043 steps on the original file), and the seeded
+  permutation of ``seq_len`` splits these *positions inside the windows*: of 32, int(0.1·32) = 3
+  validate, int(0.15·32) = 4 test and 25 train. Sequences j and j + stride are the same samples
+  shifted by one step, so the splits share almost all of their data. Kept to reproduce the
+  published figures, not as a sound protocol.
 """
 
 from __future__ import annotations
@@ -18,7 +32,9 @@ import numpy as np
 
 from .store import save_dataset
 
-DEFAULTS = {"seq_len": 32, "stride": 4, "seed": 23489, "val_fraction": 0.1, "test_fraction": 0.15}
+DEFAULTS = {"protocol": "current", "seq_len": 32, "stride": 4, "seed": 23489, "val_fraction": 0.1,
+            "test_fraction": 0.15}
+PROTOCOLS = ("current", "prefix_2020")
 FEATURES = ["holiday", "temp", "rain_1h", "snow_1h", "clouds_all", "weekday", "hour_sin"]
 NUMERIC = ["temp", "rain_1h", "snow_1h", "clouds_all", "traffic_volume"]
 COLUMNS = ["holiday", *NUMERIC[:-1], "date_time", "traffic_volume"]
@@ -91,33 +107,43 @@ def split_indices(n: int, seed: int, val_fraction: float, test_fraction: float) 
     return {"val": perm[:n_val], "test": perm[n_val:n_val + n_test], "train": perm[n_val + n_test:]}
 
 
+def arrange(x: np.ndarray, y: np.ndarray, p: dict) -> tuple[dict[str, dict[str, np.ndarray]], int]:
+    """The three splits of the series (x (n, F), y (n,)) under ``p["protocol"]``, and how many
+    sequences were permuted (windows for ``current``, positions in a window for ``prefix_2020``)."""
+    starts = windows(len(x), p["seq_len"], p["stride"])
+    offsets = np.arange(p["seq_len"])
+    if p["protocol"] == "current":
+        rows = starts[:, None] + offsets  # (windows, seq_len): one window per sequence
+    else:
+        rows = offsets[:, None] + starts  # (seq_len, windows): one position of every window per sequence
+    idx = split_indices(len(rows), p["seed"], p["val_fraction"], p["test_fraction"])
+    if any(len(v) == 0 for v in idx.values()):
+        raise ValueError(
+            f"traffic data set ({p['protocol']}): {len(x)} rows give {len(rows)} sequences, too few for "
+            f"train/val/test ({ {k: len(v) for k, v in idx.items()} })"
+        )
+    return {name: {"x": x[rows[which]], "y": y[rows[which]][..., None]} for name, which in idx.items()}, len(rows)
+
+
 def prepare(params: dict, out_dir: str | Path, raw: str | Path | None = None, **_sources) -> dict:
     unknown = set(params) - set(DEFAULTS)
     if unknown:
         raise ValueError(f"traffic data set: unknown parameter(s) {sorted(unknown)}, expected {sorted(DEFAULTS)}")
+    p = {**DEFAULTS, **params}
+    if p["protocol"] not in PROTOCOLS:
+        raise ValueError(f"traffic data set: protocol '{p['protocol']}' is unknown, expected one of {list(PROTOCOLS)}")
     if raw is None:
         raise ValueError("traffic data set: the downloaded CSV is needed (--raw FILE)")
-    p = {**DEFAULTS, **params}
     x, y = load_series(raw)
-    starts = windows(len(x), p["seq_len"], p["stride"])
-    idx = split_indices(len(starts), p["seed"], p["val_fraction"], p["test_fraction"])
-    if any(len(v) == 0 for v in idx.values()):
-        raise ValueError(
-            f"traffic data set: {len(x)} rows give {len(starts)} sequences, too few for train/val/test "
-            f"({ {k: len(v) for k, v in idx.items()} })"
-        )
-    offsets = np.arange(p["seq_len"])
-    splits = {}
-    for name, which in idx.items():
-        rows = starts[which][:, None] + offsets
-        splits[name] = {"x": x[rows], "y": y[rows][..., None]}
+    splits, n_sequences = arrange(x, y, p)
     info = {
         "dataset": "traffic",
-        "protocol": "ltc_paper",
+        "protocol": p["protocol"],
         "features": FEATURES,
         "target": "traffic_volume (standardised)",
         "n_rows": len(x),
-        "n_sequences": len(starts),
+        "n_windows": len(windows(len(x), p["seq_len"], p["stride"])),
+        "n_sequences": n_sequences,
         "params": p,
     }
     return save_dataset(out_dir, splits, "regression_per_step", info)

@@ -5,6 +5,12 @@ both have the same parameters, state dict layout and initial weights.
 Wiring is ``fully_connected`` (``units`` neurons, all read out) or ``autoncp`` (an NCP with
 ``units`` neurons of which ``motor_neurons`` are read out). Elapsed times, when given, go to the
 cell as ``timespans``.
+
+``checkpoint_every`` (steps, 0 = off): in training, a sequence longer than this runs in chunks of
+that many steps whose activations are recomputed during the backward pass (activation
+checkpointing), so that memory grows with the chunk rather than with the sequence. The gradients
+are the same; the cost is one more forward pass. Back-propagation through a 12,043-step sequence
+(traffic, protocol prefix_2020) would otherwise hold tens of GB for an LTC with 6 unfolds.
 """
 
 from __future__ import annotations
@@ -13,13 +19,14 @@ import torch
 from ncps.torch import CfC, LTC
 from ncps.wirings import AutoNCP
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .cfc_fast import FastCfcCore
 from .ltc_fast import FastLtcCore
 from .sequence import SequenceModel, take
 
 LTC_DEFAULTS = {"units": 32, "wiring": "fully_connected", "motor_neurons": 8, "ode_unfolds": 6,
-                "mixed_memory": False, "impl": "ncps"}
+                "mixed_memory": False, "impl": "ncps", "checkpoint_every": 0}
 CFC_DEFAULTS = {
     "units": 32,
     "wiring": "fully_connected",
@@ -30,6 +37,7 @@ CFC_DEFAULTS = {
     "backbone_dropout": 0.0,
     "mixed_memory": False,
     "impl": "ncps",
+    "checkpoint_every": 0,
 }
 IMPLS = ("ncps", "fast")
 WIRINGS = ("fully_connected", "autoncp")
@@ -39,11 +47,15 @@ CFC_MODES = ("default", "pure", "no_gate")
 class NcpCore(nn.Module):
     """Runs an ncps LTC or CfC layer over a batch-first sequence and returns every step's output."""
 
-    def __init__(self, rnn: nn.Module):
+    def __init__(self, rnn: nn.Module, checkpoint_every: int = 0):
         super().__init__()
         self.rnn = rnn
+        self.checkpoint_every = checkpoint_every
 
     def forward(self, x: torch.Tensor, elapsed: torch.Tensor | None) -> torch.Tensor:
+        k = self.checkpoint_every
+        if elapsed is None and k and x.shape[1] > k and self.training and torch.is_grad_enabled():
+            return self._chunked(x, k)
         if elapsed is None:
             return self.rnn(x)[0]
         # ncps squeezes each step's timespans to shape (B,), which broadcasts against the (B, H)
@@ -65,6 +77,23 @@ class NcpCore(nn.Module):
             outputs.append(fc(out))
         return torch.stack(outputs, dim=1)
 
+    def _chunked(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """The same sequence as one call, in chunks of k steps that keep only their boundary state."""
+        h = x.new_zeros(x.shape[0], self.rnn.state_size)
+        state = (h, torch.zeros_like(h)) if self.rnn.use_mixed else h
+        outputs = []
+        for start in range(0, x.shape[1], k):
+            out, state = checkpoint(self.rnn, x[:, start : start + k], state, use_reentrant=False)
+            outputs.append(out)
+        return torch.cat(outputs, dim=1)
+
+
+def _checkpoint_every(p: dict, name: str) -> int:
+    k = p["checkpoint_every"]
+    if not isinstance(k, int) or isinstance(k, bool) or k < 0:
+        raise ValueError(f"model '{name}': checkpoint_every must be a number of steps >= 0 (0: off), got {k!r}")
+    return k
+
 
 def _wiring(p: dict, name: str, seed: int = 22222):
     if p["wiring"] not in WIRINGS:
@@ -79,7 +108,13 @@ def _wiring(p: dict, name: str, seed: int = 22222):
 def _core(p: dict, name: str, rnn: nn.Module, fast: type[nn.Module]) -> nn.Module:
     if p["impl"] not in IMPLS:
         raise ValueError(f"model '{name}': impl '{p['impl']}' is unknown, expected one of {IMPLS}")
-    return NcpCore(rnn) if p["impl"] == "ncps" else fast(rnn)
+    every = _checkpoint_every(p, name)
+    if p["impl"] == "ncps":
+        return NcpCore(rnn, every)
+    if every:
+        raise ValueError(f"model '{name}': checkpoint_every applies to impl ncps; impl fast keeps its own "
+                         "per-step state for the backward pass (set checkpoint_every 0 or impl ncps)")
+    return fast(rnn)
 
 
 def build_ltc(spec, *, n_features, n_outputs, task, irregular=False):

@@ -186,7 +186,13 @@ NOTES = ("verdict: false if any decided comparison contradicts the claim, true i
          "decided and agrees, undecidable otherwise. decided: comparisons with enough ok seeds.")
 
 
-def build(summary: pd.DataFrame, scaling: pd.DataFrame, model_types: dict[str, str], settings: dict) -> tuple:
-    """The claims table (registry entry ``claims``): raw, display and notes."""
+def build(summary: pd.DataFrame, scaling: pd.DataFrame, model_types: dict[str, str], settings: dict,
+          published: pd.DataFrame | None = None) -> tuple:
+    """The claims table (registry entry ``claims``): raw, display and notes. With the published
+    table (results.published), one claim per compared data set joins it."""
     table = check_claims(summary, scaling, model_types, settings)
+    if published is not None:
+        from .published import claim_rows
+
+        table = pd.concat([table, pd.DataFrame(claim_rows(published))], ignore_index=True)
     return table, display(table), NOTES

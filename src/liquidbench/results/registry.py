@@ -1,6 +1,7 @@
 """What the results stage writes: every table and figure, each in one entry.
 
-Adding a table is one entry in ``TABLES`` plus its caption ``workflow/report/{name}.rst``; adding
+Adding a table is one entry in ``TABLES`` plus its caption ``workflow/report/{name}.rst`` (a table
+with ``when`` exists only in studies that set that key of config ``results``); adding
 a figure is one entry in ``FIGURES`` plus its caption ``workflow/report/fig_{name}.rst``. From
 these entries the workflow declares one rule per table (workflow/rules/results.smk) and the
 targets, the command line one subcommand per table (cli.py), and ``liquidbench plot`` draws every
@@ -41,6 +42,9 @@ SETTINGS = {
     "model_types": Setting("--model-types", True, "JSON {model name: type, or {type, impl} for impl other than ncps}"),
     "targets": Setting("--targets", True, "JSON {dataset: target validation metric} (config results.targets)"),
     "settings": Setting("--settings", True, "JSON {min_seeds, metric_tolerance_std, speedup_min} (config results.claims)"),
+    "published": Setting("--published-settings", True,
+                         "JSON {file, datasets, models, sigmas, min_seeds, dataset_config, study_models} "
+                         "(config results.published; the published numbers are in file)"),
 }
 
 
@@ -52,6 +56,8 @@ class Table:
     inputs: tuple[str, ...]
     build: str  # module:function under liquidbench.results
     settings: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()  # input tables used when the study writes them
+    when: str | None = None  # written only when this key of config `results` is set
 
 
 TABLES = {
@@ -66,7 +72,10 @@ TABLES = {
     "time_to_target": Table("time-to-target", "training time until the validation metric reaches a target",
                             "Time to target", ("runs", "history"), "compare:build_time_to_target", ("targets",)),
     "claims": Table("claims", "check the thesis's claims on the data", "Checked claims", ("summary", "scaling"),
-                    "claims:build", ("model_types", "settings")),
+                    "claims:build", ("model_types", "settings"), optional=("published",)),
+    "published": Table("published", "published results against the reproduced ones, with verdicts",
+                       "Published and reproduced results", ("summary",), "published:build", ("published",),
+                       when="published"),
     "provenance": Table("provenance", "software versions and machines of the runs", "What was run", ("runs",),
                         "provenance:build"),
 }

@@ -96,6 +96,7 @@ def _train(spec: RunSpec, p: dict, hw: dict, place: Place, stop: StopFlag) -> di
     net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if place.ddp else model
     batch = per_process_batch(p["batch_size"], world, hw["scaling"], spec.hardware)
     sampler = DistributedSampler(data.train[0], num_replicas=world, rank=rank, shuffle=True, seed=spec.seed)
+    per_rank = used_per_rank(len(sampler), batch, p["drop_last"])
     telemetry = RankTelemetry(hw["telemetry_interval_s"], place, state.segments, ctrl)
     run = Run(spec, p, hw, place, data, model, net, opt, sched, ctrl, state, fingerprint, out_dir, telemetry,
               StopAgreement(ctrl, stop), FaultInjector(rank))
@@ -109,7 +110,7 @@ def _train(spec: RunSpec, p: dict, hw: dict, place: Place, stop: StopFlag) -> di
         for epoch in range(state.start_epoch, p["epochs"] + 1):
             sampler.set_epoch(epoch)
             order = list(sampler)
-            result = run_epoch(run, [order[i : i + batch] for i in range(0, len(order), batch)])
+            result = run_epoch(run, [order[i : i + batch] for i in range(0, per_rank, batch)])
             if result.stopped_mid_epoch:
                 run.checkpoint_and_exit(epoch, result.partial(ctrl))
             if not end_epoch(run, epoch, result):
@@ -128,7 +129,7 @@ def _train(spec: RunSpec, p: dict, hw: dict, place: Place, stop: StopFlag) -> di
             comm = comm_probe(net, model, first_batch, data.task, device, ctrl)
     finally:
         telemetry.stop()
-    return finish(run, status, comm, batch, sampler)
+    return finish(run, status, comm, batch, per_rank)
 
 
 @dataclass
@@ -268,7 +269,7 @@ def end_epoch(run: Run, epoch: int, result: EpochResult) -> bool:
     return True
 
 
-def finish(run: Run, status: str, comm: dict | None, batch: int, sampler: DistributedSampler) -> dict | None:
+def finish(run: Run, status: str, comm: dict | None, batch: int, per_rank: int) -> dict | None:
     """Test with the best weights; rank 0 writes metrics.json, history.csv, telemetry.csv and
     removes the checkpoint."""
     place, state, model = run.place, run.state, run.model
@@ -290,8 +291,8 @@ def finish(run: Run, status: str, comm: dict | None, batch: int, sampler: Distri
         device_name=torch.cuda.get_device_name(place.device) if place.device.type == "cuda" else None,
         world=place.world, backend=dist.get_backend() if place.ddp else None, ddp=place.ddp,
         threads=torch.get_num_threads(), batch_per_process=batch, n_params=count_parameters(model),
-        task=run.data.task, metric_name=run.data.meta["metric"], samples_per_epoch=len(sampler) * place.world,
-        steps_per_epoch=math.ceil(len(sampler) / batch), step_timer=StepTimer(place.device).name, comm_probe=comm,
+        task=run.data.task, metric_name=run.data.meta["metric"], samples_per_epoch=per_rank * place.world,
+        steps_per_epoch=math.ceil(per_rank / batch), step_timer=StepTimer(place.device).name, comm_probe=comm,
         final_params_sha256=final_sha, test_metric=test_metric,
         peak_host_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         telemetry=summarize(state.telemetry, interval_s=run.telemetry.interval_s, epochs=len(state.history),
@@ -358,6 +359,16 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def used_per_rank(n: int, batch: int, drop_last: bool) -> int:
+    """Training sequences a process uses per epoch: its n, or with drop_last only its full batches
+    (the last, incomplete one left out, as the LTC paper's code does)."""
+    used = n - n % batch if drop_last else n
+    if used == 0:
+        raise ValueError(f"training: drop_last with batch {batch} leaves no batch of the {n} training "
+                         "sequences per process; lower batch_size or set drop_last false")
+    return used
 
 
 def per_process_batch(batch_size: int, world: int, scaling: str | None, hardware: str) -> int:

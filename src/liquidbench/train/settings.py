@@ -17,6 +17,7 @@ TRAINING_DEFAULTS = {
     "lr_decay": 1.0,
     "grad_clip": 1.0,
     "weight_decay": 0.0,
+    "drop_last": False,
 }
 # a `hardware:` entry (the config must name its `device`; `resources` have no default)
 HARDWARE_DEFAULTS = {
