@@ -225,8 +225,12 @@ def published_setting():
     if not pub:
         return None
     datasets = {name: config["datasets"][name] for name in pub["datasets"] if name in config["datasets"]}
-    return {**pub, "min_seeds": RESULTS["claims"]["min_seeds"], "dataset_config": datasets,
-            "study_models": STUDY["models"]}
+    return {
+        **pub,
+        "min_seeds": RESULTS["claims"]["min_seeds"],
+        "dataset_config": datasets,
+        "study_models": STUDY["models"],
+    }
 
 
 # The tables of this study: a table with `when` only where that key of config `results` is set.
