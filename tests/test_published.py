@@ -144,9 +144,9 @@ def test_cli_writes_the_table_and_adds_claims(tmp_path):
     pd.DataFrame(columns=["dataset", "model", "hardware", "n", "speedup", "t1_seeds", "tn_seeds", "device",
                           "scaling", "baseline"]).to_csv(tmp_path / "scaling.csv", index=False)
     out = {ext: tmp_path / f"published.{ext}" for ext in ("csv", "md", "tex")}
-    settings = json.dumps({"datasets": {"traffic": "metro_traffic", "har561": "uci_har_561"}, "models": MODELS})
-    assert main(["published", "--summary", str(tmp_path / "summary.csv"), "--published", str(PUBLISHED),
-                 "--settings", settings, "--dataset-config", json.dumps(CONFIG), "--study-models", "ltc", "lstm",
+    settings = json.dumps({"file": str(PUBLISHED), "datasets": {"traffic": "metro_traffic", "har561": "uci_har_561"},
+                           "models": MODELS, "dataset_config": CONFIG, "study_models": ["ltc", "lstm"]})
+    assert main(["published", "--summary", str(tmp_path / "summary.csv"), "--published-settings", settings,
                  "--out-csv", str(out["csv"]), "--out-md", str(out["md"]), "--out-tex", str(out["tex"])]) == 0
     written = pd.read_csv(out["csv"], keep_default_na=False)
     assert list(written["verdict"]) == ["consistent", "inconsistent", "not run", "not run"]
@@ -156,7 +156,8 @@ def test_cli_writes_the_table_and_adds_claims(tmp_path):
     assert r"\pm" in out["tex"].read_text()
     claims_csv = tmp_path / "claims.csv"
     assert main(["claims", "--summary", str(tmp_path / "summary.csv"), "--scaling", str(tmp_path / "scaling.csv"),
-                 "--model-types", json.dumps({"ltc": "ltc", "lstm": "lstm"}), "--published", str(out["csv"]),
+                 "--model-types", json.dumps({"ltc": "ltc", "lstm": "lstm"}), "--settings", json.dumps({"min_seeds": 2, "metric_tolerance_std": 1.0, "speedup_min": 1.0}),
+                 "--published", str(out["csv"]),
                  "--out-csv", str(claims_csv)]) == 0
     claims = pd.read_csv(claims_csv).set_index("claim_id")
     assert claims.loc["published:traffic", "verdict"] == "false"

@@ -294,7 +294,8 @@ def test_ratios_pair_implementations_and_keep_cfc_vs_ltc_within_one():
     pairs = {(r.comparison, r.model, r.reference): r.train_time_s_ratio for r in table.itertuples()}
     assert set(pairs) == {("cfc vs ltc", "cfc", "ltc"), ("cfc vs ltc", "cfc_fast", "ltc_fast"),
                           ("fast vs ncps", "cfc_fast", "cfc"), ("fast vs ncps", "ltc_fast", "ltc")}
-    assert pairs[("fast vs ncps", "ltc_fast", "ltc")] == pytest.approx(2 / 8)
+    # ratios of geometric means: 2 / sqrt(6 * 10)
+    assert pairs[("fast vs ncps", "ltc_fast", "ltc")] == pytest.approx(2 / math.sqrt(60))
     assert pairs[("cfc vs ltc", "cfc_fast", "ltc_fast")] == pytest.approx(0.5)
 
 
@@ -302,7 +303,8 @@ def test_ratios_pair_implementations_and_keep_cfc_vs_ltc_within_one():
 def test_claim_ordering_under_both_implementations(fast_ltc, verdict):
     times = {("cfc", "cpu"): [2, 4], ("ltc", "cpu"): [6, 10], ("cfc_fast", "cpu"): [1, 1], ("ltc_fast", "cpu"): fast_ltc}
     s = claims_summary(times)
-    table = claims.check_claims(s, scaling.scaling_table(s, {"cpu": {"device": "cpu"}}), IMPL_TYPES).set_index("claim_id")
+    table = claims.check_claims(s, scaling.scaling_table(s, {"cpu": {"device": "cpu"}}, threshold=0.7), IMPL_TYPES,
+                                 CLAIM_SETTINGS).set_index("claim_id")
     assert table.loc["order_both_impls", "verdict"] == verdict
     assert table.loc["order_both_impls", "decided"] == 1
     assert "(ncps)" in table.loc["order_both_impls", "evidence"]
