@@ -17,6 +17,14 @@ SHARED = REPO.parent / "shared"
 WORKFLOW_FILES = ["workflow", "config", ".test"]
 
 
+def missing_part(what: str, problem: str) -> None:
+    """A test needs a part this machine lacks: outside CI it skips, saying what is missing and how to
+    install it; under CI (`CI` set, .ci/run installs every part) it fails instead."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} under CI: {problem}")
+    pytest.skip(f"{what}: {problem}")
+
+
 def tool_env() -> dict:
     """The environment for subprocesses: this interpreter's bin directory first on PATH."""
     env = dict(os.environ)

@@ -6,6 +6,7 @@ import random
 import pytest
 import torch
 
+from conftest import missing_part
 from liquidbench.data.sine import generate
 from liquidbench.models import build_model
 from liquidbench.models.cfc_fast import FastCfcCore
@@ -187,7 +188,7 @@ def test_ltc_kernel_is_built_and_used_where_a_compiler_exists(tmp_path, monkeypa
     from liquidbench.models import ltc_kernel
 
     if not (shutil.which("cc") or shutil.which("gcc")):
-        pytest.skip("no C compiler on this machine: the torch path is tested above")
+        missing_part("compiled LTC kernel", "no C compiler on this machine (apt-get install gcc); the torch path is tested above")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(ltc_kernel, "_tried", False)
     monkeypatch.setattr(ltc_kernel, "_lib", None)

@@ -27,7 +27,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, copy_workflow, planned_jobs, tool_env
+from conftest import REPO, copy_workflow, missing_part, planned_jobs, tool_env
 from liquidbench.slurm import job_resources
 
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
@@ -72,9 +72,7 @@ def cluster_problem() -> str | None:
 def require_cluster():
     problem = cluster_problem()
     if problem:
-        if os.environ.get("CI"):
-            pytest.fail(f"Slurm test under CI: {problem}")
-        pytest.skip(f"Slurm test: {problem}")
+        missing_part("Slurm test", problem)
 
 
 def cluster(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
