@@ -192,7 +192,21 @@ def test_ltc_kernel_is_built_and_used_where_a_compiler_exists(tmp_path, monkeypa
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(ltc_kernel, "_tried", False)
     monkeypatch.setattr(ltc_kernel, "_lib", None)
+    assert ltc_kernel.status() == "not used"
     assert ltc_kernel.library() is not None
+    assert ltc_kernel.status() == "compiled"
     assert ltc_kernel.BUILD["seconds"] > 0 and ltc_kernel.BUILD["path"].startswith(str(tmp_path))
     assert len(list(tmp_path.glob("liquidbench/ltc_kernel_*.so"))) == 1  # no temporary left behind
     assert ltc_kernel.usable(torch.zeros(2)) and not ltc_kernel.usable(torch.zeros(2, dtype=torch.float64))
+
+
+def test_ltc_kernel_disabled_says_so(monkeypatch):
+    """LIQUIDBENCH_LTC_KERNEL=0: the torch path, and metrics.json's env says which path ran."""
+    from liquidbench.models import ltc_kernel
+
+    monkeypatch.setenv("LIQUIDBENCH_LTC_KERNEL", "0")
+    monkeypatch.setattr(ltc_kernel, "_tried", False)
+    monkeypatch.setattr(ltc_kernel, "_lib", None)
+    monkeypatch.setattr(ltc_kernel, "BUILD", {})
+    assert ltc_kernel.library() is None and not ltc_kernel.usable(torch.zeros(2))
+    assert ltc_kernel.status() == "torch: disabled by LIQUIDBENCH_LTC_KERNEL=0"

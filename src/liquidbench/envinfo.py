@@ -63,4 +63,11 @@ def environment() -> dict:
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "git_commit": git_commit(),
+        "ltc_kernel": ltc_kernel_status(),
     }
+
+
+def ltc_kernel_status() -> str:
+    from .models import ltc_kernel
+
+    return ltc_kernel.status()

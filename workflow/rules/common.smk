@@ -285,7 +285,7 @@ def figure_files():
 
 
 def results_targets():
-    """What `rule all` asks for. The runs are targets themselves, not only inputs of the tables:
+    """The targets of `all`. The runs are targets themselves, not only inputs of the tables;
     Snakemake (>= 7.7) does not rebuild a missing intermediate file whose downstream outputs exist
     and are up to date, so a deleted or purged run directory would otherwise never be trained again."""
     tables = [table_file(name, ext) for name in STUDY_TABLES for ext in ("csv", "md", "tex")]

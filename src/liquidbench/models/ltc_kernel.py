@@ -175,6 +175,15 @@ def library():
     return lib
 
 
+def status() -> str:
+    """What this process's fast LTC ran on, for metrics.json's env: "compiled", "torch: <why>", or
+    "not used" when no fast LTC was built. The two paths agree within float32 rounding, not bit for
+    bit, so a comparison of two runs to the bit needs the same path on both sides."""
+    if not _tried:
+        return "not used"
+    return "compiled" if _lib is not None else f"torch: {BUILD.get('error') or 'unavailable'}"
+
+
 def usable(*tensors: torch.Tensor) -> bool:
     return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors) and library() is not None
 

@@ -17,6 +17,7 @@ FIELDS = {
     "env.cpu_model": "CPU",
     "env.hostname": "hosts",
     "env.git_commit": "commit",
+    "env.ltc_kernel": "fast LTC step",
 }
 
 
