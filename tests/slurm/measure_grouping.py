@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import statistics
@@ -49,12 +50,16 @@ def one_run(grouped: bool, components: int) -> dict:
                "--configfile", "study.yaml", *FAST_STATUS]
         if grouped:
             cmd += ["--group-components", f"cpu-short={components}"]
+        # The jobs call `liquidbench`: this interpreter's environment goes first on PATH.
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=wd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, cwd=wd, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - t0
         log = proc.stdout + proc.stderr
         if proc.returncode:
-            raise SystemExit(f"snakemake failed:\n{log[-4000:]}")
+            rule_logs = "".join(f"\n--- {p.relative_to(wd)}\n{p.read_text()[-2000:]}"
+                                for p in sorted((wd / "logs").rglob("*.log")))
+            raise SystemExit(f"snakemake failed:\n{log[-4000:]}{rule_logs}")
         submissions = len(re.findall(r"has been submitted with SLURM jobid", log))
     return {"grouped": grouped, "components": components if grouped else None, "wall_s": round(wall, 2),
             "slurm_jobs": submissions}
