@@ -182,6 +182,26 @@ def test_ltc_torch_path_matches_ncps_without_the_compiled_kernel(monkeypatch):
         assert_equal_outputs_and_gradients(ref, fast, x, None)
 
 
+@pytest.mark.parametrize("limit", [0, 2**40], ids=["recompute", "store"])
+def test_ltc_kernel_matches_ncps_storing_or_recomputing_the_activations(limit, monkeypatch):
+    """The compiled step keeps the synapse activations for the backward up to STORE_LIMIT_BYTES a
+    sequence and computes them again above; both give ncps's outputs and gradients."""
+    from liquidbench.models import ltc_fast, ltc_kernel
+
+    if ltc_kernel.library() is None:
+        missing_part("compiled LTC kernel", "no C compiler on this machine (apt-get install gcc); the torch path is tested above")
+    monkeypatch.setattr(ltc_fast, "STORE_LIMIT_BYTES", limit)
+    calls = []
+    real = ltc_kernel.forward
+    monkeypatch.setattr(ltc_kernel, "forward", lambda *a: calls.append(a[-1]) or real(*a))
+    for spec in SPECS[:2]:
+        ref, fast = pair(spec, 5, 2)
+        x = torch.randn(6, 9, 5)
+        assert_equal_outputs_and_gradients(ref, fast, x, torch.rand(6, 9) * 3 + 0.1)
+        assert_equal_outputs_and_gradients(ref, fast, x, None)
+    assert calls and set(calls) == {limit > 0}
+
+
 def test_ltc_kernel_is_built_and_used_where_a_compiler_exists(tmp_path, monkeypatch):
     import shutil
 

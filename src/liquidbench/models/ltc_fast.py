@@ -27,18 +27,26 @@ from . import ltc_kernel
 
 _sigmoid_backward = torch.ops.aten.sigmoid_backward
 
+# Largest memory the compiled LTC step keeps for a sequence's backward (its synapse activations,
+# steps x unfolds x batch x units^2 floats): 48 MB for the traffic data set at batch 64; the paper's
+# 12,043-step sequences are far above and recompute them.
+STORE_LIMIT_BYTES = 512 * 2**20
+
 
 class _LtcStep(torch.autograd.Function):
     """One LTC step (all unfolds). Tensors: ``v0, n_const, d_const, cm_t`` are ``(B, U)`` (``cm_t``
     may broadcast), ``sig_t, mu_t, we_t, w_t`` are ``(J, I)``: sigma, mu, ``w erev`` and ``w``
     transposed (post-synaptic neuron first).
 
-    Forward keeps only each unfold's state and denominator (``(B, U)`` each); backward recomputes
-    each unfold's synapse activations ``s`` just before it needs them, so that the ``(J, B, I)``
-    tensors it works on stay in cache rather than being stored for the whole sequence."""
+    Forward keeps each unfold's state and denominator (``(B, U)`` each). The torch version's backward
+    recomputes each unfold's synapse activations ``s`` just before it needs them, so that the
+    ``(J, B, I)`` tensors it works on stay in cache rather than being stored for the whole sequence;
+    the compiled step stores them where ``store`` says so (the caller decides from the sequence's
+    total) and recomputes them otherwise."""
 
     @staticmethod
-    def forward(ctx, v0, n_const, d_const, cm_t, sig_t, mu_t, we_t, w_t, unfolds: int, sigma_nonzero: bool):
+    def forward(ctx, v0, n_const, d_const, cm_t, sig_t, mu_t, we_t, w_t, unfolds: int, sigma_nonzero: bool,
+                store: bool):
         keep = any(ctx.needs_input_grad)
         ctx.cm_shape = cm_t.shape
         tensors = (v0, n_const, d_const, sig_t, mu_t, we_t, w_t)
@@ -46,10 +54,11 @@ class _LtcStep(torch.autograd.Function):
         if ctx.kernel:
             cm_t = cm_t.expand_as(v0).contiguous()
             neg_sm = (sig_t * mu_t).neg_()
-            vs, dens = ltc_kernel.forward(v0, n_const, d_const + cm_t, cm_t, sig_t, neg_sm, we_t, w_t, unfolds)
+            vs, dens, ss = ltc_kernel.forward(v0, n_const, d_const + cm_t, cm_t, sig_t, neg_sm, we_t, w_t, unfolds,
+                                              store and keep)
             if keep:
                 ctx.save_for_backward(cm_t, sig_t, mu_t, we_t, w_t)
-                ctx.inner = (vs, dens, neg_sm)
+                ctx.inner = (vs, dens, ss, neg_sm)
             return vs[-1]
         m = torch.stack((we_t, w_t), dim=2)  # (J, I, 2)
         neg_sm = (sig_t * mu_t).neg_().unsqueeze(1)  # (J, 1, I)
@@ -77,11 +86,12 @@ class _LtcStep(torch.autograd.Function):
         inner = ctx.inner
         del ctx.inner
         if ctx.kernel:
-            g, g_n, g_d, g_cm, g_sig, g_mu, g_we, g_w = ltc_kernel.backward(grad, inner[0], inner[1], cm_t, sig_t,
-                                                                           inner[2], mu_t, we_t, w_t)
+            vs, dens, ss, neg_sm = inner
+            g, g_n, g_d, g_cm, g_sig, g_mu, g_we, g_w = ltc_kernel.backward(grad, vs, dens, ss, cm_t, sig_t, neg_sm,
+                                                                           mu_t, we_t, w_t)
             if ctx.needs_input_grad[3] and g_cm.shape != ctx.cm_shape:
                 g_cm = g_cm.sum_to_size(ctx.cm_shape)
-            return g, g_n, g_d, g_cm, g_sig, g_mu, g_we, g_w, None, None
+            return g, g_n, g_d, g_cm, g_sig, g_mu, g_we, g_w, None, None, None
         vs, dens = inner
         m = torch.stack((we_t, w_t), dim=2)
         sig3 = sig_t.unsqueeze(1)
@@ -120,7 +130,7 @@ class _LtcStep(torch.autograd.Function):
             g_mu = -sig_t * acc
         if cm_t.shape != grad.shape:
             g_cm = g_cm.sum_to_size(cm_t.shape)
-        return g, g_n, g_d, g_cm, g_sig, g_mu, g_m[..., 0], g_m[..., 1], None, None
+        return g, g_n, g_d, g_cm, g_sig, g_mu, g_m[..., 0], g_m[..., 1], None, None, None
 
 
 def _lstm_step(lstm: nn.Module, pre: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
@@ -178,11 +188,15 @@ class FastLtcCore(nn.Module):
             lstm_pre = rnn.lstm.input_map(x).unbind(1)
         n_steps, d_steps = n_const.unbind(0), d_const.unbind(0)
         sigma_nonzero = bool((sig_t != 0).all())  # one host sync per sequence
+        # the compiled step keeps the synapse activations for the backward while the sequence's
+        # total fits STORE_LIMIT_BYTES (about 3 times less work in the backward), else recomputes them
+        store = steps * unfolds * bsz * rnn.state_size**2 * x.element_size() <= STORE_LIMIT_BYTES
         states = []
         for t in range(steps):
             if rnn.use_mixed:
                 h, c = _lstm_step(rnn.lstm, lstm_pre[t], h, c)
-            h = _LtcStep.apply(h, n_steps[t], d_steps[t], cm_ts[t], sig_t, mu_t, we_t, w_t, unfolds, sigma_nonzero)
+            h = _LtcStep.apply(h, n_steps[t], d_steps[t], cm_ts[t], sig_t, mu_t, we_t, w_t, unfolds, sigma_nonzero,
+                              store)
             states.append(h)
         out = torch.stack(states, dim=1)[..., : cell.motor_size]
         return out * cell.output_w + cell.output_b
