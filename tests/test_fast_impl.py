@@ -182,14 +182,22 @@ def test_ltc_torch_path_matches_ncps_without_the_compiled_kernel(monkeypatch):
         assert_equal_outputs_and_gradients(ref, fast, x, None)
 
 
+def require_c_compiler() -> None:
+    """The compiled LTC step needs a C compiler: skip (fail under CI) where there is none."""
+    import shutil
+
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        missing_part("compiled LTC kernel", "no C compiler on this machine (apt-get install gcc); the torch path is tested above")
+
+
 @pytest.mark.parametrize("limit", [0, 2**40], ids=["recompute", "store"])
 def test_ltc_kernel_matches_ncps_storing_or_recomputing_the_activations(limit, monkeypatch):
     """The compiled step keeps the synapse activations for the backward up to STORE_LIMIT_BYTES a
     sequence and computes them again above; both give ncps's outputs and gradients."""
     from liquidbench.models import ltc_fast, ltc_kernel
 
-    if ltc_kernel.library() is None:
-        missing_part("compiled LTC kernel", "no C compiler on this machine (apt-get install gcc); the torch path is tested above")
+    require_c_compiler()
+    assert ltc_kernel.library() is not None, ltc_kernel.BUILD
     monkeypatch.setattr(ltc_fast, "STORE_LIMIT_BYTES", limit)
     calls = []
     real = ltc_kernel.forward
@@ -203,12 +211,9 @@ def test_ltc_kernel_matches_ncps_storing_or_recomputing_the_activations(limit, m
 
 
 def test_ltc_kernel_is_built_and_used_where_a_compiler_exists(tmp_path, monkeypatch):
-    import shutil
-
     from liquidbench.models import ltc_kernel
 
-    if not (shutil.which("cc") or shutil.which("gcc")):
-        missing_part("compiled LTC kernel", "no C compiler on this machine (apt-get install gcc); the torch path is tested above")
+    require_c_compiler()
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(ltc_kernel, "_tried", False)
     monkeypatch.setattr(ltc_kernel, "_lib", None)

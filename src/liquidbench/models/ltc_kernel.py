@@ -121,9 +121,11 @@ void ltc_backward(int B, int U, int K, float *R g, const float *R vs, const floa
 }
 """
 
-# 256-bit vectors even where the compiler's tuning for the CPU prefers 128 (-march=native on AMD Zen 1
-# VMs): measured 20 % less time in the step and its backward on such a machine.
-FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=256", "-ffast-math", "-fPIC", "-shared"]
+# On x86-64, 256-bit vectors even where the compiler's tuning for the CPU prefers 128 (-march=native
+# on AMD Zen 1 VMs): measured 20 % less time in the step and its backward on such a machine. The
+# option is x86-only: elsewhere (e.g. aarch64 nodes) it would fail the build.
+_X86 = platform.machine().lower() in ("x86_64", "amd64")
+FLAGS = ["-O3", "-march=native", *(["-mprefer-vector-width=256"] if _X86 else []), "-ffast-math", "-fPIC", "-shared"]
 BUILD: dict = {"seconds": None, "path": None, "error": None}
 _lib = None
 _tried = False
