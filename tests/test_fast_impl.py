@@ -1,6 +1,7 @@
 """The fast LTC and CfC (``impl: fast``) against ncps (``impl: ncps``): same state dict, same
 outputs and gradients within 1e-5 (float32), same training losses within 1e-4."""
 
+import importlib
 import random
 
 import pytest
@@ -170,12 +171,14 @@ def test_fast_cores_are_built_for_impl_fast_and_unknown_impl_is_named():
         build_model({"type": "ltc", "impl": "cuda"}, 2, 1, "regression_per_step")
 
 
-def test_ltc_torch_path_matches_ncps_without_the_compiled_kernel(monkeypatch):
-    """Where no C compiler exists (or off the CPU) the fast LTC runs its torch implementation."""
-    from liquidbench.models import ltc_kernel
+def test_torch_paths_match_ncps_without_the_compiled_kernels(monkeypatch):
+    """Where no C compiler exists (or off the CPU) the fast LTC and CfC run their torch versions."""
+    from liquidbench.models import cfc_kernel, ltc_kernel
 
-    monkeypatch.setattr(ltc_kernel, "usable", lambda *tensors: False)
-    for spec in SPECS[:2]:
+    for kernel in (ltc_kernel, cfc_kernel):
+        monkeypatch.setattr(kernel, "usable", lambda *tensors: False)
+        monkeypatch.setattr(kernel, "forward", None)  # would fail if called
+    for spec in SPECS:
         ref, fast = pair(spec, 5, 2)
         x = torch.randn(6, 9, 5)
         assert_equal_outputs_and_gradients(ref, fast, x, torch.rand(6, 9) * 3 + 0.1)
@@ -183,11 +186,12 @@ def test_ltc_torch_path_matches_ncps_without_the_compiled_kernel(monkeypatch):
 
 
 def require_c_compiler() -> None:
-    """The compiled LTC step needs a C compiler: skip (fail under CI) where there is none."""
+    """The compiled LTC and CfC kernels need a C compiler: skip (fail under CI) where there is none."""
     import shutil
 
     if not (shutil.which("cc") or shutil.which("gcc")):
-        missing_part("compiled LTC kernel", "no C compiler on this machine (apt-get install gcc); the torch path is tested above")
+        missing_part("compiled LTC and CfC kernels",
+                     "no C compiler on this machine (apt-get install gcc); the torch paths are tested above")
 
 
 @pytest.mark.parametrize("limit", [0, 2**40], ids=["recompute", "store"])
@@ -197,7 +201,7 @@ def test_ltc_kernel_matches_ncps_storing_or_recomputing_the_activations(limit, m
     from liquidbench.models import ltc_fast, ltc_kernel
 
     require_c_compiler()
-    assert ltc_kernel.library() is not None, ltc_kernel.BUILD
+    assert ltc_kernel.library() is not None, ltc_kernel.KERNEL.build
     monkeypatch.setattr(ltc_fast, "STORE_LIMIT_BYTES", limit)
     calls = []
     real = ltc_kernel.forward
@@ -210,28 +214,60 @@ def test_ltc_kernel_matches_ncps_storing_or_recomputing_the_activations(limit, m
     assert calls and set(calls) == {limit > 0}
 
 
-def test_ltc_kernel_is_built_and_used_where_a_compiler_exists(tmp_path, monkeypatch):
-    from liquidbench.models import ltc_kernel
+def test_cfc_kernel_runs_every_backbone_cfc_without_mixed_memory_or_dropout(monkeypatch):
+    """The compiled recurrence takes the backbone CfC in every mode, with one to three backbone
+    layers and regular or irregular steps (ncps's outputs and gradients); mixed memory and active
+    dropout take the torch version."""
+    from liquidbench.models import cfc_kernel
 
     require_c_compiler()
+    assert cfc_kernel.library() is not None, cfc_kernel.KERNEL.build
+    calls = []
+    real = cfc_kernel.forward
+    monkeypatch.setattr(cfc_kernel, "forward", lambda *a: calls.append(a[0]) or real(*a))
+    for mode in ("default", "pure", "no_gate"):
+        for layers in (1, 2, 3):
+            spec = {"type": "cfc", "units": 9, "mode": mode, "backbone_units": 11, "backbone_layers": layers}
+            ref, fast = pair(spec, 4, 2, seed=layers)
+            x = torch.randn(5, 7, 4)
+            assert_equal_outputs_and_gradients(ref, fast, x, torch.rand(5, 7) * 2 + 0.1)
+            assert_equal_outputs_and_gradients(ref, fast, x, None)
+    assert calls.count("default") == calls.count("pure") == calls.count("no_gate") == 3 * 2  # one call a check
+    calls.clear()
+    for extra in ({"mixed_memory": True}, {"backbone_layers": 2, "backbone_dropout": 0.2}):  # ncps: dropout between layers
+        _, fast = pair({"type": "cfc", "units": 6, "backbone_units": 8, **extra}, 3, 1)
+        fast(torch.randn(2, 4, 3)).sum().backward()
+    assert calls == []
+    fast.eval()  # dropout is off in evaluation: the compiled path again
+    fast(torch.randn(2, 4, 3))
+    assert calls == ["default"]
+
+
+@pytest.mark.parametrize("name", ["ltc_kernel", "cfc_kernel"])
+def test_kernel_is_built_and_used_where_a_compiler_exists(name, tmp_path, monkeypatch):
+    module = importlib.import_module(f"liquidbench.models.{name}")
+    kernel = module.KERNEL
+    require_c_compiler()
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setattr(ltc_kernel, "_tried", False)
-    monkeypatch.setattr(ltc_kernel, "_lib", None)
-    assert ltc_kernel.status() == "not used"
-    assert ltc_kernel.library() is not None
-    assert ltc_kernel.status() == "compiled"
-    assert ltc_kernel.BUILD["seconds"] > 0 and ltc_kernel.BUILD["path"].startswith(str(tmp_path))
-    assert len(list(tmp_path.glob("liquidbench/ltc_kernel_*.so"))) == 1  # no temporary left behind
-    assert ltc_kernel.usable(torch.zeros(2)) and not ltc_kernel.usable(torch.zeros(2, dtype=torch.float64))
+    monkeypatch.setattr(kernel, "_tried", False)
+    monkeypatch.setattr(kernel, "_lib", None)
+    assert module.status() == "not used"
+    assert module.library() is not None
+    assert module.status() == "compiled"
+    assert kernel.build["seconds"] > 0 and kernel.build["path"].startswith(str(tmp_path))
+    assert len(list(tmp_path.glob(f"liquidbench/{name}_*.so"))) == 1  # no temporary left behind
+    assert module.usable(torch.zeros(2)) and not module.usable(torch.zeros(2, dtype=torch.float64))
 
 
-def test_ltc_kernel_disabled_says_so(monkeypatch):
-    """LIQUIDBENCH_LTC_KERNEL=0: the torch path, and metrics.json's env says which path ran."""
-    from liquidbench.models import ltc_kernel
-
-    monkeypatch.setenv("LIQUIDBENCH_LTC_KERNEL", "0")
-    monkeypatch.setattr(ltc_kernel, "_tried", False)
-    monkeypatch.setattr(ltc_kernel, "_lib", None)
-    monkeypatch.setattr(ltc_kernel, "BUILD", {})
-    assert ltc_kernel.library() is None and not ltc_kernel.usable(torch.zeros(2))
-    assert ltc_kernel.status() == "torch: disabled by LIQUIDBENCH_LTC_KERNEL=0"
+@pytest.mark.parametrize("name", ["ltc_kernel", "cfc_kernel"])
+def test_kernel_disabled_says_so(name, monkeypatch):
+    """LIQUIDBENCH_LTC_KERNEL=0 (CFC likewise): the torch path, and metrics.json's env says which
+    path ran."""
+    module = importlib.import_module(f"liquidbench.models.{name}")
+    variable = f"LIQUIDBENCH_{name.upper()}"
+    monkeypatch.setenv(variable, "0")
+    monkeypatch.setattr(module.KERNEL, "_tried", False)
+    monkeypatch.setattr(module.KERNEL, "_lib", None)
+    monkeypatch.setattr(module.KERNEL, "build", {})
+    assert module.library() is None and not module.usable(torch.zeros(2))
+    assert module.status() == f"torch: disabled by {variable}=0"

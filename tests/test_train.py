@@ -14,7 +14,7 @@ REQUIRED = {
     "metric_name", "final_train_loss", "best_val_metric", "test_metric", "train_time_s",
     "warmup_time_s", "epoch_times_s", "throughput_samples_per_s", "peak_host_rss_mb", "status", "env",
 }
-ENV_KEYS = {"python", "torch", "ncps", "numpy", "hostname", "cpu_model", "git_commit", "ltc_kernel"}
+ENV_KEYS = {"python", "torch", "ncps", "numpy", "hostname", "cpu_model", "git_commit", "ltc_kernel", "cfc_kernel"}
 TIMING = {"train_time_s", "warmup_time_s", "epoch_times_s", "throughput_samples_per_s", "peak_host_rss_mb",
           "steady_epoch_time_s", "env", "step_time_median_s", "step_time_p95_s", "telemetry", "comm_probe",
           "comm_fraction"}

@@ -63,11 +63,13 @@ def environment() -> dict:
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "git_commit": git_commit(),
-        "ltc_kernel": ltc_kernel_status(),
+        **kernel_status(),
     }
 
 
-def ltc_kernel_status() -> str:
-    from .models import ltc_kernel
+def kernel_status() -> dict[str, str]:
+    """Which path each fast model's compiled kernel took in this process (``ltc_kernel``,
+    ``cfc_kernel``: "compiled", "torch: <why>" or "not used")."""
+    from .models import cfc_kernel, ltc_kernel
 
-    return ltc_kernel.status()
+    return {"ltc_kernel": ltc_kernel.status(), "cfc_kernel": cfc_kernel.status()}

@@ -144,11 +144,12 @@ def test_smoke_study_inside_matches_outside(in_image, tmp_path):
     for name in ("workflow", "config", ".test"):
         (shutil.copytree if (REPO / name).is_dir() else shutil.copy2)(REPO / name, outside / name)
     stage_mirror(outside)
-    # The image has no C compiler, so its fast LTC takes the torch path, whose numbers differ from
-    # the compiled step's in the last bits (both equal ncps within 1e-5, tests/test_fast_impl.py).
-    # The run outside takes the same path, so that the two can be compared bit for bit.
+    # The image has no C compiler, so its fast LTC and CfC take their torch paths, whose numbers
+    # differ from the compiled kernels' in the last bits (both equal ncps within 1e-5,
+    # tests/test_fast_impl.py). The run outside takes the same paths, so that the two can be
+    # compared bit for bit.
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "LIQUIDBENCH_LTC_KERNEL": "0"}
+           "LIQUIDBENCH_LTC_KERNEL": "0", "LIQUIDBENCH_CFC_KERNEL": "0"}
     start = time.perf_counter()
     run(SMOKE.split(), timeout=900, cwd=outside, env=env)
     outside_s = time.perf_counter() - start
@@ -161,9 +162,10 @@ def test_smoke_study_inside_matches_outside(in_image, tmp_path):
     smoke = yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_text())["study"]
     assert sorted(map(tuple, runs_out[KEYS].values.tolist())) == sorted(study_runs(smoke))
     pd.testing.assert_frame_equal(runs_in[KEYS], runs_out[KEYS])
-    path = {name: runs["env.ltc_kernel"].str.split(":").str[0] for name, runs in (("in", runs_in), ("out", runs_out))}
-    pd.testing.assert_series_equal(path["in"], path["out"])
-    assert set(path["in"][runs_in["model"] == "ltc_fast"]) == {"torch"}
+    for kernel, model in (("ltc_kernel", "ltc_fast"), ("cfc_kernel", "cfc_fast")):
+        path = {name: runs[f"env.{kernel}"].str.split(":").str[0] for name, runs in (("in", runs_in), ("out", runs_out))}
+        pd.testing.assert_series_equal(path["in"], path["out"])
+        assert set(path["in"][runs_in["model"] == model]) == {"torch"}
     # Same binaries, CPU, one thread per job, same seeds: the same numbers, bit for bit.
     pd.testing.assert_frame_equal(runs_in[OUTCOME], runs_out[OUTCOME], check_exact=True)
     assert (runs_in["status"] == "ok").all()

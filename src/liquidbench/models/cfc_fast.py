@@ -8,8 +8,11 @@ Fully connected (backbone) CfC: the input's share of the first backbone layer (a
 mixed-memory LSTM's gates) is one matrix product over all steps, outside the loop; the four heads
 (``ff1, ff2, time_a, time_b``) are one matrix product per step; and the whole recurrence runs in
 one ``autograd.Function`` (:class:`_CfcSequence`) with a hand-derived backward, so that a step
-costs a few plain tensor operations and no autograd bookkeeping. Wired (NCP) CfC: ncps's layered
-cell, with the masked weights formed once per sequence rather than once per step, through autograd.
+costs a few plain tensor operations and no autograd bookkeeping. On the CPU, without mixed
+memory and with no backbone dropout active, that recurrence runs as compiled C instead
+(:class:`_CfcSequenceCompiled`, :mod:`.cfc_kernel`): one call per sequence forward and one
+backward, no per-step dispatch. Wired (NCP) CfC: ncps's layered cell, with the masked weights
+formed once per sequence rather than once per step, through autograd.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from . import cfc_kernel
 
 LECUN_A, LECUN_B = 1.7159, 0.666
 
@@ -180,20 +185,64 @@ class _CfcSequence(torch.autograd.Function):
                 g_c = dc * sig_f
 
         def stacked(key, index=None):
-            rows = [rec[key] if index is None else rec[key][index] for rec in saved]
-            return torch.stack(rows).flatten(0, 1)
+            return torch.stack([rec[key] if index is None else rec[key][index] for rec in saved])
 
-        flat = lambda g: g.flatten(0, 1)  # noqa: E731
-        g_wh = flat(g_heads_all).t() @ stacked("ys", -1)
-        g_bh = flat(g_heads_all).sum(0)
-        g_w0h = flat(g_pre0).t() @ stacked("h_in")
-        g_hidden = []
-        for layer in range(n_hidden):
-            g = flat(g_hidden_all[layer])
-            g_hidden += [g.t() @ stacked("ys", layer), g.sum(0)]
-        grads = [None, None, None, g_pre0, None, g_w0h, g_wh, g_bh, *g_hidden, *g_pure]
+        ys = [stacked("ys", layer) for layer in range(n_hidden + 1)]
+        grads = [None, None, None, g_pre0, None,
+                 *_weight_grads(g_pre0, stacked("h_in"), g_hidden_all, ys, g_heads_all), *g_pure]
         if has_lstm:
-            grads += [g_lstm_pre, flat(g_lstm_pre).t() @ stacked("h_prev")]
+            grads += [g_lstm_pre, g_lstm_pre.flatten(0, 1).t() @ stacked("h_prev").flatten(0, 1)]
+        return tuple(grads)
+
+
+def _weight_grads(g_pre0, h_in, g_hidden, ys, g_heads) -> list[torch.Tensor]:
+    """The backbone's and heads' weight gradients from every step's pre-activation gradients, one
+    matrix product per weight over all steps: ``g_pre0, h_in`` (T, B, .) layer 0 and its state
+    input, ``g_hidden`` layers 1.. and ``ys`` every layer's output (T, B, K), ``g_heads`` (T, B, H).
+    Returns [w0h, wh, bh, then weight and bias of each hidden layer]."""
+    flat = lambda g: g.flatten(0, 1)  # noqa: E731
+    g_heads = flat(g_heads)
+    grads = [flat(g_pre0).t() @ flat(h_in), g_heads.t() @ flat(ys[-1]), g_heads.sum(0)]
+    for g, y in zip(g_hidden, ys):
+        g = flat(g)
+        grads += [g.t() @ flat(y), g.sum(0)]
+    return grads
+
+
+class _CfcSequenceCompiled(torch.autograd.Function):
+    """:class:`_CfcSequence` without mixed memory or dropout, in compiled C (:mod:`.cfc_kernel`):
+    the same arguments less ``dropout`` and the LSTM's."""
+
+    @staticmethod
+    def forward(ctx, mode, n_hidden, pre0, ts, w0h, wh, bh, *rest):
+        hidden = rest[: 2 * n_hidden]
+        pure = rest[2 * n_hidden:]
+        # lecun_tanh(a) = A tanh(B a): B folded into each backbone layer's weights and bias
+        width = w0h.shape[0]
+        hwt = torch.stack(hidden[0::2]).transpose(1, 2) * LECUN_B if n_hidden else pre0.new_empty(0, width, width)
+        hb = torch.stack(hidden[1::2]) * LECUN_B if n_hidden else pre0.new_empty(0, width)
+        ts2 = None if ts is None else ts.reshape(ts.shape[:2])
+        wtau, amp = (p.reshape(-1) for p in pure) if pure else (None, None)
+        out, tanhs, aux = cfc_kernel.forward(mode, pre0 * LECUN_B, ts2, w0h.t() * LECUN_B, hwt, hb, wh.t(), bh,
+                                             wtau, amp)
+        if any(ctx.needs_input_grad):
+            ctx.mode, ctx.n_hidden, ctx.ts = mode, n_hidden, ts2
+            ctx.save_for_backward(w0h, wh, *hidden, *pure, out, tanhs, aux)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        mode, n_hidden = ctx.mode, ctx.n_hidden
+        w0h, wh, *rest = ctx.saved_tensors
+        hidden, pure, (out, tanhs, aux) = rest[: 2 * n_hidden], rest[2 * n_hidden: -3], rest[-3:]
+        hw = torch.stack(hidden[0::2]) if n_hidden else w0h.new_empty(0, w0h.shape[0], w0h.shape[0])
+        wtau, amp = (p.reshape(-1) for p in pure) if pure else (None, None)
+        g_pre0, g_hid, g_heads, g_wtau, g_amp = cfc_kernel.backward(mode, grad, ctx.ts, w0h, hw, wh, wtau, amp, tanhs,
+                                                                    aux)
+        h_in = torch.cat((out.new_zeros(1, *out.shape[1:]), out[:-1]))
+        grads = [None, None, g_pre0, None, *_weight_grads(g_pre0, h_in, g_hid, tanhs * LECUN_A, g_heads)]
+        if pure:
+            grads += [g_wtau.view_as(pure[0]), g_amp.view_as(pure[1])]
         return tuple(grads)
 
 
@@ -223,6 +272,9 @@ class FastCfcCore(nn.Module):
             acts = [m for m in cell.backbone if not isinstance(m, (nn.Linear, nn.Dropout))] if cell.backbone else []
             if cell.backbone_layers < 1 or any(type(m).__name__ != "LeCun" for m in acts):
                 raise ValueError("the fast CfC supports backbones of one or more lecun_tanh layers")
+            # build (or load) the compiled recurrence now, so that its one-time compilation is part
+            # of the job's set-up and never of a training epoch's time
+            cfc_kernel.library()
         self.rnn = rnn
 
     def forward(self, x: torch.Tensor, elapsed: torch.Tensor | None) -> torch.Tensor:
@@ -247,7 +299,12 @@ class FastCfcCore(nn.Module):
         if rnn.use_mixed:
             extra += [rnn.lstm.input_map(xt), rnn.lstm.recurrent_map.weight]
         ts = None if elapsed is None else elapsed.t().unsqueeze(-1)
-        out = _CfcSequence.apply(cell.mode, len(linears) - 1, dropout, pre0, ts, w0[:, n_in:], wh, bh, *hidden, *extra)
+        if not rnn.use_mixed and dropout == 0.0 and cfc_kernel.usable(pre0, w0, wh, *hidden, *extra):
+            out = _CfcSequenceCompiled.apply(cell.mode, len(linears) - 1, pre0, ts, w0[:, n_in:], wh, bh, *hidden,
+                                             *extra)
+        else:
+            out = _CfcSequence.apply(cell.mode, len(linears) - 1, dropout, pre0, ts, w0[:, n_in:], wh, bh, *hidden,
+                                     *extra)
         return out.transpose(0, 1)
 
     def _wired(self, x: torch.Tensor, elapsed: torch.Tensor | None) -> torch.Tensor:

@@ -3,30 +3,16 @@
 One call computes a step's ``ode_unfolds`` unfolds for the whole batch, and one call its backward.
 The synapse activations are either stored by the forward for the backward (``store``: K B U^2 floats a
 step, for sequences whose whole store fits a limit the caller sets) or computed again in the backward
-(long sequences: nothing of size ``(J, B, I)`` is kept). The C
-source below is compiled once per machine type with the system's C compiler (``cc``, or ``$CC``)
-into a cache directory and loaded with ctypes; it needs no Python headers and no torch headers.
-Where no compiler is found, or the tensors are not contiguous float32 on the CPU, the fast LTC
-uses its torch implementation instead (same results; ``LIQUIDBENCH_LTC_KERNEL=0`` forces that).
-The time of the one compilation is recorded in :data:`BUILD` (``seconds``) as warm-up.
+(long sequences: nothing of size ``(J, B, I)`` is kept). The C source below is built and loaded
+by :class:`~liquidbench.models.compiled.Kernel`; where it cannot be, the fast LTC uses its torch
+implementation instead (same results; ``LIQUIDBENCH_LTC_KERNEL=0`` forces that).
 """
 
 from __future__ import annotations
 
-import ctypes
-import hashlib
-import logging
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
-import time
-from pathlib import Path
-
 import torch
 
-log = logging.getLogger(__name__)
+from .compiled import Kernel, ptr
 
 SOURCE = r"""
 #include <math.h>
@@ -121,91 +107,8 @@ void ltc_backward(int B, int U, int K, float *R g, const float *R vs, const floa
 }
 """
 
-# On x86-64, 256-bit vectors even where the compiler's tuning for the CPU prefers 128 (-march=native
-# on AMD Zen 1 VMs): measured 20 % less time in the step and its backward on such a machine. The
-# option is x86-only: elsewhere (e.g. aarch64 nodes) it would fail the build.
-_X86 = platform.machine().lower() in ("x86_64", "amd64")
-FLAGS = ["-O3", "-march=native", *(["-mprefer-vector-width=256"] if _X86 else []), "-ffast-math", "-fPIC", "-shared"]
-BUILD: dict = {"seconds": None, "path": None, "error": None}
-_lib = None
-_tried = False
-
-
-def _machine_key() -> str:
-    cpu = ""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = "".join(line for line in fh if line.startswith(("model name", "flags")))[:4000]
-    except OSError:
-        pass
-    text = "\0".join([SOURCE, " ".join(FLAGS), platform.machine(), cpu])
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "liquidbench"
-
-
-def _build() -> Path:
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if not compiler:
-        raise RuntimeError("no C compiler (cc, gcc or $CC) found")
-    target = _cache_dir() / f"ltc_kernel_{_machine_key()}.so"
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        src = Path(tmp) / "ltc_kernel.c"
-        src.write_text(SOURCE)
-        out = Path(tmp) / target.name
-        subprocess.run([compiler, *FLAGS, "-o", str(out), str(src), "-lm"], check=True, capture_output=True, text=True)
-        os.replace(out, target)  # atomic: concurrent builds leave one complete file
-    return target
-
-
-def library():
-    """The loaded kernel library, or None (no compiler, a failed build, or disabled)."""
-    global _lib, _tried
-    if _tried:
-        return _lib
-    _tried = True
-    if os.environ.get("LIQUIDBENCH_LTC_KERNEL", "1") == "0":
-        BUILD["error"] = "disabled by LIQUIDBENCH_LTC_KERNEL=0"
-        return None
-    t0 = time.perf_counter()
-    try:
-        path = _build()
-        lib = ctypes.CDLL(str(path))
-    except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:
-        detail = getattr(exc, "stderr", "") or ""
-        BUILD["error"] = f"{exc} {detail}".strip()
-        log.warning("LTC kernel unavailable, using the torch implementation: %s", BUILD["error"])
-        return None
-    p, i = ctypes.c_void_p, ctypes.c_int
-    lib.ltc_forward.argtypes = [i, i, i] + [p] * 11
-    lib.ltc_backward.argtypes = [i, i, i] + [p] * 18
-    BUILD.update(seconds=time.perf_counter() - t0, path=str(path))
-    log.info("LTC kernel ready in %.2f s (build or load, once per process): %s", BUILD["seconds"], path)
-    _lib = lib
-    return lib
-
-
-def status() -> str:
-    """What this process's fast LTC ran on, for metrics.json's env: "compiled", "torch: <why>", or
-    "not used" when no fast LTC was built. The two paths agree within float32 rounding, not bit for
-    bit, so a comparison of two runs to the bit needs the same path on both sides."""
-    if not _tried:
-        return "not used"
-    return "compiled" if _lib is not None else f"torch: {BUILD.get('error') or 'unavailable'}"
-
-
-def usable(*tensors: torch.Tensor) -> bool:
-    return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors) and library() is not None
-
-
-def _ptr(t: torch.Tensor):
-    return ctypes.c_void_p(t.data_ptr())
+KERNEL = Kernel("ltc_kernel", "LTC", SOURCE, {"ltc_forward": (3, 11), "ltc_backward": (3, 18)})
+library, status, usable = KERNEL.library, KERNEL.status, KERNEL.usable
 
 
 def forward(v0, n_const, d_total, cm_t, sig_t, neg_sm, we_t, w_t, unfolds: int, store: bool):
@@ -217,7 +120,7 @@ def forward(v0, n_const, d_total, cm_t, sig_t, neg_sm, we_t, w_t, unfolds: int, 
     dens = v0.new_empty(unfolds, bsz, units)
     ss = v0.new_empty(unfolds, bsz, units, units) if store else None
     args = [v0, n_const, d_total, cm_t, sig_t, neg_sm, we_t, w_t, vs, dens]
-    _lib.ltc_forward(bsz, units, unfolds, *map(_ptr, args), _ptr(ss) if store else None)
+    KERNEL.library().ltc_forward(bsz, units, unfolds, *map(ptr, args), ptr(ss))
     return vs, dens, ss
 
 
@@ -229,6 +132,5 @@ def backward(grad, vs, dens, ss, cm_t, sig_t, neg_sm, mu_t, we_t, w_t):
     outs = [torch.zeros_like(g) for _ in range(3)] + [torch.zeros_like(sig_t) for _ in range(4)]
     work = g.new_empty(2, bsz, units)
     args = [g, vs, dens, cm_t, sig_t, neg_sm, mu_t, we_t, w_t]
-    _lib.ltc_backward(bsz, units, dens.shape[0], *map(_ptr, args), _ptr(ss) if ss is not None else None,
-                      *map(_ptr, [*outs, work]))
+    KERNEL.library().ltc_backward(bsz, units, dens.shape[0], *map(ptr, args), ptr(ss), *map(ptr, [*outs, work]))
     return (g, *outs)

@@ -18,6 +18,7 @@ FIELDS = {
     "env.hostname": "hosts",
     "env.git_commit": "commit",
     "env.ltc_kernel": "fast LTC step",
+    "env.cfc_kernel": "fast CfC recurrence",
 }
 
 
