@@ -107,13 +107,15 @@ def test_image_metadata_and_entry_point(image, in_image):
     assert labels["org.opencontainers.image.version"] == __version__
     assert re.fullmatch(rf"{head}(-dirty)?", labels["org.opencontainers.image.revision"])
 
-    out = in_image("liquidbench --version; id -u; echo $LIQUIDBENCH_GIT_COMMIT; command -v liquidbench; python --version")
-    version, uid, commit, exe, python = out.split("\n")[:5]
+    out = in_image("liquidbench --version; id -u; echo $LIQUIDBENCH_GIT_COMMIT; command -v liquidbench; python --version; "
+                   "command -v gcc")
+    version, uid, commit, exe, python, gcc = out.split("\n")[:6]
     assert version == f"liquidbench {__version__}"
     assert int(uid) != 0, "the image runs as root"
     assert commit == labels["org.opencontainers.image.revision"]
     assert exe == "/opt/liquidbench/venv/bin/liquidbench"
     assert python.startswith("Python 3.11.")
+    assert gcc == "/usr/bin/gcc"  # for the fast models' compiled kernels
 
 
 def test_image_has_exactly_the_pinned_versions(in_image):
@@ -144,12 +146,9 @@ def test_smoke_study_inside_matches_outside(in_image, tmp_path):
     for name in ("workflow", "config", ".test"):
         (shutil.copytree if (REPO / name).is_dir() else shutil.copy2)(REPO / name, outside / name)
     stage_mirror(outside)
-    # The image has no C compiler, so its fast LTC and CfC take their torch paths, whose numbers
-    # differ from the compiled kernels' in the last bits (both equal ncps within 1e-5,
-    # tests/test_fast_impl.py). The run outside takes the same paths, so that the two can be
-    # compared bit for bit.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "LIQUIDBENCH_LTC_KERNEL": "0", "LIQUIDBENCH_CFC_KERNEL": "0"}
+    # Both sides build the fast LTC's and CfC's C kernels with their own gcc (the image has one)
+    # for the same CPU, so that they run the same compiled code.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     start = time.perf_counter()
     run(SMOKE.split(), timeout=900, cwd=outside, env=env)
     outside_s = time.perf_counter() - start
@@ -165,7 +164,7 @@ def test_smoke_study_inside_matches_outside(in_image, tmp_path):
     for kernel, model in (("ltc_kernel", "ltc_fast"), ("cfc_kernel", "cfc_fast")):
         path = {name: runs[f"env.{kernel}"].str.split(":").str[0] for name, runs in (("in", runs_in), ("out", runs_out))}
         pd.testing.assert_series_equal(path["in"], path["out"])
-        assert set(path["in"][runs_in["model"] == model]) == {"torch"}
+        assert set(path["in"][runs_in["model"] == model]) == {"compiled"}
     # Same binaries, CPU, one thread per job, same seeds: the same numbers, bit for bit.
     pd.testing.assert_frame_equal(runs_in[OUTCOME], runs_out[OUTCOME], check_exact=True)
     assert (runs_in["status"] == "ok").all()
