@@ -173,7 +173,7 @@ def test_smoke_study_inside_matches_outside(in_image, tmp_path):
     # from the image's on a host that is not Debian bookworm, and with it the last bits of the
     # results: both sides take the torch paths here (both equal ncps within 1e-5,
     # tests/test_fast_impl.py), so that the two can be compared bit for bit. That the image builds
-    # and uses the kernels is tested below.
+    # and uses the kernels is test_image_builds_and_uses_the_compiled_kernels.
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **KERNELS_OFF}
     start = time.perf_counter()
     run(SMOKE.split(), timeout=900, cwd=outside, env=env)
