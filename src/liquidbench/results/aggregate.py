@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-KEYS = ["dataset", "model", "hardware", "seed"]
+from .metrics_schema import KEYS, problems
 
 
 def flatten(obj: dict, prefix: str = "") -> dict:
@@ -24,20 +24,40 @@ def flatten(obj: dict, prefix: str = "") -> dict:
     return row
 
 
+def read_run(path: str | Path) -> dict:
+    """One metrics.json, checked against the schema (results/metrics_schema.py) and against the
+    folder it lies in ({dataset}/{model}/{hardware}/seed{seed}): a file copied into another run's
+    folder is refused, not counted as that run."""
+    try:
+        with open(path) as fh:
+            metrics = json.load(fh)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read run metrics {path}: {exc}") from exc
+    wrong = problems(metrics)
+    if wrong:
+        raise ValueError(f"run metrics {path}: " + "; ".join(wrong))
+    folders = Path(path).parent.parts[-4:]
+    identity = (metrics["dataset"], metrics["model"], metrics["hardware"], f"seed{metrics['seed']}")
+    if tuple(folders) != identity:
+        raise ValueError(f"run metrics {path}: its fields name the run {'/'.join(identity)}, but it lies in "
+                         f"{'/'.join(folders)}; expected a run's metrics.json in its own folder "
+                         "(dataset/model/hardware/seedN)")
+    return metrics
+
+
 def load_runs(metrics_files: list[str | Path], expected: list[tuple] | None = None) -> pd.DataFrame:
     """One row per run from its metrics.json; with ``expected`` (dataset, model, hardware, seed)
     tuples, every expected run without a metrics file gets a row with status ``missing`` (a job
-    that failed or never ran writes no metrics.json), so that it shows in every table."""
-    rows = []
+    that failed or never ran writes no metrics.json), so that it shows in every table. Every file
+    is validated first (read_run); a run given twice is refused."""
+    rows, seen = [], {}
     for path in metrics_files:
-        try:
-            with open(path) as fh:
-                metrics = json.load(fh)
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"cannot read run metrics {path}: {exc}") from exc
-        missing = [k for k in KEYS if k not in metrics]
-        if missing:
-            raise ValueError(f"run metrics {path} lack key(s) {missing}")
+        metrics = read_run(path)
+        key = tuple(metrics[k] for k in KEYS)
+        if key in seen:
+            raise ValueError(f"run metrics {path}: the run {'/'.join(map(str, key))} is also given by {seen[key]}; "
+                             "expected each run once")
+        seen[key] = path
         rows.append({**flatten(metrics), "run_dir": str(Path(path).parent)})
     found = {tuple(str(r[k]) for k in KEYS) for r in rows}
     for key in expected or []:
@@ -47,9 +67,6 @@ def load_runs(metrics_files: list[str | Path], expected: list[tuple] | None = No
         raise ValueError("no run metrics given to aggregate, and no expected runs")
     df = pd.DataFrame(rows)
     df["seed"] = df["seed"].astype(int)
-    if "status" not in df:
-        df["status"] = "ok"
-    df["status"] = df["status"].fillna("ok")
     return df.sort_values(KEYS, kind="stable").reset_index(drop=True)
 
 

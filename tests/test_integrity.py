@@ -1,0 +1,105 @@
+"""Nothing wrong presented as right: aggregation validation, checkpoint and data hashes, atomic
+data sets, output permissions, leftovers of killed jobs (docs/measurements.md lists the cases)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from liquidbench.cli import main
+
+
+def write_run(root, dataset="sine", model="cfc", hw="cpu", seed=0, **fields):
+    d = root / "runs" / dataset / model / hw / f"seed{seed}"
+    d.mkdir(parents=True, exist_ok=True)
+    metrics = {**dict(dataset=dataset, model=model, hardware=hw, seed=seed, status="ok", metric_name="mse",
+                      train_time_s=1.0 + seed, test_metric=0.1 + seed), **fields}
+    (d / "metrics.json").write_text(json.dumps(metrics))
+    return d / "metrics.json"
+
+
+def aggregate(tmp_path, files, caplog, seeds=(0, 1)):
+    out = tmp_path / "tables"
+    expected = {"datasets": ["sine"], "models": ["cfc"], "hardware": ["cpu"], "seeds": list(seeds)}
+    code = main(["aggregate", *map(str, files), "--expected", json.dumps(expected),
+                 "--out-runs", str(out / "runs.csv"), "--out-history", str(out / "history.csv")])
+    return code, out, caplog.text
+
+
+def test_valid_runs_aggregate(tmp_path, caplog):
+    code, out, _ = aggregate(tmp_path, [write_run(tmp_path, seed=0), write_run(tmp_path, seed=1)], caplog)
+    assert code == 0
+    runs = pd.read_csv(out / "runs.csv")
+    assert list(runs["status"]) == ["ok", "ok"] and list(runs["test_metric"]) == [0.1, 1.1]
+
+
+def test_run_copied_into_another_seeds_folder_is_refused(tmp_path, caplog):
+    first = write_run(tmp_path, seed=0)
+    copy = tmp_path / "runs/sine/cfc/cpu/seed1/metrics.json"
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(first.read_bytes())
+    code, out, text = aggregate(tmp_path, [first, copy], caplog)
+    assert code == 1 and not out.exists()
+    assert f"run metrics {copy}: its fields name the run sine/cfc/cpu/seed0, but it lies in sine/cfc/cpu/seed1" in text
+
+
+def test_same_run_given_twice_is_refused(tmp_path, caplog):
+    first = write_run(tmp_path, seed=0)
+    code, out, text = aggregate(tmp_path, [first, first], caplog)
+    assert code == 1 and not out.exists()
+    assert "the run sine/cfc/cpu/0 is also given by" in text and "expected each run once" in text
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"status": None}, "field 'status': None is not one of ['ok', 'diverged', 'failed']"),
+    ({"status": "fine"}, "field 'status': 'fine' is not one of ['ok', 'diverged', 'failed']"),
+    ({"seed": "one"}, "field 'seed': 'one' is not of type 'integer'"),
+    ({"test_metric": None}, "field 'test_metric': None is not of type 'number'"),
+    ({"test_metric": float("nan")}, "field 'test_metric': a run with status ok has a finite test metric, got nan"),
+    ({"train_time_s": "fast"}, "field 'train_time_s': 'fast' is not of type 'number'"),
+])
+def test_malformed_fields_are_named(tmp_path, caplog, content, message):
+    bad = write_run(tmp_path, seed=1)
+    bad.write_text(json.dumps({**json.loads(bad.read_text()), **content}))
+    code, out, text = aggregate(tmp_path, [write_run(tmp_path, seed=0), bad], caplog)
+    assert code == 1 and not out.exists()
+    assert f"run metrics {bad}: {message}" in text
+
+
+@pytest.mark.parametrize("drop, message", [
+    ("status", "field 'status' is missing"),
+    ("test_metric", "field 'test_metric' is missing (a run with status ok carries it)"),
+    ("dataset", "field 'dataset' is missing"),
+])
+def test_missing_fields_are_named(tmp_path, caplog, drop, message):
+    bad = write_run(tmp_path, seed=1)
+    metrics = json.loads(bad.read_text())
+    del metrics[drop]
+    bad.write_text(json.dumps(metrics))
+    code, out, text = aggregate(tmp_path, [write_run(tmp_path, seed=0), bad], caplog)
+    assert code == 1 and not out.exists()
+    assert f"run metrics {bad}: {message}" in text
+
+
+@pytest.mark.parametrize("content", ["null", "[1, 2]", "{"])
+def test_not_an_object_is_named(tmp_path, caplog, content):
+    bad = write_run(tmp_path, seed=1)
+    bad.write_text(content)
+    code, out, text = aggregate(tmp_path, [write_run(tmp_path, seed=0), bad], caplog)
+    assert code == 1 and not out.exists()
+    assert f"run metrics {bad}" in text and "Traceback" not in text
+
+
+def test_diverged_run_without_metric_counts_as_diverged(tmp_path, caplog):
+    code, out, _ = aggregate(tmp_path, [write_run(tmp_path, seed=0),
+                                        write_run(tmp_path, seed=1, status="diverged", test_metric=float("nan"))], caplog)
+    assert code == 0
+    assert list(pd.read_csv(out / "runs.csv")["status"]) == ["ok", "diverged"]
+
+
+def test_unknown_extra_fields_pass_through(tmp_path, caplog):
+    code, out, _ = aggregate(tmp_path, [write_run(tmp_path, seed=0, new_measure=3.5), write_run(tmp_path, seed=1)],
+                             caplog)
+    assert code == 0 and list(pd.read_csv(out / "runs.csv")["new_measure"].fillna(-1)) == [3.5, -1]
