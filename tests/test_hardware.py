@@ -13,6 +13,7 @@ import torch
 
 from conftest import tool_env
 from liquidbench.data.sine import prepare
+from liquidbench.train import checkpoint as ckpt
 
 CPU = {"device": "cpu", "threads": 1, "resources": {"mem_mb": 1000, "runtime": 5}}
 DDP2 = {"device": "cpu", "nproc_per_node": 2, "threads": 1, "backend": "gloo", "scaling": "strong", "timeout_s": 20,
@@ -68,7 +69,7 @@ def test_sigterm_in_epoch_2_then_rerun_equals_uninterrupted(sine_dir, tmp_path):
     assert first.returncode == 143, first.stderr
     assert "checkpoint written" in first.stderr
     assert not (out / "metrics.json").exists()
-    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    state = ckpt.read(out / "checkpoint.pt")
     assert (state["epoch"], state["partial"]["step_in_epoch"], state["steps_done"]) == (2, 2, 6)
     assert len(state["history"]) == 1 and len(state["rng"]) == 1 and state["rng"][0]["torch"].dtype == torch.uint8
 
@@ -138,7 +139,7 @@ def test_ddp_cpu_2_one_step_equals_one_process_on_the_union_of_batches(sine_dir,
     proc = run(train_cmd(sine_dir, out, hardware="ddp-cpu-2", hw=DDP2, model=GRU, train=train, torchrun=2),
                signal_at="TERM@1")
     assert proc.returncode != 0 and "checkpoint written after epoch 1" in proc.stderr, proc.stderr
-    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    state = ckpt.read(out / "checkpoint.pt")
     assert state["steps_done"] == 1 and len(state["rng"]) == 2
 
     tensors = _tensors(load_split(sine_dir, "train"))
@@ -179,7 +180,7 @@ def test_ddp_sigterm_on_one_rank_stops_both_at_the_same_step_and_resumes_identic
     out = tmp_path / "run"
     first = run(cmd(out), signal_at="TERM@3@1")  # SIGTERM to rank 1 only, before step 3
     assert first.returncode != 0 and "checkpoint written" in first.stderr, first.stderr
-    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    state = ckpt.read(out / "checkpoint.pt")
     assert (state["epoch"], state["partial"]["step_in_epoch"], state["steps_done"]) == (1, 11, 11)
     assert len(state["rng"]) == 2
     second = run(cmd(out))

@@ -103,3 +103,55 @@ def test_unknown_extra_fields_pass_through(tmp_path, caplog):
     code, out, _ = aggregate(tmp_path, [write_run(tmp_path, seed=0, new_measure=3.5), write_run(tmp_path, seed=1)],
                              caplog)
     assert code == 0 and list(pd.read_csv(out / "runs.csv")["new_measure"].fillna(-1)) == [3.5, -1]
+
+
+# --- checkpoints ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sine_dir(tmp_path_factory):
+    from liquidbench.data.sine import prepare
+
+    d = tmp_path_factory.mktemp("sine")
+    prepare({"n_sequences": 40, "seq_len": 10, "seed": 0}, d)
+    return d
+
+
+def test_damaged_checkpoint_is_not_resumed_and_leftovers_go(sine_dir, tmp_path):
+    from test_hardware import run, train_cmd
+
+    ref = run(train_cmd(sine_dir, tmp_path / "ref"))
+    assert ref.returncode == 0, ref.stderr
+    out = tmp_path / "run"
+    assert run(train_cmd(sine_dir, out), signal_at="TERM@6").returncode == 143
+    path = out / "checkpoint.pt"
+    data = bytearray(path.read_bytes())
+    data[-200] ^= 0x01  # one bit of the saved state
+    path.write_bytes(bytes(data))
+    leftover = out / ".checkpoint.pt.abc123.tmp"  # what a write killed by SIGKILL leaves
+    leftover.write_bytes(b"")
+    second = run(train_cmd(sine_dir, out))
+    assert second.returncode == 0, second.stderr
+    assert f"checkpoint {path} is damaged: its content has sha256" in second.stderr
+    assert "not resuming from it, starting fresh" in second.stderr and "resuming from checkpoint" not in second.stderr
+    a = json.loads((tmp_path / "ref" / "metrics.json").read_text())
+    b = json.loads((out / "metrics.json").read_text())
+    assert b["segments"] == 1 and b["final_params_sha256"] == a["final_params_sha256"]
+    assert not leftover.exists() and not path.exists()
+
+
+def test_checkpoint_write_that_fails_names_the_file_and_leaves_nothing(tmp_path):
+    """A full disk, made real by a file size limit (RLIMIT_FSIZE): the error names the checkpoint."""
+    import subprocess
+    import sys
+
+    from conftest import tool_env
+
+    code = ("import resource, signal, torch\n"
+            "from liquidbench.train import checkpoint as ckpt\n"
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+            f"ckpt.save({str(tmp_path)!r}, {{'model': {{'w': torch.zeros(10000)}}}})\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=tool_env())
+    assert proc.returncode != 0
+    assert f"cannot write checkpoint {tmp_path / 'checkpoint.pt'}" in proc.stderr and "File too large" in proc.stderr
+    assert list(tmp_path.iterdir()) == []

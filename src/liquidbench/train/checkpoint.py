@@ -4,11 +4,17 @@ Everything in a checkpoint is a tensor, a number, a string, a list or a dict, so
 unpickler of ``torch.load(weights_only=True)`` accepts it; random number generator states (torch,
 CUDA, numpy, Python) are stored as tensors. A checkpoint carries the fingerprint of the run's
 arguments; one with another fingerprint is not resumed from.
+
+The file is a header line with the sha256 of what follows (``liquidbench-checkpoint <hex>``) and
+then the bytes ``torch.save`` wrote. The hash is checked before anything is unpickled: a checkpoint
+whose content changed on disk (a flipped byte in a weight) is reported and the run starts fresh,
+never resumes from damaged state (a fresh start gives the same parameters as the uninterrupted run).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import random
@@ -20,8 +26,9 @@ import torch
 from ..io import atomic_path
 
 log = logging.getLogger("liquidbench.train")
-FORMAT = 1
+FORMAT = 2
 NAME = "checkpoint.pt"
+MAGIC = b"liquidbench-checkpoint "
 
 
 def fingerprint(**parts) -> str:
@@ -56,23 +63,57 @@ def set_rng_state(state: dict, device: torch.device) -> None:
 
 def save(run_dir: str | Path, state: dict) -> Path:
     path = Path(run_dir) / NAME
-    with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, **state}, tmp)
+    buf = io.BytesIO()
+    torch.save({"format": FORMAT, **state}, buf)
+    payload = buf.getvalue()
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                fh.write(MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n")
+                fh.write(payload)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write checkpoint {path} ({len(payload)} bytes): {exc.strerror or exc}") from exc
     return path
 
 
+def remove_leftovers(run_dir: str | Path) -> None:
+    """Temporary files of checkpoints whose writing was killed (SIGKILL, node failure)."""
+    for tmp in Path(run_dir).glob(f".{NAME}.*.tmp"):
+        log.info("removing %s, left by a checkpoint write that did not finish", tmp)
+        tmp.unlink(missing_ok=True)
+
+
+def read(path: str | Path) -> dict:
+    """A checkpoint file's content, its hash checked before it is unpickled (weights_only);
+    ValueError naming the file and what is wrong."""
+    path = Path(path)
+    header, _, payload = path.read_bytes().partition(b"\n")
+    if not header.startswith(MAGIC):
+        raise ValueError(f"checkpoint {path} is not a liquidbench checkpoint of format {FORMAT} (no hash header)")
+    recorded, actual = header[len(MAGIC):].decode(errors="replace"), hashlib.sha256(payload).hexdigest()
+    if recorded != actual:
+        raise ValueError(f"checkpoint {path} is damaged: its content has sha256 {actual[:12]}, "
+                         f"its header records {recorded[:12]}")
+    try:
+        state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except Exception as exc:  # a foreign payload
+        raise ValueError(f"checkpoint {path} cannot be read ({exc})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"checkpoint {path} has format {found}, expected {FORMAT}")
+    return state
+
+
 def load(run_dir: str | Path, expected_fingerprint: str) -> dict | None:
-    """The checkpoint of this run, or None (none, unreadable, or another run's: logged)."""
+    """The checkpoint of this run, or None (none, unreadable, damaged, or another run's: logged)."""
+    remove_leftovers(run_dir)
     path = Path(run_dir) / NAME
     if not path.exists():
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated or foreign file: start fresh, say why
-        log.warning("checkpoint %s cannot be read (%s): starting fresh", path, exc)
-        return None
-    if state.get("format") != FORMAT:
-        log.warning("checkpoint %s has format %s, expected %s: starting fresh", path, state.get("format"), FORMAT)
+        state = read(path)
+    except (ValueError, OSError) as exc:
+        log.warning("%s: not resuming from it, starting fresh", exc)
         return None
     if state.get("fingerprint") != expected_fingerprint:
         log.warning("checkpoint %s belongs to other run arguments (fingerprint %.12s, this run %.12s): "
