@@ -155,3 +155,77 @@ def test_checkpoint_write_that_fails_names_the_file_and_leaves_nothing(tmp_path)
     assert proc.returncode != 0
     assert f"cannot write checkpoint {tmp_path / 'checkpoint.pt'}" in proc.stderr and "File too large" in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+# --- prepared data sets -----------------------------------------------------------------------------
+
+def _prepare_in_subprocess(out, params, fsize_limit=None):
+    import subprocess
+    import sys
+
+    from conftest import tool_env
+
+    limit = ("import resource, signal\nsignal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+             f"resource.setrlimit(resource.RLIMIT_FSIZE, ({fsize_limit}, {fsize_limit}))\n") if fsize_limit else ""
+    code = limit + ("import sys\nfrom liquidbench.cli import main\n"
+                    f"sys.exit(main(['prepare', '--dataset', 'sine', '--kind', 'sine', '--params', {json.dumps(json.dumps(params))}, "
+                    f"'--out', {str(out)!r}]))\n")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=tool_env())
+
+
+def test_failed_prepare_leaves_the_previous_data_set_whole(tmp_path):
+    """A full disk (a file size limit) while the larger data set is written: the previous one stays."""
+    from liquidbench.data import load_split, read_meta
+
+    out = tmp_path / "processed" / "sine"
+    assert _prepare_in_subprocess(out, {"n_sequences": 20, "seq_len": 10}).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    proc = _prepare_in_subprocess(out, {"n_sequences": 400, "seq_len": 50}, fsize_limit=50_000)
+    assert proc.returncode == 1 and "File too large" in proc.stderr, proc.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in out.parent.iterdir()) == ["sine"]  # no temporary folder left
+    assert len(load_split(out, "train")["x"]) == read_meta(out)["shapes"]["train"]["x"][0]
+
+
+def test_mixed_data_set_is_refused_by_training(tmp_path, sine_dir):
+    import shutil
+
+    from liquidbench.data import load_split
+    from test_hardware import run, train_cmd
+
+    other = tmp_path / "other"
+    assert _prepare_in_subprocess(other, {"n_sequences": 40, "seq_len": 10, "seed": 1}).returncode == 0
+    mixed = tmp_path / "mixed"
+    shutil.copytree(sine_dir, mixed)
+    shutil.copy(other / "train.npz", mixed / "train.npz")  # a new train.npz beside the old meta.json
+    with pytest.raises(ValueError, match=r"train.npz does not match meta.json \(array\(s\) x, y differ"):
+        load_split(mixed, "train")
+    proc = run(train_cmd(mixed, tmp_path / "run"))
+    assert proc.returncode == 1
+    assert f"data set {mixed}: train.npz does not match meta.json" in proc.stderr
+    assert "prepare the data set again" in proc.stderr and not (tmp_path / "run" / "metrics.json").exists()
+
+
+# --- permissions ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mask, file_mode, dir_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700),
+                                                       (0o002, 0o664, 0o775)])
+def test_outputs_get_the_permissions_of_the_umask(tmp_path, mask, file_mode, dir_mode):
+    import os
+    import stat
+
+    from liquidbench.data.sine import prepare
+    from liquidbench.io import write_json
+
+    old = os.umask(mask)
+    try:
+        write_json(tmp_path / "a.json", {"a": 1})
+        prepare({"n_sequences": 20, "seq_len": 5}, tmp_path / "sine")
+        with open(tmp_path / "plain", "w"):
+            pass
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "plain").stat().st_mode) == file_mode  # what open() gives
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == file_mode
+    assert stat.S_IMODE((tmp_path / "sine").stat().st_mode) == dir_mode
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "sine").iterdir()} == {file_mode}

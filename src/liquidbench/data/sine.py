@@ -70,4 +70,5 @@ def prepare(params: dict, out_dir: str | Path, **_sources) -> dict:
     p = {**DEFAULTS, **params}
     arrays = generate(params)
     splits = split(arrays, p["val_fraction"], p["test_fraction"])
-    return save_dataset(out_dir, splits, "regression_per_step", {"dataset": "sine", "seed": p["seed"], "generator": p})
+    return save_dataset(out_dir, splits, "regression_per_step", {"dataset": "sine", "seed": p["seed"], "generator": p,
+                                                                        "params": p})

@@ -6,16 +6,24 @@ between steps (irregular sampling). ``y`` depends on the task:
 - ``regression_per_step``:         (N, T, O) float32, metric MSE
 - ``classification_per_step``:     (N, T) int64 class ids, metric accuracy
 - ``classification_per_sequence``: (N,) int64 class ids, metric accuracy
+
+A data set becomes visible as a whole: its four files are written into a sibling folder, which then
+replaces the data set's folder by rename (a failure on the way, a full disk, leaves the previous
+data set as it was). ``meta.json`` records the sha256 of every array; ``load_split`` checks them,
+so that files of two preparations mixed by hand are refused rather than trained on.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_path, read_json, sha256_bytes, write_json
+from ..io import read_json, sha256_bytes, umask, write_bytes, write_json
 
 SPLITS = ("train", "val", "test")
 TASKS = {
@@ -85,21 +93,58 @@ def save_dataset(
         "sha256": hashes,
         **info,
     }
-    for name in SPLITS:
-        buf = io.BytesIO()
-        np.savez(buf, **splits[name])
-        with atomic_path(out_dir / f"{name}.npz") as tmp:
-            tmp.write_bytes(buf.getvalue())
-    write_json(out_dir / "meta.json", meta)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        for name in SPLITS:
+            buf = io.BytesIO()
+            np.savez(buf, **splits[name])
+            write_bytes(tmp / f"{name}.npz", buf.getvalue())
+        write_json(tmp / "meta.json", meta)
+        _replace_dir(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
     return meta
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Put the folder ``new`` in the place of ``target``: one rename when there is none yet, else the
+    old one is first moved aside (readers see the old data set or the new one, never a mix)."""
+    os.chmod(new, 0o777 & ~umask())  # mkdtemp made it 0700; a folder gets what the umask gives
+    if not target.exists():
+        os.replace(new, target)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+    os.replace(target, old / "dataset")
+    try:
+        os.replace(new, target)
+    except OSError:
+        os.replace(old / "dataset", target)  # put the previous data set back
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def read_meta(data_dir: str | Path) -> dict:
     return read_json(Path(data_dir) / "meta.json")
 
 
-def load_split(data_dir: str | Path, split: str) -> dict[str, np.ndarray]:
+def load_split(data_dir: str | Path, split: str, meta: dict | None = None) -> dict[str, np.ndarray]:
+    """One split's arrays, checked against the sha256 that meta.json records for them."""
     if split not in SPLITS:
         raise ValueError(f"unknown split '{split}', expected one of {SPLITS}")
-    with np.load(Path(data_dir) / f"{split}.npz", allow_pickle=False) as npz:
-        return {k: npz[k] for k in npz.files}
+    path = Path(data_dir) / f"{split}.npz"
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    meta = read_meta(data_dir) if meta is None else meta
+    recorded = (meta.get("sha256") or {}).get(split)
+    if recorded is None:
+        raise ValueError(f"data set {data_dir}: meta.json records no sha256 of split '{split}'; prepare it again")
+    actual = {k: sha256_bytes(np.ascontiguousarray(v).tobytes()) for k, v in sorted(arrays.items())}
+    if actual != recorded:
+        wrong = sorted(k for k in set(actual) | set(recorded) if actual.get(k) != recorded.get(k))
+        raise ValueError(f"data set {data_dir}: {path.name} does not match meta.json (array(s) {', '.join(wrong)} "
+                         "differ from the sha256 it records): the files come from different preparations or were "
+                         "changed; prepare the data set again")
+    return arrays
