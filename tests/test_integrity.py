@@ -229,3 +229,34 @@ def test_outputs_get_the_permissions_of_the_umask(tmp_path, mask, file_mode, dir
     assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == file_mode
     assert stat.S_IMODE((tmp_path / "sine").stat().st_mode) == dir_mode
     assert {stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "sine").iterdir()} == {file_mode}
+
+
+# --- stale tables ---------------------------------------------------------------------------------
+
+NARROW = ["--configfile", ".test/config/config.yaml", "--config",
+          "study={datasets: [sine], models: [cfc], hardware: [cpu], seeds: [0, 1]}"]
+
+
+@pytest.mark.slow
+def test_failed_aggregation_leaves_no_current_looking_table(workflow_copy):
+    from conftest import snakemake
+
+    wd = workflow_copy
+    snakemake(wd, "--cores", "2", *NARROW)
+    products = sorted(p.relative_to(wd) for p in (wd / "results").glob("[tf]*/*.*"))
+    assert {str(p) for p in products} >= {"results/tables/runs.csv", "results/tables/summary.csv",
+                                          "results/tables/claims.md", "results/figures/loss_curves_sine.png"}
+    bad = wd / "results/runs/sine/cfc/cpu/seed1/metrics.json"
+    metrics = json.loads(bad.read_text())
+    del metrics["status"]
+    bad.write_text(json.dumps(metrics))
+    proc = snakemake(wd, "--cores", "2", *NARROW, check=False)
+    assert proc.returncode != 0
+    log = (wd / "logs/results/aggregate.log").read_text()
+    assert "run metrics results/runs/sine/cfc/cpu/seed1/metrics.json: field 'status' is missing" in log
+    assert [p for p in products if (wd / p).exists()] == []
+    assert "that depend on a failed or missing step" in proc.stderr
+    # mended, the same command makes every table and figure again
+    bad.write_text(json.dumps({**metrics, "status": "ok"}))
+    snakemake(wd, "--cores", "2", *NARROW)
+    assert all((wd / p).exists() for p in products)

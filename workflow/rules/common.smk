@@ -6,6 +6,8 @@ import os
 import re
 import shlex
 
+from snakemake.logging import logger
+
 from liquidbench.results.registry import SETTINGS, TABLES, figure_inputs, figure_kind, figure_settings, figure_stems
 from liquidbench.slurm import job_resources
 from liquidbench.study import check_names, model_of, study_runs, training_of
@@ -301,3 +303,46 @@ def figure_outputs():
         out.append(report(png, caption=caption, category="Figures", labels={"figure": stem}))
         out.append(f"results/figures/{stem}.pdf")
     return out
+
+
+def result_steps():
+    """(outputs, inputs) of every step from the runs to the figures: aggregation, each table, the figures."""
+    steps = [([table_file("runs"), table_file("history")], expected_runs())]
+    for name, table in STUDY_TABLES.items():
+        steps.append(([table_file(name, ext) for ext in ("csv", "md", "tex")], list(table_inputs(table).values())))
+    steps.append((figure_files(), [table_file(name) for name in figure_inputs()]))
+    return steps
+
+
+def stale_results():
+    """Tables and figures that no longer follow from what they are made of: one of their inputs is
+    missing, newer than they are, or stale itself (a failed job's outputs are removed by Snakemake)."""
+    stale, changed = set(), True
+    steps = result_steps()
+    while changed:
+        changed = False
+        for outputs, inputs in steps:
+            if set(outputs) <= stale:
+                continue
+            present = [o for o in outputs if os.path.exists(o)]
+            oldest = min((os.path.getmtime(o) for o in present), default=None)
+            if (
+                len(present) < len(outputs)
+                or any(i in stale or not os.path.exists(i) for i in inputs)
+                or any(os.path.getmtime(i) > oldest for i in inputs)
+            ):
+                stale.update(outputs)
+                changed = True
+    return sorted(stale)
+
+
+def remove_stale_results():
+    """After a failed step, no table or figure that depends on it is left looking current."""
+    removed = [path for path in stale_results() if os.path.exists(path)]
+    for path in removed:
+        os.remove(path)
+    if removed:
+        logger.warning(
+            "removed %d table(s) and figure(s) that depend on a failed or missing step: %s"
+            % (len(removed), ", ".join(removed))
+        )
