@@ -260,3 +260,112 @@ def test_failed_aggregation_leaves_no_current_looking_table(workflow_copy):
     bad.write_text(json.dumps({**metrics, "status": "ok"}))
     snakemake(wd, "--cores", "2", *NARROW)
     assert all((wd / p).exists() for p in products)
+
+
+# --- archives and mirrors -------------------------------------------------------------------------
+
+def _bomb_zip(path, extra=None):
+    """A zip whose one member of 8 MiB of zeros compresses about a thousand times."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in (extra or {}).items():
+            zf.writestr(name, data)
+        zf.writestr("UCI HAR Dataset/bomb.bin", bytes(8 * 2**20))
+    return path
+
+
+def test_zip_bomb_is_refused_and_nothing_is_written(tmp_path):
+    from liquidbench.data.archive import ArchiveError, safe_extract
+
+    archive = _bomb_zip(tmp_path / "a.zip")
+    with pytest.raises(ArchiveError, match=r"member 'UCI HAR Dataset/bomb.bin' expands \d+ times \(\d+ to 8388608 "
+                                           r"bytes\), more than the 100 allowed"):
+        safe_extract(archive, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.zip"]
+
+
+def test_member_over_the_size_limit_is_refused(tmp_path):
+    from har_archive import write_zip
+    from liquidbench.data.archive import ArchiveError, Limits, safe_extract
+
+    archive = write_zip(tmp_path / "a.zip", {"top/big.txt": "x" * 5000})
+    with pytest.raises(ArchiveError, match="member 'top/big.txt' has 5000 bytes, more than the 4096 a member may have"):
+        safe_extract(archive, tmp_path / "out", limits=Limits(member_bytes=4096))
+    assert not (tmp_path / "out").exists()
+
+
+def test_only_the_members_a_protocol_reads_are_extracted(tmp_path):
+    """A bomb beside the members the protocol needs is neither extracted nor refused: it is not read."""
+    import zipfile
+
+    from har_archive import har_files
+    from liquidbench.data import har, read_meta
+    from liquidbench.data.archive import safe_extract
+
+    files = har_files(n_train=40, n_test=24)
+    archive = _bomb_zip(tmp_path / "UCI HAR Dataset.zip", files)
+    wanted = [f"UCI HAR Dataset/{m}" for m in har.NEEDS["inertial"]]
+    root = safe_extract(archive, tmp_path / "x", wanted)
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) == sorted(wanted)
+    assert zipfile.ZipFile(archive).getinfo("UCI HAR Dataset/bomb.bin").file_size == 8 * 2**20
+    har.prepare({"protocol": "inertial"}, tmp_path / "out", raw=archive)
+    assert read_meta(tmp_path / "out")["protocol"] == "inertial"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["UCI HAR Dataset.zip", "out", "x"]
+
+
+def test_mirror_folder_with_a_symlink_is_refused(tmp_path):
+    import os
+
+    from har_archive import ROOT, har_files, sha256sums, write_folder
+    from liquidbench.data.download import download
+    from liquidbench.data.manifest import ManifestError
+
+    files = har_files(n_train=40, n_test=24)
+    manifest = tmp_path / "m.sha256"
+    manifest.write_text(sha256sums(files))
+    mirror = write_folder(tmp_path / "mirror", files)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("owner only\n")
+    secret.chmod(0o600)
+    (mirror / ROOT / "README.txt").unlink()
+    os.symlink(secret, mirror / ROOT / "README.txt")
+    out = tmp_path / "raw" / ROOT
+    with pytest.raises(ManifestError, match=rf"folder {mirror / ROOT} \(mirror\): 'README.txt' is a symbolic link "
+                                            rf"\(to {secret}\); a mirror folder must hold the files themselves"):
+        download("https://127.0.0.1:9/x.zip", out, None, mirrors=[mirror], manifest=manifest, retries=0)
+    assert not (tmp_path / "raw").exists() or list((tmp_path / "raw").iterdir()) == []
+
+
+def test_mirror_copies_are_no_wider_than_the_mirrors_files(tmp_path):
+    import os
+    import stat
+
+    from har_archive import ROOT, har_files, sha256sums, write_folder
+    from liquidbench.data.download import download
+
+    files = har_files(n_train=40, n_test=24)
+    manifest = tmp_path / "m.sha256"
+    manifest.write_text(sha256sums(files))
+    mirror = write_folder(tmp_path / "mirror", files)
+    (mirror / ROOT / "README.txt").chmod(0o600)
+    old = os.umask(0o022)
+    try:
+        download("https://127.0.0.1:9/x.zip", tmp_path / "raw" / ROOT, None, mirrors=[mirror], manifest=manifest,
+                 retries=0)
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "raw" / ROOT).iterdir() if p.is_file()}
+    assert modes["README.txt"] == 0o600 and modes["activity_labels.txt"] == 0o644
+
+
+def test_undecompressable_mirror_file_is_named_not_its_temporary_copy(tmp_path):
+    from liquidbench.data.download import ChecksumError, download
+
+    (tmp_path / "mirror").mkdir()
+    (tmp_path / "mirror" / "f.csv.gz").write_text("not gzip")
+    with pytest.raises(ChecksumError) as err:
+        download("https://127.0.0.1:9/f.csv.gz", tmp_path / "raw" / "f.csv.gz", "0" * 64, sha256_of="decompressed",
+                 mirrors=[tmp_path / "mirror"], retries=0)
+    assert str(err.value).startswith(f"'f.csv.gz' from mirror {tmp_path / 'mirror' / 'f.csv.gz'}: cannot decompress")
+    assert ".tmp" not in str(err.value) and list((tmp_path / "raw").iterdir()) == []

@@ -24,7 +24,7 @@ import zlib
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from ..io import atomic_path
+from ..io import atomic_path, umask
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def file_name(url: str) -> str:
     return name
 
 
-def content_sha256(path: str | Path, of: str = "file") -> str:
+def content_sha256(path: str | Path, of: str = "file", label: str | None = None) -> str:
     """sha256 of a file's bytes, or with ``of='decompressed'`` of its gzip-decompressed content."""
     if of not in HASH_OF:
         raise ValueError(f"sha256 of '{of}' is unknown, expected one of {HASH_OF}")
@@ -60,13 +60,13 @@ def content_sha256(path: str | Path, of: str = "file") -> str:
             while block := fh.read(_CHUNK):
                 h.update(block)
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-        raise ChecksumError(f"{path}: cannot decompress it to check its sha256 ({exc})") from exc
+        raise ChecksumError(f"{label or path}: cannot decompress it to check its sha256 ({exc})") from exc
     return h.hexdigest()
 
 
 def verify(path: Path, expected: str | None, of: str, label: str) -> str:
     """Check ``path`` against the pinned hash; return the actual hash. ``label`` names the file."""
-    actual = content_sha256(path, of)
+    actual = content_sha256(path, of, label)
     what = "decompressed content" if of == "decompressed" else "file"
     if expected is None:
         log.warning(
@@ -191,14 +191,13 @@ def download(
         with atomic_path(out) as tmp:
             shutil.copyfile(local, tmp)
             actual = verify(tmp, sha256, sha256_of, f"'{name}' from mirror {local}")
-            os.chmod(tmp, 0o644)
+            os.chmod(tmp, local.stat().st_mode & 0o666 & ~umask())  # no wider than the mirror's file
         log.info("took %s from mirror %s (sha256 of %s %s)", name, local, sha256_of, actual)
         return {"source": str(local), "sha256": actual, "sha256_of": sha256_of}
 
     with atomic_path(out) as tmp:
         _fetch_with_retries(url, tmp, name, mirrors, None, retries, backoff_s, timeout_s)
         actual = verify(tmp, sha256, sha256_of, f"'{name}' downloaded from {url}")
-        os.chmod(tmp, 0o644)
     log.info("downloaded %s (sha256 of %s %s)", url, sha256_of, actual)
     return {"source": url, "sha256": actual, "sha256_of": sha256_of}
 

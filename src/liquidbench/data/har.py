@@ -2,7 +2,8 @@
 
 The source is the folder ``UCI HAR Dataset/`` of the original ``UCI HAR Dataset.zip``: either that
 folder (as the workflow fetches it, verified member by member against a manifest: manifest.py) or
-a zip archive holding it, which is then extracted safely (archive.py) into a temporary directory.
+a zip archive holding it, of which only the members the protocol reads are extracted safely
+(archive.py: with limits on sizes and compression ratio) into a temporary directory.
 The files keep the original layout (whitespace-separated text). Each protocol states the members
 it needs (``NEEDS``); one that the copy lacks fails with a message naming it, the protocol and
 what to do (e.g. a copy without the 561-feature files still serves the inertial protocol).
@@ -256,7 +257,7 @@ def prepare(params: dict, out_dir: str | Path, raw: str | Path | None = None, **
         if raw.is_dir():
             root = raw if raw.name == ROOT or not (raw / ROOT).is_dir() else raw / ROOT
         else:
-            root = safe_extract(raw, Path(tmp) / "archive") / ROOT
+            root = safe_extract(raw, Path(tmp) / "archive", [f"{ROOT}/{m}" for m in NEEDS[protocol]]) / ROOT
             if not root.is_dir():
                 raise ValueError(f"UCI HAR: archive {raw} has no top-level folder '{ROOT}/'")
         check_members(root, protocol, str(raw))

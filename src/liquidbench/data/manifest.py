@@ -14,7 +14,13 @@ folder, hashes each one while copying it, and publishes the copy only when compl
   is prepared, with a message that says what to do);
 - a member that is present but not listed is accepted with a warning that names its sha256, as an
   unpinned source is;
-- entries outside the top folder (e.g. ``__MACOSX/``) are not copied, and are named in a warning.
+- entries outside the top folder (e.g. ``__MACOSX/``) are not copied, and are named in a warning;
+- an archive's members are held to the limits of archive.py (size, total, compression ratio);
+- a folder that holds a symbolic link is refused, naming the link: a copy is made of the mirror's
+  own files only, never of what a link points to (which may lie anywhere, readable by its owner only).
+
+Copies get the permissions the umask gives, less those the mirror's file lacks (a file readable by
+its owner only stays so).
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Callable, Iterator
 
-from .archive import open_zip
+from ..io import umask
+from .archive import LIMITS, ArchiveError, check_size, open_zip
 from .download import ChecksumError
 
 log = logging.getLogger(__name__)
@@ -91,8 +98,8 @@ def manifest_root(path: str | Path) -> str:
 Opener = Callable[[], BinaryIO]
 
 
-def _zip_members(source: Path, root: str, skipped: list[str]) -> Iterator[tuple[str, Opener]]:
-    with open_zip(source) as zf:
+def _zip_members(source: Path, root: str, skipped: list[str], label: str) -> Iterator[tuple[str, Opener, int]]:
+    with open_zip(source, label) as zf:
         for info in zf.infolist():
             name = info.filename.replace("\\", "/")
             parts = PurePosixPath(name).parts
@@ -101,13 +108,23 @@ def _zip_members(source: Path, root: str, skipped: list[str]) -> Iterator[tuple[
             if len(parts) < 2 or parts[0] != root:
                 skipped.append(name)
                 continue
-            yield "/".join(parts[1:]), (lambda info=info: zf.open(info))
+            check_size(label, info)
+            yield "/".join(parts[1:]), (lambda info=info: zf.open(info)), 0o666
 
 
-def _folder_members(source: Path) -> Iterator[tuple[str, Opener]]:
-    for path in sorted(source.rglob("*")):
-        if path.is_file():
-            yield path.relative_to(source).as_posix(), (lambda path=path: open(path, "rb"))
+def _folder_members(source: Path, label: str) -> Iterator[tuple[str, Opener, int]]:
+    for folder, dirs, files in os.walk(source):
+        for name in sorted(dirs + files):
+            path = Path(folder) / name
+            if path.is_symlink():
+                raise ManifestError(
+                    f"{label}: '{path.relative_to(source)}' is a symbolic link (to {os.readlink(path)}); a mirror "
+                    "folder must hold the files themselves. Replace the link by a copy of the file."
+                )
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(folder) / name
+            yield path.relative_to(source).as_posix(), (lambda path=path: open(path, "rb")), path.stat().st_mode
 
 
 def _publish(tmp: Path, out: Path) -> None:
@@ -128,18 +145,24 @@ def copy_members(source: str | Path, manifest: Manifest, out: str | Path, label:
     source, out = Path(source), Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     skipped: list[str] = []
-    members = _folder_members(source) if source.is_dir() else _zip_members(source, manifest.root, skipped)
+    members = (_folder_members(source, label) if source.is_dir()
+               else _zip_members(source, manifest.root, skipped, label))
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    verified, unlisted = [], {}
+    verified, unlisted, total, mask = [], {}, 0, umask()
     try:
-        for rel, opener in members:
+        for rel, opener, mode in members:
             target = tmp / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             digest = hashlib.sha256()
             with opener() as src, open(target, "wb") as dst:
                 while block := src.read(_CHUNK):
+                    total += len(block)
+                    if total > LIMITS.total_bytes:
+                        raise ArchiveError(f"{label}: its members hold more than the {LIMITS.total_bytes} bytes "
+                                           f"a source may have (at member '{manifest.root}/{rel}'); refusing it")
                     digest.update(block)
                     dst.write(block)
+            os.chmod(target, mode & 0o666 & ~mask)
             actual = digest.hexdigest()
             expected = manifest.members.get(rel)
             if expected is None:
@@ -157,7 +180,8 @@ def copy_members(source: str | Path, manifest: Manifest, out: str | Path, label:
                 f"(expected files under '{manifest.root}/'): is it the right archive?"
             )
         for p in [tmp, *tmp.rglob("*")]:
-            os.chmod(p, 0o755 if p.is_dir() else 0o644)
+            if p.is_dir():
+                os.chmod(p, 0o777 & ~mask)
         _publish(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
