@@ -369,3 +369,32 @@ def test_undecompressable_mirror_file_is_named_not_its_temporary_copy(tmp_path):
                  mirrors=[tmp_path / "mirror"], retries=0)
     assert str(err.value).startswith(f"'f.csv.gz' from mirror {tmp_path / 'mirror' / 'f.csv.gz'}: cannot decompress")
     assert ".tmp" not in str(err.value) and list((tmp_path / "raw").iterdir()) == []
+
+
+@pytest.mark.slow
+def test_resumed_job_keeps_the_first_segments_log(workflow_copy):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import tool_env
+
+    wd = workflow_copy
+    one = ["--configfile", ".test/config/config.yaml", "--config",
+           "study={datasets: [sine], models: [cfc], hardware: [cpu], seeds: [0]}"]
+    target = "results/runs/sine/cfc/cpu/seed0/metrics.json"
+    cmd = [sys.executable, "-m", "snakemake", target, "--cores", "1", *one]  # the target before --config
+    first = subprocess.run(cmd, cwd=wd, env={**tool_env(), "LIQUIDBENCH_TEST_SIGNAL": "TERM@4"},
+                           capture_output=True, text=True)
+    assert first.returncode != 0
+    log = wd / "results/runs/sine/cfc/cpu/seed0/train.log"
+    assert "checkpoint written" in log.read_text()
+    env = tool_env()
+    env.pop("LIQUIDBENCH_TEST_SIGNAL", None)
+    second = subprocess.run(cmd, cwd=wd, env=env, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr
+    text = log.read_text()
+    assert text.index("checkpoint written") < text.index("resuming from checkpoint") < text.index("done: status ok")
+    assert not (wd / "results/runs/sine/cfc/cpu/seed0/checkpoint.pt").exists()
+    assert json.loads((wd / target).read_text())["segments"] == 2
+    assert not os.path.exists(wd / "results/runs/sine/cfc/cpu/seed0/.train.log.all")

@@ -582,8 +582,8 @@ def test_time_limit_on_two_nodes_signals_every_rank_and_resumes_bit_identically(
     runtime = "train:runtime=1 if wildcards.hardware == 'limited' and attempt == 1 else 30"
     proc = snakemake_background(wd, "--profile", "profiles/slurm", "--configfile", "study.yaml", *FAST_STATUS, "--retries", "1",
                                 "--set-resources", "train:slurm_extra=''", runtime, "--until", "train")
-    # Every rank reports SIGTERM on stderr (train.log); a retry overwrites the log, so read it as
-    # the run goes.
+    # Every rank reports SIGTERM on stderr (train.log); read it as the run goes (a retry that resumes
+    # keeps the earlier lines, one that starts fresh does not).
     signalled = set()
     try:
         end = time.monotonic() + 900

@@ -34,8 +34,15 @@ rule train:
         training=training_params,
         hardware=lambda w: as_json(hardware_entry(w)),
         launcher=launcher,
+    # train.log keeps the lines of the earlier segments of a resumed run: Snakemake removes a job's
+    # log before it starts, so the log has a second name (a hard link) in the run directory, whose
+    # content starts the log of a job that resumes from the checkpoint. Success removes that name.
     shell:
+        "d=$(dirname {output.metrics}); "
+        "if test -e $d/checkpoint.pt && test -e $d/.train.log.all; then cp $d/.train.log.all {log}; else : > {log}; fi; "
+        "ln -f {log} $d/.train.log.all 2> /dev/null || true; "
         "{params.launcher} liquidbench train --data data/processed/{wildcards.dataset} "
         "--dataset {wildcards.dataset} --model {wildcards.model} --hardware {wildcards.hardware} "
         "--seed {wildcards.seed} --model-params {params.model:q} --train-params {params.training:q} "
-        "--hardware-params {params.hardware:q} --out $(dirname {output.metrics}) > {log} 2>&1"
+        "--hardware-params {params.hardware:q} --out $d >> {log} 2>&1; "
+        "rm -f $d/.train.log.all"
