@@ -398,3 +398,67 @@ def test_resumed_job_keeps_the_first_segments_log(workflow_copy):
     assert not (wd / "results/runs/sine/cfc/cpu/seed0/checkpoint.pt").exists()
     assert json.loads((wd / target).read_text())["segments"] == 2
     assert not os.path.exists(wd / "results/runs/sine/cfc/cpu/seed0/.train.log.all")
+
+
+# --- liquidbench train --config: messages, YAML floats, prepared data of another study ---------------
+
+def _study_file(tmp_path, sine_dir, training, params=None):
+    import shutil
+
+    import yaml
+
+    if sine_dir is not None and not (tmp_path / "data/processed/sine").exists():
+        shutil.copytree(sine_dir, tmp_path / "data/processed/sine")
+    study = {
+        "study": {"datasets": ["sine"], "models": ["g"], "hardware": ["cpu"], "seeds": [0]},
+        "training": training,
+        "datasets": {"sine": {"kind": "sine", "params": params or {"n_sequences": 40, "seq_len": 10, "seed": 0}}},
+        "models": {"g": {"type": "gru", "hidden_size": 6}},
+        "hardware": {"cpu": {"device": "cpu", "threads": 1, "resources": {"mem_mb": 1000, "runtime": 5}}},
+    }
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study).replace("lr: '1e-3'", "lr: 1e-3"))
+
+
+def _train_config(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import tool_env
+
+    return subprocess.run([sys.executable, "-m", "liquidbench.cli", "train", "--config", "study.yaml", "--run",
+                           "sine/g/cpu/0"], cwd=tmp_path, capture_output=True, text=True, env=tool_env())
+
+
+@pytest.mark.parametrize("training, message", [
+    ({"epochs": -1}, "training: epochs must be an integer >= 1, got -1"),
+    ({"batch_size": 0}, "training: batch_size must be an integer >= 1, got 0"),
+    ({"lr": "fast"}, "training: lr must be a number > 0, got 'fast' (YAML reads 1e-3 as a string: write 1.0e-3 or 0.001)"),
+    ({"drop_last": "yes please"}, "training: drop_last must be true or false, got 'yes please'"),
+])
+def test_cli_train_bad_values_are_named(tmp_path, sine_dir, training, message):
+    _study_file(tmp_path, sine_dir, training)
+    proc = _train_config(tmp_path)
+    assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not (tmp_path / "results/runs/sine/g/cpu/seed0/metrics.json").exists()
+
+
+def test_cli_train_takes_1e_minus_3_and_refuses_data_of_other_parameters(tmp_path, sine_dir):
+    _study_file(tmp_path, sine_dir, {"epochs": 1, "batch_size": 8, "lr": "1e-3"})
+    assert "lr: 1e-3" in (tmp_path / "study.yaml").read_text()
+    proc = _train_config(tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "results/runs/sine/g/cpu/seed0/metrics.json").read_text())["train_params"]["lr"] == 0.001
+    # the study file now asks for longer sequences than data/processed/sine holds
+    _study_file(tmp_path, None, {"epochs": 1}, params={"n_sequences": 40, "seq_len": 20, "seed": 0})
+    proc = _train_config(tmp_path)
+    assert proc.returncode == 1
+    assert ("data set 'sine': the prepared data in data/processed/sine were made with other parameters "
+            "(seq_len: 20 in study.yaml, 10 in data/processed/sine/meta.json)") in proc.stderr
+
+
+def test_cli_train_without_prepared_data_says_how_to_prepare(tmp_path):
+    _study_file(tmp_path, None, {"epochs": 1})
+    proc = _train_config(tmp_path)
+    assert proc.returncode == 1
+    assert "data set 'sine': data/processed/sine holds no prepared data set (no meta.json); prepare it first" in proc.stderr
+    assert not (tmp_path / "results").exists()

@@ -34,6 +34,18 @@ BAD_VALUES = [
      "config key 'datasets.traffic.source.url': 'http://example.org/t.csv.gz' does not match"),
     ("datasets={har: {source: {sha256: abc123}}}", "config key 'datasets.har.source.sha256'"),
     ("study={exclude: [{modle: ltc}]}", "config key 'study.exclude.0': Additional properties are not allowed ('modle' was unexpected)"),
+    ("datasets={sine: {params: {n_sequences: many}}}",
+     "config key 'datasets.sine.params.n_sequences': 'many' is not of type 'integer'"),
+    ("datasets={sine: {params: {n_sequence: 40}}}",
+     "config key 'datasets.sine.params': Additional properties are not allowed ('n_sequence' was unexpected)"),
+    ("study={exclude: [{model: [ltc, cfc, lstm, gru, ltc_fast, cfc_fast]}]}",
+     "config key 'study': it selects no run; its exclude removes every combination of datasets"),
+    ("results={targets: {sien: 0.5}}",
+     "config key 'results.targets' names 'sien', which is not defined under 'datasets'"),
+    ("results={scaling_baselines: {ddp-cpu-2: cpu1}}",
+     "config key 'results.scaling_baselines' (ddp-cpu-2: cpu1) names 'cpu1', which is not defined under 'hardware'"),
+    ("results={scaling_baselines: {ddp-cpu-3: cpu}}",
+     "config key 'results.scaling_baselines' (ddp-cpu-3) names 'ddp-cpu-3', which is not defined under 'hardware'"),
 ]
 
 
@@ -86,18 +98,36 @@ def test_data_mirror_may_be_a_directory_or_a_list(workflow_copy):
 
 
 def test_json_parameters_with_quotes_reach_the_command_intact(workflow_copy):
-    """Rules pass JSON params shell-quoted ({params.x:q}): a value with quotes stays one argument."""
+    """Rules pass JSON params shell-quoted ({params.x:q}): a value with quotes stays one argument.
+    The data set's source file name carries the quotes (its params are checked by the schema)."""
     import json
     import shlex
 
-    note = """it's a "quoted" value"""
+    name = """it's a "quoted" name.csv.gz"""
     proc = dry_run(workflow_copy, "--printshellcmds", "--forceall", "--config",
-                   f"datasets={{sine: {{params: {{note: {json.dumps(note)}}}}}}}")
+                   f"datasets={{traffic: {{source: {{file: {json.dumps(name)}}}}}}}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    line = next(l for l in proc.stdout.splitlines() if "liquidbench prepare --dataset sine " in l)
+    download = shlex.split(next(l for l in proc.stdout.splitlines() if "liquidbench download --url" in l
+                                and "Traffic_Volume" in l))
+    assert download[download.index("--name") + 1] == name
+    line = next(l for l in proc.stdout.splitlines() if "liquidbench prepare --dataset traffic " in l)
     argv = shlex.split(line)
-    params = json.loads(argv[argv.index("--params") + 1])
-    assert params["note"] == note and params["seed"] == 0
+    assert argv[argv.index("--raw") + 1] == f"data/raw/{name}"
+    assert json.loads(argv[argv.index("--params") + 1]) == {"seq_len": 16, "stride": 128}
+
+
+def test_yaml_floats_without_a_dot_are_numbers(workflow_copy):
+    """YAML 1.1 reads 1e-3 as a string; a config file's 1e-3 is a number all the same."""
+    import json
+
+    cfg = yaml.safe_load((workflow_copy / ".test/config/config.yaml").read_text())
+    (workflow_copy / "study.yaml").write_text(
+        (workflow_copy / ".test/config/config.yaml").read_text().replace("lr: 0.01", "lr: 1e-3"))
+    assert cfg["training"]["lr"] == 0.01
+    proc = snakemake(workflow_copy, "-n", "-p", "--configfile", "study.yaml", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert {t["training"]["lr"] for t in train_commands(proc.stdout).values()} == {0.001}
+    assert json.dumps(0.001) in proc.stdout
 
 
 def test_schema_and_package_agree_on_training_and_hardware_keys():
@@ -115,6 +145,16 @@ def test_schema_and_package_agree_on_training_and_hardware_keys():
     assert set(resources) - {"mem_mb", "runtime"} == set(RESOURCES_DEFAULTS)
     for props in (training, hardware, resources):
         assert not [key for key, prop in props.items() if "default" in prop]
+
+
+def test_schema_and_package_agree_on_sine_parameters():
+    from conftest import REPO
+    from liquidbench.data.sine import DEFAULTS
+
+    defs = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())["$defs"]
+    sine = next(c["then"]["properties"]["params"] for c in defs["dataset"]["allOf"]
+                if c["if"]["properties"]["kind"].get("const") == "sine")
+    assert set(sine["properties"]) == set(DEFAULTS) and sine["additionalProperties"] is False
 
 
 def train_commands(stdout: str) -> dict[tuple[str, str], dict]:

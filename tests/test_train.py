@@ -91,7 +91,8 @@ def test_cli_runs_one_run_of_a_study_file(sine_dir, tmp_path):
     study = {
         "study": {"datasets": ["sine"], "models": ["g"], "hardware": ["cpu"], "seeds": [3]},
         "training": {"epochs": 5, "batch_size": 8, "lr": 0.01},
-        "datasets": {"sine": {"kind": "sine", "training": {"epochs": 2}}},
+        "datasets": {"sine": {"kind": "sine", "params": {"n_sequences": 40, "seq_len": 10, "seed": 0},
+                              "training": {"epochs": 2}}},
         "models": {"g": {"type": "gru", "hidden_size": 6}},
         "hardware": {"cpu": {"device": "cpu", "threads": 1, "resources": {"mem_mb": 1000, "runtime": 5}}},
     }

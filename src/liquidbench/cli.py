@@ -63,7 +63,7 @@ def _run_from_config(args) -> dict:
     as the workflow would pass them; data and output in the workflow's places unless given."""
     import yaml
 
-    from .study import run_of
+    from .study import run_of, yaml_numbers
 
     explicit = [f"--{k.replace('_', '-')}" for k in ("dataset", "model", "hardware", "seed", "model_params",
                                                         "train_params", "hardware_params") if getattr(args, k) is not None]
@@ -75,10 +75,33 @@ def _run_from_config(args) -> dict:
         raise ValueError(f"--config {args.config}: not valid YAML ({exc})") from exc
     if not isinstance(config, dict):
         raise ValueError(f"--config {args.config}: expected a study file (a mapping), got {type(config).__name__}")
+    config = yaml_numbers(config)  # 1e-3 is a number, as in the workflow
     run = run_of(config, args.run)
     run["data_dir"] = args.data or Path("data/processed") / run["dataset"]
+    check_prepared(run["data_dir"], run["dataset"], config["datasets"][run["dataset"]], args.config)
     run["out_dir"] = args.out or Path("results/runs") / run["dataset"] / run["model"] / run["hardware"] / f"seed{run['seed']}"
     return run
+
+
+def check_prepared(data_dir, name: str, entry: dict, config_file) -> None:
+    """Prepared data must be what the study file's data set entry asks for: its parameters, defaults
+    filled in, equal those meta.json records (a data set prepared by another study is refused)."""
+    from .data import expected_params, read_meta
+
+    try:
+        meta = read_meta(data_dir)
+    except FileNotFoundError:
+        raise ValueError(f"data set '{name}': {data_dir} holds no prepared data set (no meta.json); prepare it "
+                         f"first, e.g. snakemake --cores 2 --configfile {config_file} --until prepare_synthetic "
+                         "prepare_traffic prepare_har") from None
+    recorded = {**(meta.get("params") or {}), **({"protocol": meta["protocol"]} if "protocol" in meta else {})}
+    expected = expected_params(entry["kind"], entry.get("params") or {})
+    differ = {k: (v, recorded.get(k, "(not recorded)")) for k, v in expected.items() if recorded.get(k) != v}
+    if differ:
+        detail = ", ".join(f"{k}: {want!r} in {config_file}, {got!r} in {data_dir}/meta.json"
+                           for k, (want, got) in sorted(differ.items()))
+        raise ValueError(f"data set '{name}': the prepared data in {data_dir} were made with other parameters "
+                         f"({detail}); prepare them for this study first (or give --data DIR)")
 
 
 def cmd_train(args) -> None:

@@ -10,6 +10,7 @@ missing only if it is on it.
 
 from __future__ import annotations
 
+import re
 from itertools import product
 
 # exclude key -> the study section it draws from
@@ -78,6 +79,47 @@ def check_names(config: dict) -> None:
     for name in config["models"]:
         if "/" in name or name != name.strip():
             raise ValueError(f"config key 'models.{name}': a name may not contain '/' or spaces")
+
+
+def check_results_names(config: dict) -> None:
+    """Names under ``results`` that tie settings to entries must be defined: a target of a data set
+    that no entry defines, or a scaling baseline of an undefined hardware entry, would do nothing."""
+    results = config.get("results") or {}
+    for name in results.get("targets") or {}:
+        if name not in config["datasets"]:
+            raise ValueError(f"config key 'results.targets' names '{name}', which is not defined under 'datasets' "
+                             f"(defined: {', '.join(sorted(config['datasets']))})")
+    for ddp, base in (results.get("scaling_baselines") or {}).items():
+        for key, name in ((ddp, ddp), (f"{ddp}: {base}", base)):
+            if name not in config["hardware"]:
+                raise ValueError(f"config key 'results.scaling_baselines' ({key}) names '{name}', which is not "
+                                 f"defined under 'hardware' (defined: {', '.join(sorted(config['hardware']))})")
+
+
+def check_not_empty(runs: list, study: dict) -> None:
+    """A study whose exclude removes every run is refused before anything runs."""
+    if not runs:
+        raise ValueError(
+            "config key 'study': it selects no run; its exclude removes every combination of "
+            f"datasets {study['datasets']}, models {study['models']}, hardware {study['hardware']} and "
+            f"seeds {study['seeds']}; expected at least one run"
+        )
+
+
+# YAML 1.1 (PyYAML, Snakemake) reads 1e-3 as a string: a float needs a dot (1.0e-3)
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+def yaml_numbers(value):
+    """Strings written as floats in exponent notation without a dot (``1e-3``) as floats, as YAML 1.2
+    reads them; every other value as it is."""
+    if isinstance(value, dict):
+        return {k: yaml_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [yaml_numbers(v) for v in value]
+    if isinstance(value, str) and _EXPONENT_FLOAT.match(value):
+        return float(value)
+    return value
 
 
 def deep_merge(base: dict, override: dict | None) -> dict:

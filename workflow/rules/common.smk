@@ -10,16 +10,18 @@ from snakemake.logging import logger
 
 from liquidbench.results.registry import SETTINGS, TABLES, figure_inputs, figure_kind, figure_settings, figure_stems
 from liquidbench.slurm import job_resources
-from liquidbench.study import check_names, model_of, study_runs, training_of
+from liquidbench.study import check_names, check_not_empty, check_results_names, model_of, study_runs, training_of
 from liquidbench.train.settings import hardware_settings
 
 check_names(config)  # names selected by the study are defined
+check_results_names(config)  # and those that results.targets and results.scaling_baselines name
 
 STUDY = config["study"]
 # every hardware entry with its defaults (liquidbench.train.settings, their one home)
 HARDWARE = {name: hardware_settings(name, entry) for name, entry in config["hardware"].items()}
 # the product less study.exclude, whose names must be defined (a typo fails here)
 RUNS = study_runs(STUDY, {section: list(config[section]) for section in ("datasets", "models", "hardware")})
+check_not_empty(RUNS, STUDY)  # an exclude that removes every run fails here, not at aggregation
 SPLITS = ["train", "val", "test"]
 RUN_DIR = "results/runs/{dataset}/{model}/{hardware}/seed{seed}"
 

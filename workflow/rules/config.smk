@@ -41,5 +41,8 @@ def validate_config(config, schema_path):
     validate(config, schema_path)
 
 
-config.update(typed_scalars(config))
+# numbers written 1e-3 (a string to YAML 1.1) are numbers (liquidbench.study.yaml_numbers)
+from liquidbench.study import yaml_numbers
+
+config.update(yaml_numbers(typed_scalars(config)))
 validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))

@@ -12,4 +12,19 @@ PREPARERS = {
     "har": har.prepare,
 }
 
-__all__ = ["PREPARERS", "TASKS", "load_split", "read_meta", "save_dataset"]
+
+
+def expected_params(kind: str, params: dict) -> dict:
+    """The parameters (with ``protocol`` where the kind has protocols) that meta.json records for a
+    data set of ``kind`` prepared with ``params``: the given ones over the kind's defaults."""
+    if kind == "sine":
+        return {**sine.DEFAULTS, **params}
+    if kind == "traffic":
+        return {**traffic.DEFAULTS, **params}
+    if kind == "har":
+        protocol = params.get("protocol", har.DEFAULT_PROTOCOL)
+        return {**har.PROTOCOLS.get(protocol, {}), **params, "protocol": protocol}
+    raise ValueError(f"kind '{kind}' is unknown, expected one of {sorted(PREPARERS)}")
+
+
+__all__ = ["PREPARERS", "TASKS", "expected_params", "load_split", "read_meta", "save_dataset"]

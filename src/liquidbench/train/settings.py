@@ -34,11 +34,46 @@ HARDWARE_DEFAULTS = {
 RESOURCES_DEFAULTS = {"cpus_per_task": 1, "gpus": 0}
 
 
+# what each value must be (the config schema says the same; tests/test_schema.py checks the keys):
+# (type, test, what it must be); a number is an int or a float, never a bool or a string
+_INT, _NUM = (int,), (int, float)
+TRAINING_CHECKS = {
+    "epochs": (_INT, lambda v: v >= 1, "an integer >= 1"),
+    "batch_size": (_INT, lambda v: v >= 1, "an integer >= 1"),
+    "eval_batch_size": (_INT, lambda v: v >= 1, "an integer >= 1"),
+    "lr": (_NUM, lambda v: v > 0, "a number > 0"),
+    "lr_decay": (_NUM, lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "grad_clip": (_NUM, lambda v: v >= 0, "a number >= 0 (0 disables clipping)"),
+    "weight_decay": (_NUM, lambda v: v >= 0, "a number >= 0"),
+    "drop_last": ((bool,), lambda v: True, "true or false"),
+}
+HARDWARE_CHECKS = {
+    "nodes": (_INT, lambda v: v >= 1, "an integer >= 1"),
+    "nproc_per_node": (_INT, lambda v: v >= 1, "an integer >= 1"),
+    "threads": (_INT, lambda v: v >= 1, "an integer >= 1"),
+    "timeout_s": (_INT, lambda v: v >= 1, "an integer >= 1"),
+    "telemetry_interval_s": (_NUM, lambda v: v > 0, "a number > 0"),
+}
+
+
+def _check(where: str, values: dict, checks: dict) -> None:
+    for key, (types, ok, what) in checks.items():
+        if key not in values:
+            continue
+        value = values[key]
+        typed = isinstance(value, types) and (bool in types or not isinstance(value, bool))
+        if not typed or not ok(value):
+            hint = (" (YAML reads 1e-3 as a string: write 1.0e-3 or 0.001)"
+                    if isinstance(value, str) and float in types else "")
+            raise ValueError(f"{where}: {key} must be {what}, got {value!r}{hint}")
+
+
 def training_settings(params: dict) -> dict:
-    """``params`` over the training defaults; an unknown key is an error naming it."""
+    """``params`` over the training defaults; an unknown key or a bad value is an error naming it."""
     unknown = set(params) - set(TRAINING_DEFAULTS)
     if unknown:
         raise ValueError(f"training: unknown parameter(s) {sorted(unknown)}, expected {sorted(TRAINING_DEFAULTS)}")
+    _check("training", params, TRAINING_CHECKS)
     return {**TRAINING_DEFAULTS, **params}
 
 
@@ -51,6 +86,5 @@ def hardware_settings(name: str, entry: dict) -> dict:
     out = {**HARDWARE_DEFAULTS, **entry}
     if "resources" in entry:
         out["resources"] = {**RESOURCES_DEFAULTS, **entry["resources"]}
-    if not out["telemetry_interval_s"] > 0:
-        raise ValueError(f"hardware '{name}': telemetry_interval_s must be > 0, got {out['telemetry_interval_s']}")
+    _check(f"hardware '{name}'", out, HARDWARE_CHECKS)
     return out
