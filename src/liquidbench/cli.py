@@ -3,7 +3,7 @@
     liquidbench download  --url URL --sha256 HEX [--sha256-of decompressed] [--mirror DIR]... --out FILE
     liquidbench download  --url URL --manifest SHA256SUMS [--also-name NAME]... [--mirror DIR]... --out FOLDER
     liquidbench prepare   --dataset NAME --kind KIND --params JSON [--raw FILE] --out DIR
-    liquidbench train     --config FILE --run DATASET/MODEL/HARDWARE/SEED [--data DIR] [--out DIR]
+    liquidbench train     --config FILE --run DATASET/MODEL/HARDWARE/SEED [--data DIR] [--out DIR]   (--study-run: the same)
     liquidbench train     --data DIR --dataset NAME --model NAME --model-params JSON ...
     liquidbench aggregate --out-runs CSV --out-history CSV [--expected JSON] METRICS.json...
     liquidbench summarize --runs CSV --out-csv CSV --out-md MD [--out-tex TEX]
@@ -231,7 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "hardware/seed; data and run directory default to the workflow's) or give "
                                    "every setting as the train rule does.")
     p.add_argument("--config", type=Path, help="a study file, e.g. config/local.yaml")
-    p.add_argument("--run", help="with --config: dataset/model/hardware/seed, e.g. sine/cfc/cpu/0")
+    p.add_argument("--run", "--study-run", dest="run",
+                   help="with --config: dataset/model/hardware/seed, e.g. sine/cfc/cpu/0 (under torchrun write "
+                        "--study-run: torchrun takes --run for its own --run-path)")
     p.add_argument("--data", type=Path, help="prepared data set directory (default with --config: data/processed/DATASET)")
     p.add_argument("--dataset")
     p.add_argument("--model")

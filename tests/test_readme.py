@@ -1,0 +1,94 @@
+"""README's commands run as written (the quick ones: plans, one run by hand each way, the dry runs,
+the manifest check), so that they cannot rot. Each command is read from README.md itself; a copy
+of the workflow runs it, with the local study cut to one epoch."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import pytest
+
+from conftest import REPO, SHARED, copy_workflow, tool_env
+
+pytestmark = pytest.mark.slow
+
+# README lines (comments stripped) and what each must leave behind
+PLAN = "snakemake -n"
+BY_TARGET = "snakemake results/runs/sine/cfc/cpu/seed0/metrics.json --cores 2 --configfile config/local.yaml"
+BY_HAND = "liquidbench train --config config/local.yaml --run sine/cfc/cpu/0"
+BY_TORCHRUN = ("torchrun --standalone --nproc_per_node=2 -m liquidbench.cli train --config config/local.yaml "
+               "--study-run sine/cfc/ddp-cpu-2/0")
+SLURM_PLAN = "snakemake --profile profiles/slurm -n --config container=null"
+NARROWED = "snakemake --cores 2 --configfile config/local.yaml --config 'study={models: [cfc, ltc], seeds: [0]}'"
+
+
+def readme_commands(path) -> list[str]:
+    """Every line of the file's ```bash blocks, without its trailing comment."""
+    lines = []
+    for block in re.findall(r"```bash\n(.*?)```", path.read_text(), re.S):
+        for line in block.splitlines():
+            line = re.sub(r"\s+#\s.*$", "", line).strip()
+            if line:
+                lines.append(line)
+    return lines
+
+
+def sh(wd, command, timeout=600):
+    proc = subprocess.run(["bash", "-c", command], cwd=wd, env=tool_env(), capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, f"{command} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def wd(tmp_path_factory):
+    import shutil
+
+    wd = copy_workflow(tmp_path_factory.mktemp("readme") / "wf")
+    shutil.copytree(REPO / "profiles", wd / "profiles")
+    local = wd / "config/local.yaml"
+    local.write_text(local.read_text().replace("epochs: 15", "epochs: 1"))  # the same commands, shorter
+    return wd
+
+
+def test_readme_lists_the_commands_tested_here():
+    commands = readme_commands(REPO / "README.md")
+    for command in (PLAN, BY_TARGET, BY_HAND, BY_TORCHRUN, SLURM_PLAN, NARROWED):
+        assert command in commands, command
+
+
+def test_plans_run_as_written(wd):
+    full = sh(wd, PLAN)
+    assert re.search(r"^train\s+1500$", full.stdout, re.M)
+    sh(wd, SLURM_PLAN)
+    narrowed = sh(wd, NARROWED + " -n")
+    assert re.search(r"^train\s+6$", narrowed.stdout, re.M)  # 3 data sets x 2 models x 1 seed
+
+
+def test_one_run_by_hand_each_way(wd):
+    run = wd / "results/runs/sine/cfc/cpu/seed0"
+    sh(wd, BY_TARGET)
+    first = json.loads((run / "metrics.json").read_text())
+    sh(wd, BY_HAND)
+    again = json.loads((run / "metrics.json").read_text())
+    assert (first["status"], again["status"]) == ("ok", "ok")
+    assert first["final_params_sha256"] == again["final_params_sha256"]  # the workflow's run, by hand
+    sh(wd, BY_TORCHRUN)
+    ddp = json.loads((wd / "results/runs/sine/cfc/ddp-cpu-2/seed0/metrics.json").read_text())
+    assert (ddp["status"], ddp["world_size"], ddp["backend"]) == ("ok", 2, "gloo")
+
+
+def test_manifest_check_of_config_readme_runs_from_the_repository_root(wd):
+    from har_archive import ROOT
+    from liquidbench.data.download import download
+
+    if not (SHARED / "data" / "uci_har").is_dir():
+        pytest.skip(f"needs the shared data beside the checkout ({SHARED / 'data'})")
+    command = re.search(r"`(\(cd data/raw && sha256sum -c [^`]+\))`", (REPO / "config/README.md").read_text()).group(1)
+    download("https://archive.ics.uci.edu/ml/machine-learning-databases/00240/UCI%20HAR%20Dataset.zip",
+             wd / "data/raw" / ROOT, None, mirrors=[SHARED / "data"], manifest=wd / "config/sources/uci_har.sha256",
+             other_names=["UCI_HAR_Dataset_inertial.zip"])
+    proc = sh(wd, command)
+    assert proc.stdout.count(": OK") == len((wd / "config/sources/uci_har.sha256").read_text().splitlines())
