@@ -49,4 +49,4 @@ image:
 	containers/build.sh
 
 clean:
-	rm -rf results/runs results/tables results/figures data/processed logs .snakemake
+	rm -rf results/runs results/tables results/figures data/processed logs studies .snakemake

@@ -462,3 +462,31 @@ def test_cli_train_without_prepared_data_says_how_to_prepare(tmp_path):
     assert proc.returncode == 1
     assert "data set 'sine': data/processed/sine holds no prepared data set (no meta.json); prepare it first" in proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+# --- studies keep their own outputs -----------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_study_with_its_own_root_leaves_another_study_untouched(workflow_copy):
+    import yaml
+
+    from conftest import snakemake
+
+    wd = workflow_copy
+    one = "study={datasets: [sine], models: [cfc], hardware: [cpu], seeds: [0]}"
+    snakemake(wd, "--cores", "2", "--configfile", ".test/config/config.yaml", "--config", one)
+    first = {p: p.stat().st_mtime_ns for p in [*wd.glob("results/**/*.*"), *wd.glob("data/processed/**/*.*")]}
+    assert wd / "results/tables/summary.csv" in first and wd / "data/processed/sine/meta.json" in first
+    other = yaml.safe_load((wd / ".test/config/config.yaml").read_text())
+    other["root"] = "studies/other"
+    other["datasets"]["sine"]["params"]["seq_len"] = 6
+    (wd / "other.yaml").write_text(yaml.safe_dump(other))
+    snakemake(wd, "--cores", "2", "--configfile", "other.yaml", "--config", one)
+    assert {p: p.stat().st_mtime_ns for p in first} == first  # not one file of the first study changed
+    assert json.loads((wd / "studies/other/data/processed/sine/meta.json").read_text())["seq_len"] == 6
+    assert (wd / "studies/other/results/tables/summary.csv").exists()
+    assert (wd / "studies/other/logs/results/aggregate.log").exists()
+    assert json.loads((wd / "data/processed/sine/meta.json").read_text())["seq_len"] == 12
+    # the first study is still complete: nothing to do
+    plan = snakemake(wd, "-n", "--configfile", ".test/config/config.yaml", "--config", one)
+    assert "Nothing to be done" in plan.stdout + plan.stderr

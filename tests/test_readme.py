@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 # README lines (comments stripped) and what each must leave behind
 PLAN = "snakemake -n"
-BY_TARGET = "snakemake results/runs/sine/cfc/cpu/seed0/metrics.json --cores 2 --configfile config/local.yaml"
+BY_TARGET = "snakemake studies/local/results/runs/sine/cfc/cpu/seed0/metrics.json --cores 2 --configfile config/local.yaml"
 BY_HAND = "liquidbench train --config config/local.yaml --run sine/cfc/cpu/0"
 BY_TORCHRUN = ("torchrun --standalone --nproc_per_node=2 -m liquidbench.cli train --config config/local.yaml "
                "--study-run sine/cfc/ddp-cpu-2/0")
@@ -68,7 +68,7 @@ def test_plans_run_as_written(wd):
 
 
 def test_one_run_by_hand_each_way(wd):
-    run = wd / "results/runs/sine/cfc/cpu/seed0"
+    run = wd / "studies/local/results/runs/sine/cfc/cpu/seed0"
     sh(wd, BY_TARGET)
     first = json.loads((run / "metrics.json").read_text())
     sh(wd, BY_HAND)
@@ -76,7 +76,7 @@ def test_one_run_by_hand_each_way(wd):
     assert (first["status"], again["status"]) == ("ok", "ok")
     assert first["final_params_sha256"] == again["final_params_sha256"]  # the workflow's run, by hand
     sh(wd, BY_TORCHRUN)
-    ddp = json.loads((wd / "results/runs/sine/cfc/ddp-cpu-2/seed0/metrics.json").read_text())
+    ddp = json.loads((wd / "studies/local/results/runs/sine/cfc/ddp-cpu-2/seed0/metrics.json").read_text())
     assert (ddp["status"], ddp["world_size"], ddp["backend"]) == ("ok", 2, "gloo")
 
 

@@ -77,9 +77,10 @@ def _run_from_config(args) -> dict:
         raise ValueError(f"--config {args.config}: expected a study file (a mapping), got {type(config).__name__}")
     config = yaml_numbers(config)  # 1e-3 is a number, as in the workflow
     run = run_of(config, args.run)
-    run["data_dir"] = args.data or Path("data/processed") / run["dataset"]
+    root = Path(config.get("root") or ".")  # the study's outputs (config `root`), as in the workflow
+    run["data_dir"] = args.data or root / "data/processed" / run["dataset"]
     check_prepared(run["data_dir"], run["dataset"], config["datasets"][run["dataset"]], args.config)
-    run["out_dir"] = args.out or Path("results/runs") / run["dataset"] / run["model"] / run["hardware"] / f"seed{run['seed']}"
+    run["out_dir"] = args.out or root / "results/runs" / run["dataset"] / run["model"] / run["hardware"] / f"seed{run['seed']}"
     return run
 
 
@@ -234,7 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", "--study-run", dest="run",
                    help="with --config: dataset/model/hardware/seed, e.g. sine/cfc/cpu/0 (under torchrun write "
                         "--study-run: torchrun takes --run for its own --run-path)")
-    p.add_argument("--data", type=Path, help="prepared data set directory (default with --config: data/processed/DATASET)")
+    p.add_argument("--data", type=Path, help="prepared data set directory (default with --config: ROOT/data/processed/DATASET, "
+                        "ROOT the study file's `root`)")
     p.add_argument("--dataset")
     p.add_argument("--model")
     p.add_argument("--model-params", type=_json_arg)
@@ -242,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hardware-params", type=_json_arg)
     p.add_argument("--train-params", type=_json_arg)
     p.add_argument("--seed", type=int)
-    p.add_argument("--out", type=Path, help="run directory (default with --config: results/runs/D/M/H/seedS)")
+    p.add_argument("--out", type=Path, help="run directory (default with --config: ROOT/results/runs/D/M/H/seedS)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("aggregate", help="collect run metrics and histories into tables")

@@ -23,7 +23,18 @@ HARDWARE = {name: hardware_settings(name, entry) for name, entry in config["hard
 RUNS = study_runs(STUDY, {section: list(config[section]) for section in ("datasets", "models", "hardware")})
 check_not_empty(RUNS, STUDY)  # an exclude that removes every run fails here, not at aggregation
 SPLITS = ["train", "val", "test"]
-RUN_DIR = "results/runs/{dataset}/{model}/{hardware}/seed{seed}"
+# Every output of this study lies under its root (config `root`): data/processed/, results/, logs/.
+# Studies with different roots never touch each other's outputs; data/raw/ (verified downloads) and
+# logs/download/ are shared.
+ROOT = config["root"]
+
+
+def study_path(path):
+    """``path`` (relative, e.g. results/tables/x.csv) under this study's root."""
+    return os.path.normpath(os.path.join(ROOT, path))
+
+
+RUN_DIR = study_path("results/runs/{dataset}/{model}/{hardware}/seed{seed}")
 
 
 def as_json(obj):
@@ -126,7 +137,18 @@ def also_names(source):
 
 
 def dataset_files(dataset):
-    return [f"data/processed/{dataset}/meta.json"] + [f"data/processed/{dataset}/{s}.npz" for s in SPLITS]
+    folder = processed_dir(dataset)
+    return [f"{folder}/meta.json"] + [f"{folder}/{s}.npz" for s in SPLITS]
+
+
+def processed_dir(dataset):
+    """Where this study's prepared data set lies."""
+    return study_path(f"data/processed/{dataset}")
+
+
+def log_file(path):
+    """A log of this study's jobs (logs/ under its root)."""
+    return study_path(f"logs/{path}")
 
 
 def training_params(wildcards):
@@ -268,7 +290,7 @@ def table_rule(table):
 
 
 def table_file(name, ext="csv"):
-    return f"results/tables/{name}.{ext}"
+    return study_path(f"results/tables/{name}.{ext}")
 
 
 def table_args(table):
@@ -285,7 +307,11 @@ def setting_args(keys):
 
 
 def figure_files():
-    return [f"results/figures/{stem}.{ext}" for stem in figure_stems(STUDY["datasets"]) for ext in ("png", "pdf")]
+    return [f"{figure_dir()}/{stem}.{ext}" for stem in figure_stems(STUDY["datasets"]) for ext in ("png", "pdf")]
+
+
+def figure_dir():
+    return study_path("results/figures")
 
 
 def results_targets():
@@ -300,10 +326,10 @@ def figure_outputs():
     """Every figure; the PNGs go into the report with the caption of their kind."""
     out = []
     for stem in figure_stems(STUDY["datasets"]):
-        png = f"results/figures/{stem}.png"
+        png = f"{figure_dir()}/{stem}.png"
         caption = f"../report/fig_{figure_kind(stem)}.rst"
         out.append(report(png, caption=caption, category="Figures", labels={"figure": stem}))
-        out.append(f"results/figures/{stem}.pdf")
+        out.append(f"{figure_dir()}/{stem}.pdf")
     return out
 
 

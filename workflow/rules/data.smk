@@ -1,4 +1,5 @@
-# Data sets: generate or download, then preprocess into data/processed/{dataset}/.
+# Data sets: generate or download into data/raw/ (shared by every study), then preprocess into the
+# study's data/processed/{dataset}/ (under its root).
 
 
 # Downloads need the network, which HPC compute nodes often lack: run them where Snakemake runs.
@@ -55,7 +56,7 @@ rule prepare_synthetic:
     output:
         dataset_files("{dataset}"),
     log:
-        "logs/prepare/{dataset}.log",
+        log_file("prepare/{dataset}.log"),
     wildcard_constraints:
         dataset=datasets_of_kind("sine"),
     resources:
@@ -64,9 +65,10 @@ rule prepare_synthetic:
     params:
         kind=lambda w: config["datasets"][w.dataset]["kind"],
         params=lambda w: as_json(config["datasets"][w.dataset].get("params", {})),
+        out=lambda w: processed_dir(w.dataset),
     shell:
         "liquidbench prepare --dataset {wildcards.dataset} --kind {params.kind} "
-        "--params {params.params:q} --out data/processed/{wildcards.dataset} > {log} 2>&1"
+        "--params {params.params:q} --out {params.out:q} > {log} 2>&1"
 
 
 rule prepare_traffic:
@@ -76,7 +78,7 @@ rule prepare_traffic:
     output:
         dataset_files("{dataset}"),
     log:
-        "logs/prepare/{dataset}.log",
+        log_file("prepare/{dataset}.log"),
     wildcard_constraints:
         dataset=datasets_of_kind("traffic"),
     resources:
@@ -84,9 +86,10 @@ rule prepare_traffic:
         runtime=15,
     params:
         params=lambda w: as_json(config["datasets"][w.dataset].get("params", {})),
+        out=lambda w: processed_dir(w.dataset),
     shell:
         "liquidbench prepare --dataset {wildcards.dataset} --kind traffic --params {params.params:q} "
-        "--raw {input.raw:q} --out data/processed/{wildcards.dataset} > {log} 2>&1"
+        "--raw {input.raw:q} --out {params.out:q} > {log} 2>&1"
 
 
 rule prepare_har:
@@ -97,7 +100,7 @@ rule prepare_har:
     output:
         dataset_files("{dataset}"),
     log:
-        "logs/prepare/{dataset}.log",
+        log_file("prepare/{dataset}.log"),
     wildcard_constraints:
         dataset=datasets_of_kind("har"),
     resources:
@@ -105,6 +108,7 @@ rule prepare_har:
         runtime=30,
     params:
         params=lambda w: as_json(config["datasets"][w.dataset].get("params", {})),
+        out=lambda w: processed_dir(w.dataset),
     shell:
         "liquidbench prepare --dataset {wildcards.dataset} --kind har --params {params.params:q} "
-        "--raw {input.raw:q} --out data/processed/{wildcards.dataset} > {log} 2>&1"
+        "--raw {input.raw:q} --out {params.out:q} > {log} 2>&1"

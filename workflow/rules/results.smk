@@ -1,5 +1,5 @@
 # Aggregation: run directories -> tables (CSV, Markdown, LaTeX) -> figures, all in the report.
-# Cheap; runs where Snakemake runs. `snakemake --report results/report.html` collects every
+# Cheap; runs where Snakemake runs. `snakemake --report ROOT/results/report.html` collects every
 # output wrapped in report() with its caption from workflow/report/. The tables and figures are
 # those of liquidbench.results.registry: one rule per table, declared in the loop below.
 
@@ -13,12 +13,10 @@ rule aggregate:
     input:
         aggregate_inputs,
     output:
-        runs=report(
-            "results/tables/runs.csv", caption="../report/runs.rst", category="Tables", labels={"table": "runs"}
-        ),
-        history="results/tables/history.csv",
+        runs=report(table_file("runs"), caption="../report/runs.rst", category="Tables", labels={"table": "runs"}),
+        history=table_file("history"),
     log:
-        "logs/results/aggregate.log",
+        log_file("results/aggregate.log"),
     params:
         expected=expected_study(),
     shell:
@@ -43,7 +41,7 @@ for table_name, table in STUDY_TABLES.items():
             md=table_file(table_name, "md"),
             tex=table_file(table_name, "tex"),
         log:
-            f"logs/results/{table_rule(table)}.log",
+            log_file(f"results/{table_rule(table)}.log"),
         localrule: True
         params:
             command=table.command,
@@ -59,11 +57,12 @@ rule plot:
     output:
         figure_outputs(),
     log:
-        "logs/results/plot.log",
+        log_file("results/plot.log"),
     params:
         datasets=STUDY["datasets"],
+        out_dir=lambda w, output: os.path.dirname(output[0]),
         settings=setting_args(figure_settings()),
     shell:
         "liquidbench plot "
         + " ".join(f"--{name} {{input.{name}:q}}" for name in figure_inputs())
-        + " --out-dir results/figures --datasets {params.datasets} {params.settings} > {log} 2>&1"
+        + " --out-dir {params.out_dir:q} --datasets {params.datasets} {params.settings} > {log} 2>&1"

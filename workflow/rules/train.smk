@@ -34,6 +34,7 @@ rule train:
         training=training_params,
         hardware=lambda w: as_json(hardware_entry(w)),
         launcher=launcher,
+        data=lambda w: processed_dir(w.dataset),
     # train.log keeps the lines of the earlier segments of a resumed run: Snakemake removes a job's
     # log before it starts, so the log has a second name (a hard link) in the run directory, whose
     # content starts the log of a job that resumes from the checkpoint. Success removes that name.
@@ -41,7 +42,7 @@ rule train:
         "d=$(dirname {output.metrics}); "
         "if test -e $d/checkpoint.pt && test -e $d/.train.log.all; then cp $d/.train.log.all {log}; else : > {log}; fi; "
         "ln -f {log} $d/.train.log.all 2> /dev/null || true; "
-        "{params.launcher} liquidbench train --data data/processed/{wildcards.dataset} "
+        "{params.launcher} liquidbench train --data {params.data:q} "
         "--dataset {wildcards.dataset} --model {wildcards.model} --hardware {wildcards.hardware} "
         "--seed {wildcards.seed} --model-params {params.model:q} --train-params {params.training:q} "
         "--hardware-params {params.hardware:q} --out $d >> {log} 2>&1; "
