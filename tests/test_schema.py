@@ -190,4 +190,4 @@ def test_paper_study_plans_the_published_table_with_per_model_learning_rates(wor
         "ltc": 0.01, "lstm": 0.001, "cfc": 0.001, "gru": 0.001}
     t = jobs[("traffic_prefix2020", "ltc")]["training"]
     assert (t["epochs"], t["batch_size"], t["grad_clip"], t["drop_last"]) == (200, 16, 0, True)
-    assert "rule published:" in proc.stdout and "--published results/tables/published.csv" in proc.stdout
+    assert "rule published:" in proc.stdout and "--published studies/paper/results/tables/published.csv" in proc.stdout
