@@ -233,7 +233,8 @@ def test_launch_commands_of_the_full_study(workflow_copy):
     for line in proc.stdout.splitlines():
         if "liquidbench train" in line and "--seed 0" in line and "--dataset sine " in line and "--model ltc " in line:
             hw = line.split("--hardware ")[1].split()[0]
-            cmds[hw] = line.split("liquidbench train")[0].replace("Shell command:", "").strip()
+            # the launcher: what stands between the log preamble (train.smk) and the command
+            cmds[hw] = line.split("liquidbench train")[0].split("|| true;")[-1].replace("Shell command:", "").strip()
     assert cmds["cpu"] == cmds["gpu"] == ""
     # one process: no job step of its own (Slurm runs the whole command as one)
     assert cmds["ddp-1gpu"] == "torchrun --standalone --nnodes=1 --nproc_per_node=1 --no-python"
