@@ -254,24 +254,83 @@ def verdicts(times, metrics=None, hardware=HARDWARE):
     return dict(zip(table.claim_id, table.verdict)), table
 
 
+def spread3(x, step=0.02):
+    """Three seeds close around x (relative spread ``step``): enough for a decided comparison."""
+    return [x * (1 - step), x, x * (1 + step)]
+
+
 def test_claims_true():
-    times = {("cfc", "ddp-1gpu"): [10, 12], ("cfc", "ddp-2gpu"): [5, 7], ("cfc", "ddp-4gpu"): [3.5, 4.5],
-             ("ltc", "ddp-1gpu"): [20, 22], ("ltc", "ddp-2gpu"): [11, 12], ("ltc", "ddp-4gpu"): [8, 9]}
-    metrics = {k: [0.1, 0.12] for k in times}
+    times = {("cfc", "ddp-1gpu"): spread3(10), ("cfc", "ddp-2gpu"): spread3(5), ("cfc", "ddp-4gpu"): spread3(4),
+             ("ltc", "ddp-1gpu"): spread3(20), ("ltc", "ddp-2gpu"): spread3(11), ("ltc", "ddp-4gpu"): spread3(8)}
+    # CfC clearly better on MSE (lower): non-inferior whatever the margin
+    metrics = {k: spread3(0.05 if k[0] == "cfc" else 0.1) for k in times}
     gpus = {k: v for k, v in HARDWARE.items() if v["device"] == "cuda"}
     v, table = verdicts(times, metrics, gpus)
-    assert v == {"cfc_faster": "true", "cfc_accuracy": "true", "order_both_impls": "undecidable",
-                 "ddp_faster": "true", "best_at_2": "true"}
-    assert "ratio" in table.set_index("claim_id").loc["cfc_faster", "evidence"]
+    assert {k: v[k] for k in ("cfc_faster", "cfc_metric", "ddp_faster", "best_at_2")} == {
+        "cfc_faster": "true", "cfc_metric": "true", "ddp_faster": "true", "best_at_2": "true"}
+    assert v["order_both_impls"] == "undecidable"  # no fast implementation in the study
+    evidence = table.set_index("claim_id")["evidence"]
+    assert "time ratio cfc/ltc 0.5" in evidence["cfc_faster"] and ": supports" in evidence["cfc_faster"]
+    # the wording follows the metric's direction: lower MSE is better, so CfC is better, not "worse by -0.05"
+    assert "lower is better: cfc better by 0.05" in evidence["cfc_metric"]
 
 
 def test_claims_false():
-    times = {("cfc", "ddp-1gpu"): [10, 12], ("cfc", "ddp-2gpu"): [12, 14], ("cfc", "ddp-4gpu"): [2, 3],
-             ("ltc", "ddp-1gpu"): [5, 6], ("ltc", "ddp-2gpu"): [11, 12], ("ltc", "ddp-4gpu"): [2, 3]}
-    metrics = {k: ([0.5, 0.52] if k[0] == "cfc" else [0.1, 0.11]) for k in times}
+    times = {("cfc", "ddp-1gpu"): spread3(10), ("cfc", "ddp-2gpu"): spread3(12), ("cfc", "ddp-4gpu"): spread3(2.5),
+             ("ltc", "ddp-1gpu"): spread3(5), ("ltc", "ddp-2gpu"): spread3(11), ("ltc", "ddp-4gpu"): spread3(2.5)}
+    metrics = {k: spread3(0.5 if k[0] == "cfc" else 0.1) for k in times}
     v, _ = verdicts(times, metrics)  # ddp-cpu-2 has no runs: the GPU widths decide "false" alone
-    assert v == {"cfc_faster": "false", "cfc_accuracy": "false", "order_both_impls": "undecidable",
+    assert v == {"cfc_faster": "false", "cfc_metric": "false", "order_both_impls": "undecidable",
+                 "cfc_faster_than_lstm": "undecidable", "ltc_faster_than_lstm": "undecidable",
+                 "cfc_metric_vs_lstm": "undecidable", "ltc_metric_vs_lstm": "undecidable",
                  "ddp_faster": "false", "best_at_2": "false"}
+
+
+def test_a_time_ratio_whose_interval_includes_1_is_neither_true_nor_false():
+    """CfC's geometric mean is below LTC's (ratio 0.6), but two seeds far apart put 1 inside the
+    95 % interval: the claim is not significant, as the interval says, not "true"."""
+    v, table = verdicts({("cfc", "cpu"): [3, 9], ("ltc", "cpu"): [8, 10]}, hardware={"cpu": {"device": "cpu"}})
+    row = table.set_index("claim_id").loc["cfc_faster"]
+    assert v["cfc_faster"] == claims.NOT_SIGNIFICANT == "not significant at 95 %"
+    assert (row.supports, row.contradicts, row.not_significant, row.decided) == (0, 0, 1, 1)
+    r = stats.ratio(stats.estimate_of(claims_summary({("a", "cpu"): [3, 9]}).iloc[0], "train_time_s"),
+                    stats.estimate_of(claims_summary({("a", "cpu"): [8, 10]}).iloc[0], "train_time_s"))
+    assert r["ci_low"] < 1 < r["ci_high"] and r["value"] == pytest.approx(math.sqrt(27 / 80))
+    assert f"[{claims.num(r['ci_low'], 3)}, {claims.num(r['ci_high'], 3)}]" in row.evidence
+    # the same in the scaling direction: a DDP speedup whose interval contains 1
+    v, _ = verdicts({("cfc", "cpu"): [3, 9], ("cfc", "ddp-cpu-2"): [4, 6]},
+                    hardware={"cpu": {"device": "cpu"}, "ddp-cpu-2": HARDWARE["ddp-cpu-2"]})
+    assert v["ddp_faster"] == claims.NOT_SIGNIFICANT
+
+
+def test_claims_on_the_baselines_use_the_ratios_tables_numbers():
+    times = {("cfc", "cpu"): spread3(30), ("ltc", "cpu"): spread3(90), ("lstm", "cpu"): spread3(3)}
+    metrics = {("cfc", "cpu"): spread3(0.1), ("ltc", "cpu"): spread3(0.1), ("lstm", "cpu"): spread3(0.1)}
+    s = claims_summary(times, metrics)
+    table = claims.check_claims(s, scaling.scaling_table(s, {"cpu": {"device": "cpu"}}, threshold=0.7), TYPES,
+                                CLAIM_SETTINGS).set_index("claim_id")
+    assert table.loc["cfc_faster_than_lstm", "verdict"] == "false"
+    assert table.loc["ltc_faster_than_lstm", "verdict"] == "false"
+    ratios = compare.ratio_table(s, TYPES).set_index(["model", "reference"])
+    assert ratios.loc[("cfc", "lstm"), "train_time_s_ratio"] == pytest.approx(10, rel=1e-3)
+    assert f"time ratio cfc/lstm {claims.num(ratios.loc[('cfc', 'lstm'), 'train_time_s_ratio'], 3)}" in \
+        table.loc["cfc_faster_than_lstm", "evidence"]
+    # equal metrics with a margin of one pooled std: three seeds cannot show equivalence
+    assert table.loc["cfc_metric_vs_lstm", "verdict"] == claims.NOT_SIGNIFICANT
+
+
+def test_each_claim_is_one_registry_entry():
+    extra = claims.Claim(text="GRU trains faster than LSTM", compare=claims._faster("gru", "lstm"), rule="ratio < 1")
+    times = {("gru", "cpu"): spread3(2), ("lstm", "cpu"): spread3(4)}
+    s = claims_summary(times)
+    types = {"gru": "gru", "lstm": "lstm"}
+    try:
+        claims.CLAIMS["gru_faster"] = extra
+        table = claims.check_claims(s, scaling.scaling_table(s, {"cpu": {"device": "cpu"}}, threshold=0.7), types,
+                                    CLAIM_SETTINGS).set_index("claim_id")
+    finally:
+        del claims.CLAIMS["gru_faster"]
+    assert table.loc["gru_faster", "verdict"] == "true" and table.loc["gru_faster", "claim"] == extra.text
 
 
 def test_claims_undecidable_with_one_seed_or_no_ddp():
@@ -279,7 +338,7 @@ def test_claims_undecidable_with_one_seed_or_no_ddp():
                          ("ltc", "ddp-2gpu"): [11]})
     assert set(v.values()) == {"undecidable"}
     assert "too few ok seeds" in table.set_index("claim_id").loc["cfc_faster", "evidence"]
-    v, table = verdicts({("cfc", "cpu"): [1, 2], ("ltc", "cpu"): [3, 4]}, hardware={"cpu": {"device": "cpu"}})
+    v, table = verdicts({("cfc", "cpu"): spread3(1), ("ltc", "cpu"): spread3(3)}, hardware={"cpu": {"device": "cpu"}})
     assert v["ddp_faster"] == v["best_at_2"] == "undecidable" and v["cfc_faster"] == "true"
     assert table.set_index("claim_id").loc["ddp_faster", "evidence"] == "no comparison possible in this study"
 
@@ -299,9 +358,10 @@ def test_ratios_pair_implementations_and_keep_cfc_vs_ltc_within_one():
     assert pairs[("cfc vs ltc", "cfc_fast", "ltc_fast")] == pytest.approx(0.5)
 
 
-@pytest.mark.parametrize("fast_ltc, verdict", [([2, 2], "true"), ([0.5, 0.5], "false")])
+@pytest.mark.parametrize("fast_ltc, verdict", [(spread3(2), "true"), (spread3(0.5), "false")])
 def test_claim_ordering_under_both_implementations(fast_ltc, verdict):
-    times = {("cfc", "cpu"): [2, 4], ("ltc", "cpu"): [6, 10], ("cfc_fast", "cpu"): [1, 1], ("ltc_fast", "cpu"): fast_ltc}
+    times = {("cfc", "cpu"): spread3(3), ("ltc", "cpu"): spread3(8), ("cfc_fast", "cpu"): spread3(1),
+             ("ltc_fast", "cpu"): fast_ltc}
     s = claims_summary(times)
     table = claims.check_claims(s, scaling.scaling_table(s, {"cpu": {"device": "cpu"}}, threshold=0.7), IMPL_TYPES,
                                  CLAIM_SETTINGS).set_index("claim_id")
