@@ -414,11 +414,27 @@ def test_no_interval_of_a_positive_quantity_goes_below_zero(tmp_path):
                               for seed, t in enumerate(ts)])
     ttt = compare.time_to_target(runs, histories, {"sine": 0.5})
     assert (ttt["time_ci_low"] > 0).all()
-    # the cells show the geometric mean with its interval, the mean, the median and n
-    cell = summary.display(s).set_index(["model", "hardware"]).loc[("cfc", "cpu"), "train time [s]"]
+    # compact cells: the geometric mean with its interval and n (the rest stays in the CSV); the
+    # data set's fastest configuration (cfc: times x 1) is marked
+    shown = summary.display(s).set_index(["model", "hardware"])
+    cell = shown.loc[("cfc", "cpu"), "train time [s]"]
     gm, lo, hi = math.sqrt(0.32), math.sqrt(0.32) * 8 ** (-12.7062 / 2), math.sqrt(0.32) * 8 ** (12.7062 / 2)
-    assert cell.startswith(f"gm {gm:.4g} [") and cell.endswith(" mean 0.9 ± 0.99 median 0.9 n=2")
+    assert cell.startswith(f"{gm:.4g} [") and cell.endswith("] n=2 ★")
+    assert sum(v.endswith("★") for v in shown["train time [s]"]) == 1
+    # no GPU memory was measured: the column is left out
     shown_lo, shown_hi = (float(v) for v in cell.split("[")[1].split("]")[0].split(", "))
     assert shown_lo == pytest.approx(lo, rel=5e-3) and shown_hi == pytest.approx(hi, rel=5e-3)  # 3 digits
-    metric_cell = summary.display(s).set_index(["model", "hardware"]).loc[("cfc", "cpu"), "test metric"]
-    assert metric_cell == "0.1 ± 0 [0.1, 0.1] median 0.1 n=2"
+    assert "peak GPU mem [MB]" not in shown and "GPU energy [J]" in shown
+    metric_cell = shown.loc[("cfc", "cpu"), "test metric"]
+    assert metric_cell.startswith("0.1 [0.1, 0.1] n=2")
+
+
+def test_metric_intervals_stay_in_the_metrics_range():
+    """Two seeds far apart: the t interval of an accuracy's mean would run from below 0 to above 1,
+    an MSE's below 0; both are cut to the metric's range."""
+    runs = runs_frame({("cfc", "cpu"): [1, 1], ("ltc", "cpu"): [1, 1]}, {("cfc", "cpu"): [0.1, 0.9],
+                                                                        ("ltc", "cpu"): [0.01, 0.5]})
+    runs.loc[runs.model == "cfc", "metric_name"] = "accuracy"
+    s = summary.summarize(runs).set_index("model")
+    assert (s.loc["cfc", "test_metric_ci_low"], s.loc["cfc", "test_metric_ci_high"]) == (0.0, 1.0)
+    assert s.loc["ltc", "test_metric_ci_low"] == 0.0 and s.loc["ltc", "test_metric_ci_high"] > 1

@@ -58,11 +58,14 @@ class Comparison:
     null: float
     direction: str  # "less" or "greater"
     detail: str = ""  # more numbers for the evidence (means, the metric's direction, ...)
+    moot: bool = False  # what the comparison rests on is itself not significant: it cannot decide
 
     def outcome(self, min_seeds: int) -> str:
         """supports, contradicts, not significant or too few seeds (see the module's rule)."""
         if min(self.n) < min_seeds or not (math.isfinite(self.low) and math.isfinite(self.high)):
             return "too few seeds"
+        if self.moot:
+            return "not significant"
         below, above = self.high < self.null, self.low > self.null
         if not (below or above):
             return "not significant"
@@ -194,12 +197,9 @@ def _order_both_impls(study: Study) -> list[Comparison]:
         n = c.n + reference.n
         detail = (f"ncps ratio {num(reference.estimate, 3)} [{num(reference.low, 3)}, {num(reference.high, 3)}] "
                   f"(ncps): {ref_outcome} for < 1")
-        if ref_outcome == "not significant":  # no ordering to keep: the comparison cannot decide
-            c = Comparison(c.name, "fast time ratio (ncps ordering not significant)", c.estimate, 1.0, 1.0, n,
-                           1.0, direction, detail)
-        else:
-            c = Comparison(c.name, c.quantity, c.estimate, c.low, c.high, n, 1.0, direction, detail)
-        out.append(c)
+        # no ordering to keep where the ncps pair's is not significant: the comparison cannot decide
+        out.append(Comparison(c.name, c.quantity, c.estimate, c.low, c.high, n, 1.0, direction, detail,
+                              moot=ref_outcome == "not significant"))
     return out
 
 
