@@ -288,7 +288,7 @@ def results_targets():
     """The targets of `all`. The runs are targets themselves, not only inputs of the tables;
     Snakemake (>= 7.7) does not rebuild a missing intermediate file whose downstream outputs exist
     and are up to date, so a deleted or purged run directory would otherwise never be trained again."""
-    tables = [table_file(name, ext) for name in STUDY_TABLES for ext in ("csv", "md", "tex")]
+    tables = [table_file(name, ext) for name in STUDY_TABLES for ext in ("csv", "md", "tex", "html")]
     return expected_runs() + [table_file("runs"), table_file("history")] + tables + figure_files()
 
 

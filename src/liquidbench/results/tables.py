@@ -106,7 +106,7 @@ def to_html(display: pd.DataFrame, title: str | None = None, notes: str | None =
     from html import escape
 
     def cell(v):
-        text = escape(str(v))
+        text = escape(str(v)).replace("; ", "<br>")  # one item a line
         return f"<b>{text}</b>" if BEST in text else text
 
     head = "".join(f"<th>{escape(str(c))}</th>" for c in display.columns)
@@ -118,22 +118,34 @@ def to_html(display: pd.DataFrame, title: str | None = None, notes: str | None =
     if title:
         parts.append(f"<h{level}>{escape(title)}</h{level}>")
     parts.append(f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>{body}</tbody>\n</table>")
-    if notes:
-        parts.append(f"<p><small>{escape(notes)}</small></p>")
+    for block in (notes or "").split("\n\n"):
+        lines = [line for line in block.splitlines() if line.strip()]
+        if lines and all(line.startswith("- ") for line in lines):
+            items = "".join(f"<li>{_inline(escape(line[2:]))}</li>" for line in lines)
+            parts.append(f"<ul>{items}</ul>")
+        elif lines:
+            parts.append(f"<p><small>{_inline(escape(' '.join(lines)))}</small></p>")
     return "\n".join(parts + ["</div>"]) + "\n"
 
 
-STYLE = ("<style>.liquidbench-table table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}"
+def _inline(text: str) -> str:
+    """Markdown's **bold** as HTML."""
+    import re
+
+    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+
+
+# the landing page's column is narrow (max-w-lg): as wide as the screen allows where it holds a table
+STYLE = ("<style>.prose.max-w-lg:has(.liquidbench-table){max-width:72rem}"
+         ".liquidbench-table table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}"
          ".liquidbench-table th,.liquidbench-table td{border:1px solid #ccc;padding:2px 6px;text-align:left;"
          "vertical-align:top}.liquidbench-table th{background:#f0f0f0}</style>")
 
 
-def html_page(fragment: str, title: str) -> str:
-    """A whole HTML document around a table fragment (the report shows it as its own page)."""
-    from html import escape
-
-    return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{escape(title)}</title>{STYLE}</head>'
-            f"<body>\n{fragment}</body></html>\n")
+def html_page(fragment: str) -> str:
+    """The HTML file of a table: its fragment with the style, shown by the report as a page of its own
+    and embedded as it is in the report's landing page (workflow/report/workflow.rst)."""
+    return f'<meta charset="utf-8">\n{STYLE}\n{fragment}'
 
 
 def write_table(raw: pd.DataFrame, display: pd.DataFrame, csv: str | Path, md: str | Path | None = None,
@@ -147,4 +159,4 @@ def write_table(raw: pd.DataFrame, display: pd.DataFrame, csv: str | Path, md: s
     if tex:
         write_text(tex, to_latex(display, title, label=f"tab:{Path(csv).stem}"))
     if html:
-        write_text(html, html_page(to_html(display, title, notes), title or Path(csv).stem))
+        write_text(html, html_page(to_html(display, title, notes)))
