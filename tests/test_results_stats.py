@@ -438,3 +438,30 @@ def test_metric_intervals_stay_in_the_metrics_range():
     s = summary.summarize(runs).set_index("model")
     assert (s.loc["cfc", "test_metric_ci_low"], s.loc["cfc", "test_metric_ci_high"]) == (0.0, 1.0)
     assert s.loc["ltc", "test_metric_ci_low"] == 0.0 and s.loc["ltc", "test_metric_ci_high"] > 1
+
+
+def test_headline_answers_per_data_set_with_the_ratios_tables_numbers():
+    from liquidbench.results import headline
+    from liquidbench.results.tables import to_html
+
+    times = {("cfc", "cpu"): spread3(30), ("ltc", "cpu"): spread3(90), ("lstm", "cpu"): spread3(3)}
+    # accuracy: higher is better; LTC the most accurate, LSTM the fastest, CfC beaten on both by LSTM
+    metrics = {("cfc", "cpu"): spread3(0.80), ("ltc", "cpu"): spread3(0.90), ("lstm", "cpu"): spread3(0.85)}
+    runs = runs_frame(times, metrics).assign(metric_name="accuracy")
+    s = summary.summarize(runs)
+    table = headline.headline(s, TYPES).iloc[0]
+    assert (table.fastest, table.next_fastest, table.most_accurate, table.next_accurate) == ("lstm", "cfc", "ltc", "lstm")
+    ratios = compare.ratio_table(s, TYPES).set_index(["model", "reference"])
+    assert table.next_time_ratio == pytest.approx(ratios.loc[("cfc", "lstm"), "train_time_s_ratio"])
+    assert table.next_time_ratio_ci_low == pytest.approx(ratios.loc[("cfc", "lstm"), "train_time_s_ratio_ci_low"])
+    assert table.next_worse_by == pytest.approx(0.05) and table.next_worse_by_ci_low < 0.05 < table.next_worse_by_ci_high
+    assert table.pareto == "lstm; ltc"  # cfc: slower and less accurate than lstm
+    assert table.time_vs_lstm.startswith("cfc 10x [") and "ltc 30x [" in table.time_vs_lstm
+    claims_table = claims.check_claims(s, scaling.scaling_table(s, {"cpu": {"device": "cpu"}}, threshold=0.7), TYPES,
+                                       CLAIM_SETTINGS)
+    raw, shown, notes = headline.build(s, claims_table, TYPES)
+    assert shown.iloc[0]["test metric"] == "accuracy (higher is better)"
+    assert shown.iloc[0]["fastest (train time [s])"].startswith("lstm: 3 [")
+    assert "- CfC trains faster than LSTM: **false**" in notes
+    html = to_html(shown, "Headline results", notes)
+    assert "<li>CfC trains faster than LSTM: <b>false</b>" in html and html.count("<tr>") == 2
