@@ -186,8 +186,10 @@ def scaling(table: pd.DataFrame, stem: str | Path) -> list[Path]:
         ax_e.set_ylabel("parallel efficiency speedup/n (log scale)")
         ax_s.set_title("Speedup of geometric mean times (95 % CI)")
         ax_e.set_title("Efficiency (95 % CI)")
-        fig.legend(*ax_s.get_legend_handles_labels(), loc="outside right upper")
-        legend_outside(ax_e)
+        handles, labels = ax_s.get_legend_handles_labels()
+        knee_line = [(h, lab) for h, lab in zip(*ax_e.get_legend_handles_labels()) if lab.startswith("knee")]
+        fig.legend(handles + [h for h, _ in knee_line], labels + [lab for _, lab in knee_line],
+                   loc="outside right upper")
         return save(fig, stem)
 
 
