@@ -465,3 +465,19 @@ def test_headline_answers_per_data_set_with_the_ratios_tables_numbers():
     assert "- CfC trains faster than LSTM: **false**" in notes
     html = to_html(shown, "Headline results", notes)
     assert "<li>CfC trains faster than LSTM: <b>false</b>" in html and html.count("<tr>") == 2
+
+
+def test_time_figures_use_a_log_axis_and_leave_out_what_was_not_run():
+    import matplotlib.pyplot as plt
+
+    from liquidbench.results import figures
+
+    # lstm runs on cpu only, cfc on both: 3 points, none for lstm on ddp-cpu-2 (not drawn at 0)
+    times = {("cfc", "cpu"): [30, 40], ("lstm", "cpu"): [0.3, 0.4], ("cfc", "ddp-cpu-2"): [20, 25]}
+    s = summary.summarize(runs_frame(times))
+    fig, ax = plt.subplots()
+    figures._points(ax, s, "train_time_s", "t", ["cpu", "ddp-cpu-2"], log=True)
+    points = [(x, y) for c in ax.containers for x, y in zip(*c[0].get_data())]
+    assert ax.get_yscale() == "log" and len(points) == 3 and all(y > 0 for _, y in points)
+    assert ax.get_legend() is not None and ax.get_legend().get_bbox_to_anchor().x0 > ax.bbox.x1 - 1  # beside the axes
+    plt.close(fig)
