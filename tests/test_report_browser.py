@@ -78,7 +78,8 @@ def chromium() -> str:
 
 
 def browse(exe: str, url: str, *args: str) -> str:
-    proc = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
+    proc = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                           "--allow-file-access-from-files",
                            "--virtual-time-budget=30000", "--window-size=1400,1000", *args, url],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
