@@ -254,24 +254,83 @@ def verdicts(times, metrics=None, hardware=HARDWARE):
     return dict(zip(table.claim_id, table.verdict)), table
 
 
+def spread3(x, step=0.02):
+    """Three seeds close around x (relative spread ``step``): enough for a decided comparison."""
+    return [x * (1 - step), x, x * (1 + step)]
+
+
 def test_claims_true():
-    times = {("cfc", "ddp-1gpu"): [10, 12], ("cfc", "ddp-2gpu"): [5, 7], ("cfc", "ddp-4gpu"): [3.5, 4.5],
-             ("ltc", "ddp-1gpu"): [20, 22], ("ltc", "ddp-2gpu"): [11, 12], ("ltc", "ddp-4gpu"): [8, 9]}
-    metrics = {k: [0.1, 0.12] for k in times}
+    times = {("cfc", "ddp-1gpu"): spread3(10), ("cfc", "ddp-2gpu"): spread3(5), ("cfc", "ddp-4gpu"): spread3(4),
+             ("ltc", "ddp-1gpu"): spread3(20), ("ltc", "ddp-2gpu"): spread3(11), ("ltc", "ddp-4gpu"): spread3(8)}
+    # CfC clearly better on MSE (lower): non-inferior whatever the margin
+    metrics = {k: spread3(0.05 if k[0] == "cfc" else 0.1) for k in times}
     gpus = {k: v for k, v in HARDWARE.items() if v["device"] == "cuda"}
     v, table = verdicts(times, metrics, gpus)
-    assert v == {"cfc_faster": "true", "cfc_accuracy": "true", "order_both_impls": "undecidable",
-                 "ddp_faster": "true", "best_at_2": "true"}
-    assert "ratio" in table.set_index("claim_id").loc["cfc_faster", "evidence"]
+    assert {k: v[k] for k in ("cfc_faster", "cfc_metric", "ddp_faster", "best_at_2")} == {
+        "cfc_faster": "true", "cfc_metric": "true", "ddp_faster": "true", "best_at_2": "true"}
+    assert v["order_both_impls"] == "undecidable"  # no fast implementation in the study
+    evidence = table.set_index("claim_id")["evidence"]
+    assert "time ratio cfc/ltc 0.5" in evidence["cfc_faster"] and ": supports" in evidence["cfc_faster"]
+    # the wording follows the metric's direction: lower MSE is better, so CfC is better, not "worse by -0.05"
+    assert "lower is better: cfc better by 0.05" in evidence["cfc_metric"]
 
 
 def test_claims_false():
-    times = {("cfc", "ddp-1gpu"): [10, 12], ("cfc", "ddp-2gpu"): [12, 14], ("cfc", "ddp-4gpu"): [2, 3],
-             ("ltc", "ddp-1gpu"): [5, 6], ("ltc", "ddp-2gpu"): [11, 12], ("ltc", "ddp-4gpu"): [2, 3]}
-    metrics = {k: ([0.5, 0.52] if k[0] == "cfc" else [0.1, 0.11]) for k in times}
+    times = {("cfc", "ddp-1gpu"): spread3(10), ("cfc", "ddp-2gpu"): spread3(12), ("cfc", "ddp-4gpu"): spread3(2.5),
+             ("ltc", "ddp-1gpu"): spread3(5), ("ltc", "ddp-2gpu"): spread3(11), ("ltc", "ddp-4gpu"): spread3(2.5)}
+    metrics = {k: spread3(0.5 if k[0] == "cfc" else 0.1) for k in times}
     v, _ = verdicts(times, metrics)  # ddp-cpu-2 has no runs: the GPU widths decide "false" alone
-    assert v == {"cfc_faster": "false", "cfc_accuracy": "false", "order_both_impls": "undecidable",
+    assert v == {"cfc_faster": "false", "cfc_metric": "false", "order_both_impls": "undecidable",
+                 "cfc_faster_than_lstm": "undecidable", "ltc_faster_than_lstm": "undecidable",
+                 "cfc_metric_vs_lstm": "undecidable", "ltc_metric_vs_lstm": "undecidable",
                  "ddp_faster": "false", "best_at_2": "false"}
+
+
+def test_a_time_ratio_whose_interval_includes_1_is_neither_true_nor_false():
+    """CfC's geometric mean is below LTC's (ratio 0.6), but two seeds far apart put 1 inside the
+    95 % interval: the claim is not significant, as the interval says, not "true"."""
+    v, table = verdicts({("cfc", "cpu"): [3, 9], ("ltc", "cpu"): [8, 10]}, hardware={"cpu": {"device": "cpu"}})
+    row = table.set_index("claim_id").loc["cfc_faster"]
+    assert v["cfc_faster"] == claims.NOT_SIGNIFICANT == "not significant at 95 %"
+    assert (row.supports, row.contradicts, row.not_significant, row.decided) == (0, 0, 1, 1)
+    r = stats.ratio(stats.estimate_of(claims_summary({("a", "cpu"): [3, 9]}).iloc[0], "train_time_s"),
+                    stats.estimate_of(claims_summary({("a", "cpu"): [8, 10]}).iloc[0], "train_time_s"))
+    assert r["ci_low"] < 1 < r["ci_high"] and r["value"] == pytest.approx(math.sqrt(27 / 80))
+    assert f"[{claims.num(r['ci_low'], 3)}, {claims.num(r['ci_high'], 3)}]" in row.evidence
+    # the same in the scaling direction: a DDP speedup whose interval contains 1
+    v, _ = verdicts({("cfc", "cpu"): [3, 9], ("cfc", "ddp-cpu-2"): [4, 6]},
+                    hardware={"cpu": {"device": "cpu"}, "ddp-cpu-2": HARDWARE["ddp-cpu-2"]})
+    assert v["ddp_faster"] == claims.NOT_SIGNIFICANT
+
+
+def test_claims_on_the_baselines_use_the_ratios_tables_numbers():
+    times = {("cfc", "cpu"): spread3(30), ("ltc", "cpu"): spread3(90), ("lstm", "cpu"): spread3(3)}
+    metrics = {("cfc", "cpu"): spread3(0.1), ("ltc", "cpu"): spread3(0.1), ("lstm", "cpu"): spread3(0.1)}
+    s = claims_summary(times, metrics)
+    table = claims.check_claims(s, scaling.scaling_table(s, {"cpu": {"device": "cpu"}}, threshold=0.7), TYPES,
+                                CLAIM_SETTINGS).set_index("claim_id")
+    assert table.loc["cfc_faster_than_lstm", "verdict"] == "false"
+    assert table.loc["ltc_faster_than_lstm", "verdict"] == "false"
+    ratios = compare.ratio_table(s, TYPES).set_index(["model", "reference"])
+    assert ratios.loc[("cfc", "lstm"), "train_time_s_ratio"] == pytest.approx(10, rel=1e-3)
+    assert f"time ratio cfc/lstm {claims.num(ratios.loc[('cfc', 'lstm'), 'train_time_s_ratio'], 3)}" in \
+        table.loc["cfc_faster_than_lstm", "evidence"]
+    # equal metrics with a margin of one pooled std: three seeds cannot show equivalence
+    assert table.loc["cfc_metric_vs_lstm", "verdict"] == claims.NOT_SIGNIFICANT
+
+
+def test_each_claim_is_one_registry_entry():
+    extra = claims.Claim(text="GRU trains faster than LSTM", compare=claims._faster("gru", "lstm"), rule="ratio < 1")
+    times = {("gru", "cpu"): spread3(2), ("lstm", "cpu"): spread3(4)}
+    s = claims_summary(times)
+    types = {"gru": "gru", "lstm": "lstm"}
+    try:
+        claims.CLAIMS["gru_faster"] = extra
+        table = claims.check_claims(s, scaling.scaling_table(s, {"cpu": {"device": "cpu"}}, threshold=0.7), types,
+                                    CLAIM_SETTINGS).set_index("claim_id")
+    finally:
+        del claims.CLAIMS["gru_faster"]
+    assert table.loc["gru_faster", "verdict"] == "true" and table.loc["gru_faster", "claim"] == extra.text
 
 
 def test_claims_undecidable_with_one_seed_or_no_ddp():
@@ -279,7 +338,7 @@ def test_claims_undecidable_with_one_seed_or_no_ddp():
                          ("ltc", "ddp-2gpu"): [11]})
     assert set(v.values()) == {"undecidable"}
     assert "too few ok seeds" in table.set_index("claim_id").loc["cfc_faster", "evidence"]
-    v, table = verdicts({("cfc", "cpu"): [1, 2], ("ltc", "cpu"): [3, 4]}, hardware={"cpu": {"device": "cpu"}})
+    v, table = verdicts({("cfc", "cpu"): spread3(1), ("ltc", "cpu"): spread3(3)}, hardware={"cpu": {"device": "cpu"}})
     assert v["ddp_faster"] == v["best_at_2"] == "undecidable" and v["cfc_faster"] == "true"
     assert table.set_index("claim_id").loc["ddp_faster", "evidence"] == "no comparison possible in this study"
 
@@ -299,9 +358,10 @@ def test_ratios_pair_implementations_and_keep_cfc_vs_ltc_within_one():
     assert pairs[("cfc vs ltc", "cfc_fast", "ltc_fast")] == pytest.approx(0.5)
 
 
-@pytest.mark.parametrize("fast_ltc, verdict", [([2, 2], "true"), ([0.5, 0.5], "false")])
+@pytest.mark.parametrize("fast_ltc, verdict", [(spread3(2), "true"), (spread3(0.5), "false")])
 def test_claim_ordering_under_both_implementations(fast_ltc, verdict):
-    times = {("cfc", "cpu"): [2, 4], ("ltc", "cpu"): [6, 10], ("cfc_fast", "cpu"): [1, 1], ("ltc_fast", "cpu"): fast_ltc}
+    times = {("cfc", "cpu"): spread3(3), ("ltc", "cpu"): spread3(8), ("cfc_fast", "cpu"): spread3(1),
+             ("ltc_fast", "cpu"): fast_ltc}
     s = claims_summary(times)
     table = claims.check_claims(s, scaling.scaling_table(s, {"cpu": {"device": "cpu"}}, threshold=0.7), IMPL_TYPES,
                                  CLAIM_SETTINGS).set_index("claim_id")
@@ -354,11 +414,70 @@ def test_no_interval_of_a_positive_quantity_goes_below_zero(tmp_path):
                               for seed, t in enumerate(ts)])
     ttt = compare.time_to_target(runs, histories, {"sine": 0.5})
     assert (ttt["time_ci_low"] > 0).all()
-    # the cells show the geometric mean with its interval, the mean, the median and n
-    cell = summary.display(s).set_index(["model", "hardware"]).loc[("cfc", "cpu"), "train time [s]"]
+    # compact cells: the geometric mean with its interval and n (the rest stays in the CSV); the
+    # data set's fastest configuration (cfc: times x 1) is marked
+    shown = summary.display(s).set_index(["model", "hardware"])
+    cell = shown.loc[("cfc", "cpu"), "train time [s]"]
     gm, lo, hi = math.sqrt(0.32), math.sqrt(0.32) * 8 ** (-12.7062 / 2), math.sqrt(0.32) * 8 ** (12.7062 / 2)
-    assert cell.startswith(f"gm {gm:.4g} [") and cell.endswith(" mean 0.9 ± 0.99 median 0.9 n=2")
+    assert cell.startswith(f"{gm:.4g} [") and cell.endswith("] n=2 ★")
+    assert sum(v.endswith("★") for v in shown["train time [s]"]) == 1
+    # no GPU memory was measured: the column is left out
     shown_lo, shown_hi = (float(v) for v in cell.split("[")[1].split("]")[0].split(", "))
     assert shown_lo == pytest.approx(lo, rel=5e-3) and shown_hi == pytest.approx(hi, rel=5e-3)  # 3 digits
-    metric_cell = summary.display(s).set_index(["model", "hardware"]).loc[("cfc", "cpu"), "test metric"]
-    assert metric_cell == "0.1 ± 0 [0.1, 0.1] median 0.1 n=2"
+    assert "peak GPU mem [MB]" not in shown and "GPU energy [J]" in shown
+    metric_cell = shown.loc[("cfc", "cpu"), "test metric"]
+    assert metric_cell.startswith("0.1 [0.1, 0.1] n=2")
+
+
+def test_metric_intervals_stay_in_the_metrics_range():
+    """Two seeds far apart: the t interval of an accuracy's mean would run from below 0 to above 1,
+    an MSE's below 0; both are cut to the metric's range."""
+    runs = runs_frame({("cfc", "cpu"): [1, 1], ("ltc", "cpu"): [1, 1]}, {("cfc", "cpu"): [0.1, 0.9],
+                                                                        ("ltc", "cpu"): [0.01, 0.5]})
+    runs.loc[runs.model == "cfc", "metric_name"] = "accuracy"
+    s = summary.summarize(runs).set_index("model")
+    assert (s.loc["cfc", "test_metric_ci_low"], s.loc["cfc", "test_metric_ci_high"]) == (0.0, 1.0)
+    assert s.loc["ltc", "test_metric_ci_low"] == 0.0 and s.loc["ltc", "test_metric_ci_high"] > 1
+
+
+def test_headline_answers_per_data_set_with_the_ratios_tables_numbers():
+    from liquidbench.results import headline
+    from liquidbench.results.tables import to_html
+
+    times = {("cfc", "cpu"): spread3(30), ("ltc", "cpu"): spread3(90), ("lstm", "cpu"): spread3(3)}
+    # accuracy: higher is better; LTC the most accurate, LSTM the fastest, CfC beaten on both by LSTM
+    metrics = {("cfc", "cpu"): spread3(0.80), ("ltc", "cpu"): spread3(0.90), ("lstm", "cpu"): spread3(0.85)}
+    runs = runs_frame(times, metrics).assign(metric_name="accuracy")
+    s = summary.summarize(runs)
+    table = headline.headline(s, TYPES).iloc[0]
+    assert (table.fastest, table.next_fastest, table.most_accurate, table.next_accurate) == ("lstm", "cfc", "ltc", "lstm")
+    ratios = compare.ratio_table(s, TYPES).set_index(["model", "reference"])
+    assert table.next_time_ratio == pytest.approx(ratios.loc[("cfc", "lstm"), "train_time_s_ratio"])
+    assert table.next_time_ratio_ci_low == pytest.approx(ratios.loc[("cfc", "lstm"), "train_time_s_ratio_ci_low"])
+    assert table.next_worse_by == pytest.approx(0.05) and table.next_worse_by_ci_low < 0.05 < table.next_worse_by_ci_high
+    assert table.pareto == "lstm; ltc"  # cfc: slower and less accurate than lstm
+    assert table.time_vs_lstm.startswith("cfc 10x [") and "ltc 30x [" in table.time_vs_lstm
+    claims_table = claims.check_claims(s, scaling.scaling_table(s, {"cpu": {"device": "cpu"}}, threshold=0.7), TYPES,
+                                       CLAIM_SETTINGS)
+    raw, shown, notes = headline.build(s, claims_table, TYPES)
+    assert shown.iloc[0]["test metric"] == "accuracy (higher is better)"
+    assert shown.iloc[0]["fastest (train time [s])"].startswith("lstm: 3 [")
+    assert "- CfC trains faster than LSTM: **false**" in notes
+    html = to_html(shown, "Headline results", notes)
+    assert "<li>CfC trains faster than LSTM: <b>false</b>" in html and html.count("<tr>") == 2
+
+
+def test_time_figures_use_a_log_axis_and_leave_out_what_was_not_run():
+    import matplotlib.pyplot as plt
+
+    from liquidbench.results import figures
+
+    # lstm runs on cpu only, cfc on both: 3 points, none for lstm on ddp-cpu-2 (not drawn at 0)
+    times = {("cfc", "cpu"): [30, 40], ("lstm", "cpu"): [0.3, 0.4], ("cfc", "ddp-cpu-2"): [20, 25]}
+    s = summary.summarize(runs_frame(times))
+    fig, ax = plt.subplots()
+    figures._points(ax, s, "train_time_s", "t", ["cpu", "ddp-cpu-2"], log=True)
+    points = [(x, y) for c in ax.containers for x, y in zip(*c[0].get_data())]
+    assert ax.get_yscale() == "log" and len(points) == 3 and all(y > 0 for _, y in points)
+    assert ax.get_legend() is not None and ax.get_legend().get_bbox_to_anchor().x0 > ax.bbox.x1 - 1  # beside the axes
+    plt.close(fig)

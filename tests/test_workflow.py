@@ -61,7 +61,8 @@ def test_changing_one_model_reruns_only_its_jobs_and_the_results(smoke_run):
     assert len(train) == len([r for r in expected_runs() if r[1] == model])
     assert {wc["model"] for wc in train} == {model}
     other = {rule for rule, _ in jobs} - {"train"}
-    results = {"aggregate", "summarize", "scaling", "ratios", "time_to_target", "claims", "provenance", "plot", "all"}
+    results = {"aggregate", "summarize", "scaling", "ratios", "time_to_target", "claims", "provenance", "headline",
+               "plot", "all"}
     assert other <= results and "aggregate" in other
     assert not any(rule.startswith("prepare") for rule, _ in jobs)
 
@@ -121,6 +122,7 @@ def test_smoke_figures_are_images_of_the_expected_size(smoke_run):
     from liquidbench.results.figures import size_px
 
     rows = {"train_time": len(STUDY["datasets"]), "test_metric": len(STUDY["datasets"]), "pareto": len(STUDY["datasets"])}
+    rows |= {f"loss_curves_{d}": 2 for d in STUDY["datasets"]}  # against epochs and against training time
     for stem in figure_stems(STUDY["datasets"]):
         png = smoke_run / f"results/figures/{stem}.png"
         with Image.open(png) as img:
@@ -131,14 +133,18 @@ def test_smoke_figures_are_images_of_the_expected_size(smoke_run):
 
 
 def test_smoke_tables_and_claims(smoke_run):
-    for name in ["summary", "scaling", "ratios", "time_to_target", "claims", "provenance"]:
+    for name in ["headline", "summary", "scaling", "ratios", "time_to_target", "claims", "provenance"]:
         assert (smoke_run / f"results/tables/{name}.md").read_text().startswith("### ")
+        assert "<table>" in (smoke_run / f"results/tables/{name}.html").read_text()
         assert "\\begin{tabular}" in (smoke_run / f"results/tables/{name}.tex").read_text()
     claims = pd.read_csv(smoke_run / "results/tables/claims.csv").set_index("claim_id")
-    # ddp-cpu-2 against cpu decides whether DDP is faster; without GPUs the claim on 2 GPUs is undecidable
-    assert claims.loc["ddp_faster", "verdict"] in {"true", "false"}
+    # ddp-cpu-2 against cpu compares DDP; two seeds each (t with 1 degree of freedom) rarely decide at 95 %:
+    # the verdict is whatever the intervals allow, and the evidence shows each interval
+    decided = {"true", "false", "not significant at 95 %"}
+    assert claims.loc["ddp_faster", "verdict"] in decided and "speedup T(1)/T(n)" in claims.loc["ddp_faster", "evidence"]
     assert claims.loc["best_at_2", "verdict"] == "undecidable"
-    assert claims.loc["cfc_faster", "verdict"] in {"true", "false"}
+    assert claims.loc["cfc_faster", "verdict"] in decided and "time ratio cfc/ltc" in claims.loc["cfc_faster", "evidence"]
+    assert claims.loc["cfc_faster_than_lstm", "verdict"] in decided
     ttt = pd.read_csv(smoke_run / "results/tables/time_to_target.csv")
     assert set(zip(ttt.dataset, ttt.target)) == set(SMOKE["results"]["targets"].items())
 
@@ -152,8 +158,8 @@ def test_report_contains_every_table_and_figure(smoke_run):
     snakemake(smoke_run, "--configfile", ".test/config/config.yaml", "--report", "results/report.html")
     html = (smoke_run / "results/report.html").read_text()
     embedded = dict(re.findall(r"data:[a-z/]+;charset=utf8;filename=([^;]+);base64,([A-Za-z0-9+/=]+)", html))
-    files = [f"results/tables/{t}.csv" for t in ["runs", "summary", "scaling", "ratios", "time_to_target", "claims",
-                                                "provenance"]]
+    tables = ["headline", "summary", "scaling", "ratios", "time_to_target", "claims", "provenance"]
+    files = [f"results/tables/{t}.csv" for t in ["runs"] + tables] + [f"results/tables/{t}.html" for t in tables]
     files += [f"results/figures/{stem}.png" for stem in figure_stems(STUDY["datasets"])]
     for path in files:
         name = path.rsplit("/", 1)[1]

@@ -164,7 +164,7 @@ def cmd_table(args) -> None:
     inputs |= {name: _read_csv(getattr(args, name)) for name in table.optional if getattr(args, name) is not None}
     settings = {name: getattr(args, name) for name in table.settings}
     raw, display, notes = resolve(table.build)(**inputs, **settings)
-    write_table(raw, display, args.out_csv, args.out_md, args.out_tex, table.title, notes)
+    write_table(raw, display, args.out_csv, args.out_md, args.out_tex, table.title, notes, args.out_html)
 
 
 def cmd_plot(args) -> None:
@@ -189,6 +189,7 @@ def _table_outputs(p) -> None:
     p.add_argument("--out-csv", type=Path, required=True, help="every raw column")
     p.add_argument("--out-md", type=Path, help="formatted Markdown")
     p.add_argument("--out-tex", type=Path, help="formatted LaTeX (booktabs)")
+    p.add_argument("--out-html", type=Path, help="formatted HTML (the report's page of the table)")
 
 
 def build_parser() -> argparse.ArgumentParser:

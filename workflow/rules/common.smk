@@ -306,6 +306,10 @@ def setting_args(keys):
     return " ".join(f"{SETTINGS[key].flag} {shlex.quote(str(TABLE_SETTINGS[key]))}" for key in keys)
 
 
+# every table is written in these formats (the table rule's outputs)
+TABLE_FORMATS = ("csv", "md", "tex", "html")
+
+
 def figure_files():
     return [f"{figure_dir()}/{stem}.{ext}" for stem in figure_stems(STUDY["datasets"]) for ext in ("png", "pdf")]
 
@@ -318,7 +322,7 @@ def results_targets():
     """The targets of `all`. The runs are targets themselves, not only inputs of the tables;
     Snakemake (>= 7.7) does not rebuild a missing intermediate file whose downstream outputs exist
     and are up to date, so a deleted or purged run directory would otherwise never be trained again."""
-    tables = [table_file(name, ext) for name in STUDY_TABLES for ext in ("csv", "md", "tex")]
+    tables = [table_file(name, ext) for name in STUDY_TABLES for ext in TABLE_FORMATS]
     return expected_runs() + [table_file("runs"), table_file("history")] + tables + figure_files()
 
 
@@ -337,7 +341,7 @@ def result_steps():
     """(outputs, inputs) of every step from the runs to the figures: aggregation, each table, the figures."""
     steps = [([table_file("runs"), table_file("history")], expected_runs())]
     for name, table in STUDY_TABLES.items():
-        steps.append(([table_file(name, ext) for ext in ("csv", "md", "tex")], list(table_inputs(table).values())))
+        steps.append(([table_file(name, ext) for ext in TABLE_FORMATS], list(table_inputs(table).values())))
     steps.append((figure_files(), [table_file(name) for name in figure_inputs()]))
     return steps
 

@@ -13,7 +13,12 @@ rule aggregate:
     input:
         aggregate_inputs,
     output:
-        runs=report(table_file("runs"), caption="../report/runs.rst", category="Tables", labels={"table": "runs"}),
+        runs=report(
+            table_file("runs"),
+            caption="../report/runs.rst",
+            category="Table data (CSV)",
+            labels={"table": "runs"},
+        ),
         history=table_file("history"),
     log:
         log_file("results/aggregate.log"),
@@ -32,10 +37,16 @@ for table_name, table in STUDY_TABLES.items():
         input:
             **table_inputs(table),
         output:
+            html=report(
+                table_file(table_name, "html"),
+                caption=f"../report/{table_name}.rst",
+                category="Tables",
+                labels={"table": table_name},
+            ),
             csv=report(
                 table_file(table_name),
                 caption=f"../report/{table_name}.rst",
-                category="Tables",
+                category="Table data (CSV)",
                 labels={"table": table_name},
             ),
             md=table_file(table_name, "md"),
@@ -48,7 +59,8 @@ for table_name, table in STUDY_TABLES.items():
             args=table_args(table),
         shell:
             "liquidbench {params.command} {params.args} "
-            "--out-csv {output.csv:q} --out-md {output.md:q} --out-tex {output.tex:q} > {log:q} 2>&1"
+            "--out-csv {output.csv:q} --out-md {output.md:q} --out-tex {output.tex:q} "
+            "--out-html {output.html:q} > {log:q} 2>&1"
 
 
 rule plot:

@@ -1,69 +1,298 @@
-"""The thesis's statements checked on the data at hand, each with a verdict and its numbers.
+"""The study's claims checked on the data at hand, each with a verdict and its numbers.
 
-A verdict is ``true``, ``false`` or ``undecidable``. A comparison is *decided* when both sides
-have at least ``min_seeds`` ok runs. A claim is false as soon as one decided comparison
-contradicts it, true when every comparison it covers is decided and agrees, and undecidable
-otherwise (no comparison at all, or some without enough data) — the table says which.
+One rule decides every claim (README, "Results: claims"). A claim is a set of *comparisons*; each
+comparison is (estimate, interval low, interval high, n per side, null value, direction): the
+estimate of a quantity with its 95 % interval, the value the claim has to beat (the null) and the
+side it has to beat it on (``less`` or ``greater``). A comparison
+
+- *supports* the claim when its whole interval lies on the claimed side of the null,
+- *contradicts* it when its whole interval lies on the other side,
+- is *not significant* when the interval contains the null,
+- is *undecidable* when a side has fewer than ``min_seeds`` ok runs (or there is no interval).
+
+A claim is ``false`` as soon as one comparison contradicts it, ``true`` when every comparison
+supports it, ``undecidable`` when some comparison lacks the seeds (or none exists), and otherwise
+``not significant at 95 %``: the evidence then gives the intervals that contain their null.
+
+One estimator per quantity: times are compared as ratios of geometric means with the log-scale t
+interval (stats.ratio, the same numbers as the ratios table), speedups as in the scaling table,
+metrics as differences of means with a Welch-type t interval (min(n1, n2) - 1 degrees of freedom,
+as the ratios). "As accurate as" is a non-inferiority comparison: the null is the margin
+``metric_tolerance_std`` x pooled std, and the interval of "how much worse" must lie below it.
+
+Claims are entries of ``CLAIMS``, built by keyword: a new claim is one entry, whose ``compare``
+function yields its comparisons from the study's tables (``Study``).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
 
 import pandas as pd
 
 from .compare import split_types
+from .stats import CONFIDENCE, estimate_of, ratio, t_quantile
 from .tables import num
 
 # The settings of config results.claims (defaults in the config schema).
 SETTINGS = ("min_seeds", "metric_tolerance_std", "speedup_min")
 
-CLAIMS = {
-    "cfc_faster": "CfC trains faster than LTC in every configuration",
-    "cfc_accuracy": "CfC accuracy is comparable to or better than LTC's (within one std)",
-    "order_both_impls": "The CfC vs LTC ordering of training time holds under both implementations",
-    "ddp_faster": "DDP reduces training time",
-    "best_at_2": "The best gain is at 2 GPUs",
-}
+TRUE, FALSE, UNDECIDABLE, NOT_SIGNIFICANT = "true", "false", "undecidable", "not significant at 95 %"
+VERDICTS = (TRUE, FALSE, NOT_SIGNIFICANT, UNDECIDABLE)
+LOWER_IS_BETTER = {"mse": True, "accuracy": False}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One comparison of a claim: ``estimate`` [``low``, ``high``] (95 %) against ``null``; the claim
+    holds on this comparison when the quantity is ``direction`` (less / greater) than the null."""
+
+    name: str
+    quantity: str  # what estimate is, e.g. "time ratio cfc/ltc"
+    estimate: float
+    low: float
+    high: float
+    n: tuple[int, ...]  # ok seeds of each side
+    null: float
+    direction: str  # "less" or "greater"
+    detail: str = ""  # more numbers for the evidence (means, the metric's direction, ...)
+    moot: bool = False  # what the comparison rests on is itself not significant: it cannot decide
+
+    def outcome(self, min_seeds: int) -> str:
+        """supports, contradicts, not significant or too few seeds (see the module's rule)."""
+        if min(self.n) < min_seeds or not (math.isfinite(self.low) and math.isfinite(self.high)):
+            return "too few seeds"
+        if self.moot:
+            return "not significant"
+        below, above = self.high < self.null, self.low > self.null
+        if not (below or above):
+            return "not significant"
+        return "supports" if below == (self.direction == "less") else "contradicts"
+
+    def evidence(self, min_seeds: int) -> str:
+        seeds = "/".join(map(str, self.n))
+        if min(self.n) < min_seeds:
+            return f"{self.name}: too few ok seeds ({', '.join(map(str, self.n))} < {min_seeds})"
+        side = "<" if self.direction == "less" else ">"
+        text = (f"{self.name}: {self.quantity} {num(self.estimate, 3)} [{num(self.low, 3)}, {num(self.high, 3)}] "
+                f"n={seeds}, claim needs {side} {num(self.null, 3)}: {self.outcome(min_seeds)}")
+        return text + (f" ({self.detail})" if self.detail else "")
+
+
+def verdict(outcomes: list[str]) -> str:
+    """The claim's verdict from its comparisons' outcomes (the module's rule)."""
+    if "contradicts" in outcomes:
+        return FALSE
+    if outcomes and all(o == "supports" for o in outcomes):
+        return TRUE
+    if not outcomes or "too few seeds" in outcomes:
+        return UNDECIDABLE
+    return NOT_SIGNIFICANT
 
 
 def _verdict(results: list[bool | None]) -> str:
-    if any(r is False for r in results):
-        return "false"
-    if results and all(r is True for r in results):
-        return "true"
-    return "undecidable"
+    """The verdict of comparisons decided elsewhere (True: supports, False: contradicts, None: too few
+    seeds), e.g. the published table's."""
+    return verdict(["too few seeds" if r is None else "supports" if r else "contradicts" for r in results])
 
 
-def _row(key: str, results: list[bool | None], evidence: list[str], rule: str) -> dict:
-    decided = sum(r is not None for r in results)
-    return {"claim_id": key, "claim": CLAIMS[key], "verdict": _verdict(results),
-            "decided": decided, "comparisons": len(results),
-            "evidence": "; ".join(evidence) if evidence else "no comparison possible in this study",
-            "rule": rule}
+@dataclass(frozen=True)
+class Study:
+    """What a claim's comparisons are drawn from."""
+
+    summary: pd.DataFrame
+    scaling: pd.DataFrame
+    types: dict[str, str]  # model -> ltc, cfc, lstm, gru
+    impls: dict[str, str]  # model -> ncps, fast
+    settings: dict
+    index: dict = field(default_factory=dict)  # (dataset, model, hardware) -> summary row
+
+    @classmethod
+    def of(cls, summary, scaling, model_types, settings):
+        types, impls = split_types(model_types)
+        index = {(r["dataset"], r["model"], r["hardware"]): r for r in summary.to_dict("records")}
+        return cls(summary, scaling, types, impls, settings, index)
+
+    def pairs(self, type_a: str, type_b: str, impl: str | None = None) -> Iterator[tuple[str, dict, dict]]:
+        """(name, row a, row b) per data set x hardware for every model of type_a against every model
+        of type_b; two liquid models only within one implementation (``impl``: only that one)."""
+        liquid = {"ltc", "cfc"}
+        models_a = [m for m, t in self.types.items() if t == type_a]
+        models_b = [m for m, t in self.types.items() if t == type_b]
+        for dataset in sorted(self.summary["dataset"].unique()):
+            for hardware in sorted(self.summary["hardware"].unique()):
+                for a in models_a:
+                    for b in models_b:
+                        if {type_a, type_b} <= liquid and self.impls[a] != self.impls[b]:
+                            continue
+                        if impl is not None and self.impls[a] != impl:
+                            continue
+                        ra, rb = self.index.get((dataset, a, hardware)), self.index.get((dataset, b, hardware))
+                        if ra is not None and rb is not None:
+                            yield f"{dataset}/{hardware} {a} vs {b}", ra, rb
 
 
-def _pairs(summary: pd.DataFrame, model_types: dict, impl: str | None = None):
-    """(name, CfC row, LTC row) per data set x hardware for every CfC x LTC pair of one
-    implementation (``impl``; None: each implementation's pairs)."""
-    types, impls = split_types(model_types)
-    index = {(r["dataset"], r["model"], r["hardware"]): r for r in summary.to_dict("records")}
-    cfcs = [m for m, t in types.items() if t == "cfc"]
-    ltcs = [m for m, t in types.items() if t == "ltc"]
-    for dataset in sorted(summary["dataset"].unique()):
-        for hardware in sorted(summary["hardware"].unique()):
-            for c in cfcs:
-                for l in ltcs:
-                    if impls[c] != impls[l] or impl not in (None, impls[c]):
-                        continue
-                    a, b = index.get((dataset, c, hardware)), index.get((dataset, l, hardware))
-                    if a is not None and b is not None:
-                        yield f"{dataset}/{hardware} {c} vs {l}", a, b
+def time_ratio(name: str, a: dict, b: dict, direction: str = "less") -> Comparison:
+    """Training time of a over b: ratio of geometric means, log-scale t interval (as the ratios table)."""
+    ea, eb = estimate_of(a, "train_time_s"), estimate_of(b, "train_time_s")
+    r = ratio(ea, eb)
+    return Comparison(name, f"time ratio {a['model']}/{b['model']}", r["value"], r["ci_low"], r["ci_high"],
+                      (ea["n"], eb["n"]), 1.0, direction,
+                      f"{num(a.get('train_time_s_gmean'))} s vs {num(b.get('train_time_s_gmean'))} s, geometric means")
 
 
-def _n(row, measure):
-    v = row.get(f"{measure}_n", 0)
-    return 0 if pd.isna(v) else int(v)
+def metric_worse_by(name: str, a: dict, b: dict, tolerance: float) -> Comparison:
+    """How much worse a's test metric is than b's (positive: worse, by the metric's direction), a t
+    interval on the difference of means; the claim "as good or better" needs it below the margin
+    tolerance x pooled std."""
+    metric = a.get("metric_name") or b.get("metric_name")
+    lower = LOWER_IS_BETTER.get(metric, True)
+    ma, mb = a["test_metric_mean"], b["test_metric_mean"]
+    sa, sb = a.get("test_metric_std", math.nan), b.get("test_metric_std", math.nan)
+    na, nb = int(a.get("test_metric_n", 0) or 0), int(b.get("test_metric_n", 0) or 0)
+    worse = (ma - mb) if lower else (mb - ma)
+    low = high = math.nan
+    if min(na, nb) >= 2:
+        half = t_quantile(0.5 + CONFIDENCE / 2, min(na, nb) - 1) * math.sqrt(sa ** 2 / na + sb ** 2 / nb)
+        low, high = worse - half, worse + half
+    margin = tolerance * math.sqrt((sa ** 2 + sb ** 2) / 2) if min(na, nb) >= 2 else math.nan
+    word = "better" if worse < 0 else "worse"
+    detail = (f"test {metric} {num(ma)} vs {num(mb)}, {'lower' if lower else 'higher'} is better: "
+              f"{a['model']} {word} by {num(abs(worse), 3)}; margin {num(tolerance)} x pooled std")
+    return Comparison(name, f"{a['model']} worse than {b['model']} by", worse, low, high, (na, nb),
+                      margin if math.isfinite(margin) else 0.0, "less", detail)
+
+
+def _faster(type_a: str, type_b: str):
+    def compare(study: Study) -> list[Comparison]:
+        return [time_ratio(name, a, b) for name, a, b in study.pairs(type_a, type_b)]
+    return compare
+
+
+def _as_good(type_a: str, type_b: str):
+    def compare(study: Study) -> list[Comparison]:
+        tol = study.settings["metric_tolerance_std"]
+        return [metric_worse_by(name, a, b, tol) for name, a, b in study.pairs(type_a, type_b)]
+    return compare
+
+
+def _order_both_impls(study: Study) -> list[Comparison]:
+    """Where both implementations have a CfC x LTC pair: the fast pair's time ratio must fall on the
+    side of 1 the ncps pair's falls on (undecided, as not significant, where the ncps pair's
+    interval contains 1)."""
+    fast = {name.split(" ")[0]: (name, a, b) for name, a, b in study.pairs("cfc", "ltc", "fast")}
+    out = []
+    k = study.settings["min_seeds"]
+    for name, a, b in study.pairs("cfc", "ltc", "ncps"):
+        where = name.split(" ")[0]
+        if where not in fast:
+            continue
+        reference = time_ratio(name, a, b)
+        fname, fa, fb = fast[where]
+        ref_outcome = reference.outcome(k)
+        direction = "less" if reference.high < 1 else "greater"
+        c = time_ratio(f"{where} {fa['model']} vs {fb['model']}", fa, fb, direction)
+        n = c.n + reference.n
+        detail = (f"ncps ratio {num(reference.estimate, 3)} [{num(reference.low, 3)}, {num(reference.high, 3)}] "
+                  f"(ncps): {ref_outcome} for < 1")
+        # no ordering to keep where the ncps pair's is not significant: the comparison cannot decide
+        out.append(Comparison(c.name, c.quantity, c.estimate, c.low, c.high, n, 1.0, direction, detail,
+                              moot=ref_outcome == "not significant"))
+    return out
+
+
+def _ddp_faster(study: Study) -> list[Comparison]:
+    s = study.scaling
+    multi = s[s["n"] > 1] if len(s) else s
+    out = []
+    for r in multi.to_dict("records"):
+        name = f"{r['dataset']}/{r['model']} {r['hardware']} (n={int(r['n'])}) vs {r['baseline']}"
+        out.append(Comparison(name, "speedup T(1)/T(n)", r["speedup"], r["speedup_ci_low"], r["speedup_ci_high"],
+                              (int(r["t1_seeds"]), int(r["tn_seeds"])), study.settings["speedup_min"], "greater",
+                              f"T(1) {num(r['t1_gmean'])} s, T(n) {num(r['tn_gmean'])} s, geometric means"))
+    return out
+
+
+def _speedup_se(r: dict) -> float:
+    """Standard error of a speedup from its log-scale interval (delta method: se(S) = S se(ln S))."""
+    df = min(int(r["t1_seeds"]), int(r["tn_seeds"])) - 1
+    if df < 1 or not (r["speedup_ci_low"] > 0):
+        return math.nan if r["n"] != 1 else 0.0
+    se_log = math.log(r["speedup_ci_high"] / r["speedup_ci_low"]) / (2 * t_quantile(0.5 + CONFIDENCE / 2, df))
+    return r["speedup"] * se_log
+
+
+def _best_at_2(study: Study) -> list[Comparison]:
+    """Per CUDA scaling group with widths 1, 2 and more: the gain per added GPU of the step to 2,
+    S(2) - S(1), against each later step's (S(n_k) - S(n_k-1)) / (n_k - n_k-1); the difference must
+    be > 0. Its interval: the speedups' standard errors (delta method) added in quadrature."""
+    s = study.scaling
+    gpu = s[s["device"] == "cuda"] if len(s) else s
+    out = []
+    for (dataset, model, mode), g in (gpu.groupby(["dataset", "model", "scaling"]) if len(gpu) else []):
+        rows = {int(r["n"]): r for r in g.to_dict("records")}
+        widths = sorted(rows)
+        if not {1, 2} <= set(widths) or not [n for n in widths if n > 2]:
+            out.append(Comparison(f"{dataset}/{model} cuda/{mode}", f"widths {widths}: needs 1, 2 and more",
+                                  math.nan, math.nan, math.nan, (0,), 0.0, "greater"))
+            continue
+        gain2 = rows[2]["speedup"] - rows[1]["speedup"]
+        se2 = math.hypot(_speedup_se(rows[2]), _speedup_se(rows[1]))
+        seeds = tuple(int(rows[n]["tn_seeds"]) for n in widths)
+        df = min(seeds) - 1
+        t = t_quantile(0.5 + CONFIDENCE / 2, df) if df >= 1 else math.nan
+        for prev, n in zip(widths[1:], widths[2:]):
+            gain = (rows[n]["speedup"] - rows[prev]["speedup"]) / (n - prev)
+            se = math.hypot(se2, math.hypot(_speedup_se(rows[n]), _speedup_se(rows[prev])) / (n - prev))
+            diff = gain2 - gain
+            out.append(Comparison(f"{dataset}/{model} cuda/{mode} n=2 vs n={prev}->{n}", "gain per GPU difference",
+                                  diff, diff - t * se, diff + t * se, seeds, 0.0, "greater",
+                                  f"gain per added GPU {num(gain2, 3)} (to 2) vs {num(gain, 3)}"))
+    return out
+
+
+@dataclass(frozen=True)
+class Claim:
+    text: str
+    compare: Callable[[Study], list[Comparison]]
+    rule: str  # how each comparison's quantity is formed; the verdict rule is the module's
+
+
+TIME = "time ratio = geometric mean train_time_s of the first model / the second's (ratios table)"
+METRIC = ("worse-by = difference of mean test metrics oriented by the data set's metric (mse: lower is better, "
+          "accuracy: higher), t interval; non-inferior when it is below metric_tolerance_std x pooled std")
+
+CLAIMS = {
+    "cfc_faster": Claim(text="CfC trains faster than LTC", compare=_faster("cfc", "ltc"),
+                        rule=f"{TIME} < 1 on every data set x hardware"),
+    "cfc_metric": Claim(text="CfC's test metric (MSE or accuracy, per data set) is as good as LTC's or better",
+                        compare=_as_good("cfc", "ltc"), rule=METRIC),
+    "order_both_impls": Claim(text="The CfC vs LTC ordering of training time holds under both implementations",
+                              compare=_order_both_impls,
+                              rule="the fast pair's time ratio on the side of 1 the ncps pair's is on"),
+    "cfc_faster_than_lstm": Claim(text="CfC trains faster than LSTM", compare=_faster("cfc", "lstm"),
+                                  rule=f"{TIME} < 1"),
+    "ltc_faster_than_lstm": Claim(text="LTC trains faster than LSTM", compare=_faster("ltc", "lstm"),
+                                  rule=f"{TIME} < 1"),
+    "cfc_metric_vs_lstm": Claim(text="CfC's test metric is as good as LSTM's or better",
+                                compare=_as_good("cfc", "lstm"), rule=METRIC),
+    "ltc_metric_vs_lstm": Claim(text="LTC's test metric is as good as LSTM's or better",
+                                compare=_as_good("ltc", "lstm"), rule=METRIC),
+    "ddp_faster": Claim(text="DDP reduces training time", compare=_ddp_faster,
+                        rule="speedup T(1)/T(n) of geometric means (scaling table) > speedup_min for every width n > 1"),
+    "best_at_2": Claim(text="The best gain is at 2 GPUs", compare=_best_at_2,
+                       rule="gain per added GPU of the step to n = 2 minus that of each later step > 0, per CUDA "
+                            "scaling group (speedups' standard errors in quadrature)"),
+}
+
+
+RULE = ("A comparison supports a claim when its whole 95 % interval lies on the claimed side of the null "
+        "(1 for a ratio, 0 or the margin for a difference, speedup_min for a speedup), contradicts it when it "
+        "lies wholly on the other side, and is not significant when it contains the null. Verdict: false if "
+        "any comparison contradicts; true if all support; undecidable if any side has fewer than min_seeds "
+        "ok seeds (or nothing compares); otherwise not significant at 95 %.")
 
 
 def check_claims(summary: pd.DataFrame, scaling: pd.DataFrame, model_types: dict[str, str],
@@ -71,119 +300,37 @@ def check_claims(summary: pd.DataFrame, scaling: pd.DataFrame, model_types: dict
     missing = [key for key in SETTINGS if key not in settings]
     if missing:
         raise ValueError(f"claims settings: missing {missing}, expected {list(SETTINGS)}")
-    s = settings
-    k = s["min_seeds"]
+    study = Study.of(summary, scaling, model_types, settings)
+    k = settings["min_seeds"]
     rows = []
-
-    def cfc_vs_ltc(measure, judge):
-        """Each CfC x LTC pair with at least k ok seeds on both sides: judge(a, b) -> (ok, evidence)."""
-        res, ev = [], []
-        for name, a, b in _pairs(summary, model_types):
-            if min(_n(a, measure), _n(b, measure)) < k:
-                res.append(None)
-                ev.append(f"{name}: too few ok seeds ({_n(a, measure)}, {_n(b, measure)} < {k})")
-                continue
-            ok, text = judge(a, b)
-            res.append(bool(ok))
-            ev.append(f"{name}: {text}")
-        return res, ev
-
-    # 1. CfC faster than LTC: geometric mean training time lower in every dataset x hardware (the
-    # centre of the time intervals in the tables, and the ratio of the ratios table).
-    def faster(a, b):
-        ta, tb = a["train_time_s_gmean"], b["train_time_s_gmean"]
-        return ta < tb, f"{num(ta)} s vs {num(tb)} s (ratio {num(ta / tb, 3)})"
-
-    res, ev = cfc_vs_ltc("train_time_s", faster)
-    rows.append(_row("cfc_faster", res, ev, f"geometric mean train_time_s of CfC < LTC on every data set x "
-                                           f"hardware (>= {k} ok seeds each)"))
-
-    # 2. CfC metric comparable or better: not worse than LTC by more than tol x pooled std.
-    tol = s["metric_tolerance_std"]
-
-    def comparable(a, b):
-        ma, mb = a["test_metric_mean"], b["test_metric_mean"]
-        pooled = math.sqrt((a["test_metric_std"] ** 2 + b["test_metric_std"] ** 2) / 2)
-        worse_by = (mb - ma) if a.get("metric_name") == "accuracy" else (ma - mb)
-        return worse_by <= tol * pooled, (f"{a.get('metric_name')} {num(ma)} vs {num(mb)}, "
-                                          f"CfC worse by {num(worse_by, 3)}, allowed {num(tol * pooled, 3)}")
-
-    res, ev = cfc_vs_ltc("test_metric", comparable)
-    rows.append(_row("cfc_accuracy", res, ev, f"CfC test metric worse than LTC's by at most {tol:g} x pooled std "
-                                             f"sqrt((s_cfc^2 + s_ltc^2)/2) (>= {k} ok seeds each)"))
-
-    # 2b. The CfC-vs-LTC ordering of training time is the same under ncps and the fast implementation.
-    res, ev = [], []
-    fast_pairs = {name.split(" ")[0]: (name, a, b) for name, a, b in _pairs(summary, model_types, "fast")}
-    for name, a, b in _pairs(summary, model_types, "ncps"):
-        where = name.split(" ")[0]
-        if where not in fast_pairs:
-            continue
-        fname, fa, fb = fast_pairs[where]
-        seeds = [_n(r, "train_time_s") for r in (a, b, fa, fb)]
-        if min(seeds) < k:
-            res.append(None)
-            ev.append(f"{name} / {fname.split(' ', 1)[1]}: too few ok seeds ({', '.join(map(str, seeds))} < {k})")
-            continue
-        ncps_faster = a["train_time_s_mean"] < b["train_time_s_mean"]
-        fast_faster = fa["train_time_s_mean"] < fb["train_time_s_mean"]
-        res.append(ncps_faster == fast_faster)
-        ev.append(f"{name}: CfC/LTC time ratio {num(a['train_time_s_mean'] / b['train_time_s_mean'], 3)} (ncps), "
-                  f"{num(fa['train_time_s_mean'] / fb['train_time_s_mean'], 3)} (fast)")
-    rows.append(_row("order_both_impls", res, ev, "on every data set x hardware with both implementations, "
-                                                 "mean train_time_s of CfC < LTC under ncps exactly when it is "
-                                                 f"under the fast implementation (>= {k} ok seeds each)"))
-
-    # 3. DDP reduces training time: speedup > speedup_min for every width n > 1.
-    res, ev = [], []
-    smin = s["speedup_min"]
-    multi = scaling[scaling["n"] > 1] if len(scaling) else scaling
-    for r in multi.to_dict("records"):
-        name = f"{r['dataset']}/{r['model']} {r['hardware']} (n={int(r['n'])}) vs {r['baseline']}"
-        if min(r["t1_seeds"], r["tn_seeds"]) < k or pd.isna(r["speedup"]):
-            res.append(None)
-            ev.append(f"{name}: too few ok seeds ({int(r['t1_seeds'])}, {int(r['tn_seeds'])} < {k})")
-            continue
-        res.append(bool(r["speedup"] > smin))
-        ev.append(f"{name}: speedup {num(r['speedup'], 3)}")
-    rows.append(_row("ddp_faster", res, ev, f"speedup T(1)/T(n) (geometric means) > {smin:g} for every DDP width n > 1 "
-                                           f"(>= {k} ok seeds each)"))
-
-    # 4. Best gain at 2 GPUs: the marginal speedup per added GPU is largest for the step to n = 2.
-    res, ev = [], []
-    gpu = scaling[scaling["device"] == "cuda"] if len(scaling) else scaling
-    for (dataset, model, mode), g in (gpu.groupby(["dataset", "model", "scaling"]) if len(gpu) else []):
-        g = g.sort_values("n")
-        name = f"{dataset}/{model} cuda/{mode}"
-        widths = list(g["n"].astype(int))
-        if 2 not in widths or len([n for n in widths if n > 2]) == 0 or 1 not in widths:
-            res.append(None)
-            ev.append(f"{name}: widths {widths}: needs 1, 2 and a larger width")
-            continue
-        if (g["tn_seeds"] < k).any() or g["speedup"].isna().any():
-            res.append(None)
-            ev.append(f"{name}: too few ok seeds at some width")
-            continue
-        sp = list(g["speedup"])
-        gains = {widths[i]: (sp[i] - sp[i - 1]) / (widths[i] - widths[i - 1]) for i in range(1, len(widths))}
-        best = max(gains, key=gains.get)
-        res.append(best == 2)
-        ev.append(f"{name}: gain per added GPU " + ", ".join(f"n={n}: {num(v, 3)}" for n, v in gains.items()))
-    rows.append(_row("best_at_2", res, ev, "(S(n_k) - S(n_k-1)) / (n_k - n_k-1) over consecutive GPU widths is "
-                                          "largest at n = 2 in every CUDA scaling group"))
+    for key, claim in CLAIMS.items():
+        comparisons = claim.compare(study)
+        outcomes = [c.outcome(k) for c in comparisons]
+        rows.append({
+            "claim_id": key, "claim": claim.text, "verdict": verdict(outcomes),
+            "supports": outcomes.count("supports"), "contradicts": outcomes.count("contradicts"),
+            "not_significant": outcomes.count("not significant"),
+            "decided": sum(o != "too few seeds" for o in outcomes), "comparisons": len(comparisons),
+            "evidence": "; ".join(c.evidence(k) for c in comparisons) or "no comparison possible in this study",
+            "rule": f"{claim.rule} (>= {k} ok seeds each side)",
+        })
     return pd.DataFrame(rows)
 
 
 def display(table: pd.DataFrame) -> pd.DataFrame:
+    def counts(r):
+        if pd.isna(r.get("supports")):  # rows of other tables (published) count decided comparisons only
+            return f"{r['decided']} of {r['comparisons']} decided"
+        return (f"{int(r['supports'])} for, {int(r['contradicts'])} against, {int(r['not_significant'])} "
+                f"not significant, of {r['comparisons']}")
     return pd.DataFrame({
         "claim": table["claim"], "verdict": table["verdict"],
-        "decided": [f"{d} of {c}" for d, c in zip(table["decided"], table["comparisons"])],
+        "comparisons": [counts(r) for r in table.to_dict("records")],
         "evidence": table["evidence"], "rule": table["rule"],
     })
 
 
-NOTES = ("verdict: false if any decided comparison contradicts the claim, true if every comparison is "
-         "decided and agrees, undecidable otherwise. decided: comparisons with enough ok seeds.")
+NOTES = RULE
 
 
 def build(summary: pd.DataFrame, scaling: pd.DataFrame, model_types: dict[str, str], settings: dict,

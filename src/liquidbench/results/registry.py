@@ -61,6 +61,9 @@ class Table:
 
 
 TABLES = {
+    "headline": Table("headline", "the answers first: fastest and most accurate model per data set, Pareto set, "
+                      "time vs LSTM, the claims' verdicts", "Headline results", ("summary", "claims"),
+                      "headline:build", ("model_types",)),
     "summary": Table("summarize", "mean, std and 95%% CI over seeds", "Summary over seeds", ("runs",),
                      "summary:build"),
     "scaling": Table("scaling", "speedup, efficiency and knee of DDP widths",
@@ -71,7 +74,7 @@ TABLES = {
                     ("summary",), "compare:build_ratios", ("model_types",)),
     "time_to_target": Table("time-to-target", "training time until the validation metric reaches a target",
                             "Time to target", ("runs", "history"), "compare:build_time_to_target", ("targets",)),
-    "claims": Table("claims", "check the thesis's claims on the data", "Checked claims", ("summary", "scaling"),
+    "claims": Table("claims", "check the study's claims on the data (interval-aware rule)", "Checked claims", ("summary", "scaling"),
                     "claims:build", ("model_types", "settings"), optional=("published",)),
     "published": Table("published", "published results against the reproduced ones, with verdicts",
                        "Published and reproduced results", ("summary",), "published:build", ("published",),

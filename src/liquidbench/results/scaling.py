@@ -13,7 +13,7 @@ Definitions (README, "Results"):
 - T is the geometric mean training time (``train_time_s``, the sum of epoch times) over ok
   seeds; speedup S(n) = T(1) / T(n), efficiency E(n) = S(n) / n. Their 95 % intervals are t
   intervals on the log scale (stats.ratio: the standard errors of both log means added in
-  quadrature, t quantile with min(n1, nn) - 1 degrees of freedom), so they stay positive.
+  quadrature, t quantile with min(seeds of T(1), seeds of T(n)) - 1 degrees of freedom), so they stay positive.
 - The knee is the largest n with E(n) >= threshold (config results.knee_threshold) among widths with data,
   counting the baseline (E(1) = 1).
 """

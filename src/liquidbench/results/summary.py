@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .stats import describe
-from .tables import estimate
+from .tables import BEST, compact, drop_empty
 
 GROUP = ["dataset", "model", "hardware"]
 STATUSES = ["ok", "diverged", "failed", "missing"]
@@ -38,6 +38,11 @@ POSITIVE = {"train_time_s", "steady_epoch_time_s", "throughput_samples_per_s", "
             "telemetry.gpu.torch_max_memory_allocated_mb", "telemetry.gpu.energy_j",
             "telemetry.gpu.energy_per_epoch_j"}
 BOUNDS = {"comm_fraction": (0.0, 1.0), "telemetry.gpu.util_mean_pct": (0.0, 100.0)}
+# The range of each test metric: its mean's interval is cut to it (an MSE below 0 or an accuracy
+# above 1 is no possible value); the measures below take their group's metric's range.
+METRIC_BOUNDS = {"accuracy": (0.0, 1.0), "mse": (0.0, float("inf"))}
+METRIC_MEASURES = ("test_metric", "best_val_metric")
+LOWER_IS_BETTER = {"accuracy": False, "mse": True}
 STAT_FIELDS = ["n", "mean", "median", "std", "gmean", "gsd", "ci_low", "ci_high"]
 
 
@@ -97,34 +102,53 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         )
         for m in MEASURES:
             values = pd.to_numeric(ok[m], errors="coerce") if m in ok else []
-            d = describe(values, positive=m in POSITIVE, bounds=BOUNDS.get(m))
+            bounds = METRIC_BOUNDS.get(row["metric_name"]) if m in METRIC_MEASURES else BOUNDS.get(m)
+            d = describe(values, positive=m in POSITIVE, bounds=bounds)
             row.update({f"{m}_{f}": d[f] for f in STAT_FIELDS})
         rows.append(row)
     return pd.DataFrame(rows)
 
 
+def best_rows(summary: pd.DataFrame, col: str) -> set:
+    """Index labels of the best row of each data set for ``col``: lowest time (train_time_s), best
+    test metric by its direction (test_metric); rows without a value never win."""
+    best = set()
+    for _, g in summary.groupby("dataset"):
+        value = g[f"{col}_{centre(col)}"]
+        if not value.notna().any():
+            continue
+        lower = True if col != "test_metric" else LOWER_IS_BETTER.get(first(g["metric_name"]), True)
+        best.add(value.idxmin() if lower else value.idxmax())
+    return best
+
+
 def display(summary: pd.DataFrame) -> pd.DataFrame:
-    """Formatted cells over ok seeds: 'gm G [95 % CI] mean ± std median M n=k' for positive
-    quantities, 'mean ± std [95 % CI] median M n=k' for the others."""
+    """Compact cells over ok seeds: 'centre [95 % CI] n=k', the centre the geometric mean for
+    positive quantities and the mean for the others (std and median stay in the CSV); columns
+    without data in this study left out; the data set's best train time and test metric marked."""
+    best = {col: best_rows(summary, col) for col in ("train_time_s", "test_metric")} if len(summary) else {}
     out = []
-    for r in summary.to_dict("records"):
+    for i, r in summary.iterrows():
         row = {
             "dataset": r["dataset"], "model": r["model"], "hardware": r["hardware"], "runs": r["runs"],
             "params": "n/a" if pd.isna(r["n_params"]) else str(int(r["n_params"])),
             "metric": r["metric_name"] if isinstance(r["metric_name"], str) else "n/a",
         }
         for col, header in DISPLAY:
-            row[header] = estimate(*(r[f"{col}_{f}"] for f in ("mean", "std", "ci_low", "ci_high", "n")),
-                                   median=r[f"{col}_median"], gmean=r[f"{col}_gmean"] if col in POSITIVE else None)
+            cell = compact(r[f"{col}_{centre(col)}"], r[f"{col}_ci_low"], r[f"{col}_ci_high"], r[f"{col}_n"])
+            row[header] = cell + (f" {BEST}" if i in best.get(col, ()) else "")
         out.append(row)
-    return pd.DataFrame(out, columns=["dataset", "model", "hardware", "runs", "params", "metric"] + [h for _, h in DISPLAY])
+    columns = ["dataset", "model", "hardware", "runs", "params", "metric"] + [h for _, h in DISPLAY]
+    return drop_empty(pd.DataFrame(out, columns=columns), keep=tuple(columns[:6]))
 
 
-NOTES = ("Cells: times, throughput, memory and energy (positive quantities): gm = geometric mean "
-         "[95 % t interval on the log scale], then mean ± sample std and the median; metrics: mean ± "
-         "sample std [95 % t confidence interval] and the median; n = number of ok seeds. Only runs "
-         "with status ok enter the statistics; `runs` counts every expected run by status "
-         "(diverged, failed, missing = no metrics.json). n/a: no data for this configuration.")
+NOTES = ("Cells: centre [95 % interval] n = ok seeds. Times, throughput, memory and energy (positive "
+         "quantities): geometric mean with the t interval on the log scale; metrics: mean with the t "
+         "interval, cut to the metric's range. Std, median and the other statistics are in summary.csv. "
+         f"{BEST}: the data set's lowest training time and best test metric. Only runs with status ok "
+         "enter the statistics; `runs` counts every expected run by status (diverged, failed, missing = "
+         "no metrics.json). n/a: no data for this configuration; columns without data in this study "
+         "are left out.")
 
 
 def to_markdown(summary: pd.DataFrame) -> str:

@@ -38,6 +38,27 @@ def estimate(mean, std=float("nan"), lo=float("nan"), hi=float("nan"), n=None, m
     return text
 
 
+def compact(centre, lo=float("nan"), hi=float("nan"), n=None, digits: int = 4) -> str:
+    """A short cell for the report and Markdown: 'centre [ci_low, ci_high] n=k' (the full statistics
+    stay in the CSV)."""
+    if centre is None or pd.isna(centre):
+        return NOT_AVAILABLE if not n else f"{NOT_AVAILABLE} n={int(n)}"
+    text = num(centre, digits)
+    if not (pd.isna(lo) or pd.isna(hi)):
+        text += f" [{num(lo, 3)}, {num(hi, 3)}]"
+    return text + (f" n={int(n)}" if n is not None and not pd.isna(n) else "")
+
+
+BEST = "★"  # marks the best value of a data set in a formatted table
+
+
+def drop_empty(display: pd.DataFrame, keep: tuple[str, ...] = ()) -> pd.DataFrame:
+    """``display`` without the columns that have no data in any row (every cell n/a)."""
+    empty = [c for c in display.columns if c not in keep and len(display)
+             and display[c].astype(str).str.startswith(NOT_AVAILABLE).all()]
+    return display.drop(columns=empty)
+
+
 def to_markdown(display: pd.DataFrame, title: str | None = None, notes: str | None = None) -> str:
     lines = [f"### {title}", ""] if title else []
     cols = [str(c) for c in display.columns]
@@ -55,7 +76,7 @@ def to_markdown(display: pd.DataFrame, title: str | None = None, notes: str | No
 _TEX = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-    "±": r"$\pm$", "≥": r"$\geq$", "≤": r"$\leq$", "×": r"$\times$", "–": "--",
+    "±": r"$\pm$", "★": r"$\star$", "≥": r"$\geq$", "≤": r"$\leq$", "×": r"$\times$", "–": "--",
 }
 
 
@@ -79,12 +100,63 @@ def to_latex(display: pd.DataFrame, caption: str | None = None, label: str | Non
     return "\n".join(lines) + "\n"
 
 
+def to_html(display: pd.DataFrame, title: str | None = None, notes: str | None = None, level: int = 3) -> str:
+    """A self-contained HTML fragment (heading, table, notes) for the report; the best value of a data
+    set (cells with BEST) in bold."""
+    from html import escape
+
+    def cell(v):
+        text = escape(str(v)).replace("; ", "<br>")  # one item a line
+        return f"<b>{text}</b>" if BEST in text else text
+
+    head = "".join(f"<th>{escape(str(c))}</th>" for c in display.columns)
+    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>"
+                   for row in display.itertuples(index=False))
+    if not len(display):
+        body = f'<tr><td colspan="{len(display.columns)}">no rows in this study</td></tr>'
+    parts = ['<div class="liquidbench-table">']
+    if title:
+        parts.append(f"<h{level}>{escape(title)}</h{level}>")
+    parts.append(f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>{body}</tbody>\n</table>")
+    for block in (notes or "").split("\n\n"):
+        lines = [line for line in block.splitlines() if line.strip()]
+        if lines and all(line.startswith("- ") for line in lines):
+            items = "".join(f"<li>{_inline(escape(line[2:]))}</li>" for line in lines)
+            parts.append(f"<ul>{items}</ul>")
+        elif lines:
+            parts.append(f"<p><small>{_inline(escape(' '.join(lines)))}</small></p>")
+    return "\n".join(parts + ["</div>"]) + "\n"
+
+
+def _inline(text: str) -> str:
+    """Markdown's **bold** as HTML."""
+    import re
+
+    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+
+
+# the landing page's column is narrow (max-w-lg): as wide as the screen allows where it holds a table
+STYLE = ("<style>.prose.max-w-lg:has(.liquidbench-table){max-width:72rem}"
+         ".liquidbench-table table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}"
+         ".liquidbench-table th,.liquidbench-table td{border:1px solid #ccc;padding:2px 6px;text-align:left;"
+         "vertical-align:top}.liquidbench-table th{background:#f0f0f0}</style>")
+
+
+def html_page(fragment: str) -> str:
+    """The HTML file of a table: its fragment with the style, shown by the report as a page of its own
+    and embedded as it is in the report's landing page (workflow/report/workflow.rst)."""
+    return f'<meta charset="utf-8">\n{STYLE}\n{fragment}'
+
+
 def write_table(raw: pd.DataFrame, display: pd.DataFrame, csv: str | Path, md: str | Path | None = None,
-                tex: str | Path | None = None, title: str | None = None, notes: str | None = None) -> None:
-    """``raw`` as CSV; ``display`` (formatted strings) as Markdown and LaTeX, each atomically."""
+                tex: str | Path | None = None, title: str | None = None, notes: str | None = None,
+                html: str | Path | None = None) -> None:
+    """``raw`` as CSV; ``display`` (formatted strings) as Markdown, LaTeX and an HTML page, each atomically."""
     with atomic_path(csv) as tmp:
         raw.to_csv(tmp, index=False)
     if md:
         write_text(md, to_markdown(display, title, notes))
     if tex:
         write_text(tex, to_latex(display, title, label=f"tab:{Path(csv).stem}"))
+    if html:
+        write_text(html, html_page(to_html(display, title, notes)))

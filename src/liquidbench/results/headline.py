@@ -1,0 +1,142 @@
+"""The study's answers first: per data set and hardware, the fastest and the most accurate model
+(each with its interval and its margin over the next), the Pareto set of training time and test
+metric, every model's training time relative to the LSTM baseline, and the claims' verdicts.
+
+The same estimators as the other tables: times are geometric means with log-scale t intervals and
+compared as ratios of geometric means (stats.ratio, the ratios table's numbers); metrics are means
+with t intervals cut to their range, compared as differences with the claims' t interval.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from .stats import CONFIDENCE, estimate_of, ratio, t_quantile
+from .summary import LOWER_IS_BETTER
+from .tables import compact, num
+
+TIME = "train_time_s"
+
+
+def pareto_set(rows: list[dict], lower_is_better: bool) -> list[str]:
+    """Models that no other beats in both training time (lower) and test metric (by its direction)."""
+    pts = [(r["model"], r[f"{TIME}_gmean"], r["test_metric_mean"] * (1 if lower_is_better else -1)) for r in rows
+           if pd.notna(r[f"{TIME}_gmean"]) and pd.notna(r["test_metric_mean"])]
+    return [m for m, t, v in pts
+            if not any((t2 <= t and v2 <= v) and (t2 < t or v2 < v) for _, t2, v2 in pts)]
+
+
+def _difference(a: dict, b: dict, lower: bool) -> dict:
+    """How much worse b's mean test metric is than a's (>= 0 when a is the best), with the t
+    interval of a difference of means (min(n1, n2) - 1 degrees of freedom, as the claims)."""
+    worse = (b["test_metric_mean"] - a["test_metric_mean"]) * (1 if lower else -1)
+    na, nb = int(a["test_metric_n"] or 0), int(b["test_metric_n"] or 0)
+    if min(na, nb) < 2:
+        return {"value": worse, "ci_low": math.nan, "ci_high": math.nan}
+    se = math.sqrt(a["test_metric_std"] ** 2 / na + b["test_metric_std"] ** 2 / nb)
+    half = t_quantile(0.5 + CONFIDENCE / 2, min(na, nb) - 1) * se
+    return {"value": worse, "ci_low": worse - half, "ci_high": worse + half}
+
+
+def headline(summary: pd.DataFrame, model_types: dict) -> pd.DataFrame:
+    from .compare import split_types
+
+    types, _ = split_types(model_types)
+    lstms = [m for m, t in types.items() if t == "lstm"]
+    rows = []
+    for (dataset, hardware), g in summary.groupby(["dataset", "hardware"], sort=True):
+        recs = [r for r in g.to_dict("records") if pd.notna(r.get(f"{TIME}_gmean"))]
+        metric = next((r["metric_name"] for r in g.to_dict("records") if isinstance(r["metric_name"], str)), None)
+        lower = LOWER_IS_BETTER.get(metric, True)
+        row = {"dataset": dataset, "hardware": hardware, "metric_name": metric, "models": len(recs)}
+        by_time = sorted(recs, key=lambda r: r[f"{TIME}_gmean"])
+        if by_time:
+            f = by_time[0]
+            row.update(fastest=f["model"], fastest_time_gmean=f[f"{TIME}_gmean"], fastest_time_ci_low=f[f"{TIME}_ci_low"],
+                       fastest_time_ci_high=f[f"{TIME}_ci_high"], fastest_time_n=f[f"{TIME}_n"])
+        if len(by_time) > 1:
+            nxt = by_time[1]
+            r = ratio(estimate_of(nxt, TIME), estimate_of(by_time[0], TIME))
+            row.update(next_fastest=nxt["model"], next_time_ratio=r["value"], next_time_ratio_ci_low=r["ci_low"],
+                       next_time_ratio_ci_high=r["ci_high"])
+        by_metric = sorted([r for r in recs if pd.notna(r["test_metric_mean"])],
+                           key=lambda r: r["test_metric_mean"] * (1 if lower else -1))
+        if by_metric:
+            b = by_metric[0]
+            row.update(most_accurate=b["model"], metric_mean=b["test_metric_mean"], metric_ci_low=b["test_metric_ci_low"],
+                       metric_ci_high=b["test_metric_ci_high"], metric_n=b["test_metric_n"])
+        if len(by_metric) > 1:
+            d = _difference(by_metric[0], by_metric[1], lower)
+            row.update(next_accurate=by_metric[1]["model"], next_worse_by=d["value"], next_worse_by_ci_low=d["ci_low"],
+                       next_worse_by_ci_high=d["ci_high"])
+        row["pareto"] = "; ".join(pareto_set(recs, lower))
+        index = {r["model"]: r for r in recs}
+        vs = []
+        for ref in lstms:
+            if ref not in index:
+                continue
+            for r in recs:
+                if r["model"] != ref:
+                    q = ratio(estimate_of(r, TIME), estimate_of(index[ref], TIME))
+                    vs.append(f"{r['model']} {num(q['value'], 3)}x [{num(q['ci_low'], 3)}, {num(q['ci_high'], 3)}]")
+        row["time_vs_lstm"] = "; ".join(vs) if vs else ""
+        rows.append(row)
+    cols = ["dataset", "hardware", "metric_name", "models", "fastest", "fastest_time_gmean", "fastest_time_ci_low",
+            "fastest_time_ci_high", "fastest_time_n", "next_fastest", "next_time_ratio", "next_time_ratio_ci_low",
+            "next_time_ratio_ci_high", "most_accurate", "metric_mean", "metric_ci_low", "metric_ci_high", "metric_n",
+            "next_accurate", "next_worse_by", "next_worse_by_ci_low", "next_worse_by_ci_high", "pareto", "time_vs_lstm"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def display(table: pd.DataFrame) -> pd.DataFrame:
+    out = []
+    for r in table.to_dict("records"):
+        fastest = most = "n/a"
+        if isinstance(r["fastest"], str):
+            fastest = f"{r['fastest']}: {compact(r['fastest_time_gmean'], r['fastest_time_ci_low'], r['fastest_time_ci_high'], r['fastest_time_n'])}"
+            if isinstance(r["next_fastest"], str):
+                fastest += (f"; {r['next_fastest']} takes {num(r['next_time_ratio'], 3)}x "
+                            f"[{num(r['next_time_ratio_ci_low'], 3)}, {num(r['next_time_ratio_ci_high'], 3)}] as long")
+        if isinstance(r["most_accurate"], str):
+            most = f"{r['most_accurate']}: {compact(r['metric_mean'], r['metric_ci_low'], r['metric_ci_high'], r['metric_n'])}"
+            if isinstance(r["next_accurate"], str):
+                most += (f"; {r['next_accurate']} worse by {num(r['next_worse_by'], 3)} "
+                         f"[{num(r['next_worse_by_ci_low'], 3)}, {num(r['next_worse_by_ci_high'], 3)}]")
+        lower = LOWER_IS_BETTER.get(r["metric_name"], True)
+        metric = f"{r['metric_name']} ({'lower' if lower else 'higher'} is better)" if isinstance(r["metric_name"], str) \
+            else "n/a"
+        out.append({"data set": r["dataset"], "hardware": r["hardware"], "test metric": metric,
+                    "fastest (train time [s])": fastest, "most accurate (test metric)": most,
+                    "Pareto set (time, metric)": r["pareto"] or "n/a",
+                    "train time vs LSTM": r["time_vs_lstm"] or "no LSTM run here"})
+    return pd.DataFrame(out, columns=["data set", "hardware", "test metric", "fastest (train time [s])",
+                                      "most accurate (test metric)", "Pareto set (time, metric)", "train time vs LSTM"])
+
+
+NOTES = ("Per data set and hardware, over ok seeds: value [95 % interval] n = seeds. Times are geometric "
+         "means (log-scale t interval); 'takes Rx as long' and 'vs LSTM' are ratios of geometric means "
+         "(ratios table). Metrics are means (t interval cut to the metric's range); 'worse by' is the "
+         "difference of means with its t interval. An interval that contains 1 (ratio) or 0 "
+         "(difference) leaves the order undecided at 95 %. Pareto set: models no other beats in both "
+         "training time and test metric.")
+
+
+def claim_lines(claims: pd.DataFrame) -> str:
+    lines = []
+    for r in claims.to_dict("records"):
+        counts = ""
+        if "supports" in r and pd.notna(r.get("supports")):
+            counts = (f" ({int(r['supports'])} for, {int(r['contradicts'])} against, "
+                      f"{int(r['not_significant'])} not significant, of {int(r['comparisons'])} comparisons)")
+        lines.append(f"- {r['claim']}: **{r['verdict']}**{counts}")
+    return "\n".join(lines)
+
+
+def build(summary: pd.DataFrame, claims: pd.DataFrame, model_types: dict) -> tuple:
+    """The headline table (registry entry ``headline``): raw, display and notes, the claims'
+    verdicts in the notes (one line each; table claims gives their evidence)."""
+    table = headline(summary, model_types)
+    notes = NOTES + "\n\nClaims (table claims gives the evidence and the rule):\n\n" + claim_lines(claims)
+    return table, display(table), notes
