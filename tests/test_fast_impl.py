@@ -108,7 +108,14 @@ def test_state_dict_layout_is_ncps_and_loads_both_ways(spec):
     torch.testing.assert_close(fast(x), ref(x), **TOL)
 
 
-def test_ltc_sigma_zero_uses_the_unscaled_gradient():
+@pytest.mark.parametrize("path", ["compiled", "torch"])
+def test_ltc_sigma_zero_gives_ncps_gradients(path, monkeypatch):
+    """A synapse with sigma exactly 0: the torch version (what runs on a GPU) masks it instead of
+    reading sigma to the host to choose a path; both versions still give ncps's gradients."""
+    from liquidbench.models import ltc_kernel
+
+    if path == "torch":
+        monkeypatch.setattr(ltc_kernel, "usable", lambda *tensors, **why: False)
     spec = {"type": "ltc", "units": 10, "ode_unfolds": 4}
     ref, fast = pair(spec, 3, 1)
     with torch.no_grad():
@@ -176,7 +183,7 @@ def test_torch_paths_match_ncps_without_the_compiled_kernels(monkeypatch):
     from liquidbench.models import cfc_kernel, ltc_kernel
 
     for kernel in (ltc_kernel, cfc_kernel):
-        monkeypatch.setattr(kernel, "usable", lambda *tensors: False)
+        monkeypatch.setattr(kernel, "usable", lambda *tensors, **why: False)
         monkeypatch.setattr(kernel, "forward", None)  # would fail if called
     for spec in SPECS:
         ref, fast = pair(spec, 5, 2)
