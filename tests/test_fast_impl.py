@@ -258,12 +258,16 @@ def test_kernel_is_built_and_used_where_a_compiler_exists(name, tmp_path, monkey
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(kernel, "_tried", False)
     monkeypatch.setattr(kernel, "_lib", None)
+    monkeypatch.setattr(kernel, "paths", {})
     assert module.status() == "not used"
     assert module.library() is not None
-    assert module.status() == "compiled"
+    assert module.status() == "not used"  # built, but no call took it yet
     assert kernel.build["seconds"] > 0 and kernel.build["path"].startswith(str(tmp_path))
     assert len(list(tmp_path.glob(f"liquidbench/{name}_*.so"))) == 1  # no temporary left behind
-    assert module.usable(torch.zeros(2)) and not module.usable(torch.zeros(2, dtype=torch.float64))
+    assert module.usable(torch.zeros(2))
+    assert module.status() == "compiled"
+    assert not module.usable(torch.zeros(2, dtype=torch.float64))
+    assert module.status() == "compiled; torch: not float32 (the compiled kernel takes float32)"
 
 
 @pytest.mark.parametrize("name", ["ltc_kernel", "cfc_kernel"])
@@ -276,5 +280,6 @@ def test_kernel_disabled_says_so(name, monkeypatch):
     monkeypatch.setattr(module.KERNEL, "_tried", False)
     monkeypatch.setattr(module.KERNEL, "_lib", None)
     monkeypatch.setattr(module.KERNEL, "build", {})
+    monkeypatch.setattr(module.KERNEL, "paths", {})
     assert module.library() is None and not module.usable(torch.zeros(2))
     assert module.status() == f"torch: disabled by {variable}=0"

@@ -49,7 +49,8 @@ class _LtcStep(torch.autograd.Function):
         keep = any(ctx.needs_input_grad)
         ctx.cm_shape = cm_t.shape
         tensors = (v0, n_const, d_const, sig_t, mu_t, we_t, w_t)
-        ctx.kernel = all(t.is_contiguous() for t in tensors) and ltc_kernel.usable(*tensors)
+        contiguous = all(t.is_contiguous() for t in tensors)
+        ctx.kernel = ltc_kernel.usable(*tensors, unsupported=None if contiguous else "non-contiguous tensors")
         if ctx.kernel:
             cm_t = cm_t.expand_as(v0).contiguous()
             neg_sm = (sig_t * mu_t).neg_()

@@ -39,7 +39,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DistributedSampler
 
 from ..data import load_split, read_meta
-from ..envinfo import environment
+from ..envinfo import environment, reset_kernel_status
 from ..io import sha256_bytes, write_json, write_text
 from ..models import build_model, count_parameters
 from ..telemetry import Sampler, summarize, write_csv
@@ -48,6 +48,8 @@ from . import checkpoint as ckpt
 from .distributed import Control, FaultInjector, Place, StopAgreement, StopFlag, comm_probe, setup, sync, teardown
 from .errors import HardwareError, Preempted
 from .metrics import RunFacts, build_metrics, history_csv
+from .numerics import numerics
+from .numerics import state as numerics_state
 from .settings import hardware_settings, training_settings
 from .state import TrainState
 from .tasks import loss_fn, metric_terms
@@ -77,7 +79,8 @@ def train(spec: RunSpec) -> dict | None:
     p = training_settings(spec.train_params)
     hw = hardware_settings(spec.hardware, spec.hardware_spec)
     hw.pop("resources", None)  # the scheduler's business
-    with StopFlag() as stop:
+    with StopFlag() as stop, numerics(hw):  # before any CUDA work (CUBLAS_WORKSPACE_CONFIG)
+        reset_kernel_status()
         place = setup(spec.hardware, hw)
         try:
             return _train(spec, p, hw, place, stop)
@@ -311,7 +314,7 @@ def finish(run: Run, status: str, comm: dict | None, batch: int, per_rank: int) 
         telemetry=summarize(state.telemetry, interval_s=run.telemetry.interval_s, epochs=len(state.history),
                             device=place.device.type, gpu_reason=run.telemetry.gpu_reason,
                             torch_max_memory_allocated_mb=torch_mem),
-        status=status, env=environment(),
+        status=status, env={**environment(), **numerics_state()},
     )
     metrics = build_metrics(facts, state)
     write_csv(run.out_dir / "telemetry.csv", state.telemetry)

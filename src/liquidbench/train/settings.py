@@ -29,6 +29,8 @@ HARDWARE_DEFAULTS = {
     "scaling": None,
     "timeout_s": 300,
     "telemetry_interval_s": 0.2,
+    "tf32": False,  # allow TF32 on CUDA (cuBLAS and cuDNN alike); off: every model in full float32
+    "deterministic": False,  # torch's deterministic algorithms (and CUBLAS_WORKSPACE_CONFIG)
 }
 # a hardware entry's `resources:` (per node); `mem_mb` and `runtime` have no default
 RESOURCES_DEFAULTS = {"cpus_per_task": 1, "gpus": 0}
@@ -53,4 +55,7 @@ def hardware_settings(name: str, entry: dict) -> dict:
         out["resources"] = {**RESOURCES_DEFAULTS, **entry["resources"]}
     if not out["telemetry_interval_s"] > 0:
         raise ValueError(f"hardware '{name}': telemetry_interval_s must be > 0, got {out['telemetry_interval_s']}")
+    for key in ("tf32", "deterministic"):
+        if not isinstance(out[key], bool):
+            raise ValueError(f"hardware '{name}': {key} must be true or false, got {out[key]!r}")
     return out
