@@ -38,6 +38,10 @@ test: install
 test-fast: install
 	pytest -ra -m "not slow"
 
+# Prove a GPU node (README: Checking a GPU node): results/gpu-check/report.md; stops at once without a GPU.
+gpu-check: install
+	liquidbench gpu-check
+
 bench: install
 	python benchmarks/run.py
 
