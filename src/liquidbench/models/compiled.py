@@ -124,6 +124,11 @@ class Kernel:
     def usable(self, *tensors: torch.Tensor, unsupported: str | None = None) -> bool:
         """Whether the compiled kernel takes these tensors (contiguity is the caller's business);
         ``unsupported`` is the caller's own reason not to use it. The path is recorded for status()."""
+        if unsupported is None and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors) \
+                and self.library() is not None:
+            if "compiled" not in self.paths:  # the common case: one pass over the tensors, as before
+                self.paths["compiled"] = None
+            return True
         if unsupported:
             path = f"torch: {unsupported}"
         elif any(t.device.type != "cpu" for t in tensors):
@@ -131,9 +136,7 @@ class Kernel:
             path = f"torch: tensors on {'/'.join(devices)} (the compiled kernel runs on the CPU)"
         elif any(t.dtype != torch.float32 for t in tensors):
             path = "torch: not float32 (the compiled kernel takes float32)"
-        elif self.library() is None:
+        else:  # no library: no compiler, a failed build, or disabled
             path = f"torch: {self.build.get('error') or 'unavailable'}"
-        else:
-            path = "compiled"
         self.paths.setdefault(path)
-        return path == "compiled"
+        return False
