@@ -40,7 +40,7 @@ test-fast: install
 
 # Prove a GPU node (README: Checking a GPU node): results/gpu-check/report.md; stops at once without a GPU.
 gpu-check: install
-	liquidbench gpu-check
+	@liquidbench gpu-check
 
 bench: install
 	python benchmarks/run.py
