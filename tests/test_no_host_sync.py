@@ -108,9 +108,10 @@ def watched_training(monkeypatch, data_dir, out_dir, model_spec, hardware_spec=N
         return result
 
     monkeypatch.setattr(loop, "run_epoch", run_epoch)
-    spec = loop.RunSpec(dataset="sine", model=model_spec["type"], hardware="cpu", seed=0, data_dir=data_dir,
-                        out_dir=out_dir, model_spec=model_spec, train_params={"epochs": 3, "batch_size": 8},
-                        hardware_spec=hardware_spec or {"device": "cpu", "threads": 1})
+    hardware_spec = hardware_spec or {"device": "cpu", "threads": 1}
+    spec = loop.RunSpec(dataset="sine", model=model_spec["type"], hardware=hardware_spec["device"], seed=0,
+                        data_dir=data_dir, out_dir=out_dir, model_spec=model_spec,
+                        train_params={"epochs": 3, "batch_size": 8}, hardware_spec=hardware_spec)
     metrics = loop.train(spec)
     return seen_ops, seen_methods, sum(watched), metrics
 
@@ -149,3 +150,14 @@ def test_the_hooks_see_a_host_read(sine_dirs, tmp_path, monkeypatch):
     monkeypatch.setattr(loop, "loss_fn", loss_read_on_the_host)
     ops, methods, _, _ = watched_training(monkeypatch, sine_dirs[False], tmp_path, {"type": "gru", "hidden_size": 6})
     assert "aten._local_scalar_dense.default" in ops and "Tensor.item" in methods
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (runs on GPU machines, e.g. in make gpu-check)")
+def test_no_host_read_inside_a_cuda_epoch(sine_dirs, tmp_path, monkeypatch):
+    """On a GPU a host read is a real synchronisation; the fast models take their torch versions."""
+    for case in ("ltc-fast-compiled", "cfc-fast-compiled", "cfc-ncps", "lstm"):
+        model_spec, _ = CASES[case]
+        ops, methods, steps, metrics = watched_training(monkeypatch, sine_dirs[True], tmp_path / case, model_spec,
+                                                        {"device": "cuda", "threads": 1})
+        assert steps == 8 and metrics["device"] == "cuda", case
+        assert ops == [] and methods == [], f"{case}: host reads inside an epoch: {sorted(set(ops + methods))}"
