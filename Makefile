@@ -6,7 +6,7 @@ BIN    := $(abspath $(VENV))/bin
 # Rules call `liquidbench`, so the environment's bin directory goes first on PATH.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install run reproduce smoke test test-fast bench lint image clean
+.PHONY: install run reproduce smoke test test-fast bench lint image sif gpu-check clean
 
 install: $(VENV)/.installed
 
@@ -38,15 +38,25 @@ test: install
 test-fast: install
 	pytest -ra -m "not slow"
 
+# Prove a GPU node (README: Checking a GPU node): results/gpu-check/report.md; stops at once without a GPU.
+gpu-check: install
+	@liquidbench gpu-check
+
 bench: install
 	python benchmarks/run.py
 
 lint: install
 	snakemake --lint --configfile config/config.yaml
 
-# The container image with podman; where no registry is reachable: containers/build.sh --debian-base
+# The container image with podman (VARIANT=cuda, the default: GPU nodes; VARIANT=cpu: CI, laptops);
+# where no registry is reachable: containers/build.sh --debian-base
+VARIANT ?= cuda
 image:
-	containers/build.sh
+	containers/build.sh --variant $(VARIANT)
+
+# The Apptainer image liquidbench-VERSION.sif (needs Apptainer, and Docker or podman)
+sif:
+	containers/build-sif.sh --variant $(VARIANT)
 
 clean:
 	rm -rf results/runs results/tables results/figures data/processed logs studies .snakemake

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Build containers/Dockerfile with podman on a machine without a Docker engine or registry access.
 #
-#   containers/build.sh                      # official Python base (needs a registry)
+#   containers/build.sh                      # the CUDA image, official Python base (needs a registry)
+#   containers/build.sh --variant cpu        # the CPU image (CI, laptops)
 #   containers/build.sh --debian-base        # local Debian bookworm base (containers/debian-base.sh)
 #   containers/build.sh --base IMAGE --tag localhost/liquidbench:dev
 #
-# Prints the image reference on its last line. Passes VERSION (from the package) and GIT_COMMIT
-# (HEAD, "-dirty" when the tree has changes) as build arguments. When they exist on this machine,
-# the CA bundle ($PIP_CERT or $SSL_CERT_FILE) and a local wheel directory ($LIQUIDBENCH_WHEELS,
-# default /opt/wheels, e.g. torch's CPU wheel) are mounted into the build and handed to pip;
-# otherwise pip takes everything from PyPI.
+# Prints the image reference on its last line (localhost/liquidbench:VERSION for cuda,
+# VERSION-cpu for cpu). Passes VERSION (from the package), GIT_COMMIT (HEAD, "-dirty" when the
+# tree has changes) and VARIANT as build arguments. The CA bundle ($PIP_CERT or $SSL_CERT_FILE) is
+# mounted into the build when it exists. A local wheel directory ($LIQUIDBENCH_WHEELS, default
+# /opt/wheels, e.g. torch's CPU wheel) is handed to pip for the cpu variant only: its torch
+# 2.13.0+cpu would sort above PyPI's CUDA build, so the cuda variant takes everything from PyPI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,14 +19,17 @@ die() { echo "build.sh: $*" >&2; exit 1; }
 
 base=""
 tag=""
+variant=cuda
 while (($#)); do
     case $1 in
         --base) base=${2:?--base needs an image}; shift 2 ;;
         --debian-base) base=$(containers/debian-base.sh); shift ;;
         --tag) tag=${2:?--tag needs a name}; shift 2 ;;
-        *) die "unknown argument '$1' (expected --base IMAGE, --debian-base, --tag NAME)" ;;
+        --variant) variant=${2:?--variant needs cuda or cpu}; shift 2 ;;
+        *) die "unknown argument '$1' (expected --base IMAGE, --debian-base, --tag NAME, --variant cuda|cpu)" ;;
     esac
 done
+[[ $variant == cuda || $variant == cpu ]] || die "--variant must be cuda or cpu, got '$variant'"
 
 command -v podman >/dev/null || die "podman is not installed (apt-get install podman)"
 version=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' src/liquidbench/__init__.py)
@@ -33,9 +38,11 @@ commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 if [[ $commit != unknown && -n $(git status --porcelain 2>/dev/null) ]]; then
     commit="$commit-dirty"
 fi
-tag=${tag:-localhost/liquidbench:$version}
+suffix=""
+[[ $variant == cuda ]] || suffix="-$variant"
+tag=${tag:-localhost/liquidbench:$version$suffix}
 
-args=(--build-arg "VERSION=$version" --build-arg "GIT_COMMIT=$commit")
+args=(--build-arg "VERSION=$version" --build-arg "GIT_COMMIT=$commit" --build-arg "VARIANT=$variant")
 [[ -z $base ]] || args+=(--build-arg "BASE=$base")
 ca=${PIP_CERT:-${SSL_CERT_FILE:-}}
 if [[ -n $ca && -f $ca ]]; then
@@ -43,11 +50,11 @@ if [[ -n $ca && -f $ca ]]; then
     args+=(--volume "$(realpath "$ca"):/run/build-ca.crt:ro" --build-arg PIP_CERT=/run/build-ca.crt)
 fi
 wheels=${LIQUIDBENCH_WHEELS:-/opt/wheels}
-if [[ -d $wheels ]]; then
+if [[ $variant == cpu && -d $wheels ]]; then
     args+=(--volume "$(realpath "$wheels"):/run/wheels:ro" --build-arg PIP_FIND_LINKS=/run/wheels)
 fi
 
-echo "build.sh: building $tag (base ${base:-Dockerfile default}, commit $commit)" >&2
+echo "build.sh: building $tag (variant $variant, base ${base:-Dockerfile default}, commit $commit)" >&2
 podman --cgroup-manager=cgroupfs build --isolation chroot --network host \
     -f containers/Dockerfile -t "$tag" "${args[@]}" . >&2
 echo "$tag"

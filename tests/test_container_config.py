@@ -67,9 +67,15 @@ def test_profiles_run_jobs_with_apptainer(workflow_dir, profile, nv):
     # exists on clusters, not here: the jobs would have been started in the image.
     plain = snakemake(workflow_dir, "--profile", f"profiles/{profile}")
     assert plain.returncode == 0, plain.stderr
-    contained = snakemake(workflow_dir, "--profile", f"profiles/{profile}", "--config", f"container={IMAGE}")
+    other = "docker://registry.example.org/lab/liquidbench:0.1.0"
+    contained = snakemake(workflow_dir, "--profile", f"profiles/{profile}", "--config", f"container={other}")
     if shutil.which("apptainer") or shutil.which("singularity"):
         assert contained.returncode == 0, contained.stderr
     else:
         assert contained.returncode != 0
         assert "apptainer or singularity command has to be available" in contained.stdout + contained.stderr
+    # the config's default image is not in a registry yet: one line with the command that builds it
+    unpublished = snakemake(workflow_dir, "--profile", f"profiles/{profile}", "--config", f"container={IMAGE}")
+    assert unpublished.returncode != 0
+    assert (f"container '{IMAGE}' is not in any registry yet: build it here with `make sif`"
+            in unpublished.stdout + unpublished.stderr)

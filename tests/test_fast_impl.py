@@ -108,7 +108,14 @@ def test_state_dict_layout_is_ncps_and_loads_both_ways(spec):
     torch.testing.assert_close(fast(x), ref(x), **TOL)
 
 
-def test_ltc_sigma_zero_uses_the_unscaled_gradient():
+@pytest.mark.parametrize("path", ["compiled", "torch"])
+def test_ltc_sigma_zero_gives_ncps_gradients(path, monkeypatch):
+    """A synapse with sigma exactly 0: the torch version (what runs on a GPU) masks it instead of
+    reading sigma to the host to choose a path; both versions still give ncps's gradients."""
+    from liquidbench.models import ltc_kernel
+
+    if path == "torch":
+        monkeypatch.setattr(ltc_kernel, "usable", lambda *tensors, **why: False)
     spec = {"type": "ltc", "units": 10, "ode_unfolds": 4}
     ref, fast = pair(spec, 3, 1)
     with torch.no_grad():
@@ -176,7 +183,7 @@ def test_torch_paths_match_ncps_without_the_compiled_kernels(monkeypatch):
     from liquidbench.models import cfc_kernel, ltc_kernel
 
     for kernel in (ltc_kernel, cfc_kernel):
-        monkeypatch.setattr(kernel, "usable", lambda *tensors: False)
+        monkeypatch.setattr(kernel, "usable", lambda *tensors, **why: False)
         monkeypatch.setattr(kernel, "forward", None)  # would fail if called
     for spec in SPECS:
         ref, fast = pair(spec, 5, 2)
@@ -251,12 +258,16 @@ def test_kernel_is_built_and_used_where_a_compiler_exists(name, tmp_path, monkey
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(kernel, "_tried", False)
     monkeypatch.setattr(kernel, "_lib", None)
+    monkeypatch.setattr(kernel, "paths", {})
     assert module.status() == "not used"
     assert module.library() is not None
-    assert module.status() == "compiled"
+    assert module.status() == "not used"  # built, but no call took it yet
     assert kernel.build["seconds"] > 0 and kernel.build["path"].startswith(str(tmp_path))
     assert len(list(tmp_path.glob(f"liquidbench/{name}_*.so"))) == 1  # no temporary left behind
-    assert module.usable(torch.zeros(2)) and not module.usable(torch.zeros(2, dtype=torch.float64))
+    assert module.usable(torch.zeros(2))
+    assert module.status() == "compiled"
+    assert not module.usable(torch.zeros(2, dtype=torch.float64))
+    assert module.status() == "compiled; torch: not float32 (the compiled kernel takes float32)"
 
 
 @pytest.mark.parametrize("name", ["ltc_kernel", "cfc_kernel"])
@@ -269,5 +280,6 @@ def test_kernel_disabled_says_so(name, monkeypatch):
     monkeypatch.setattr(module.KERNEL, "_tried", False)
     monkeypatch.setattr(module.KERNEL, "_lib", None)
     monkeypatch.setattr(module.KERNEL, "build", {})
+    monkeypatch.setattr(module.KERNEL, "paths", {})
     assert module.library() is None and not module.usable(torch.zeros(2))
     assert module.status() == f"torch: disabled by {variable}=0"

@@ -135,3 +135,119 @@ def test_cpu_training_run_writes_telemetry(tmp_path):
     assert m["steps_per_epoch"] == 6
     assert m["step_time_median_s"] * 6 <= max(m["epoch_times_s"][1:]) * 1.5
     assert not math.isnan(m["test_metric"])
+
+
+class RecordedNvml:
+    """A pynvml module object answering from recorded responses: ``devices`` maps an NVML UUID to its
+    readings, in NVML's index order; ``migs`` maps a GPU's UUID to its MIG devices' UUIDs.
+    ``by_uuid_knows_mig``: whether nvmlDeviceGetHandleByUUID accepts "MIG-" names (older drivers do not)."""
+
+    class NVMLError(Exception):
+        pass
+
+    class NVMLError_NotFound(NVMLError):
+        pass
+
+    class NVMLError_NotSupported(NVMLError):
+        pass
+
+    NVML_CLOCK_SM, NVML_TEMPERATURE_GPU = 1, 0
+
+    def __init__(self, devices: dict, migs: dict | None = None, by_uuid_knows_mig=True):
+        self.devices, self.migs, self.knows_mig = devices, migs or {}, by_uuid_knows_mig
+        self.gpus = [u for u in devices if u.startswith("GPU-")]
+
+    def nvmlInit(self):
+        pass
+
+    def nvmlDeviceGetCount(self):
+        return len(self.gpus)
+
+    def nvmlDeviceGetHandleByIndex(self, i):
+        return self.gpus[i]
+
+    def nvmlDeviceGetHandleByUUID(self, uuid):
+        if uuid not in self.devices or (uuid.startswith("MIG-") and not self.knows_mig):
+            raise self.NVMLError_NotFound("Not Found")
+        return uuid
+
+    def nvmlDeviceGetUUID(self, handle):
+        return handle.encode()  # nvidia-ml-py returns bytes from some versions
+
+    def nvmlDeviceGetMaxMigDeviceCount(self, handle):
+        if handle not in self.migs:
+            raise self.NVMLError_NotSupported("Not Supported")
+        return 7
+
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, handle, k):
+        if k >= len(self.migs[handle]):
+            raise self.NVMLError_NotFound("Not Found")
+        return self.migs[handle][k]
+
+    def _reading(self, handle, key):
+        value = self.devices[handle].get(key)
+        if value is None:
+            raise self.NVMLError_NotSupported("Not Supported")
+        return value
+
+    def nvmlDeviceGetUtilizationRates(self, h):
+        return type("Util", (), {"gpu": self._reading(h, "util_gpu")})()
+
+    def nvmlDeviceGetMemoryInfo(self, h):
+        return type("Mem", (), {"used": self._reading(h, "mem_used_bytes")})()
+
+    def nvmlDeviceGetPowerUsage(self, h):
+        return self._reading(h, "power_mw")
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, h):
+        return self._reading(h, "energy_mj")
+
+    def nvmlDeviceGetClockInfo(self, h, clock):
+        return self._reading(h, "sm_clock_mhz")
+
+    def nvmlDeviceGetTemperature(self, h, sensor):
+        return self._reading(h, "temp_c")
+
+
+# A two-GPU node as NVML reports it; GPU 1 is in MIG mode with two instances, which report memory only.
+GPU0, GPU1 = "GPU-6c9a1e2f-1b3d-4c5e-8f70-0a1b2c3d4e5f", "GPU-d41d8cd9-8f00-4b20-9e98-00998ecf8427"
+MIG_A, MIG_B = "MIG-8a7b6c5d-4e3f-5a21-9b0c-1d2e3f4a5b6c", "MIG-0f1e2d3c-4b5a-5968-8776-a5b4c3d2e1f0"
+NODE = {GPU0: RAW[0], GPU1: RAW[2], MIG_A: {"mem_used_bytes": 512 * 2**20}, MIG_B: {"mem_used_bytes": 1024 * 2**20}}
+
+
+def test_nvml_reads_the_device_cuda_calls_index_0_after_remapping():
+    """CUDA_VISIBLE_DEVICES=1: torch's device 0 is NVML's device 1, found by its UUID (CUDA gives
+    torch the bare UUID), never NVML's device 0."""
+    from liquidbench.telemetry.nvml import open_gpu
+
+    gpu, reason = open_gpu(0, uuid=GPU1[4:], nvml=RecordedNvml(NODE))
+    assert reason is None
+    assert gpu.read() == convert(RAW[2])
+
+
+@pytest.mark.parametrize("knows_mig", [True, False], ids=["by-uuid", "listed"])
+def test_nvml_reads_a_mig_device_as_itself(knows_mig):
+    """Under MIG, CUDA's device is a MIG instance: it is found by its "MIG-" UUID (or, where the
+    driver's lookup does not take MIG names, among the MIG devices NVML lists); the fields NVML does
+    not report for it stay empty instead of being read from the whole GPU."""
+    from liquidbench.telemetry.nvml import open_gpu
+
+    gpu, reason = open_gpu(0, uuid=MIG_B[4:], nvml=RecordedNvml(NODE, {GPU1: [MIG_A, MIG_B]}, knows_mig))
+    assert reason is None
+    assert gpu.read() == {"gpu_util_pct": None, "gpu_mem_used_mb": 1024, "gpu_power_w": None, "gpu_energy_mj": None,
+                          "gpu_sm_clock_mhz": None, "gpu_temp_c": None}
+
+
+def test_nvml_without_the_device_reads_nothing_and_says_why():
+    from liquidbench.telemetry.nvml import open_gpu
+
+    unknown = "0badc0de-0000-4000-8000-000000000000"
+    gpu, reason = open_gpu(0, uuid=unknown, nvml=RecordedNvml(NODE, {GPU1: [MIG_A, MIG_B]}))
+    assert gpu is None
+    assert reason == f"no NVML device has the UUID of CUDA device 0 ({unknown}); not reading another device's counters"
+
+    class NoDriver(RecordedNvml):
+        def nvmlInit(self):
+            raise self.NVMLError("Driver Not Loaded")
+
+    assert open_gpu(0, uuid=GPU0, nvml=NoDriver(NODE)) == (None, "NVML cannot start: Driver Not Loaded")

@@ -9,6 +9,7 @@
     liquidbench summarize --runs CSV --out-csv CSV --out-md MD [--out-tex TEX]
     liquidbench scaling   --summary CSV --hardware-config JSON --threshold X --baselines JSON --out-csv CSV ...
     liquidbench ratios | time-to-target | claims | published | provenance ...   (one per table of results/registry.py)
+    liquidbench gpu-check [--out results/gpu-check]   (a GPU node's sanity suite; not a workflow rule)
     liquidbench plot      --summary CSV --history CSV --scaling CSV --out-dir DIR --datasets NAME...
 """
 
@@ -124,6 +125,18 @@ def cmd_train(args) -> None:
     if metrics:
         logging.info("done: status %s, test %s %.6g, train time %.2fs",
                      metrics["status"], metrics["metric_name"], metrics["test_metric"], metrics["train_time_s"])
+
+
+def cmd_gpu_check(args) -> None:
+    from .gpucheck import gpu_check
+
+    report = gpu_check(args.out, args.repo)
+    for check in report["checks"]:
+        result = "not run" if check["passed"] is None else ("pass" if check["passed"] else "FAIL")
+        print(f"{result:8} {check['name']}: {check['figure']} {check['unit']} {check['detail']}".rstrip())
+    print(f"gpu-check: {report['verdict']} (report: {args.out / 'report.md'})")
+    if report["verdict"] != "pass":
+        raise HardwareError(f"gpu-check: some checks failed, see {args.out / 'report.md'}")
 
 
 def cmd_aggregate(args) -> None:
@@ -247,6 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--out", type=Path, help="run directory (default with --config: ROOT/results/runs/D/M/H/seedS)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("gpu-check", help="prove a GPU node: GPU tests, tiny gpu/ddp-1gpu study, NVML, timing")
+    p.add_argument("--out", type=Path, default=Path("results/gpu-check"), help="report.md, report.json and runs/")
+    p.add_argument("--repo", type=Path, default=Path("."), help="repository root with tests/ (absent in the image)")
+    p.set_defaults(func=cmd_gpu_check)
 
     p = sub.add_parser("aggregate", help="collect run metrics and histories into tables")
     p.add_argument("metrics", nargs="*", type=Path)

@@ -68,8 +68,16 @@ def environment() -> dict:
 
 
 def kernel_status() -> dict[str, str]:
-    """Which path each fast model's compiled kernel took in this process (``ltc_kernel``,
-    ``cfc_kernel``: "compiled", "torch: <why>" or "not used")."""
+    """Which path each fast model took in this process since :func:`reset_kernel_status` (``ltc_kernel``,
+    ``cfc_kernel``: "compiled", "torch: <why>" -- on a GPU "torch: tensors on cuda ..." -- or "not used")."""
     from .models import cfc_kernel, ltc_kernel
 
     return {"ltc_kernel": ltc_kernel.status(), "cfc_kernel": cfc_kernel.status()}
+
+
+def reset_kernel_status() -> None:
+    """Start a run's record of the paths the fast models take (one process may train several runs)."""
+    from .models import cfc_kernel, ltc_kernel
+
+    ltc_kernel.KERNEL.reset()
+    cfc_kernel.KERNEL.reset()

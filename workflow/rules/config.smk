@@ -4,7 +4,10 @@
 import jsonschema
 import yaml
 from snakemake.exceptions import WorkflowError
+from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
+
+from liquidbench.image import container_problem
 
 
 def typed_scalars(value):
@@ -46,3 +49,14 @@ from liquidbench.study import yaml_numbers
 
 config.update(yaml_numbers(typed_scalars(config)))
 validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
+
+
+def check_container(container, workflow):
+    """Where jobs run in the image (--sdm apptainer, as the Apptainer and Slurm profiles do), an
+    image that cannot be had fails at once with one line naming the command that builds it."""
+    settings = workflow.deployment_settings
+    if settings is None or DeploymentMethod.APPTAINER not in settings.deployment_method:
+        return
+    problem = container_problem(str(container))
+    if problem:
+        raise WorkflowError(problem)

@@ -299,7 +299,8 @@ class FastCfcCore(nn.Module):
         if rnn.use_mixed:
             extra += [rnn.lstm.input_map(xt), rnn.lstm.recurrent_map.weight]
         ts = None if elapsed is None else elapsed.t().unsqueeze(-1)
-        if not rnn.use_mixed and dropout == 0.0 and cfc_kernel.usable(pre0, w0, wh, *hidden, *extra):
+        unsupported = "mixed memory" if rnn.use_mixed else "backbone dropout in training" if dropout else None
+        if cfc_kernel.usable(pre0, w0, wh, *hidden, *extra, unsupported=unsupported):
             out = _CfcSequenceCompiled.apply(cell.mode, len(linears) - 1, pre0, ts, w0[:, n_in:], wh, bh, *hidden,
                                              *extra)
         else:

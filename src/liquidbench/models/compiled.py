@@ -61,6 +61,7 @@ class Kernel:
         self.build: dict = {"seconds": None, "path": None, "error": None}
         self._lib = None
         self._tried = False
+        self.paths: dict[str, None] = {}  # the paths calls took since reset(), in first-use order
 
     def _key(self) -> str:
         text = "\0".join([self.source, " ".join(FLAGS), platform.machine(), _cpu_description()])
@@ -109,12 +110,33 @@ class Kernel:
         return lib
 
     def status(self) -> str:
-        """What this process's fast model ran on, for metrics.json's env: "compiled", "torch: <why>",
-        or "not used" when no such model was built. The two paths agree within float32 rounding, not
-        bit for bit, so a comparison of two runs to the bit needs the same path on both sides."""
-        if not self._tried:
-            return "not used"
-        return "compiled" if self._lib is not None else f"torch: {self.build.get('error') or 'unavailable'}"
+        """What this process's fast model ran on since :meth:`reset`, for metrics.json's env: the path
+        its calls took -- "compiled" or "torch: <why>" (on a GPU "torch: tensors on cuda ..."; both,
+        joined by "; ", when calls took different paths) --, or "not used" when none ran. The two
+        paths agree within float32 rounding, not bit for bit, so a comparison of two runs to the bit
+        needs the same path on both sides."""
+        return "; ".join(self.paths) or "not used"
 
-    def usable(self, *tensors: torch.Tensor) -> bool:
-        return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors) and self.library() is not None
+    def reset(self) -> None:
+        """Forget the paths taken (at the start of a run, so that its status is its own)."""
+        self.paths = {}
+
+    def usable(self, *tensors: torch.Tensor, unsupported: str | None = None) -> bool:
+        """Whether the compiled kernel takes these tensors (contiguity is the caller's business);
+        ``unsupported`` is the caller's own reason not to use it. The path is recorded for status()."""
+        if unsupported is None and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors) \
+                and self.library() is not None:
+            if "compiled" not in self.paths:  # the common case: one pass over the tensors, as before
+                self.paths["compiled"] = None
+            return True
+        if unsupported:
+            path = f"torch: {unsupported}"
+        elif any(t.device.type != "cpu" for t in tensors):
+            devices = sorted({t.device.type for t in tensors} - {"cpu"})
+            path = f"torch: tensors on {'/'.join(devices)} (the compiled kernel runs on the CPU)"
+        elif any(t.dtype != torch.float32 for t in tensors):
+            path = "torch: not float32 (the compiled kernel takes float32)"
+        else:  # no library: no compiler, a failed build, or disabled
+            path = f"torch: {self.build.get('error') or 'unavailable'}"
+        self.paths.setdefault(path)
+        return False

@@ -45,12 +45,12 @@ class _LtcStep(torch.autograd.Function):
     total) and recomputes them otherwise."""
 
     @staticmethod
-    def forward(ctx, v0, n_const, d_const, cm_t, sig_t, mu_t, we_t, w_t, unfolds: int, sigma_nonzero: bool,
-                store: bool):
+    def forward(ctx, v0, n_const, d_const, cm_t, sig_t, mu_t, we_t, w_t, unfolds: int, store: bool):
         keep = any(ctx.needs_input_grad)
         ctx.cm_shape = cm_t.shape
         tensors = (v0, n_const, d_const, sig_t, mu_t, we_t, w_t)
-        ctx.kernel = all(t.is_contiguous() for t in tensors) and ltc_kernel.usable(*tensors)
+        contiguous = all(t.is_contiguous() for t in tensors)
+        ctx.kernel = ltc_kernel.usable(*tensors, unsupported=None if contiguous else "non-contiguous tensors")
         if ctx.kernel:
             cm_t = cm_t.expand_as(v0).contiguous()
             neg_sm = (sig_t * mu_t).neg_()
@@ -77,7 +77,6 @@ class _LtcStep(torch.autograd.Function):
         if keep:
             ctx.save_for_backward(cm_t, sig_t, mu_t, we_t, w_t)
             ctx.inner = (vs, dens)
-            ctx.sigma_nonzero = sigma_nonzero
         return v
 
     @staticmethod
@@ -91,15 +90,20 @@ class _LtcStep(torch.autograd.Function):
                                                                            mu_t, we_t, w_t)
             if ctx.needs_input_grad[3] and g_cm.shape != ctx.cm_shape:
                 g_cm = g_cm.sum_to_size(ctx.cm_shape)
-            return g, g_n, g_d, g_cm, g_sig, g_mu, g_we, g_w, None, None, None
+            return g, g_n, g_d, g_cm, g_sig, g_mu, g_we, g_w, None, None
         vs, dens = inner
         m = torch.stack((we_t, w_t), dim=2)
         sig3 = sig_t.unsqueeze(1)
         neg_sm = (sig_t * mu_t).neg_().unsqueeze(1)
-        # With sigma nowhere zero, dz/dv = sigma is folded into the matrix that maps (dN, dD) to
-        # ds, so that the gradient reaches z already times sigma ("dzs") and dL/dz = dzs / sigma.
-        scaled = ctx.sigma_nonzero
-        m_sig = m.transpose(1, 2) * sig3 if scaled else m.transpose(1, 2)  # (J, 2, I)
+        # dz/dv = sigma is folded into the matrix that maps (dN, dD) to ds, so that the gradient
+        # reaches z already times sigma and dL/dz = that / sigma. A synapse whose sigma is exactly
+        # zero is scaled by 1 instead and masked out of dL/dv, so that no value is read to the host
+        # to choose a path (a device sync on a GPU); where sigma is nowhere zero (always in
+        # practice) the masks are all ones and the results are bit for bit those of scaling by sigma.
+        nz = (sig_t != 0).to(sig_t.dtype)  # (J, I)
+        sig_safe = torch.where(sig_t != 0, sig_t, torch.ones_like(sig_t))
+        m_sig = m.transpose(1, 2) * sig_safe.unsqueeze(1)  # (J, 2, I)
+        nz3 = nz.unsqueeze(1)
         g = grad
         g_n = torch.zeros_like(grad)
         g_d = torch.zeros_like(grad)
@@ -117,20 +121,16 @@ class _LtcStep(torch.autograd.Function):
             g_cm += torch.addcmul(dden, dnum, v_in)
             dnd = torch.stack((dnum.t(), dden.t()), dim=2)  # (J, B, 2)
             g_m.baddbmm_(s.transpose(1, 2), dnd)
-            dz = _sigmoid_backward(torch.bmm(dnd, m_sig), s)  # (J, B, I), times sigma if scaled
+            dz = _sigmoid_backward(torch.bmm(dnd, m_sig), s)  # (J, B, I): dL/dz times sigma (or 1)
             acc += dz.sum(1)
             acc_v.addcmul_(dz, v_in.unsqueeze(0))
-            g = (dz if scaled else dz * sig3).sum(0).addcmul_(cm_t, dnum)
+            g = (dz * nz3).sum(0).addcmul_(cm_t, dnum)
         # z = sigma (v - mu): dL/dsigma = sum dL/dz (v - mu), dL/dmu = -sigma sum dL/dz
-        g_sig = acc_v.sum(1) - mu_t * acc
-        if scaled:
-            g_sig /= sig_t
-            g_mu = -acc
-        else:
-            g_mu = -sig_t * acc
+        g_sig = (acc_v.sum(1) - mu_t * acc) / sig_safe
+        g_mu = -acc * nz
         if cm_t.shape != grad.shape:
             g_cm = g_cm.sum_to_size(cm_t.shape)
-        return g, g_n, g_d, g_cm, g_sig, g_mu, g_m[..., 0], g_m[..., 1], None, None, None
+        return g, g_n, g_d, g_cm, g_sig, g_mu, g_m[..., 0], g_m[..., 1], None, None
 
 
 def _lstm_step(lstm: nn.Module, pre: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
@@ -187,7 +187,6 @@ class FastLtcCore(nn.Module):
             c = x.new_zeros(bsz, rnn.state_size)
             lstm_pre = rnn.lstm.input_map(x).unbind(1)
         n_steps, d_steps = n_const.unbind(0), d_const.unbind(0)
-        sigma_nonzero = bool((sig_t != 0).all())  # one host sync per sequence
         # the compiled step keeps the synapse activations for the backward while the sequence's
         # total fits STORE_LIMIT_BYTES (about 3 times less work in the backward), else recomputes them
         store = steps * unfolds * bsz * rnn.state_size**2 * x.element_size() <= STORE_LIMIT_BYTES
@@ -195,8 +194,7 @@ class FastLtcCore(nn.Module):
         for t in range(steps):
             if rnn.use_mixed:
                 h, c = _lstm_step(rnn.lstm, lstm_pre[t], h, c)
-            h = _LtcStep.apply(h, n_steps[t], d_steps[t], cm_ts[t], sig_t, mu_t, we_t, w_t, unfolds, sigma_nonzero,
-                              store)
+            h = _LtcStep.apply(h, n_steps[t], d_steps[t], cm_ts[t], sig_t, mu_t, we_t, w_t, unfolds, store)
             states.append(h)
         out = torch.stack(states, dim=1)[..., : cell.motor_size]
         return out * cell.output_w + cell.output_b

@@ -19,6 +19,8 @@ FIELDS = {
     "env.git_commit": "commit",
     "env.ltc_kernel": "fast LTC step",
     "env.cfc_kernel": "fast CfC recurrence",
+    "env.tf32": "TF32",
+    "env.deterministic": "deterministic algorithms",
 }
 
 

@@ -1,7 +1,10 @@
 """GPU readings through NVML (nvidia-ml-py), and the arithmetic on them.
 
-``open_gpu`` finds the NVML handle of a torch CUDA device (by UUID, so that CUDA_VISIBLE_DEVICES
-renumbering does not matter) and returns a reader, or None and the reason. ``convert`` turns NVML's
+``open_gpu`` finds the NVML handle of a torch CUDA device by its UUID (so that CUDA_VISIBLE_DEVICES
+renumbering does not matter, and a MIG device is read as itself) and returns a reader, or None and
+the reason: never the device of the same index, which may be another GPU. A field NVML does not
+report for the device stays empty (on a MIG device utilisation, power and energy may be among
+them: they belong to the whole GPU, which other instances share). ``convert`` turns NVML's
 raw units into the units of telemetry.csv; ``energy_j`` and ``gpu_summary`` are pure functions of
 recorded rows, so they are tested without a GPU.
 """
@@ -122,24 +125,77 @@ class NvmlGpu:
         })
 
 
-def open_gpu(torch_index: int) -> tuple[NvmlGpu | None, str | None]:
-    """The NVML reader of torch's CUDA device ``torch_index``, or (None, reason)."""
+def torch_uuid(torch_index: int) -> str:
+    """The UUID CUDA gives torch's device ``torch_index`` (hex digits and dashes, no prefix)."""
+    import torch
+
+    return str(torch.cuda.get_device_properties(torch_index).uuid)
+
+
+def _bare(uuid) -> str:
+    """A UUID without NVML's "GPU-" or "MIG-" prefix, lower case (NVML may return bytes)."""
+    text = uuid.decode() if isinstance(uuid, bytes) else str(uuid)
+    for prefix in ("GPU-", "MIG-"):
+        if text.upper().startswith(prefix):
+            text = text[len(prefix):]
+    return text.lower()
+
+
+def _nvml_devices(nv):
+    """Every NVML device handle with its UUID: the GPUs, and the MIG devices of each GPU in MIG mode."""
+    for i in range(nv.nvmlDeviceGetCount()):
+        gpu = nv.nvmlDeviceGetHandleByIndex(i)
+        yield gpu, nv.nvmlDeviceGetUUID(gpu)
+        try:
+            count = nv.nvmlDeviceGetMaxMigDeviceCount(gpu)
+        except nv.NVMLError:  # no MIG support on this GPU or driver
+            continue
+        for k in range(count):
+            try:
+                mig = nv.nvmlDeviceGetMigDeviceHandleByIndex(gpu, k)
+            except nv.NVMLError:  # no MIG device in this slot
+                continue
+            yield mig, nv.nvmlDeviceGetUUID(mig)
+
+
+def find_handle(nv, uuid: str):
+    """The NVML handle of the device with this UUID (a GPU, or a MIG device), or None.
+
+    NVML names GPUs "GPU-<uuid>" and MIG devices "MIG-<uuid>"; CUDA gives torch the bare UUID of
+    what it sees (a MIG device under MIG, whatever CUDA_VISIBLE_DEVICES renumbers). Both names are
+    tried, then every device NVML lists is compared, so that a driver's other spelling still matches.
+    Never another device: no fallback to the device of the same index."""
+    bare = _bare(uuid)
+    for prefix in ("GPU-", "MIG-"):
+        try:
+            return nv.nvmlDeviceGetHandleByUUID(prefix + bare)
+        except nv.NVMLError:
+            pass
+    for handle, its_uuid in _nvml_devices(nv):
+        if _bare(its_uuid) == bare:
+            return handle
+    return None
+
+
+def open_gpu(torch_index: int, uuid: str | None = None, nvml=None) -> tuple[NvmlGpu | None, str | None]:
+    """The NVML reader of torch's CUDA device ``torch_index``, matched by UUID (MIG included), or
+    (None, reason). ``uuid`` defaults to CUDA's for that device and ``nvml`` to the pynvml module
+    (tests pass recorded ones)."""
+    if nvml is None:
+        try:
+            import pynvml as nvml
+        except ImportError as exc:
+            return None, f"nvidia-ml-py is not installed ({exc})"
     try:
-        import pynvml
-    except ImportError as exc:
-        return None, f"nvidia-ml-py is not installed ({exc})"
-    try:
-        pynvml.nvmlInit()
+        nvml.nvmlInit()
     except Exception as exc:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...
         return None, f"NVML cannot start: {exc}"
     try:
-        import torch
-
-        uuid = str(torch.cuda.get_device_properties(torch_index).uuid)
-        handle = pynvml.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith("GPU-") else f"GPU-{uuid}")
-    except Exception:
-        try:
-            handle = pynvml.nvmlDeviceGetHandleByIndex(torch_index)
-        except Exception as exc:
-            return None, f"NVML has no handle for CUDA device {torch_index}: {exc}"
-    return NvmlGpu(pynvml, handle, torch_index), None
+        uuid = torch_uuid(torch_index) if uuid is None else uuid
+        handle = find_handle(nvml, uuid)
+    except Exception as exc:
+        return None, f"NVML cannot list its devices to find CUDA device {torch_index}: {exc}"
+    if handle is None:
+        return None, (f"no NVML device has the UUID of CUDA device {torch_index} ({uuid}); not reading "
+                      "another device's counters")
+    return NvmlGpu(nvml, handle, torch_index), None

@@ -4,6 +4,12 @@ A run on one process and a DDP run started by torchrun execute the same code (di
 process group, rank agreement, stop flag, fault injection and communication probe). Rank 0 alone
 writes outputs.
 
+Data: the three splits are copied to the run's device once, at the start; each epoch's sampled
+order is copied there once, and every batch is indexed on the device. Inside an epoch nothing is
+read back to the host (the loss sum accumulates on the device) except the flag of the DDP stop
+agreement, so a GPU step never waits for the host (tests/test_no_host_sync.py checks this
+operator by operator).
+
 Timing: the device is synchronised before every clock read of an epoch; each optimisation step is
 timed (timing.py: perf_counter on CPU, CUDA events on GPU) and the per-step maximum over ranks is
 kept; the first epoch is warm-up, the others steady state. The share of a step spent in gradient
@@ -33,7 +39,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DistributedSampler
 
 from ..data import load_split, read_meta
-from ..envinfo import environment
+from ..envinfo import environment, reset_kernel_status
 from ..io import sha256_bytes, write_json, write_text
 from ..models import build_model, count_parameters
 from ..telemetry import Sampler, summarize, write_csv
@@ -42,6 +48,8 @@ from . import checkpoint as ckpt
 from .distributed import Control, FaultInjector, Place, StopAgreement, StopFlag, comm_probe, setup, sync, teardown
 from .errors import HardwareError, Preempted
 from .metrics import RunFacts, build_metrics, history_csv
+from .numerics import numerics
+from .numerics import state as numerics_state
 from .settings import hardware_settings, training_settings
 from .state import TrainState
 from .tasks import loss_fn, metric_terms
@@ -71,7 +79,8 @@ def train(spec: RunSpec) -> dict | None:
     p = training_settings(spec.train_params)
     hw = hardware_settings(spec.hardware, spec.hardware_spec)
     hw.pop("resources", None)  # the scheduler's business
-    with StopFlag() as stop:
+    with StopFlag() as stop, numerics(hw):  # before any CUDA work (CUBLAS_WORKSPACE_CONFIG)
+        reset_kernel_status()
         place = setup(spec.hardware, hw)
         try:
             return _train(spec, p, hw, place, stop)
@@ -81,7 +90,7 @@ def train(spec: RunSpec) -> dict | None:
 
 def _train(spec: RunSpec, p: dict, hw: dict, place: Place, stop: StopFlag) -> dict | None:
     rank, world, device = place.rank, place.world, place.device
-    data = Data.load(spec.data_dir)
+    data = Data.load(spec.data_dir).to(device)
     out_dir = Path(spec.out_dir)
     ctrl = Control(world, hw["timeout_s"])
     fingerprint = run_fingerprint(spec, p, hw, world, data.meta)
@@ -109,7 +118,7 @@ def _train(spec: RunSpec, p: dict, hw: dict, place: Place, stop: StopFlag) -> di
     try:
         for epoch in range(state.start_epoch, p["epochs"] + 1):
             sampler.set_epoch(epoch)
-            order = list(sampler)
+            order = torch.tensor(list(sampler), device=device)  # one copy to the device an epoch
             result = run_epoch(run, [order[i : i + batch] for i in range(0, per_rank, batch)])
             if result.stopped_mid_epoch:
                 run.checkpoint_and_exit(epoch, result.partial(ctrl))
@@ -125,7 +134,8 @@ def _train(spec: RunSpec, p: dict, hw: dict, place: Place, stop: StopFlag) -> di
                 raise Preempted(f"stopped by SIGTERM after epoch {epoch}; checkpoint written")
         comm = None
         if world > 1:
-            first_batch = [t[torch.tensor(list(sampler)[:batch])] for t in data.train]
+            first = torch.tensor(list(sampler)[:batch], device=device)
+            first_batch = [t.index_select(0, first) for t in data.train]
             comm = comm_probe(net, model, first_batch, data.task, device, ctrl)
     finally:
         telemetry.stop()
@@ -148,6 +158,10 @@ class Data:
     @classmethod
     def load(cls, data_dir) -> Data:
         return cls(read_meta(data_dir), *(_tensors(load_split(data_dir, s)) for s in ("train", "val", "test")))
+
+    def to(self, device: torch.device) -> Data:
+        """The splits on ``device`` (copied once for the whole run; the data sets are small)."""
+        return Data(self.meta, *([t.to(device) for t in split] for split in (self.train, self.val, self.test)))
 
 
 def _tensors(split: dict[str, np.ndarray]) -> list[torch.Tensor]:
@@ -212,22 +226,23 @@ class EpochResult:
                 "loss_sum": ctrl.gather(self.loss_sum.cpu())}
 
 
-def run_epoch(run: Run, batches: list[list[int]]) -> EpochResult:
-    """One epoch's optimisation steps (from an interrupted epoch's next step when resuming), timed."""
+def run_epoch(run: Run, batches: list[torch.Tensor]) -> EpochResult:
+    """One epoch's optimisation steps (from an interrupted epoch's next step when resuming), timed.
+    ``batches`` are index tensors on the run's device; nothing is read back to the host inside the
+    epoch but the DDP stop agreement's flag."""
     device, task, grad_clip = run.place.device, run.data.task, run.p["grad_clip"]
     first, elapsed_before, step_times = 0, 0.0, []
-    loss_sum = torch.zeros(2, dtype=torch.float64, device=device)
+    loss_sum = torch.zeros(2, dtype=torch.float64, device=device)  # (sum of loss x batch size, sequences)
     if run.state.partial is not None:
         partial, run.state.partial = run.state.partial, None
         first, elapsed_before, step_times = partial["step_in_epoch"], partial["elapsed_s"], list(partial["step_times"])
         loss_sum = partial["loss_sum"][run.place.rank].to(device)
-    timer, stopped_at = StepTimer(device), None
+    timer, stopped_at, sequences = StepTimer(device), None, 0
     sync(device)
     t0 = time.perf_counter()
     for k in range(first, len(batches)):
         run.fault.before_step(run.state.steps_done + 1)
-        idx = torch.tensor(batches[k])
-        xb, yb, *tb = [t[idx].to(device, non_blocking=True) for t in run.data.train]
+        xb, yb, *tb = [t.index_select(0, batches[k]) for t in run.data.train]
         timer.start()
         loss = loss_fn(task, run.net(xb, tb[0] if tb else None), yb)
         run.opt.zero_grad(set_to_none=True)
@@ -236,12 +251,13 @@ def run_epoch(run: Run, batches: list[list[int]]) -> EpochResult:
             torch.nn.utils.clip_grad_norm_(run.model.parameters(), grad_clip)
         run.opt.step()
         timer.stop()
-        loss_sum += torch.stack([loss.detach().double() * len(xb),
-                                 torch.tensor(len(xb), dtype=torch.float64, device=device)])
+        loss_sum[0].add_(loss.detach().double() * len(xb))  # on the device: no tensor made from the host
+        sequences += len(xb)
         run.state.steps_done += 1
         if run.agreement.after_step(run.state.steps_done):
             stopped_at = k + 1
             break
+    loss_sum[1].add_(sequences)
     sync(device)
     elapsed = elapsed_before + time.perf_counter() - t0
     run.agreement.drain()  # a flag raised in the last step is seen by the epoch-end check
@@ -298,7 +314,7 @@ def finish(run: Run, status: str, comm: dict | None, batch: int, per_rank: int) 
         telemetry=summarize(state.telemetry, interval_s=run.telemetry.interval_s, epochs=len(state.history),
                             device=place.device.type, gpu_reason=run.telemetry.gpu_reason,
                             torch_max_memory_allocated_mb=torch_mem),
-        status=status, env=environment(),
+        status=status, env={**environment(), **numerics_state()},
     )
     metrics = build_metrics(facts, state)
     write_csv(run.out_dir / "telemetry.csv", state.telemetry)
@@ -385,16 +401,21 @@ def per_process_batch(batch_size: int, world: int, scaling: str | None, hardware
 
 @torch.no_grad()
 def evaluate(model, tensors, task, batch_size, device) -> tuple[float, float]:
-    """(mean loss, metric) of ``model`` over a whole split, in one process."""
+    """(mean loss, metric) of ``model`` over a whole split, in one process; the sums accumulate in
+    float64 on the device and are read once."""
     model.eval()
-    loss_sum = metric_sum = count = 0.0
+    sums = torch.zeros(2, dtype=torch.float64, device=device)
+    count = 0
     n = len(tensors[0])
     for start in range(0, n, batch_size):
         batch = [t[start : start + batch_size].to(device) for t in tensors]
         out = model(batch[0], batch[2] if len(batch) > 2 else None)
         l, m, c = metric_terms(task, out, batch[1])
-        loss_sum, metric_sum, count = loss_sum + l, metric_sum + m, count + c
+        sums[0].add_(l)
+        sums[1].add_(m)
+        count += c
     model.train()
+    loss_sum, metric_sum = sums.tolist()
     return loss_sum / count, metric_sum / count
 
 

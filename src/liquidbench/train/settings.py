@@ -29,6 +29,8 @@ HARDWARE_DEFAULTS = {
     "scaling": None,
     "timeout_s": 300,
     "telemetry_interval_s": 0.2,
+    "tf32": False,  # allow TF32 on CUDA (cuBLAS and cuDNN alike); off: every model in full float32
+    "deterministic": False,  # torch's deterministic algorithms (and CUBLAS_WORKSPACE_CONFIG)
 }
 # a hardware entry's `resources:` (per node); `mem_mb` and `runtime` have no default
 RESOURCES_DEFAULTS = {"cpus_per_task": 1, "gpus": 0}
@@ -53,6 +55,8 @@ HARDWARE_CHECKS = {
     "threads": (_INT, lambda v: v >= 1, "an integer >= 1"),
     "timeout_s": (_INT, lambda v: v >= 1, "an integer >= 1"),
     "telemetry_interval_s": (_NUM, lambda v: v > 0, "a number > 0"),
+    "tf32": ((bool,), lambda v: True, "true or false"),
+    "deterministic": ((bool,), lambda v: True, "true or false"),
 }
 
 

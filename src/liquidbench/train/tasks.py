@@ -13,19 +13,21 @@ def loss_fn(task: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
 
 
-def metric_terms(task: str, out: torch.Tensor, y: torch.Tensor) -> tuple[float, float, int]:
+def metric_terms(task: str, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
     """(summed loss, summed metric, count) for a batch, so that batches and ranks add up exactly.
+    The sums are float64 tensors on the batch's device (nothing is read to the host here).
 
     The metric is the squared error for regression and the number of correct labels for
     classification; dividing by count gives MSE or accuracy.
     """
     if task == "regression_per_step":
         sq = (out - y).pow(2)
-        return float(sq.sum()), float(sq.sum()), sq.numel()
+        total = sq.sum().double()
+        return total, total, sq.numel()
     logits, labels = out.reshape(-1, out.shape[-1]), y.reshape(-1)
     loss = F.cross_entropy(logits, labels, reduction="sum")
     correct = (logits.argmax(-1) == labels).sum()
-    return float(loss), float(correct), labels.numel()
+    return loss.double(), correct.double(), labels.numel()
 
 
 def better(metric_name: str, a: float, b: float | None) -> bool:

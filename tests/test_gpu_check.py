@@ -1,0 +1,81 @@
+"""`liquidbench gpu-check`: stops at once without a GPU; its decisions and report on given figures
+(in the shapes the GPU runs produce: metrics.json's telemetry block, per-step times)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import tool_env
+from liquidbench.gpucheck import (Check, build_report, decide_equality, decide_nvml, decide_run, decide_step_times,
+                                  decide_tests)
+
+GPU_BLOCK = {"util_mean_pct": 41.5, "util_max_pct": 87.0, "mem_used_peak_mb": 1210.0, "power_mean_w": 96.4,
+             "energy_j": 212.7, "energy_per_epoch_j": 70.9, "energy_source": "counter", "sm_clock_mean_mhz": 1410.0,
+             "temp_max_c": 47.0, "n_gpus": 1, "torch_max_memory_allocated_mb": 38.2}
+RUN = {"status": "ok", "device": "cuda", "world_size": 1, "backend": None, "step_time_median_s": 0.0123,
+       "env": {"ltc_kernel": "not used", "cfc_kernel": "torch: tensors on cuda (the compiled kernel runs on the CPU)"}}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without a GPU")
+def test_stops_at_once_without_a_gpu_with_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "liquidbench.cli", "gpu-check", "--out", str(tmp_path / "gc")],
+                          capture_output=True, text=True, env=tool_env(), timeout=120)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "gpu-check: no CUDA GPU is visible" in lines[0] and "run it on a GPU node" in lines[0]
+    assert not (tmp_path / "gc").exists()  # nothing written
+
+
+def test_nvml_decisions():
+    util, energy, memory = decide_nvml(GPU_BLOCK, None)
+    assert (util.passed, util.figure) == (True, 87.0)
+    assert (energy.passed, energy.figure) == (True, 212.7)
+    assert memory.passed and memory.detail == "torch peak allocation 38.2 MiB"
+    idle = decide_nvml({**GPU_BLOCK, "util_max_pct": 0.0}, None)[0]
+    assert idle.passed is False
+    integrated = decide_nvml({**GPU_BLOCK, "energy_source": "power_integral"}, None)[1]
+    assert integrated.passed is False and integrated.detail == "source power_integral"  # the counter did not count
+    short = decide_nvml({**GPU_BLOCK, "mem_used_peak_mb": 30.0}, None)[2]
+    assert short.passed is False  # NVML cannot see less than torch allocated: wrong device
+    none = decide_nvml(None, "no NVML device has the UUID of CUDA device 0 (x); not reading another device's counters")
+    assert [c.passed for c in none] == [False] * 3 and "no NVML device has the UUID" in none[0].detail
+
+
+def test_step_time_decision_at_the_10_percent_bound():
+    host = [0.0100, 0.0102, 0.0101, 0.0100, 0.0103]
+    near = decide_step_times([0.0095, 0.0097, 0.0096, 0.0096, 0.0098], host)
+    assert near.passed and near.figure == pytest.approx(abs(0.0096 - 0.0101) / 0.0101)
+    far = decide_step_times([0.0085, 0.0086, 0.0087, 0.0088, 0.0089], host)
+    assert not far.passed and far.figure == pytest.approx((0.0101 - 0.0087) / 0.0101)
+
+
+def test_run_equality_and_test_decisions():
+    assert decide_run("gpu cfc_fast", RUN).passed
+    compiled = decide_run("gpu cfc_fast", {**RUN, "env": {**RUN["env"], "cfc_kernel": "compiled"}})
+    assert not compiled.passed and compiled.detail == "env.cfc_kernel 'compiled'"
+    cpu = decide_run("gpu lstm", {**RUN, "device": "cpu", "status": "diverged"})
+    assert cpu.detail == "status diverged; device cpu"
+    failed = decide_run("ddp-1gpu cfc_fast", None, "Traceback ...\nRuntimeError: NCCL error: unhandled system error\n")
+    assert not failed.passed and failed.detail == "RuntimeError: NCCL error: unhandled system error"
+    assert decide_equality(3e-6).passed and not decide_equality(2e-4).passed
+    assert decide_tests(0, "12 passed in 30.1s").passed
+    assert decide_tests(None, "no tests/ here").passed is None
+
+
+def test_report_lists_versions_and_every_check(tmp_path):
+    facts = {"device": "NVIDIA A100-SXM4-40GB", "driver": "550.54.15", "cuda": "12.8", "torch": "2.13.0",
+             "triton": "3.7.1", "nccl": "2.27.3"}
+    checks = [decide_tests(0, "12 passed"), decide_run("gpu cfc_fast", RUN), *decide_nvml(GPU_BLOCK, None),
+              Check("training run ddp-2gpu cfc_fast", None, detail="one GPU visible")]
+    report, md = build_report(facts, checks)
+    assert report["verdict"] == "pass"  # a check that did not run does not fail the node
+    assert report["driver"] == "550.54.15" and len(report["checks"]) == 6
+    assert json.loads(json.dumps(report)) == report
+    assert md.startswith("# GPU check: pass\n")
+    assert "- triton: 3.7.1" in md and "| training run ddp-2gpu cfc_fast | not run |  | one GPU visible |" in md
+    assert "| NVML energy counter increases | pass | 212.7 J | source counter |" in md
+    failing, md = build_report(facts, checks + [decide_equality(1e-3)])
+    assert failing["verdict"] == "fail" and "| fast vs ncps on CUDA | FAIL | 0.001 max abs difference |" in md
