@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import ltc_kernel
+from . import ltc_kernel, paths
 
 _sigmoid_backward = torch.ops.aten.sigmoid_backward
 
@@ -50,7 +50,7 @@ class _LtcStep(torch.autograd.Function):
         keep = any(ctx.needs_input_grad)
         ctx.cm_shape = cm_t.shape
         tensors = (v0, n_const, d_const, sig_t, mu_t, we_t, w_t)
-        ctx.kernel = all(t.is_contiguous() for t in tensors) and ltc_kernel.usable(*tensors)
+        ctx.kernel = all(t.is_contiguous() for t in tensors) and paths.choose("ltc", *tensors) == paths.COMPILED
         if ctx.kernel:
             cm_t = cm_t.expand_as(v0).contiguous()
             neg_sm = (sig_t * mu_t).neg_()
@@ -82,6 +82,18 @@ class _LtcStep(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
+        """Derivation (one unfold, post-synaptic j, pre-synaptic i, sums over i; d_total = d_const + cm_t):
+
+        forward  z_ji = sig_ji (v_i - mu_ji), s_ji = sigmoid(z_ji), den_j = d_total_j + sum w_ji s_ji,
+                 v'_j = (n_const_j + cm_t_j v_j + sum we_ji s_ji) / den_j.
+        VJPs     from g = dL/dv': dnum = g / den, dden = -dnum v' (since v' = num / den);
+                 d n_const += dnum, d d_const += dden, d cm_t += dnum v + dden;
+                 d we_ji += dnum_j s_ji, d w_ji += dden_j s_ji (summed over the batch: one bmm);
+                 dz_ji = (dnum_j we_ji + dden_j w_ji) s_ji (1 - s_ji);
+                 dL/dv_i = cm_t_i dnum_i + sum_j sig_ji dz_ji (to the previous unfold);
+                 d sig_ji = sum dz_ji (v_i - mu_ji), d mu_ji = -sig_ji sum dz_ji.
+        With sigma nowhere zero the torch version carries sig dz instead of dz (one multiply less per
+        unfold) and divides by sigma once at the end. The compiled step's C source states the same."""
         cm_t, sig_t, mu_t, we_t, w_t = ctx.saved_tensors
         inner = ctx.inner
         del ctx.inner
