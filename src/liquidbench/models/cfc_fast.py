@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from ncps import torch as ncps_torch
 from torch.nn import functional as F
 
-from . import cfc_kernel, paths
+from . import cfc_kernel, interface, paths
 
 LECUN_A, LECUN_B = 1.7159, 0.666
 
@@ -281,18 +282,19 @@ def _wired_layer(layer: nn.Module, xin: torch.Tensor, h: torch.Tensor, weights, 
     return ff1 * (1.0 - tint) + tint * ff2
 
 
-def check_supported(rnn: nn.Module) -> None:
-    """Raise naming the option where an ncps ``CfC`` has one that the fused recurrence does not
-    cover (a backbone activation other than lecun_tanh, or ``backbone_layers=0``)."""
+FUSED, LAYERS, NCPS_CELL = "fused", "layers", "ncps cell"
+
+
+def engine(rnn: nn.Module) -> str:
+    """How the fast CfC runs ncps module ``rnn``: ``"fused"`` (one autograd.Function for the
+    recurrence: a backbone of lecun_tanh layers), ``"layers"`` (cells without backbone: wired NCPs
+    and ``backbone_layers=0``; masked weights formed once per sequence, autograd) or ``"ncps cell"``
+    (backbones of another activation: ncps's own cell, step by step)."""
     cell = rnn.rnn_cell
-    if hasattr(cell, "_layers"):
-        return
-    acts = [m for m in cell.backbone if not isinstance(m, (nn.Linear, nn.Dropout))] if cell.backbone else []
-    if cell.backbone_layers < 1:
-        raise ValueError("the fast CfC does not support backbone_layers=0 (expected 1 or more)")
-    bad = sorted({type(m).__name__ for m in acts if type(m).__name__ != "LeCun"})
-    if bad:
-        raise ValueError(f"the fast CfC does not support the backbone activation {bad[0]} (expected lecun_tanh)")
+    if hasattr(cell, "_layers") or cell.backbone_layers < 1:
+        return LAYERS
+    acts = [m for m in cell.backbone if not isinstance(m, (nn.Linear, nn.Dropout))]
+    return FUSED if all(type(m).__name__ == "LeCun" for m in acts) else NCPS_CELL
 
 
 def backbone_sequence(rnn: nn.Module, x: torch.Tensor, elapsed: torch.Tensor | None, h0, c0, training: bool):
@@ -331,53 +333,92 @@ def backbone_sequence(rnn: nn.Module, x: torch.Tensor, elapsed: torch.Tensor | N
     return out.transpose(0, 1), None
 
 
-class FastCfcCore(nn.Module):
-    """Runs the CfC of an ncps ``CfC`` module over a batch-first sequence; every step's output."""
+def layers_sequence(rnn: nn.Module, x: torch.Tensor, elapsed: torch.Tensor | None, h0, c0):
+    """CfCs whose cells have no backbone: ncps's wired (NCP) cell, layer after layer, or one cell
+    with ``backbone_layers=0``; the masked weights are formed once per sequence. Returns (every
+    step's output (B, T, O), last state (B, H), last cell or None)."""
+    cell = rnn.rnn_cell
+    layers = cell._layers if hasattr(cell, "_layers") else [cell]
+    sizes = cell.layer_sizes if hasattr(cell, "_layers") else [rnn.state_size]
+    weights = []
+    for layer in layers:
+        n_in = layer.ff1.weight.shape[1] - layer.hidden_size
+        mask = layer.sparsity_mask
+        w1 = layer.ff1.weight if mask is None else layer.ff1.weight * mask
+        entry = [(w1[:, :n_in], w1[:, n_in:])]
+        if layer.mode != "pure":
+            w2 = layer.ff2.weight if mask is None else layer.ff2.weight * mask
+            w = torch.cat([w2, layer.time_a.weight, layer.time_b.weight])
+            entry.append((w[:, :n_in], w[:, n_in:], torch.cat([layer.ff2.bias, layer.time_a.bias, layer.time_b.bias])))
+        weights.append(entry)
+    bsz, steps, _ = x.shape
+    h = x.new_zeros(bsz, rnn.state_size) if h0 is None else h0
+    hs = list(h.split(sizes, dim=1))
+    c = None
+    if rnn.use_mixed:
+        c = x.new_zeros(bsz, rnn.state_size) if c0 is None else c0
+        lstm_pre = rnn.lstm.input_map(x).unbind(1)
+    outputs = []
+    for t in range(steps):
+        ts = 1.0 if elapsed is None else elapsed[:, t: t + 1]
+        if rnn.use_mixed:
+            z = lstm_pre[t] + F.linear(torch.cat(hs, 1), rnn.lstm.recurrent_map.weight)
+            i, ig, fg, og = z.chunk(4, 1)
+            c = c * torch.sigmoid(fg + 1.0) + torch.tanh(i) * torch.sigmoid(ig)
+            hs = list((torch.tanh(c) * torch.sigmoid(og)).split(sizes, dim=1))
+        xin = x[:, t]
+        for index, layer in enumerate(layers):
+            hs[index] = _wired_layer(layer, xin, hs[index], weights[index], ts)
+            xin = hs[index]
+        outputs.append(xin)
+    return torch.stack(outputs, dim=1), torch.cat(hs, 1), c
 
-    def __init__(self, rnn: nn.Module):
-        super().__init__()
-        if getattr(rnn, "proj_size", None) is not None:
-            raise ValueError("the fast CfC does not support proj_size")
-        check_supported(rnn)
-        if not hasattr(rnn.rnn_cell, "_layers"):
+
+class CfC(ncps_torch.CfC):
+    """ncps's ``CfC`` (1.0.1: the same constructor, defaults, parameters, state dict and initial
+    weights from the same seed) computed by this package's fast recurrences; ``forward(input,
+    hx=None, timespans=None)`` returns ``(output, hx)`` as ncps's does. A backbone of lecun_tanh
+    layers runs fused (:class:`_CfcSequence`, on the CPU the compiled C of :mod:`.cfc_kernel`);
+    wired NCPs and ``backbone_layers=0`` run their masked layers with weights formed once per
+    sequence; another backbone activation runs ncps's own cell step by step (same results, not
+    faster; :attr:`engine` says which). Elapsed times: see :mod:`.interface`."""
+
+    def __init__(self, input_size, units, proj_size=None, return_sequences=True, batch_first=True,
+                 mixed_memory=False, mode="default", activation="lecun_tanh", backbone_units=None,
+                 backbone_layers=None, backbone_dropout=None):
+        super().__init__(input_size, units, proj_size=proj_size, return_sequences=return_sequences,
+                         batch_first=batch_first, mixed_memory=mixed_memory, mode=mode, activation=activation,
+                         backbone_units=backbone_units, backbone_layers=backbone_layers,
+                         backbone_dropout=backbone_dropout)
+        self.engine = engine(self)
+        if self.engine == FUSED:
             # build (or load) the compiled recurrence now, so that its one-time compilation is part
             # of the job's set-up and never of a training epoch's time
             cfc_kernel.library()
+
+    def forward(self, input, hx=None, timespans=None):
+        x, h0, c0, elapsed, batched = interface.prepare(self, input, hx, timespans)
+        if self.engine == FUSED:
+            outputs, c = backbone_sequence(self, x, elapsed, h0, c0, self.training)
+            h = outputs[:, -1]
+        elif self.engine == LAYERS:
+            outputs, h, c = layers_sequence(self, x, elapsed, h0, c0)
+        else:
+            outputs, h, c = interface.step_by_step(self, x, elapsed, h0, c0)
+        if not self.return_sequences:
+            outputs = outputs[:, -1:]
+        return interface.finish(self, self.fc(outputs), h, c, batched)
+
+
+class FastCfcCore(nn.Module):
+    """Runs a fast :class:`CfC` over a batch-first sequence (the study's ``impl: fast``); every
+    step's output."""
+
+    def __init__(self, rnn: CfC):
+        super().__init__()
+        if not isinstance(rnn, CfC):
+            raise TypeError(f"FastCfcCore runs liquidbench's fast CfC, got {type(rnn).__name__}")
         self.rnn = rnn
 
     def forward(self, x: torch.Tensor, elapsed: torch.Tensor | None) -> torch.Tensor:
-        if hasattr(self.rnn.rnn_cell, "_layers"):
-            return self._wired(x, elapsed)
-        return backbone_sequence(self.rnn, x, elapsed, None, None, self.training)[0]
-
-    def _wired(self, x: torch.Tensor, elapsed: torch.Tensor | None) -> torch.Tensor:
-        rnn, cell = self.rnn, self.rnn.rnn_cell
-        sizes = cell.layer_sizes
-        weights = []
-        for layer in cell._layers:
-            n_in = layer.ff1.weight.shape[1] - layer.hidden_size
-            w1 = layer.ff1.weight * layer.sparsity_mask
-            entry = [(w1[:, :n_in], w1[:, n_in:])]
-            if layer.mode != "pure":
-                w = torch.cat([layer.ff2.weight * layer.sparsity_mask, layer.time_a.weight, layer.time_b.weight])
-                entry.append((w[:, :n_in], w[:, n_in:], torch.cat([layer.ff2.bias, layer.time_a.bias, layer.time_b.bias])))
-            weights.append(entry)
-        bsz, steps, _ = x.shape
-        hs = list(x.new_zeros(bsz, rnn.state_size).split(sizes, dim=1))
-        if rnn.use_mixed:
-            c = x.new_zeros(bsz, rnn.state_size)
-            lstm_pre = rnn.lstm.input_map(x).unbind(1)
-        outputs = []
-        for t in range(steps):
-            ts = 1.0 if elapsed is None else elapsed[:, t: t + 1]
-            if rnn.use_mixed:
-                z = lstm_pre[t] + F.linear(torch.cat(hs, 1), rnn.lstm.recurrent_map.weight)
-                i, ig, fg, og = z.chunk(4, 1)
-                c = c * torch.sigmoid(fg + 1.0) + torch.tanh(i) * torch.sigmoid(ig)
-                hs = list((torch.tanh(c) * torch.sigmoid(og)).split(sizes, dim=1))
-            xin = x[:, t]
-            for index, layer in enumerate(cell._layers):
-                hs[index] = _wired_layer(layer, xin, hs[index], weights[index], ts)
-                xin = hs[index]
-            outputs.append(xin)
-        return torch.stack(outputs, dim=1)
+        return self.rnn(x, timespans=elapsed)[0]

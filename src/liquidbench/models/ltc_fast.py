@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from ncps import torch as ncps_torch
 from torch.nn import functional as F
 
-from . import ltc_kernel, paths
+from . import interface, ltc_kernel, paths
 
 _sigmoid_backward = torch.ops.aten.sigmoid_backward
 
@@ -154,26 +155,63 @@ def _lstm_step(lstm: nn.Module, pre: torch.Tensor, h: torch.Tensor, c: torch.Ten
 
 
 class FastLtcCore(nn.Module):
-    """Runs the LTC of an ncps ``LTC`` module over a batch-first sequence; every step's output."""
+    """Runs a fast :class:`LTC` over a batch-first sequence (the study's ``impl: fast``); every
+    step's output."""
 
-    def __init__(self, rnn: nn.Module):
+    def __init__(self, rnn: LTC):
         super().__init__()
-        cell = rnn.rnn_cell
-        if cell._input_mapping != "affine" or cell._output_mapping != "affine":
-            raise ValueError("the fast LTC supports the affine input and output mappings only")
+        if not isinstance(rnn, LTC):
+            raise TypeError(f"FastLtcCore runs liquidbench's fast LTC, got {type(rnn).__name__}")
         self.rnn = rnn
+
+    def forward(self, x: torch.Tensor, elapsed: torch.Tensor | None) -> torch.Tensor:
+        return self.rnn(x, timespans=elapsed)[0]
+
+
+class LTC(ncps_torch.LTC):
+    """ncps's ``LTC`` (1.0.1: the same constructor, defaults, parameters, state dict and initial
+    weights from the same seed) computed by this module's fast step (:class:`_LtcStep`, on the CPU
+    the compiled C of :mod:`.ltc_kernel`); ``forward(input, hx=None, timespans=None)`` returns
+    ``(output, hx)`` as ncps's does. Every ncps option is covered: wirings, mixed memory, each input
+    and output mapping, ``ode_unfolds``, ``epsilon`` and ``implicit_param_constraints``. Elapsed
+    times: see :mod:`.interface`."""
+
+    def __init__(self, input_size, units, return_sequences=True, batch_first=True, mixed_memory=False,
+                 input_mapping="affine", output_mapping="affine", ode_unfolds=6, epsilon=1e-8,
+                 implicit_param_constraints=True):
+        super().__init__(input_size, units, return_sequences=return_sequences, batch_first=batch_first,
+                         mixed_memory=mixed_memory, input_mapping=input_mapping, output_mapping=output_mapping,
+                         ode_unfolds=ode_unfolds, epsilon=epsilon,
+                         implicit_param_constraints=implicit_param_constraints)
         # build (or load) the compiled step now, at model construction, so that its one-time
         # compilation is part of the job's set-up and never of a training epoch's time
         ltc_kernel.library()
 
-    def forward(self, x: torch.Tensor, elapsed: torch.Tensor | None) -> torch.Tensor:
-        rnn = self.rnn
+    def forward(self, input, hx=None, timespans=None):
+        x, h0, c0, elapsed, batched = interface.prepare(self, input, hx, timespans)
+        states, c = self.sequence(x, elapsed, h0, c0)
+        cell = self.rnn_cell
+        h = states[:, -1]
+        if not self.return_sequences:
+            states = states[:, -1:]
+        out = states[..., : cell.motor_size]
+        if cell._output_mapping in ("affine", "linear"):
+            out = out * cell.output_w
+        if cell._output_mapping == "affine":
+            out = out + cell.output_b
+        return interface.finish(self, out, h, c, batched)
+
+    def sequence(self, x: torch.Tensor, elapsed: torch.Tensor | None, h0, c0):
+        """The LTC over batch-first ``x`` (B, T, F), elapsed times (B, T) or None, from state ``h0``
+        (and cell ``c0``; None: zeros). Returns every step's whole state (B, T, U) and the mixed
+        memory's last cell (or None)."""
+        rnn = self
         cell = rnn.rnn_cell
         pos = cell.make_positive_fn
         bsz, steps, _ = x.shape
         unfolds = cell._ode_unfolds
         # sensory synapses for every step at once: (B, T, S, U) -> sums over S
-        xs = x * cell.input_w + cell.input_b
+        xs = cell._map_inputs(x)
         sens = torch.sigmoid((xs.unsqueeze(-1) - cell.sensory_mu) * cell.sensory_sigma)
         sens_w = pos(cell.sensory_w) * cell.sensory_sparsity_mask
         n_const = (sens * (sens_w * cell.sensory_erev)).sum(-2)
@@ -194,9 +232,10 @@ class FastLtcCore(nn.Module):
         w_t = w.t().contiguous()
         sig_t = cell.sigma.t().contiguous()
         mu_t = cell.mu.t().contiguous()
-        h = x.new_zeros(bsz, rnn.state_size)
+        h = x.new_zeros(bsz, rnn.state_size) if h0 is None else h0
+        c = None
         if rnn.use_mixed:
-            c = x.new_zeros(bsz, rnn.state_size)
+            c = x.new_zeros(bsz, rnn.state_size) if c0 is None else c0
             lstm_pre = rnn.lstm.input_map(x).unbind(1)
         n_steps, d_steps = n_const.unbind(0), d_const.unbind(0)
         sigma_nonzero = bool((sig_t != 0).all())  # one host sync per sequence
@@ -210,5 +249,4 @@ class FastLtcCore(nn.Module):
             h = _LtcStep.apply(h, n_steps[t], d_steps[t], cm_ts[t], sig_t, mu_t, we_t, w_t, unfolds, sigma_nonzero,
                               store)
             states.append(h)
-        out = torch.stack(states, dim=1)[..., : cell.motor_size]
-        return out * cell.output_w + cell.output_b
+        return torch.stack(states, dim=1), c
