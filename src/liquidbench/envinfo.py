@@ -62,9 +62,17 @@ def environment() -> dict:
         "hostname": socket.gethostname(),
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
+        "fast_paths": fast_paths(),
         "git_commit": git_commit(),
         **kernel_status(),
     }
+
+
+def fast_paths() -> str:
+    """Where this process's fast LTC and CfC ran (compiled C, Triton or torch, per model)."""
+    from .models import paths
+
+    return paths.taken()
 
 
 def kernel_status() -> dict[str, str]:

@@ -22,7 +22,7 @@ from torch import nn
 from ncps import torch as ncps_torch
 from torch.nn import functional as F
 
-from . import cfc_kernel, interface, paths
+from . import cfc_kernel, cfc_triton, interface, paths
 
 LECUN_A, LECUN_B = 1.7159, 0.666
 
@@ -230,22 +230,24 @@ def _weight_grads(g_pre0, h_in, g_hid, ys, g_heads):
 
 
 class _CfcSequenceCompiled(torch.autograd.Function):
-    """:class:`_CfcSequence` without mixed memory or dropout, in compiled C (:mod:`.cfc_kernel`,
-    whose source states the backward's derivation at its top): the same arguments less
-    ``dropout``, ``c0`` and the LSTM's; float32 on the CPU."""
+    """:class:`_CfcSequence` without mixed memory or dropout, as one kernel call for the sequence's
+    forward and one for its backward: ``kernel`` is :mod:`.cfc_kernel` (compiled C, CPU) or
+    :mod:`.cfc_triton` (Triton, CUDA), both with the same arguments and results (the C source
+    states the backward's derivation at its top); the other arguments are :class:`_CfcSequence`'s
+    less ``dropout``, ``c0`` and the LSTM's; float32."""
 
     @staticmethod
-    def forward(ctx, mode: str, pre0, ts, h0, w0h, hw, hb, wh, bh, w_tau, amp):
+    def forward(ctx, kernel, mode: str, pre0, ts, h0, w0h, hw, hb, wh, bh, w_tau, amp):
         # lecun_tanh(a) = A tanh(B a): B folded into each backbone layer's weights and bias
         width = w0h.shape[0]
         hwt = hw.transpose(1, 2) * LECUN_B if hw is not None else pre0.new_empty(0, width, width)
         hbs = hb * LECUN_B if hb is not None else pre0.new_empty(0, width)
         ts2 = None if ts is None else ts.reshape(ts.shape[:2])
         wtau1, amp1 = (None, None) if w_tau is None else (w_tau.reshape(-1), amp.reshape(-1))
-        out, tanhs, aux = cfc_kernel.forward(mode, pre0 * LECUN_B, ts2, h0, w0h.t() * LECUN_B, hwt, hbs, wh.t(), bh,
-                                             wtau1, amp1)
+        out, tanhs, aux = kernel.forward(mode, pre0 * LECUN_B, ts2, h0, w0h.t() * LECUN_B, hwt, hbs, wh.t(), bh,
+                                         wtau1, amp1)
         if any(ctx.needs_input_grad):
-            ctx.mode, ctx.ts = mode, ts2
+            ctx.kernel, ctx.mode, ctx.ts = kernel, mode, ts2
             ctx.save_for_backward(h0, w0h, hw, wh, w_tau, amp, out, tanhs, aux)
         return out
 
@@ -256,7 +258,7 @@ class _CfcSequenceCompiled(torch.autograd.Function):
         width = w0h.shape[0]
         hw_c = hw if hw is not None else w0h.new_empty(0, width, width)
         wtau1, amp1 = (None, None) if w_tau is None else (w_tau.reshape(-1), amp.reshape(-1))
-        g_pre0, g_hid, g_heads, g_wtau, g_amp, g_h0 = cfc_kernel.backward(mode, grad, ctx.ts, w0h, hw_c, wh, wtau1,
+        g_pre0, g_hid, g_heads, g_wtau, g_amp, g_h0 = ctx.kernel.backward(mode, grad, ctx.ts, w0h, hw_c, wh, wtau1,
                                                                           amp1, tanhs, aux)
         first = out.new_zeros(1, *out.shape[1:]) if h0 is None else h0.unsqueeze(0)
         h_in = torch.cat((first, out[:-1]))
@@ -265,7 +267,8 @@ class _CfcSequenceCompiled(torch.autograd.Function):
             g_wtau, g_amp = g_wtau.view_as(w_tau), g_amp.view_as(amp)
         else:
             g_wtau = g_amp = None
-        return (None, g_pre0, None, g_h0 if h0 is not None else None, g_w0h, g_hw, g_hb, g_wh, g_bh, g_wtau, g_amp)
+        return (None, None, g_pre0, None, g_h0 if h0 is not None else None, g_w0h, g_hw, g_hb, g_wh, g_bh, g_wtau,
+                g_amp)
 
 
 def _wired_layer(layer: nn.Module, xin: torch.Tensor, h: torch.Tensor, weights, ts):
@@ -325,8 +328,10 @@ def backbone_sequence(rnn: nn.Module, x: torch.Tensor, elapsed: torch.Tensor | N
                                     lstm_pre, w_rec)
         return out.transpose(0, 1), c
     tensors = [t for t in (pre0, w0, wh, h0, hw, hb, w_tau, amp, ts) if t is not None]
-    if dropout == 0.0 and paths.choose("cfc", *tensors) == paths.COMPILED:
-        out = _CfcSequenceCompiled.apply(cell.mode, pre0, ts, h0, w0[:, n_in:], hw, hb, wh, bh, w_tau, amp)
+    path = paths.choose("cfc", *tensors) if dropout == 0.0 else paths.TORCH
+    if path != paths.TORCH:
+        kernel = cfc_triton if path == paths.TRITON else cfc_kernel
+        out = _CfcSequenceCompiled.apply(kernel, cell.mode, pre0, ts, h0, w0[:, n_in:], hw, hb, wh, bh, w_tau, amp)
     else:
         out, _ = _CfcSequence.apply(cell.mode, dropout, pre0, ts, h0, None, w0[:, n_in:], hw, hb, wh, bh, w_tau, amp,
                                     None, None)
