@@ -1,18 +1,19 @@
-"""A fast CfC with the parameters, initialisation and results of ncps's ``CfC``.
+"""A fast CfC with the interface, parameters, initialisation and results of ncps's ``CfC``.
 
-As for the fast LTC, the ncps ``CfC`` module the model is built from stays its parameter container
-(``self.rnn``): same state dict, same initial weights from the same seed; the computation is this
+:class:`CfC` is ncps's class with its own ``forward`` (also ``liquidbench.fast.CfC``): same
+constructor, state dict and initial weights from the same seed; the computation is this
 module's own.
 
 Fully connected (backbone) CfC: the input's share of the first backbone layer (and of the
 mixed-memory LSTM's gates) is one matrix product over all steps, outside the loop; the four heads
 (``ff1, ff2, time_a, time_b``) are one matrix product per step; and the whole recurrence runs in
 one ``autograd.Function`` (:class:`_CfcSequence`) with a hand-derived backward, so that a step
-costs a few plain tensor operations and no autograd bookkeeping. On the CPU, without mixed
-memory and with no backbone dropout active, that recurrence runs as compiled C instead
-(:class:`_CfcSequenceCompiled`, :mod:`.cfc_kernel`): one call per sequence forward and one
-backward, no per-step dispatch. Wired (NCP) CfC: ncps's layered cell, with the masked weights
-formed once per sequence rather than once per step, through autograd.
+costs a few plain tensor operations and no autograd bookkeeping. Without mixed memory and with no
+backbone dropout active, the recurrence runs as one kernel call forward and one backward
+(:class:`_CfcSequenceCompiled`): compiled C on the CPU (:mod:`.cfc_kernel`), Triton on CUDA
+(:mod:`.cfc_triton`), as :func:`.paths.choose` decides. Wired (NCP) CfC and ``backbone_layers=0``:
+ncps's cell layers, with the masked weights formed once per sequence rather than once per step,
+through autograd. A backbone of another activation: ncps's own cell, step by step.
 """
 
 from __future__ import annotations
