@@ -19,8 +19,8 @@ through autograd. A backbone of another activation: ncps's own cell, step by ste
 from __future__ import annotations
 
 import torch
-from torch import nn
 from ncps import torch as ncps_torch
+from torch import nn
 from torch.nn import functional as F
 
 from . import cfc_kernel, cfc_triton, interface, paths

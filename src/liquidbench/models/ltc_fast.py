@@ -1,16 +1,18 @@
-"""A fast LTC with the parameters, initialisation and results of ncps's ``LTC``.
+"""A fast LTC with the interface, parameters, initialisation and results of ncps's ``LTC``.
 
-The module keeps the ncps ``LTC`` it is built from as its parameter container (``self.rnn``), so
-that its state dict is ncps's, key for key, and a model built from the same seed starts from the
-same weights. The computation is this module's own:
+:class:`LTC` is ncps's class with its own ``forward`` (also ``liquidbench.fast.LTC``), so that
+its constructor and state dict are ncps's, key for key, and a model built from the same seed
+starts from the same weights. The computation is this module's own:
 
 * the sensory synapses depend only on the inputs, so they are computed for every step at once,
   outside the recurrent loop, with ordinary autograd;
 * each step's ``ode_unfolds`` semi-implicit Euler unfolds run in one ``autograd.Function``
-  (:class:`_LtcStep`) whose backward is derived by hand. The per-synapse sigmoid over
-  ``(units, batch, units)`` is laid out post-synaptic neuron first, so that the weighted sums over
-  pre-synaptic neurons (numerator and denominator together) are one batched matrix product, and so
-  are their gradients.
+  (:class:`_LtcStep`) whose backward is derived by hand: one kernel call each way where
+  :func:`.paths.choose` finds one (compiled C on the CPU, :mod:`.ltc_kernel`; Triton on CUDA,
+  :mod:`.ltc_triton`), else torch, with the per-synapse sigmoid over ``(units, batch, units)``
+  laid out post-synaptic neuron first, so that the weighted sums over pre-synaptic neurons
+  (numerator and denominator together) are one batched matrix product, and so are their
+  gradients.
 
 The unfold is ``v' = (cm_t v + gleak vleak + N_s + N(v)) / (cm_t + gleak + D_s + D(v) + eps)`` with
 ``N(v)_j = sum_i w_ij erev_ij s_ij``, ``D(v)_j = sum_i w_ij s_ij`` and
@@ -20,11 +22,11 @@ The unfold is ``v' = (cm_t v + gleak vleak + N_s + N(v)) / (cm_t + gleak + D_s +
 from __future__ import annotations
 
 import torch
-from torch import nn
 from ncps import torch as ncps_torch
+from torch import nn
 from torch.nn import functional as F
 
-from . import interface, ltc_kernel, paths
+from . import interface, ltc_kernel, ltc_triton, paths
 
 _sigmoid_backward = torch.ops.aten.sigmoid_backward
 
@@ -51,11 +53,13 @@ class _LtcStep(torch.autograd.Function):
         keep = any(ctx.needs_input_grad)
         ctx.cm_shape = cm_t.shape
         tensors = (v0, n_const, d_const, sig_t, mu_t, we_t, w_t)
-        ctx.kernel = all(t.is_contiguous() for t in tensors) and paths.choose("ltc", *tensors) == paths.COMPILED
-        if ctx.kernel:
+        # the step's kernel (compiled C on the CPU, Triton on CUDA) or None for the torch version below
+        path = paths.choose("ltc", *tensors) if all(t.is_contiguous() for t in tensors) else paths.TORCH
+        ctx.kernel = {paths.COMPILED: ltc_kernel, paths.TRITON: ltc_triton}.get(path)
+        if ctx.kernel is not None:
             cm_t = cm_t.expand_as(v0).contiguous()
             neg_sm = (sig_t * mu_t).neg_()
-            vs, dens, ss = ltc_kernel.forward(v0, n_const, d_const + cm_t, cm_t, sig_t, neg_sm, we_t, w_t, unfolds,
+            vs, dens, ss = ctx.kernel.forward(v0, n_const, d_const + cm_t, cm_t, sig_t, neg_sm, we_t, w_t, unfolds,
                                               store and keep)
             if keep:
                 ctx.save_for_backward(cm_t, sig_t, mu_t, we_t, w_t)
@@ -98,9 +102,9 @@ class _LtcStep(torch.autograd.Function):
         cm_t, sig_t, mu_t, we_t, w_t = ctx.saved_tensors
         inner = ctx.inner
         del ctx.inner
-        if ctx.kernel:
+        if ctx.kernel is not None:
             vs, dens, ss, neg_sm = inner
-            g, g_n, g_d, g_cm, g_sig, g_mu, g_we, g_w = ltc_kernel.backward(grad, vs, dens, ss, cm_t, sig_t, neg_sm,
+            g, g_n, g_d, g_cm, g_sig, g_mu, g_we, g_w = ctx.kernel.backward(grad, vs, dens, ss, cm_t, sig_t, neg_sm,
                                                                            mu_t, we_t, w_t)
             if ctx.needs_input_grad[3] and g_cm.shape != ctx.cm_shape:
                 g_cm = g_cm.sum_to_size(ctx.cm_shape)

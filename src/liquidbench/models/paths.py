@@ -1,7 +1,7 @@
 """The one place that picks where each fast model's heavy part runs, per device and dtype.
 
 ``"compiled"``: the C kernel (:mod:`.ltc_kernel`, :mod:`.cfc_kernel`), float32 on the CPU where it
-builds; ``"triton"``: the Triton kernels (:mod:`.cfc_triton`), float32 on CUDA where Triton is
+builds; ``"triton"``: the Triton kernels (:mod:`.ltc_triton`, :mod:`.cfc_triton`), float32 on CUDA where Triton is
 installed (and, under Triton's interpreter ``TRITON_INTERPRET=1``, on the CPU: how they are tested
 without a GPU); ``"torch"``: the model's torch version (any device and dtype, the same results
 within float32 rounding). The fast models ask :func:`choose` and take the path it names; metrics.json's
@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import torch
 
-from . import cfc_kernel, cfc_triton, ltc_kernel
+from . import cfc_kernel, cfc_triton, ltc_kernel, ltc_triton
 
 COMPILED, TRITON, TORCH = "compiled", "triton", "torch"
 PATHS = (COMPILED, TRITON, TORCH)
 KERNELS = {"ltc": ltc_kernel, "cfc": cfc_kernel}
-TRITON_KERNELS = {"cfc": cfc_triton}  # the LTC has none yet: on CUDA it runs its torch version
+TRITON_KERNELS = {"ltc": ltc_triton, "cfc": cfc_triton}
 _TAKEN: dict[str, set[str]] = {}  # model -> the paths chosen in this process
 
 
