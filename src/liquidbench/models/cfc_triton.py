@@ -36,8 +36,8 @@ else:
 LA, LB = 1.7159, 0.666
 ENV_VAR = "LIQUIDBENCH_TRITON"
 BB = 16  # batch rows per program
-# warps per program: 8 keep the backward free of register spills at the study's shape (32 units,
-# backbone 64; sm_80 and sm_90, tests/test_triton.py); the forward still spills there (docs/measurements.md)
+# warps per program: with 8, neither kernel spills registers at the study's shape (32 units,
+# backbone 64; sm_80 and sm_90, tests/test_triton.py); with 4 the backward does
 NUM_WARPS = 8
 
 
@@ -59,6 +59,7 @@ def _block(n: int) -> int:
 
 if triton is not None:
     _LA, _LB = tl.constexpr(LA), tl.constexpr(LB)  # kernels read globals only as constexpr
+    _CHUNK = tl.constexpr(16)  # columns per product in the forward (tl.dot's smallest)
     _PRECISION = tl.constexpr("ieee")  # float32 products, as the CPU's (TF32 would miss 1e-5)
 
     @triton.jit
@@ -77,42 +78,70 @@ if triton is not None:
     def cfc_forward_kernel(pre0, ts, h0, w0t, hwt, hb, wht, bh, wtau, amp, out, tanhs, aux, T, B, U, K, L,
                            MODE: tl.constexpr, HAS_TS: tl.constexpr, HAS_H0: tl.constexpr, BB: tl.constexpr,
                            BU: tl.constexpr, BK: tl.constexpr):
-        """Arguments as the C kernel's cfc_forward (scaled by LB where it says so)."""
+        """Arguments as the C kernel's cfc_forward (scaled by LB where it says so). The backbone's
+        products go by chunks of 16 columns, each layer's output read back from ``tanhs`` (written
+        just before, a barrier between): a thread then holds 16-long operands instead of
+        BK-long ones, which keeps the forward free of register spills at a backbone of 64."""
         rb = tl.program_id(0) * BB + tl.arange(0, BB)
         ru = tl.arange(0, BU)
-        rk = tl.arange(0, BK)
-        mb, mu, mk = rb < B, ru < U, rk < K
+        rc = tl.arange(0, _CHUNK)
+        mb, mu = rb < B, ru < U
         m_bu = mb[:, None] & mu[None, :]
-        m_bk = mb[:, None] & mk[None, :]
-        m_ku = mk[:, None] & mu[None, :]
         H = U if MODE == 2 else 4 * U
-        w0 = tl.load(w0t + ru[:, None] * K + rk[None, :], mask=mu[:, None] & mk[None, :], other=0.0)
-        wh0 = tl.load(wht + rk[:, None] * H + ru[None, :], mask=m_ku, other=0.0)
-        b0 = tl.load(bh + ru, mask=mu, other=0.0)
         if HAS_H0:
             h = tl.load(h0 + rb[:, None] * U + ru[None, :], mask=m_bu, other=0.0)
         else:
             h = tl.zeros((BB, BU), dtype=tl.float32)
         for t in range(T):
             row = t * B + rb
-            a = tl.load(pre0 + row[:, None] * K + rk[None, :], mask=m_bk, other=0.0)
-            a += tl.dot(h, w0, input_precision=_PRECISION)
-            th = _tanh(a)
-            tl.store(tanhs + row[:, None] * K + rk[None, :], th, mask=m_bk)
-            y = _LA * th
+            # layer 0: a = pre0_t + h W0h (W0h scaled), column chunk by column chunk
+            for c in tl.static_range(0, BK, _CHUNK):
+                mc = (c + rc) < K
+                m_bc = mb[:, None] & mc[None, :]
+                w0 = tl.load(w0t + ru[:, None] * K + (c + rc)[None, :], mask=mu[:, None] & mc[None, :], other=0.0)
+                a = tl.load(pre0 + row[:, None] * K + (c + rc)[None, :], mask=m_bc, other=0.0)
+                a += tl.dot(h, w0, input_precision=_PRECISION)
+                tl.store(tanhs + row[:, None] * K + (c + rc)[None, :], _tanh(a), mask=m_bc)
+            tl.debug_barrier()
             for layer in range(1, L):
-                w = tl.load(hwt + (layer - 1) * K * K + rk[:, None] * K + rk[None, :], mask=mk[:, None] & mk[None, :],
-                            other=0.0)
-                b = tl.load(hb + (layer - 1) * K + rk, mask=mk, other=0.0)
-                th = _tanh(tl.dot(y, w, input_precision=_PRECISION) + b[None, :])
-                tl.store(tanhs + (layer * T * B + row)[:, None] * K + rk[None, :], th, mask=m_bk)
-                y = _LA * th
+                prev = tanhs + ((layer - 1) * T * B + row)[:, None] * K
+                for c in tl.static_range(0, BK, _CHUNK):
+                    mc = (c + rc) < K
+                    a = tl.zeros((BB, _CHUNK), dtype=tl.float32)
+                    a += tl.load(hb + (layer - 1) * K + c + rc, mask=mc, other=0.0)[None, :]
+                    for d in tl.static_range(0, BK, _CHUNK):
+                        md = (d + rc) < K
+                        y = _LA * tl.load(prev + (d + rc)[None, :], mask=mb[:, None] & md[None, :], other=0.0)
+                        w = tl.load(hwt + (layer - 1) * K * K + (d + rc)[:, None] * K + (c + rc)[None, :],
+                                    mask=md[:, None] & mc[None, :], other=0.0)
+                        a += tl.dot(y, w, input_precision=_PRECISION)
+                    tl.store(tanhs + (layer * T * B + row)[:, None] * K + (c + rc)[None, :], _tanh(a),
+                             mask=mb[:, None] & mc[None, :])
+                tl.debug_barrier()
+            # heads: q_j = bh_j + y_{L-1} Wh_j over chunks of y's columns
+            last = tanhs + ((L - 1) * T * B + row)[:, None] * K
+            q = tl.zeros((BB, BU), dtype=tl.float32) + tl.load(bh + ru, mask=mu, other=0.0)[None, :]
+            if MODE != 2:
+                q1 = tl.zeros((BB, BU), dtype=tl.float32) + tl.load(bh + U + ru, mask=mu, other=0.0)[None, :]
+                qa = tl.zeros((BB, BU), dtype=tl.float32) + tl.load(bh + 2 * U + ru, mask=mu, other=0.0)[None, :]
+                qb = tl.zeros((BB, BU), dtype=tl.float32) + tl.load(bh + 3 * U + ru, mask=mu, other=0.0)[None, :]
+            for d in tl.static_range(0, BK, _CHUNK):
+                md = (d + rc) < K
+                y = _LA * tl.load(last + (d + rc)[None, :], mask=mb[:, None] & md[None, :], other=0.0)
+                m_du = md[:, None] & mu[None, :]
+                wrow = wht + (d + rc)[:, None] * H
+                q += tl.dot(y, tl.load(wrow + ru[None, :], mask=m_du, other=0.0), input_precision=_PRECISION)
+                if MODE != 2:
+                    q1 += tl.dot(y, tl.load(wrow + (U + ru)[None, :], mask=m_du, other=0.0), input_precision=_PRECISION)
+                    qa += tl.dot(y, tl.load(wrow + (2 * U + ru)[None, :], mask=m_du, other=0.0),
+                                 input_precision=_PRECISION)
+                    qb += tl.dot(y, tl.load(wrow + (3 * U + ru)[None, :], mask=m_du, other=0.0),
+                                 input_precision=_PRECISION)
             if HAS_TS:
                 s = tl.load(ts + row, mask=mb, other=1.0)[:, None]
             else:
                 s = 1.0
             x = aux + row[:, None] * 3 * U + ru[None, :]
-            q = tl.dot(y, wh0, input_precision=_PRECISION) + b0[None, :]
             if MODE == 2:
                 wt = tl.load(wtau + ru, mask=mu, other=0.0)
                 am = tl.load(amp + ru, mask=mu, other=0.0)
@@ -121,16 +150,8 @@ if triton is not None:
                 tl.store(x, q, mask=m_bu)
                 tl.store(x + U, e, mask=m_bu)
             else:
-                wh1 = tl.load(wht + rk[:, None] * H + (U + ru)[None, :], mask=m_ku, other=0.0)
-                wh2 = tl.load(wht + rk[:, None] * H + (2 * U + ru)[None, :], mask=m_ku, other=0.0)
-                wh3 = tl.load(wht + rk[:, None] * H + (3 * U + ru)[None, :], mask=m_ku, other=0.0)
-                b1 = tl.load(bh + U + ru, mask=mu, other=0.0)
-                b2 = tl.load(bh + 2 * U + ru, mask=mu, other=0.0)
-                b3 = tl.load(bh + 3 * U + ru, mask=mu, other=0.0)
                 f1 = _tanh(q)
-                f2 = _tanh(tl.dot(y, wh1, input_precision=_PRECISION) + b1[None, :])
-                qa = tl.dot(y, wh2, input_precision=_PRECISION) + b2[None, :]
-                qb = tl.dot(y, wh3, input_precision=_PRECISION) + b3[None, :]
+                f2 = _tanh(q1)
                 g = _sigmoid(qa * s + qb)
                 if MODE == 0:
                     h = f1 + g * (f2 - f1)
