@@ -230,3 +230,4 @@ def test_metrics_env_records_the_paths_the_fast_models_took(monkeypatch):
     fast.LTC(2, 4).double()(torch.randn(1, 2, 2, dtype=torch.float64))
     compiled = "compiled" if shutil.which("cc") or shutil.which("gcc") else "torch"
     assert envinfo.fast_paths() == f"cfc: {compiled}; ltc: torch"
+    assert envinfo.environment()["fast_paths"] == envinfo.fast_paths()  # metrics.json's env.fast_paths
