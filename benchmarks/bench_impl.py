@@ -11,8 +11,9 @@ regression; the issue's reference shape), ``sine`` the study's sine data set (ba
 2 inputs).
 
 Devices: the CPU (one thread), and where torch sees a CUDA GPU also that GPU (the device is
-synchronised before every clock reading; there both implementations run their torch versions, the
-compiled C steps being CPU-only). Target: >= 3x on the CPU, >= 10x on one GPU.
+synchronised before every clock reading; there the fast LTC and CfC run their Triton kernels
+where Triton is installed, else their torch versions; the compiled C steps are CPU-only). Target:
+>= 3x on the CPU, >= 10x on one GPU.
 """
 
 from __future__ import annotations

@@ -283,3 +283,36 @@ def test_kernel_disabled_says_so(name, monkeypatch):
     monkeypatch.setattr(module.KERNEL, "paths", {})
     assert module.library() is None and not module.usable(torch.zeros(2))
     assert module.status() == f"torch: disabled by {variable}=0"
+
+
+def test_kernel_sources_are_files_beside_their_modules_and_packaged():
+    """The C sources live in .c files next to their modules, and pyproject ships them in the wheel
+    (the container image installs the package without its source tree)."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    from liquidbench.models import cfc_kernel, ltc_kernel
+
+    data = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    patterns = data["tool"]["setuptools"]["package-data"]["liquidbench.models"]
+    for module in (ltc_kernel, cfc_kernel):
+        path = module.KERNEL.source_path
+        assert path.parent == Path(module.__file__).parent and path.suffix == ".c"
+        assert module.KERNEL.source == path.read_text() and "void " in module.KERNEL.source
+        assert any(fnmatch.fnmatch(path.name, p) for p in patterns), (path.name, patterns)
+
+
+def test_one_place_picks_the_path_per_device_and_dtype(monkeypatch):
+    from liquidbench.models import cfc_kernel, ltc_kernel, paths
+
+    require_c_compiler()
+    for model in ("ltc", "cfc"):
+        assert paths.choose(model, torch.zeros(2)) == "compiled"
+        assert paths.choose(model, torch.zeros(2), torch.zeros(2, dtype=torch.float64)) == "torch"
+        assert paths.choose(model, torch.zeros(2, device="meta")) == "torch"
+    monkeypatch.setattr(cfc_kernel, "usable", lambda *tensors: False)
+    assert paths.choose("cfc", torch.zeros(2)) == "torch" and paths.choose("ltc", torch.zeros(2)) == "compiled"
+    with pytest.raises(ValueError, match="fast model 'gru' is unknown"):
+        paths.choose("gru", torch.zeros(2))
+    assert ltc_kernel.usable is paths.KERNELS["ltc"].usable

@@ -62,9 +62,17 @@ def environment() -> dict:
         "hostname": socket.gethostname(),
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
+        "fast_paths": fast_paths(),
         "git_commit": git_commit(),
         **kernel_status(),
     }
+
+
+def fast_paths() -> str:
+    """Where this process's fast LTC and CfC ran (compiled C, Triton or torch, per model)."""
+    from .models import paths
+
+    return paths.taken()
 
 
 def kernel_status() -> dict[str, str]:
@@ -77,7 +85,8 @@ def kernel_status() -> dict[str, str]:
 
 def reset_kernel_status() -> None:
     """Start a run's record of the paths the fast models take (one process may train several runs)."""
-    from .models import cfc_kernel, ltc_kernel
+    from .models import cfc_kernel, ltc_kernel, paths
 
     ltc_kernel.KERNEL.reset()
     cfc_kernel.KERNEL.reset()
+    paths.reset()

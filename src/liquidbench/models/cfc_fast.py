@@ -1,27 +1,29 @@
-"""A fast CfC with the parameters, initialisation and results of ncps's ``CfC``.
+"""A fast CfC with the interface, parameters, initialisation and results of ncps's ``CfC``.
 
-As for the fast LTC, the ncps ``CfC`` module the model is built from stays its parameter container
-(``self.rnn``): same state dict, same initial weights from the same seed; the computation is this
+:class:`CfC` is ncps's class with its own ``forward`` (also ``liquidbench.fast.CfC``): same
+constructor, state dict and initial weights from the same seed; the computation is this
 module's own.
 
 Fully connected (backbone) CfC: the input's share of the first backbone layer (and of the
 mixed-memory LSTM's gates) is one matrix product over all steps, outside the loop; the four heads
 (``ff1, ff2, time_a, time_b``) are one matrix product per step; and the whole recurrence runs in
 one ``autograd.Function`` (:class:`_CfcSequence`) with a hand-derived backward, so that a step
-costs a few plain tensor operations and no autograd bookkeeping. On the CPU, without mixed
-memory and with no backbone dropout active, that recurrence runs as compiled C instead
-(:class:`_CfcSequenceCompiled`, :mod:`.cfc_kernel`): one call per sequence forward and one
-backward, no per-step dispatch. Wired (NCP) CfC: ncps's layered cell, with the masked weights
-formed once per sequence rather than once per step, through autograd.
+costs a few plain tensor operations and no autograd bookkeeping. Without mixed memory and with no
+backbone dropout active, the recurrence runs as one kernel call forward and one backward
+(:class:`_CfcSequenceCompiled`): compiled C on the CPU (:mod:`.cfc_kernel`), Triton on CUDA
+(:mod:`.cfc_triton`), as :func:`.paths.choose` decides. Wired (NCP) CfC and ``backbone_layers=0``:
+ncps's cell layers, with the masked weights formed once per sequence rather than once per step,
+through autograd. A backbone of another activation: ncps's own cell, step by step.
 """
 
 from __future__ import annotations
 
 import torch
+from ncps import torch as ncps_torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import cfc_kernel
+from . import cfc_kernel, cfc_triton, interface, paths
 
 LECUN_A, LECUN_B = 1.7159, 0.666
 
@@ -32,33 +34,36 @@ def _lecun_grad(dy: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 class _CfcSequence(torch.autograd.Function):
-    """The backbone CfC recurrence over a whole sequence.
+    """The backbone CfC recurrence over a whole sequence, in torch (any device and dtype).
 
-    ``pre0`` (T, B, K): input share of backbone layer 0 plus its bias; ``ts`` (T, B, 1) or None
-    (steps of 1); ``w0h`` (K, U): layer 0's state share; ``hidden`` a tuple of (weight, bias) for
-    backbone layers 1.. flattened; ``wh, bh`` the heads stacked; ``pure`` the (w_tau, A) pair or
-    empty; ``lstm``: (pre (T, B, 4U), recurrent weight) or empty. Returns (T, B, U)."""
+    ``mode``: "default", "no_gate" or "pure"; ``dropout``: the backbone's dropout rate when active
+    (0.0 otherwise); ``pre0`` (T, B, K): the input share of backbone layer 0 plus its bias; ``ts``
+    (T, B, 1) or None (steps of 1); ``h0`` (B, U) or None (zeros); ``c0`` (B, U) the mixed memory's
+    initial cell or None; ``w0h`` (K, U): layer 0's state share; ``hw`` (L-1, K, K) and ``hb``
+    (L-1, K) the other backbone layers, None for one layer; ``wh``, ``bh`` the heads stacked
+    (ff1, ff2, time_a, time_b; pure: ff1); ``w_tau``, ``amp`` pure mode's (else None);
+    ``lstm_pre`` (T, B, 4U) the mixed memory's input share and ``w_rec`` (4U, U) its recurrent
+    weight (else None). Returns (T, B, U) every step's state and the mixed memory's last cell (B, U)
+    (an empty tensor without mixed memory)."""
 
     @staticmethod
-    def forward(ctx, mode, n_hidden, dropout, pre0, ts, w0h, wh, bh, *rest):
+    def forward(ctx, mode: str, dropout: float, pre0, ts, h0, c0, w0h, hw, hb, wh, bh, w_tau, amp, lstm_pre, w_rec):
         keep = any(ctx.needs_input_grad)
-        hidden = rest[: 2 * n_hidden]
-        rest = rest[2 * n_hidden:]
-        pure = rest[:2] if mode == "pure" else ()
-        lstm = rest[len(pure):]
+        lstm = lstm_pre is not None
         steps, bsz, _ = pre0.shape
+        units = w0h.shape[1]
+        n_hidden = 0 if hw is None else hw.shape[0]
         # lecun_tanh(a) = A tanh(B a): B is folded into each layer's weights and bias once
         pre0_b, w0h_b = pre0 * LECUN_B, w0h.t() * LECUN_B
-        hidden_b = [(w.t() * LECUN_B, b * LECUN_B) for w, b in zip(hidden[0::2], hidden[1::2])]
-        units = w0h.shape[1]
-        h = pre0.new_zeros(bsz, units)
-        c = pre0.new_zeros(bsz, units) if lstm else None
+        hidden_b = [(hw[layer].t() * LECUN_B, hb[layer] * LECUN_B) for layer in range(n_hidden)]
+        h = pre0.new_zeros(bsz, units) if h0 is None else h0
+        c = (pre0.new_zeros(bsz, units) if c0 is None else c0) if lstm else None
         out = pre0.new_empty(steps, bsz, units)
         saved = []
         for t in range(steps):
             rec = {}
             if lstm:
-                z = torch.addmm(lstm[0][t], h, lstm[1].t())
+                z = torch.addmm(lstm_pre[t], h, w_rec.t())
                 i, ig, fg, og = z.chunk(4, 1)
                 ti, sig_i, sig_f, sig_o = torch.tanh(i), torch.sigmoid(ig), torch.sigmoid(fg + 1.0), torch.sigmoid(og)
                 c_new = torch.addcmul(c * sig_f, ti, sig_i)
@@ -84,10 +89,9 @@ class _CfcSequence(torch.autograd.Function):
             heads = torch.addmm(bh, y, wh.t())
             step_ts = 1.0 if ts is None else ts[t]
             if mode == "pure":
-                w_tau, big_a = pure
                 ff1 = heads
                 e = torch.exp(-step_ts * (w_tau.abs() + ff1.abs()))
-                h = big_a - big_a * e * ff1
+                h = amp - amp * e * ff1
                 rec.update(ff1=ff1, e=e)
             else:
                 f1, f2 = torch.tanh(heads[:, : 2 * units]).chunk(2, 1)
@@ -100,21 +104,40 @@ class _CfcSequence(torch.autograd.Function):
                 rec.update(tanhs=tanhs, masks=masks, ys=ys)
                 saved.append(rec)
         if keep:
-            ctx.mode, ctx.n_hidden, ctx.has_lstm = mode, n_hidden, bool(lstm)
-            ctx.save_for_backward(w0h, wh, *hidden, *pure, *lstm[1:])
+            ctx.mode, ctx.n_hidden, ctx.has_lstm, ctx.has_h0, ctx.has_c0 = mode, n_hidden, lstm, h0 is not None, c0 is not None
+            ctx.save_for_backward(w0h, wh, hw, w_tau, amp, w_rec)
             ctx.ts = ts
             ctx.steps = saved
-        return out
+        return out, (c if lstm else pre0.new_zeros(0))
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx, grad, grad_c):
+        """Derivation (one step; h the state entering it, after the mixed memory's LSTM where there
+        is one; A, B lecun_tanh's constants; s the elapsed time; m_l a dropout mask or 1):
+
+        forward  a_0 = pre0_t + W0h h, y_0 = A tanh(B a_0) m_0; a_l = W_l y_{l-1} + b_l,
+                 y_l = A tanh(B a_l) m_l; q = Wh y_{L-1} + bh = (q1, q2, qa, qb);
+                 default: f1 = tanh q1, f2 = tanh q2, g = sigmoid(qa s + qb), h' = f1 (1 - g) + g f2;
+                 no_gate: h' = f1 + g f2;  pure: e = exp(-s (|w_tau| + |q1|)), h' = amp - amp e q1;
+                 LSTM: z = lstm_pre_t + W_rec h_prev = (zi, zg, zf, zo), c' = c sigmoid(zf + 1)
+                 + tanh(zi) sigmoid(zg), h = tanh(c') sigmoid(zo).
+        VJPs     gh = dL/dh' (this step's output gradient plus the next step's dL/dh);
+                 heads, default: dq1 = gh (1 - g)(1 - f1^2), dq2 = gh g (1 - f2^2),
+                 dqa = gh (f2 - f1) g (1 - g) s, dqb = gh (f2 - f1) g (1 - g); no_gate: (1 - g) -> 1
+                 in dq1 and f2 - f1 -> f2; pure: d amp = sum gh (1 - e q1), dx = gh amp q1 e s
+                 (x = |w_tau| + |q1|), d w_tau = sum dx sign(w_tau), dq1 = dx sign(q1) - gh amp e;
+                 backbone: dy_{L-1} = Wh^T dq, da_l = dy_l m_l A B (1 - tanh^2(B a_l)),
+                 dy_{l-1} = W_l^T da_l; layer 0: dpre0_t = da_0, dh = W0h^T da_0;
+                 LSTM: dc' = dc + dh sigmoid(zo)(1 - tanh^2 c'), dzi = dc' sigmoid(zg)(1 - tanh^2 zi),
+                 dzg = dc' tanh(zi) sigmoid'(zg), dzf = dc' c sigmoid'(zf + 1),
+                 dzo = dh tanh(c') sigmoid'(zo); dh_prev = W_rec^T dz, dc_prev = dc' sigmoid(zf + 1).
+        weights  dW = sum over steps and rows of (pre-activation gradient) x (its layer's input)^T,
+                 db = sum of the pre-activation gradient: one matrix product each over all steps
+                 (:func:`_weight_grads`); d lstm_pre_t = dz, d W_rec = sum dz h_prev^T; the gradients
+                 left after step 0 are dL/dh0 and dL/dc0 (dL/dc after the last step: the gradient of the
+                 returned cell)."""
         mode, n_hidden, has_lstm = ctx.mode, ctx.n_hidden, ctx.has_lstm
-        tensors = ctx.saved_tensors
-        w0h, wh = tensors[:2]
-        hidden = tensors[2: 2 + 2 * n_hidden]
-        rest = tensors[2 + 2 * n_hidden:]
-        pure = rest[:2] if mode == "pure" else ()
-        w_rec = rest[len(pure)] if has_lstm else None
+        w0h, wh, hw, w_tau, amp, w_rec = ctx.saved_tensors
         ts, saved = ctx.ts, ctx.steps
         del ctx.steps
         steps = len(saved)
@@ -124,11 +147,12 @@ class _CfcSequence(torch.autograd.Function):
         # each over all steps at the end (the same sums, in one call instead of one per step)
         g_pre0 = new(steps, bsz, w0h.shape[0])
         g_heads_all = new(steps, bsz, wh.shape[0])
-        g_hidden_all = [new(steps, bsz, hidden[2 * layer].shape[0]) for layer in range(n_hidden)]
-        g_pure = [torch.zeros_like(p) for p in pure]
+        g_hid = new(n_hidden, steps, bsz, w0h.shape[0])
+        g_wtau = torch.zeros_like(w_tau) if mode == "pure" else None
+        g_amp = torch.zeros_like(amp) if mode == "pure" else None
         g_lstm_pre = new(steps, bsz, 4 * units) if has_lstm else None
         g_h = torch.zeros_like(grad[0])
-        g_c = torch.zeros_like(grad[0]) if has_lstm else None
+        g_c = grad_c.clone() if has_lstm else None  # dL/d(last cell), zeros unless the caller uses it
         # The local derivatives depend only on the saved activations, not on the incoming
         # gradient: form them for all steps at once, so that a step's backward is a handful of
         # operations (multiply, matrix product) instead of one per elementwise term.
@@ -155,21 +179,19 @@ class _CfcSequence(torch.autograd.Function):
             gh = g_h + grad[t]
             step_ts = 1.0 if ts is None else ts[t]
             if mode == "pure":
-                w_tau, big_a = pure
                 ff1, e = rec["ff1"], rec["e"]
-                g_pure[1] += (gh * (1.0 - e * ff1)).sum(0, keepdim=True)
-                de = -gh * big_a * ff1
-                dexp = -(de * e) * step_ts  # d/d(|w_tau| + |ff1|)
-                g_pure[0] += dexp.sum(0, keepdim=True) * torch.sign(w_tau)
-                g_heads = torch.addcmul(dexp * torch.sign(ff1), gh * big_a, e, value=-1.0)
+                g_amp += (gh * (1.0 - e * ff1)).sum(0, keepdim=True)
+                dexp = (gh * amp * ff1 * e) * step_ts  # d/d(|w_tau| + |ff1|)
+                g_wtau += dexp.sum(0, keepdim=True) * torch.sign(w_tau)
+                g_heads = torch.addcmul(dexp * torch.sign(ff1), gh * amp, e, value=-1.0)
                 g_heads_all[t] = g_heads
             else:
                 g_heads = g_heads_all[t]
                 torch.mul(heads_jac[t], gh.unsqueeze(1), out=g_heads.view(bsz, 4, units))
             dy = g_heads @ wh
             for layer in range(n_hidden - 1, -1, -1):
-                da = torch.mul(dy, lecun_jac[layer + 1][t], out=g_hidden_all[layer][t])
-                dy = da @ hidden[2 * layer]
+                da = torch.mul(dy, lecun_jac[layer + 1][t], out=g_hid[layer, t])
+                dy = da @ hw[layer]
             da = torch.mul(dy, lecun_jac[0][t], out=g_pre0[t])
             g_h = da @ w0h
             if has_lstm:
@@ -188,62 +210,66 @@ class _CfcSequence(torch.autograd.Function):
             return torch.stack([rec[key] if index is None else rec[key][index] for rec in saved])
 
         ys = [stacked("ys", layer) for layer in range(n_hidden + 1)]
-        grads = [None, None, None, g_pre0, None,
-                 *_weight_grads(g_pre0, stacked("h_in"), g_hidden_all, ys, g_heads_all), *g_pure]
-        if has_lstm:
-            grads += [g_lstm_pre, g_lstm_pre.flatten(0, 1).t() @ stacked("h_prev").flatten(0, 1)]
-        return tuple(grads)
+        g_w0h, g_hw, g_hb, g_wh, g_bh = _weight_grads(g_pre0, stacked("h_in"), g_hid, ys, g_heads_all)
+        g_w_rec = g_lstm_pre.flatten(0, 1).t() @ stacked("h_prev").flatten(0, 1) if has_lstm else None
+        return (None, None, g_pre0, None, g_h if ctx.has_h0 else None, g_c if ctx.has_c0 else None, g_w0h, g_hw,
+                g_hb, g_wh, g_bh, g_wtau, g_amp, g_lstm_pre, g_w_rec)
 
 
-def _weight_grads(g_pre0, h_in, g_hidden, ys, g_heads) -> list[torch.Tensor]:
+def _weight_grads(g_pre0, h_in, g_hid, ys, g_heads):
     """The backbone's and heads' weight gradients from every step's pre-activation gradients, one
     matrix product per weight over all steps: ``g_pre0, h_in`` (T, B, .) layer 0 and its state
-    input, ``g_hidden`` layers 1.. and ``ys`` every layer's output (T, B, K), ``g_heads`` (T, B, H).
-    Returns [w0h, wh, bh, then weight and bias of each hidden layer]."""
+    input, ``g_hid`` (L-1, T, B, K) layers 1.., ``ys`` every layer's output (T, B, K) (a list or an
+    (L, T, B, K) tensor), ``g_heads`` (T, B, H). Returns (w0h, hw (L-1, K, K) or None, hb (L-1, K)
+    or None, wh, bh)."""
     flat = lambda g: g.flatten(0, 1)  # noqa: E731
     g_heads = flat(g_heads)
-    grads = [flat(g_pre0).t() @ flat(h_in), g_heads.t() @ flat(ys[-1]), g_heads.sum(0)]
-    for g, y in zip(g_hidden, ys):
-        g = flat(g)
-        grads += [g.t() @ flat(y), g.sum(0)]
-    return grads
+    n_hidden = g_hid.shape[0]
+    g_hw = torch.stack([flat(g_hid[layer]).t() @ flat(ys[layer]) for layer in range(n_hidden)]) if n_hidden else None
+    g_hb = g_hid.sum((1, 2)) if n_hidden else None
+    return flat(g_pre0).t() @ flat(h_in), g_hw, g_hb, g_heads.t() @ flat(ys[-1]), g_heads.sum(0)
 
 
 class _CfcSequenceCompiled(torch.autograd.Function):
-    """:class:`_CfcSequence` without mixed memory or dropout, in compiled C (:mod:`.cfc_kernel`):
-    the same arguments less ``dropout`` and the LSTM's."""
+    """:class:`_CfcSequence` without mixed memory or dropout, as one kernel call for the sequence's
+    forward and one for its backward: ``kernel`` is :mod:`.cfc_kernel` (compiled C, CPU) or
+    :mod:`.cfc_triton` (Triton, CUDA), both with the same arguments and results (the C source
+    states the backward's derivation at its top); the other arguments are :class:`_CfcSequence`'s
+    less ``dropout``, ``c0`` and the LSTM's; float32."""
 
     @staticmethod
-    def forward(ctx, mode, n_hidden, pre0, ts, w0h, wh, bh, *rest):
-        hidden = rest[: 2 * n_hidden]
-        pure = rest[2 * n_hidden:]
+    def forward(ctx, kernel, mode: str, pre0, ts, h0, w0h, hw, hb, wh, bh, w_tau, amp):
         # lecun_tanh(a) = A tanh(B a): B folded into each backbone layer's weights and bias
         width = w0h.shape[0]
-        hwt = torch.stack(hidden[0::2]).transpose(1, 2) * LECUN_B if n_hidden else pre0.new_empty(0, width, width)
-        hb = torch.stack(hidden[1::2]) * LECUN_B if n_hidden else pre0.new_empty(0, width)
+        hwt = hw.transpose(1, 2) * LECUN_B if hw is not None else pre0.new_empty(0, width, width)
+        hbs = hb * LECUN_B if hb is not None else pre0.new_empty(0, width)
         ts2 = None if ts is None else ts.reshape(ts.shape[:2])
-        wtau, amp = (p.reshape(-1) for p in pure) if pure else (None, None)
-        out, tanhs, aux = cfc_kernel.forward(mode, pre0 * LECUN_B, ts2, w0h.t() * LECUN_B, hwt, hb, wh.t(), bh,
-                                             wtau, amp)
+        wtau1, amp1 = (None, None) if w_tau is None else (w_tau.reshape(-1), amp.reshape(-1))
+        out, tanhs, aux = kernel.forward(mode, pre0 * LECUN_B, ts2, h0, w0h.t() * LECUN_B, hwt, hbs, wh.t(), bh,
+                                         wtau1, amp1)
         if any(ctx.needs_input_grad):
-            ctx.mode, ctx.n_hidden, ctx.ts = mode, n_hidden, ts2
-            ctx.save_for_backward(w0h, wh, *hidden, *pure, out, tanhs, aux)
+            ctx.kernel, ctx.mode, ctx.ts = kernel, mode, ts2
+            ctx.save_for_backward(h0, w0h, hw, wh, w_tau, amp, out, tanhs, aux)
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        mode, n_hidden = ctx.mode, ctx.n_hidden
-        w0h, wh, *rest = ctx.saved_tensors
-        hidden, pure, (out, tanhs, aux) = rest[: 2 * n_hidden], rest[2 * n_hidden: -3], rest[-3:]
-        hw = torch.stack(hidden[0::2]) if n_hidden else w0h.new_empty(0, w0h.shape[0], w0h.shape[0])
-        wtau, amp = (p.reshape(-1) for p in pure) if pure else (None, None)
-        g_pre0, g_hid, g_heads, g_wtau, g_amp = cfc_kernel.backward(mode, grad, ctx.ts, w0h, hw, wh, wtau, amp, tanhs,
-                                                                    aux)
-        h_in = torch.cat((out.new_zeros(1, *out.shape[1:]), out[:-1]))
-        grads = [None, None, g_pre0, None, *_weight_grads(g_pre0, h_in, g_hid, tanhs * LECUN_A, g_heads)]
-        if pure:
-            grads += [g_wtau.view_as(pure[0]), g_amp.view_as(pure[1])]
-        return tuple(grads)
+        mode = ctx.mode
+        h0, w0h, hw, wh, w_tau, amp, out, tanhs, aux = ctx.saved_tensors
+        width = w0h.shape[0]
+        hw_c = hw if hw is not None else w0h.new_empty(0, width, width)
+        wtau1, amp1 = (None, None) if w_tau is None else (w_tau.reshape(-1), amp.reshape(-1))
+        g_pre0, g_hid, g_heads, g_wtau, g_amp, g_h0 = ctx.kernel.backward(mode, grad, ctx.ts, w0h, hw_c, wh, wtau1,
+                                                                          amp1, tanhs, aux)
+        first = out.new_zeros(1, *out.shape[1:]) if h0 is None else h0.unsqueeze(0)
+        h_in = torch.cat((first, out[:-1]))
+        g_w0h, g_hw, g_hb, g_wh, g_bh = _weight_grads(g_pre0, h_in, g_hid, tanhs * LECUN_A, g_heads)
+        if w_tau is not None:
+            g_wtau, g_amp = g_wtau.view_as(w_tau), g_amp.view_as(amp)
+        else:
+            g_wtau = g_amp = None
+        return (None, None, g_pre0, None, g_h0 if h0 is not None else None, g_w0h, g_hw, g_hb, g_wh, g_bh, g_wtau,
+                g_amp)
 
 
 def _wired_layer(layer: nn.Module, xin: torch.Tensor, h: torch.Tensor, weights, ts):
@@ -260,82 +286,146 @@ def _wired_layer(layer: nn.Module, xin: torch.Tensor, h: torch.Tensor, weights, 
     return ff1 * (1.0 - tint) + tint * ff2
 
 
-class FastCfcCore(nn.Module):
-    """Runs the CfC of an ncps ``CfC`` module over a batch-first sequence; every step's output."""
+FUSED, LAYERS, NCPS_CELL = "fused", "layers", "ncps cell"
 
-    def __init__(self, rnn: nn.Module):
-        super().__init__()
-        cell = rnn.rnn_cell
-        if getattr(rnn, "proj_size", None) is not None:
-            raise ValueError("the fast CfC does not support proj_size")
-        if not hasattr(cell, "_layers"):
-            acts = [m for m in cell.backbone if not isinstance(m, (nn.Linear, nn.Dropout))] if cell.backbone else []
-            if cell.backbone_layers < 1 or any(type(m).__name__ != "LeCun" for m in acts):
-                raise ValueError("the fast CfC supports backbones of one or more lecun_tanh layers")
+
+def engine(rnn: nn.Module) -> str:
+    """How the fast CfC runs ncps module ``rnn``: ``"fused"`` (one autograd.Function for the
+    recurrence: a backbone of lecun_tanh layers), ``"layers"`` (cells without backbone: wired NCPs
+    and ``backbone_layers=0``; masked weights formed once per sequence, autograd) or ``"ncps cell"``
+    (backbones of another activation: ncps's own cell, step by step)."""
+    cell = rnn.rnn_cell
+    if hasattr(cell, "_layers") or cell.backbone_layers < 1:
+        return LAYERS
+    acts = [m for m in cell.backbone if not isinstance(m, (nn.Linear, nn.Dropout))]
+    return FUSED if all(type(m).__name__ == "LeCun" for m in acts) else NCPS_CELL
+
+
+def backbone_sequence(rnn: nn.Module, x: torch.Tensor, elapsed: torch.Tensor | None, h0, c0, training: bool):
+    """The fully connected CfC of ncps module ``rnn`` over batch-first ``x`` (B, T, F) with elapsed
+    times (B, T) or None, from state ``h0`` (and cell ``c0`` with mixed memory; None: zeros).
+    Returns every step's state (B, T, U) and the last cell (B, U) or None."""
+    cell = rnn.rnn_cell
+    n_in = x.shape[-1]
+    linears = [m for m in cell.backbone if isinstance(m, nn.Linear)]
+    drops = [m for m in cell.backbone if isinstance(m, nn.Dropout)]
+    dropout = drops[0].p if drops and training else 0.0
+    xt = x.transpose(0, 1)
+    w0 = linears[0].weight
+    pre0 = F.linear(xt, w0[:, :n_in], linears[0].bias)
+    hw = torch.stack([lin.weight for lin in linears[1:]]) if len(linears) > 1 else None
+    hb = torch.stack([lin.bias for lin in linears[1:]]) if len(linears) > 1 else None
+    if cell.mode == "pure":
+        wh, bh, w_tau, amp = cell.ff1.weight, cell.ff1.bias, cell.w_tau, cell.A
+    else:
+        heads = (cell.ff1, cell.ff2, cell.time_a, cell.time_b)
+        wh = torch.cat([m.weight for m in heads])
+        bh = torch.cat([m.bias for m in heads])
+        w_tau = amp = None
+    ts = None if elapsed is None else elapsed.t().unsqueeze(-1)
+    tensors = [t for t in (pre0, w0, wh, h0, hw, hb, w_tau, amp, ts) if t is not None]
+    unsupported = "mixed memory" if rnn.use_mixed else "backbone dropout in training" if dropout else None
+    path = paths.choose("cfc", *tensors, unsupported=unsupported)
+    if rnn.use_mixed:
+        lstm_pre, w_rec = rnn.lstm.input_map(xt), rnn.lstm.recurrent_map.weight
+        out, c = _CfcSequence.apply(cell.mode, dropout, pre0, ts, h0, c0, w0[:, n_in:], hw, hb, wh, bh, w_tau, amp,
+                                    lstm_pre, w_rec)
+        return out.transpose(0, 1), c
+    if path != paths.TORCH:
+        kernel = cfc_triton if path == paths.TRITON else cfc_kernel
+        out = _CfcSequenceCompiled.apply(kernel, cell.mode, pre0, ts, h0, w0[:, n_in:], hw, hb, wh, bh, w_tau, amp)
+    else:
+        out, _ = _CfcSequence.apply(cell.mode, dropout, pre0, ts, h0, None, w0[:, n_in:], hw, hb, wh, bh, w_tau, amp,
+                                    None, None)
+    return out.transpose(0, 1), None
+
+
+def layers_sequence(rnn: nn.Module, x: torch.Tensor, elapsed: torch.Tensor | None, h0, c0):
+    """CfCs whose cells have no backbone: ncps's wired (NCP) cell, layer after layer, or one cell
+    with ``backbone_layers=0``; the masked weights are formed once per sequence. Returns (every
+    step's output (B, T, O), last state (B, H), last cell or None)."""
+    cell = rnn.rnn_cell
+    layers = cell._layers if hasattr(cell, "_layers") else [cell]
+    sizes = cell.layer_sizes if hasattr(cell, "_layers") else [rnn.state_size]
+    weights = []
+    for layer in layers:
+        n_in = layer.ff1.weight.shape[1] - layer.hidden_size
+        mask = layer.sparsity_mask
+        w1 = layer.ff1.weight if mask is None else layer.ff1.weight * mask
+        entry = [(w1[:, :n_in], w1[:, n_in:])]
+        if layer.mode != "pure":
+            w2 = layer.ff2.weight if mask is None else layer.ff2.weight * mask
+            w = torch.cat([w2, layer.time_a.weight, layer.time_b.weight])
+            entry.append((w[:, :n_in], w[:, n_in:], torch.cat([layer.ff2.bias, layer.time_a.bias, layer.time_b.bias])))
+        weights.append(entry)
+    bsz, steps, _ = x.shape
+    h = x.new_zeros(bsz, rnn.state_size) if h0 is None else h0
+    hs = list(h.split(sizes, dim=1))
+    c = None
+    if rnn.use_mixed:
+        c = x.new_zeros(bsz, rnn.state_size) if c0 is None else c0
+        lstm_pre = rnn.lstm.input_map(x).unbind(1)
+    outputs = []
+    for t in range(steps):
+        ts = 1.0 if elapsed is None else elapsed[:, t: t + 1]
+        if rnn.use_mixed:
+            z = lstm_pre[t] + F.linear(torch.cat(hs, 1), rnn.lstm.recurrent_map.weight)
+            i, ig, fg, og = z.chunk(4, 1)
+            c = c * torch.sigmoid(fg + 1.0) + torch.tanh(i) * torch.sigmoid(ig)
+            hs = list((torch.tanh(c) * torch.sigmoid(og)).split(sizes, dim=1))
+        xin = x[:, t]
+        for index, layer in enumerate(layers):
+            hs[index] = _wired_layer(layer, xin, hs[index], weights[index], ts)
+            xin = hs[index]
+        outputs.append(xin)
+    return torch.stack(outputs, dim=1), torch.cat(hs, 1), c
+
+
+class CfC(ncps_torch.CfC):
+    """ncps's ``CfC`` (1.0.1: the same constructor, defaults, parameters, state dict and initial
+    weights from the same seed) computed by this package's fast recurrences; ``forward(input,
+    hx=None, timespans=None)`` returns ``(output, hx)`` as ncps's does. A backbone of lecun_tanh
+    layers runs fused (:class:`_CfcSequence`, on the CPU the compiled C of :mod:`.cfc_kernel`);
+    wired NCPs and ``backbone_layers=0`` run their masked layers with weights formed once per
+    sequence; another backbone activation runs ncps's own cell step by step (same results, not
+    faster; :attr:`engine` says which). Elapsed times: see :mod:`.interface`."""
+
+    def __init__(self, input_size, units, proj_size=None, return_sequences=True, batch_first=True,
+                 mixed_memory=False, mode="default", activation="lecun_tanh", backbone_units=None,
+                 backbone_layers=None, backbone_dropout=None):
+        super().__init__(input_size, units, proj_size=proj_size, return_sequences=return_sequences,
+                         batch_first=batch_first, mixed_memory=mixed_memory, mode=mode, activation=activation,
+                         backbone_units=backbone_units, backbone_layers=backbone_layers,
+                         backbone_dropout=backbone_dropout)
+        self.engine = engine(self)
+        if self.engine == FUSED:
             # build (or load) the compiled recurrence now, so that its one-time compilation is part
             # of the job's set-up and never of a training epoch's time
             cfc_kernel.library()
+
+    def forward(self, input, hx=None, timespans=None):
+        x, h0, c0, elapsed, batched = interface.prepare(self, input, hx, timespans)
+        if self.engine == FUSED:
+            outputs, c = backbone_sequence(self, x, elapsed, h0, c0, self.training)
+            h = outputs[:, -1]
+        elif self.engine == LAYERS:
+            outputs, h, c = layers_sequence(self, x, elapsed, h0, c0)
+        else:
+            outputs, h, c = interface.step_by_step(self, x, elapsed, h0, c0)
+        if not self.return_sequences:
+            outputs = outputs[:, -1:]
+        return interface.finish(self, self.fc(outputs), h, c, batched)
+
+
+class FastCfcCore(nn.Module):
+    """Runs a fast :class:`CfC` over a batch-first sequence (the study's ``impl: fast``); every
+    step's output."""
+
+    def __init__(self, rnn: CfC):
+        super().__init__()
+        if not isinstance(rnn, CfC):
+            raise TypeError(f"FastCfcCore runs liquidbench's fast CfC, got {type(rnn).__name__}")
         self.rnn = rnn
 
     def forward(self, x: torch.Tensor, elapsed: torch.Tensor | None) -> torch.Tensor:
-        if hasattr(self.rnn.rnn_cell, "_layers"):
-            return self._wired(x, elapsed)
-        rnn, cell = self.rnn, self.rnn.rnn_cell
-        n_in = x.shape[-1]
-        linears = [m for m in cell.backbone if isinstance(m, nn.Linear)]
-        drops = [m for m in cell.backbone if isinstance(m, nn.Dropout)]
-        dropout = drops[0].p if drops and self.training else 0.0
-        xt = x.transpose(0, 1)
-        w0 = linears[0].weight
-        pre0 = F.linear(xt, w0[:, :n_in], linears[0].bias)
-        hidden = [p for lin in linears[1:] for p in (lin.weight, lin.bias)]
-        if cell.mode == "pure":
-            wh, bh, extra = cell.ff1.weight, cell.ff1.bias, [cell.w_tau, cell.A]
-        else:
-            heads = (cell.ff1, cell.ff2, cell.time_a, cell.time_b)
-            wh = torch.cat([m.weight for m in heads])
-            bh = torch.cat([m.bias for m in heads])
-            extra = []
-        if rnn.use_mixed:
-            extra += [rnn.lstm.input_map(xt), rnn.lstm.recurrent_map.weight]
-        ts = None if elapsed is None else elapsed.t().unsqueeze(-1)
-        unsupported = "mixed memory" if rnn.use_mixed else "backbone dropout in training" if dropout else None
-        if cfc_kernel.usable(pre0, w0, wh, *hidden, *extra, unsupported=unsupported):
-            out = _CfcSequenceCompiled.apply(cell.mode, len(linears) - 1, pre0, ts, w0[:, n_in:], wh, bh, *hidden,
-                                             *extra)
-        else:
-            out = _CfcSequence.apply(cell.mode, len(linears) - 1, dropout, pre0, ts, w0[:, n_in:], wh, bh, *hidden,
-                                     *extra)
-        return out.transpose(0, 1)
-
-    def _wired(self, x: torch.Tensor, elapsed: torch.Tensor | None) -> torch.Tensor:
-        rnn, cell = self.rnn, self.rnn.rnn_cell
-        sizes = cell.layer_sizes
-        weights = []
-        for layer in cell._layers:
-            n_in = layer.ff1.weight.shape[1] - layer.hidden_size
-            w1 = layer.ff1.weight * layer.sparsity_mask
-            entry = [(w1[:, :n_in], w1[:, n_in:])]
-            if layer.mode != "pure":
-                w = torch.cat([layer.ff2.weight * layer.sparsity_mask, layer.time_a.weight, layer.time_b.weight])
-                entry.append((w[:, :n_in], w[:, n_in:], torch.cat([layer.ff2.bias, layer.time_a.bias, layer.time_b.bias])))
-            weights.append(entry)
-        bsz, steps, _ = x.shape
-        hs = list(x.new_zeros(bsz, rnn.state_size).split(sizes, dim=1))
-        if rnn.use_mixed:
-            c = x.new_zeros(bsz, rnn.state_size)
-            lstm_pre = rnn.lstm.input_map(x).unbind(1)
-        outputs = []
-        for t in range(steps):
-            ts = 1.0 if elapsed is None else elapsed[:, t: t + 1]
-            if rnn.use_mixed:
-                z = lstm_pre[t] + F.linear(torch.cat(hs, 1), rnn.lstm.recurrent_map.weight)
-                i, ig, fg, og = z.chunk(4, 1)
-                c = c * torch.sigmoid(fg + 1.0) + torch.tanh(i) * torch.sigmoid(ig)
-                hs = list((torch.tanh(c) * torch.sigmoid(og)).split(sizes, dim=1))
-            xin = x[:, t]
-            for index, layer in enumerate(cell._layers):
-                hs[index] = _wired_layer(layer, xin, hs[index], weights[index], ts)
-                xin = hs[index]
-            outputs.append(xin)
-        return torch.stack(outputs, dim=1)
+        return self.rnn(x, timespans=elapsed)[0]

@@ -1,7 +1,7 @@
 """Optional C kernels of the fast models: built once per machine type, loaded with ctypes.
 
-A :class:`Kernel` is one C source (no Python or torch headers) compiled with the system's C
-compiler (``cc``, or ``$CC``) into ``~/.cache/liquidbench`` (``$XDG_CACHE_HOME``) the first time a
+A :class:`Kernel` is one C source file beside this module (``<name>.c``, no Python or torch
+headers; packaged with the wheel as package data) compiled with the system's C compiler (``cc``, or ``$CC``) into ``~/.cache/liquidbench`` (``$XDG_CACHE_HOME``) the first time a
 process asks for it; the cache key holds the source, the flags and the CPU's model and flags, so a
 node of another type builds its own. Where no compiler is found, the build fails, the tensors are
 not contiguous float32 on the CPU, or ``LIQUIDBENCH_<NAME>=0`` is set, the fast model uses its torch
@@ -52,11 +52,14 @@ def ptr(t: torch.Tensor | None):
 
 
 class Kernel:
-    """One compiled C source. ``functions`` maps each exported function to its argument counts
-    ``(ints, pointers)`` (ints first); :meth:`library` builds or loads it once per process."""
+    """One compiled C source, ``<name>.c`` beside this module. ``functions`` maps each exported
+    function to its argument counts ``(ints, pointers)`` (ints first); :meth:`library` builds or
+    loads it once per process."""
 
-    def __init__(self, name: str, what: str, source: str, functions: dict[str, tuple[int, int]]):
-        self.name, self.what, self.source, self.functions = name, what, source, functions
+    def __init__(self, name: str, what: str, functions: dict[str, tuple[int, int]]):
+        self.name, self.what, self.functions = name, what, functions
+        self.source_path = Path(__file__).with_name(f"{name}.c")
+        self.source = self.source_path.read_text()
         self.env_var = f"LIQUIDBENCH_{name.upper()}"
         self.build: dict = {"seconds": None, "path": None, "error": None}
         self._lib = None

@@ -1,6 +1,7 @@
 """LTC and CfC: ncps's implementations (``impl: ncps``, the reference) or this package's fast ones
-(``impl: fast``, :mod:`.ltc_fast` and :mod:`.cfc_fast`), built from the same ncps module so that
-both have the same parameters, state dict layout and initial weights.
+(``impl: fast``, :class:`.ltc_fast.LTC` and :class:`.cfc_fast.CfC`, also ``liquidbench.fast``): the
+fast classes are ncps's with their own forward, so both have the same constructor, parameters,
+state dict layout and initial weights.
 
 Wiring is ``fully_connected`` (``units`` neurons, all read out) or ``autoncp`` (an NCP with
 ``units`` neurons of which ``motor_neurons`` are read out). Elapsed times, when given, go to the
@@ -16,13 +17,12 @@ are the same; the cost is one more forward pass. Back-propagation through a 12,0
 from __future__ import annotations
 
 import torch
-from ncps.torch import CfC, LTC
+from ncps import torch as ncps_torch
 from ncps.wirings import AutoNCP
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .cfc_fast import FastCfcCore
-from .ltc_fast import FastLtcCore
+from . import cfc_fast, ltc_fast
 from .sequence import SequenceModel, take
 
 LTC_DEFAULTS = {"units": 32, "wiring": "fully_connected", "motor_neurons": 8, "ode_unfolds": 6,
@@ -105,24 +105,35 @@ def _wiring(p: dict, name: str, seed: int = 22222):
     return AutoNCP(p["units"], p["motor_neurons"], seed=seed), p["motor_neurons"]
 
 
-def _core(p: dict, name: str, rnn: nn.Module, fast: type[nn.Module]) -> nn.Module:
+# impl -> (module, core) per model: ncps's LTC and CfC, or this package's fast ones (the same
+# constructor, parameters and initial weights: liquidbench.fast)
+CLASSES = {
+    "ltc": {"ncps": (ncps_torch.LTC, NcpCore), "fast": (ltc_fast.LTC, ltc_fast.FastLtcCore)},
+    "cfc": {"ncps": (ncps_torch.CfC, NcpCore), "fast": (cfc_fast.CfC, cfc_fast.FastCfcCore)},
+}
+
+
+def _classes(p: dict, name: str):
+    """(the LTC or CfC class, a function rnn -> core) for ``p['impl']``."""
     if p["impl"] not in IMPLS:
         raise ValueError(f"model '{name}': impl '{p['impl']}' is unknown, expected one of {IMPLS}")
     every = _checkpoint_every(p, name)
+    rnn_class, core = CLASSES[name][p["impl"]]
     if p["impl"] == "ncps":
-        return NcpCore(rnn, every)
+        return rnn_class, lambda rnn: core(rnn, every)
     if every:
         raise ValueError(f"model '{name}': checkpoint_every applies to impl ncps; impl fast keeps its own "
                          "per-step state for the backward pass (set checkpoint_every 0 or impl ncps)")
-    return fast(rnn)
+    return rnn_class, core
 
 
 def build_ltc(spec, *, n_features, n_outputs, task, irregular=False):
     p = take(spec, LTC_DEFAULTS, "ltc")
     units, out_dim = _wiring(p, "ltc")
-    rnn = LTC(n_features, units, return_sequences=True, batch_first=True,
-              mixed_memory=p["mixed_memory"], ode_unfolds=p["ode_unfolds"])
-    return SequenceModel(_core(p, "ltc", rnn, FastLtcCore), out_dim, n_outputs, task)
+    rnn_class, core = _classes(p, "ltc")
+    rnn = rnn_class(n_features, units, return_sequences=True, batch_first=True,
+                    mixed_memory=p["mixed_memory"], ode_unfolds=p["ode_unfolds"])
+    return SequenceModel(core(rnn), out_dim, n_outputs, task)
 
 
 def build_cfc(spec, *, n_features, n_outputs, task, irregular=False):
@@ -130,9 +141,10 @@ def build_cfc(spec, *, n_features, n_outputs, task, irregular=False):
     if p["mode"] not in CFC_MODES:
         raise ValueError(f"model 'cfc': mode '{p['mode']}' is unknown, expected one of {CFC_MODES}")
     units, out_dim = _wiring(p, "cfc")
+    rnn_class, core = _classes(p, "cfc")
     kwargs = dict(return_sequences=True, batch_first=True, mixed_memory=p["mixed_memory"], mode=p["mode"])
     if p["wiring"] == "fully_connected":
         kwargs.update(backbone_units=p["backbone_units"], backbone_layers=p["backbone_layers"],
                       backbone_dropout=p["backbone_dropout"])
-    rnn = CfC(n_features, units, **kwargs)
-    return SequenceModel(_core(p, "cfc", rnn, FastCfcCore), out_dim, n_outputs, task)
+    rnn = rnn_class(n_features, units, **kwargs)
+    return SequenceModel(core(rnn), out_dim, n_outputs, task)

@@ -1,16 +1,18 @@
-"""A fast LTC with the parameters, initialisation and results of ncps's ``LTC``.
+"""A fast LTC with the interface, parameters, initialisation and results of ncps's ``LTC``.
 
-The module keeps the ncps ``LTC`` it is built from as its parameter container (``self.rnn``), so
-that its state dict is ncps's, key for key, and a model built from the same seed starts from the
-same weights. The computation is this module's own:
+:class:`LTC` is ncps's class with its own ``forward`` (also ``liquidbench.fast.LTC``), so that
+its constructor and state dict are ncps's, key for key, and a model built from the same seed
+starts from the same weights. The computation is this module's own:
 
 * the sensory synapses depend only on the inputs, so they are computed for every step at once,
   outside the recurrent loop, with ordinary autograd;
 * each step's ``ode_unfolds`` semi-implicit Euler unfolds run in one ``autograd.Function``
-  (:class:`_LtcStep`) whose backward is derived by hand. The per-synapse sigmoid over
-  ``(units, batch, units)`` is laid out post-synaptic neuron first, so that the weighted sums over
-  pre-synaptic neurons (numerator and denominator together) are one batched matrix product, and so
-  are their gradients.
+  (:class:`_LtcStep`) whose backward is derived by hand: one kernel call each way where
+  :func:`.paths.choose` finds one (compiled C on the CPU, :mod:`.ltc_kernel`; Triton on CUDA,
+  :mod:`.ltc_triton`), else torch, with the per-synapse sigmoid over ``(units, batch, units)``
+  laid out post-synaptic neuron first, so that the weighted sums over pre-synaptic neurons
+  (numerator and denominator together) are one batched matrix product, and so are their
+  gradients.
 
 The unfold is ``v' = (cm_t v + gleak vleak + N_s + N(v)) / (cm_t + gleak + D_s + D(v) + eps)`` with
 ``N(v)_j = sum_i w_ij erev_ij s_ij``, ``D(v)_j = sum_i w_ij s_ij`` and
@@ -20,10 +22,11 @@ The unfold is ``v' = (cm_t v + gleak vleak + N_s + N(v)) / (cm_t + gleak + D_s +
 from __future__ import annotations
 
 import torch
+from ncps import torch as ncps_torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import ltc_kernel
+from . import interface, ltc_kernel, ltc_triton, paths
 
 _sigmoid_backward = torch.ops.aten.sigmoid_backward
 
@@ -49,12 +52,14 @@ class _LtcStep(torch.autograd.Function):
         keep = any(ctx.needs_input_grad)
         ctx.cm_shape = cm_t.shape
         tensors = (v0, n_const, d_const, sig_t, mu_t, we_t, w_t)
+        # the step's kernel (compiled C on the CPU, Triton on CUDA) or None for the torch version below
         contiguous = all(t.is_contiguous() for t in tensors)
-        ctx.kernel = ltc_kernel.usable(*tensors, unsupported=None if contiguous else "non-contiguous tensors")
-        if ctx.kernel:
+        path = paths.choose("ltc", *tensors, unsupported=None if contiguous else "non-contiguous tensors")
+        ctx.kernel = {paths.COMPILED: ltc_kernel, paths.TRITON: ltc_triton}.get(path)
+        if ctx.kernel is not None:
             cm_t = cm_t.expand_as(v0).contiguous()
             neg_sm = (sig_t * mu_t).neg_()
-            vs, dens, ss = ltc_kernel.forward(v0, n_const, d_const + cm_t, cm_t, sig_t, neg_sm, we_t, w_t, unfolds,
+            vs, dens, ss = ctx.kernel.forward(v0, n_const, d_const + cm_t, cm_t, sig_t, neg_sm, we_t, w_t, unfolds,
                                               store and keep)
             if keep:
                 ctx.save_for_backward(cm_t, sig_t, mu_t, we_t, w_t)
@@ -81,12 +86,26 @@ class _LtcStep(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
+        """Derivation (one unfold, post-synaptic j, pre-synaptic i, sums over i; d_total = d_const + cm_t):
+
+        forward  z_ji = sig_ji (v_i - mu_ji), s_ji = sigmoid(z_ji), den_j = d_total_j + sum w_ji s_ji,
+                 v'_j = (n_const_j + cm_t_j v_j + sum we_ji s_ji) / den_j.
+        VJPs     from g = dL/dv': dnum = g / den, dden = -dnum v' (since v' = num / den);
+                 d n_const += dnum, d d_const += dden, d cm_t += dnum v + dden;
+                 d we_ji += dnum_j s_ji, d w_ji += dden_j s_ji (summed over the batch: one bmm);
+                 dz_ji = (dnum_j we_ji + dden_j w_ji) s_ji (1 - s_ji);
+                 dL/dv_i = cm_t_i dnum_i + sum_j sig_ji dz_ji (to the previous unfold);
+                 d sig_ji = sum dz_ji (v_i - mu_ji), d mu_ji = -sig_ji sum dz_ji.
+        The torch version carries sig dz instead of dz (one multiply less per unfold) and divides by
+        sigma once at the end; a synapse whose sigma is exactly zero is scaled by 1 instead and masked
+        out of dL/dv, so that no value is read to the host to choose a path (a device sync on a GPU).
+        The compiled step's C source states the same."""
         cm_t, sig_t, mu_t, we_t, w_t = ctx.saved_tensors
         inner = ctx.inner
         del ctx.inner
-        if ctx.kernel:
+        if ctx.kernel is not None:
             vs, dens, ss, neg_sm = inner
-            g, g_n, g_d, g_cm, g_sig, g_mu, g_we, g_w = ltc_kernel.backward(grad, vs, dens, ss, cm_t, sig_t, neg_sm,
+            g, g_n, g_d, g_cm, g_sig, g_mu, g_we, g_w = ctx.kernel.backward(grad, vs, dens, ss, cm_t, sig_t, neg_sm,
                                                                            mu_t, we_t, w_t)
             if ctx.needs_input_grad[3] and g_cm.shape != ctx.cm_shape:
                 g_cm = g_cm.sum_to_size(ctx.cm_shape)
@@ -97,8 +116,7 @@ class _LtcStep(torch.autograd.Function):
         neg_sm = (sig_t * mu_t).neg_().unsqueeze(1)
         # dz/dv = sigma is folded into the matrix that maps (dN, dD) to ds, so that the gradient
         # reaches z already times sigma and dL/dz = that / sigma. A synapse whose sigma is exactly
-        # zero is scaled by 1 instead and masked out of dL/dv, so that no value is read to the host
-        # to choose a path (a device sync on a GPU); where sigma is nowhere zero (always in
+        # zero is scaled by 1 instead and masked out of dL/dv; where sigma is nowhere zero (always in
         # practice) the masks are all ones and the results are bit for bit those of scaling by sigma.
         nz = (sig_t != 0).to(sig_t.dtype)  # (J, I)
         sig_safe = torch.where(sig_t != 0, sig_t, torch.ones_like(sig_t))
@@ -142,26 +160,63 @@ def _lstm_step(lstm: nn.Module, pre: torch.Tensor, h: torch.Tensor, c: torch.Ten
 
 
 class FastLtcCore(nn.Module):
-    """Runs the LTC of an ncps ``LTC`` module over a batch-first sequence; every step's output."""
+    """Runs a fast :class:`LTC` over a batch-first sequence (the study's ``impl: fast``); every
+    step's output."""
 
-    def __init__(self, rnn: nn.Module):
+    def __init__(self, rnn: LTC):
         super().__init__()
-        cell = rnn.rnn_cell
-        if cell._input_mapping != "affine" or cell._output_mapping != "affine":
-            raise ValueError("the fast LTC supports the affine input and output mappings only")
+        if not isinstance(rnn, LTC):
+            raise TypeError(f"FastLtcCore runs liquidbench's fast LTC, got {type(rnn).__name__}")
         self.rnn = rnn
+
+    def forward(self, x: torch.Tensor, elapsed: torch.Tensor | None) -> torch.Tensor:
+        return self.rnn(x, timespans=elapsed)[0]
+
+
+class LTC(ncps_torch.LTC):
+    """ncps's ``LTC`` (1.0.1: the same constructor, defaults, parameters, state dict and initial
+    weights from the same seed) computed by this module's fast step (:class:`_LtcStep`, on the CPU
+    the compiled C of :mod:`.ltc_kernel`); ``forward(input, hx=None, timespans=None)`` returns
+    ``(output, hx)`` as ncps's does. Every ncps option is covered: wirings, mixed memory, each input
+    and output mapping, ``ode_unfolds``, ``epsilon`` and ``implicit_param_constraints``. Elapsed
+    times: see :mod:`.interface`."""
+
+    def __init__(self, input_size, units, return_sequences=True, batch_first=True, mixed_memory=False,
+                 input_mapping="affine", output_mapping="affine", ode_unfolds=6, epsilon=1e-8,
+                 implicit_param_constraints=True):
+        super().__init__(input_size, units, return_sequences=return_sequences, batch_first=batch_first,
+                         mixed_memory=mixed_memory, input_mapping=input_mapping, output_mapping=output_mapping,
+                         ode_unfolds=ode_unfolds, epsilon=epsilon,
+                         implicit_param_constraints=implicit_param_constraints)
         # build (or load) the compiled step now, at model construction, so that its one-time
         # compilation is part of the job's set-up and never of a training epoch's time
         ltc_kernel.library()
 
-    def forward(self, x: torch.Tensor, elapsed: torch.Tensor | None) -> torch.Tensor:
-        rnn = self.rnn
+    def forward(self, input, hx=None, timespans=None):
+        x, h0, c0, elapsed, batched = interface.prepare(self, input, hx, timespans)
+        states, c = self.sequence(x, elapsed, h0, c0)
+        cell = self.rnn_cell
+        h = states[:, -1]
+        if not self.return_sequences:
+            states = states[:, -1:]
+        out = states[..., : cell.motor_size]
+        if cell._output_mapping in ("affine", "linear"):
+            out = out * cell.output_w
+        if cell._output_mapping == "affine":
+            out = out + cell.output_b
+        return interface.finish(self, out, h, c, batched)
+
+    def sequence(self, x: torch.Tensor, elapsed: torch.Tensor | None, h0, c0):
+        """The LTC over batch-first ``x`` (B, T, F), elapsed times (B, T) or None, from state ``h0``
+        (and cell ``c0``; None: zeros). Returns every step's whole state (B, T, U) and the mixed
+        memory's last cell (or None)."""
+        rnn = self
         cell = rnn.rnn_cell
         pos = cell.make_positive_fn
         bsz, steps, _ = x.shape
         unfolds = cell._ode_unfolds
         # sensory synapses for every step at once: (B, T, S, U) -> sums over S
-        xs = x * cell.input_w + cell.input_b
+        xs = cell._map_inputs(x)
         sens = torch.sigmoid((xs.unsqueeze(-1) - cell.sensory_mu) * cell.sensory_sigma)
         sens_w = pos(cell.sensory_w) * cell.sensory_sparsity_mask
         n_const = (sens * (sens_w * cell.sensory_erev)).sum(-2)
@@ -182,9 +237,10 @@ class FastLtcCore(nn.Module):
         w_t = w.t().contiguous()
         sig_t = cell.sigma.t().contiguous()
         mu_t = cell.mu.t().contiguous()
-        h = x.new_zeros(bsz, rnn.state_size)
+        h = x.new_zeros(bsz, rnn.state_size) if h0 is None else h0
+        c = None
         if rnn.use_mixed:
-            c = x.new_zeros(bsz, rnn.state_size)
+            c = x.new_zeros(bsz, rnn.state_size) if c0 is None else c0
             lstm_pre = rnn.lstm.input_map(x).unbind(1)
         n_steps, d_steps = n_const.unbind(0), d_const.unbind(0)
         # the compiled step keeps the synapse activations for the backward while the sequence's
@@ -196,5 +252,4 @@ class FastLtcCore(nn.Module):
                 h, c = _lstm_step(rnn.lstm, lstm_pre[t], h, c)
             h = _LtcStep.apply(h, n_steps[t], d_steps[t], cm_ts[t], sig_t, mu_t, we_t, w_t, unfolds, store)
             states.append(h)
-        out = torch.stack(states, dim=1)[..., : cell.motor_size]
-        return out * cell.output_w + cell.output_b
+        return torch.stack(states, dim=1), c

@@ -1,0 +1,105 @@
+/* The fast LTC's step on the CPU: ltc_forward runs a step's K unfolds for the whole batch,
+   ltc_backward its backward (built and loaded by liquidbench/models/compiled.py; called from
+   ltc_kernel.py).
+
+   Forward, per unfold k, batch row b and post-synaptic neuron j (v = v_k, sums over i):
+     s_ji = sigmoid(sig_ji v_i + nsm_ji)          with nsm = -sig mu
+     den_j = d_j + sum_i w_ji s_ji                (d: the constant part of the denominator, cm_t included)
+     v'_j = (nc_j + cm_j v_j + sum_i we_ji s_ji) / den_j
+   Backward (vector-Jacobian products from g = dL/dv'):
+     dnum_j = g_j / den_j,  dden_j = -dnum_j v'_j
+     d nc_j += dnum_j, d d_j += dden_j, d cm_j += dnum_j v_j + dden_j (cm_t is in d as well)
+     d we_ji += dnum_j s_ji, d w_ji += dden_j s_ji
+     dz_ji = (dnum_j we_ji + dden_j w_ji) s_ji (1 - s_ji)    (z = sig (v - mu))
+     dL/dv_i = cm_i dnum_i + sum_j dz_ji sig_ji
+     d sig_ji += dz_ji (v_i - mu_ji), d mu_ji += -sig_ji dz_ji (formed at the end from sum dz) */
+#include <math.h>
+#include <string.h>
+#define R restrict
+
+/* s[i] = sigmoid(sj[i] * v[i] + nj[i]): one post-synaptic neuron's synapse activations. */
+static inline void activations(int U, const float *R sj, const float *R nj, const float *R v, float *R s) {
+    for (int i = 0; i < U; i++) s[i] = 1.f / (1.f + expf(-(sj[i] * v[i] + nj[i])));
+}
+
+/* s = sigmoid(sig[j,i] * v[b,i] + nsm[j,i]) for post-synaptic j and pre-synaptic i; sig, nsm, we, w are
+   (J, I) row-major (transposed against ncps), states (B, U) with U = I = J. ss, (K, B, J, I), receives
+   every activation for the backward, or is NULL (the backward then computes them again). */
+void ltc_forward(int B, int U, int K, const float *R v0, const float *R nc, const float *R dt,
+                 const float *R cm, const float *R sig, const float *R nsm, const float *R we,
+                 const float *R w, float *R vs, float *R dens, float *R ss) {
+    float row[U];
+    memcpy(vs, v0, sizeof(float) * B * U);
+    for (int k = 0; k < K; k++) {
+        const float *v = vs + (size_t)k * B * U;
+        float *vn = vs + (size_t)(k + 1) * B * U, *den = dens + (size_t)k * B * U;
+        for (int b = 0; b < B; b++) {
+            const float *vb = v + (size_t)b * U;
+            for (int j = 0; j < U; j++) {
+                const float *wej = we + (size_t)j * U, *wj = w + (size_t)j * U;
+                float *s = ss ? ss + (((size_t)k * B + b) * U + j) * U : row;
+                activations(U, sig + (size_t)j * U, nsm + (size_t)j * U, vb, s);
+                float an = 0.f, ad = 0.f;
+                for (int i = 0; i < U; i++) {
+                    an += wej[i] * s[i];
+                    ad += wj[i] * s[i];
+                }
+                size_t o = (size_t)b * U + j;
+                float d = dt[o] + ad;
+                den[o] = d;
+                vn[o] = (nc[o] + cm[o] * vb[j] + an) / d;
+            }
+        }
+    }
+}
+
+/* Backward of ltc_forward from g (B, U) = dL/dv_K. Accumulates into g_n, g_d (d(dt)), g_cm (B, U) and
+   g_sig, g_mu, g_we, g_w (J, I), all zeroed by the caller; writes dL/dv0 into g. work: 2 (B, U).
+   ss: the forward's activations, or NULL to compute them again. */
+void ltc_backward(int B, int U, int K, float *R g, const float *R vs, const float *R dens,
+                  const float *R cm, const float *R sig, const float *R nsm, const float *R mu,
+                  const float *R we, const float *R w, const float *R ss, float *R g_n, float *R g_d,
+                  float *R g_cm, float *R g_sig, float *R g_mu, float *R g_we, float *R g_w, float *R work) {
+    size_t n = (size_t)B * U;
+    float *dn = work, *dd = work + n;
+    float row[U];
+    for (int k = K - 1; k >= 0; k--) {
+        const float *vi = vs + (size_t)k * n, *vo = vs + (size_t)(k + 1) * n, *den = dens + (size_t)k * n;
+        for (size_t o = 0; o < n; o++) {
+            float a = g[o] / den[o], c = -a * vo[o];
+            dn[o] = a;
+            dd[o] = c;
+            g_n[o] += a;
+            g_d[o] += c;
+            g_cm[o] += a * vi[o] + c;
+            g[o] = cm[o] * a;
+        }
+        for (int b = 0; b < B; b++) {
+            const float *vb = vi + (size_t)b * U;
+            float *gb = g + (size_t)b * U;
+            for (int j = 0; j < U; j++) {
+                const float *sj = sig + (size_t)j * U;
+                const float *wej = we + (size_t)j * U, *wj = w + (size_t)j * U;
+                float *gsj = g_sig + (size_t)j * U, *gmj = g_mu + (size_t)j * U;
+                float *gwej = g_we + (size_t)j * U, *gwj = g_w + (size_t)j * U;
+                float a = dn[(size_t)b * U + j], c = dd[(size_t)b * U + j];
+                const float *s = ss ? ss + (((size_t)k * B + b) * U + j) * U : row;
+                if (!ss) activations(U, sj, nsm + (size_t)j * U, vb, row);
+                for (int i = 0; i < U; i++) {
+                    gwej[i] += a * s[i];
+                    gwj[i] += c * s[i];
+                    float dz = (a * wej[i] + c * wj[i]) * s[i] * (1.f - s[i]);
+                    gsj[i] += dz * vb[i];  /* minus mu * sum dz, below */
+                    gmj[i] += dz;
+                    gb[i] += dz * sj[i];
+                }
+            }
+        }
+    }
+    /* g_mu held sum dz: dL/dsigma = sum dz v - mu sum dz, dL/dmu = -sigma sum dz */
+    for (size_t o = 0; o < (size_t)U * U; o++) {
+        float sdz = g_mu[o];
+        g_sig[o] -= mu[o] * sdz;
+        g_mu[o] = -sig[o] * sdz;
+    }
+}
