@@ -187,7 +187,7 @@ NOTES = ("verdict: false if any decided comparison contradicts the claim, true i
 
 
 def build(summary: pd.DataFrame, scaling: pd.DataFrame, model_types: dict[str, str], settings: dict,
-          published: pd.DataFrame | None = None) -> tuple:
+          published: pd.DataFrame | None = None, robustness_claims: pd.DataFrame | None = None) -> tuple:
     """The claims table (registry entry ``claims``): raw, display and notes. With the published
     table (results.published), one claim per compared data set joins it."""
     table = check_claims(summary, scaling, model_types, settings)
@@ -195,4 +195,8 @@ def build(summary: pd.DataFrame, scaling: pd.DataFrame, model_types: dict[str, s
         from .published import claim_rows
 
         table = pd.concat([table, pd.DataFrame(claim_rows(published))], ignore_index=True)
+    if robustness_claims is not None:  # the evaluation stage's claims (results/robustness.py)
+        from .robustness import claim_rows as evaluation_rows
+
+        table = pd.concat([table, pd.DataFrame(evaluation_rows(robustness_claims))], ignore_index=True)
     return table, display(table), NOTES
