@@ -169,18 +169,19 @@ def test_a_comparison_is_decided_only_when_its_interval_excludes_the_null():
 def test_changing_the_grid_retrains_nothing(workflow_copy):
     wd = workflow_copy
     study = ["--configfile", str(REPO / "tests/evaluate/study.yaml")]
+    # targets first: --configfile and --config take every word after them
     targets = [f"results/runs/sine/{m}/cpu/seed0/evaluation.json" for m in ("cfc", "gru")]
-    snakemake(wd, "--cores", "2", *study, *targets)
-    assert planned_jobs(snakemake(wd, "-n", *study, *targets).stdout) == []
+    snakemake(wd, *targets, "--cores", "2", *study)
+    assert planned_jobs(snakemake(wd, *targets, "-n", *study).stdout) == []
     # a changed noise grid: the evaluation jobs again, nothing else
     noise = ["--config", "evaluation={families: {noise: {levels: [0, 0.2, 1.0]}, drop: {levels: [0, 0.5]}, "
                          "shift: {levels: [1.0], n_sequences: 4}, horizon: {steps: 3, n_sequences: 4}}}"]
-    plan = planned_jobs(snakemake(wd, "-n", *study, *noise, *targets).stdout)
+    plan = planned_jobs(snakemake(wd, *targets, "-n", *study, *noise).stdout)
     assert sorted(rule for rule, _ in plan) == ["evaluate", "evaluate"]
     # a changed shift grid: the sine evaluation sets and the evaluation jobs, still no training
     shift = ["--config", "evaluation={families: {noise: {levels: [0, 0.5]}, drop: {levels: [0, 0.5]}, "
                          "shift: {levels: [0.5, 2.0], n_sequences: 4}, horizon: {steps: 3, n_sequences: 4}}}"]
-    plan = planned_jobs(snakemake(wd, "-n", *study, *shift, *targets).stdout)
+    plan = planned_jobs(snakemake(wd, *targets, "-n", *study, *shift).stdout)
     assert sorted(rule for rule, _ in plan) == ["evaluate", "evaluate", "prepare_evaluation_sets"]
     # and the whole study (tables, figures, claims) plans no training either
     plan = planned_jobs(snakemake(wd, "-n", *study, *noise).stdout)

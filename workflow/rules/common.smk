@@ -233,8 +233,9 @@ def published_setting():
     }
 
 
-# The tables of this study: a table with `when` only where that key of config `results` is set.
-STUDY_TABLES = {name: t for name, t in TABLES.items() if not t.when or RESULTS.get(t.when)}
+# The tables of this study: a table with `when` only where that key of config `results` (or a
+# top-level section of that name, such as `evaluation`) is set.
+STUDY_TABLES = {name: t for name, t in TABLES.items() if not t.when or RESULTS.get(t.when) or config.get(t.when)}
 
 
 def table_inputs(table):
@@ -301,3 +302,59 @@ def figure_outputs():
         out.append(report(png, caption=caption, category="Figures", labels={"figure": stem}))
         out.append(f"results/figures/{stem}.pdf")
     return out
+
+
+# The evaluation stage (workflow/rules/evaluate.smk): the `evaluation` section, its defaults filled
+# in by the schema's validation; absent, the study has no evaluation stage.
+EVALUATION = config.get("evaluation")
+EVALUATION_FILE = "data/processed/{dataset}/evaluation.npz"  # the sine task's extra test sets
+
+
+def evaluation_sets_settings():
+    """What the sine task's evaluation sets depend on: the seed and the shift and horizon grids only,
+    so that a changed noise or drop grid prepares nothing again."""
+    families = {k: v for k, v in EVALUATION["families"].items() if k in ("shift", "horizon")}
+    return as_json({**EVALUATION, "families": families})
+
+
+def evaluation_inputs(wildcards):
+    """An evaluation job's inputs: the run's metrics and kept weights, its data set, and for a sine
+    data set with shift or horizon configured its evaluation sets."""
+    run = RUN_DIR.format(**wildcards)
+    files = {"metrics": f"{run}/metrics.json", "weights": f"{run}/weights.pt",
+             "data": dataset_files(wildcards.dataset)}
+    if needs_evaluation_sets(wildcards.dataset):
+        files["extra"] = EVALUATION_FILE.format(dataset=wildcards.dataset)
+    return files
+
+
+def needs_evaluation_sets(dataset):
+    families = EVALUATION["families"]
+    return config["datasets"][dataset]["kind"] == "sine" and ("shift" in families or "horizon" in families)
+
+
+def evaluation_runs():
+    """Every run's evaluation.json (with results.allow_missing, those of runs that left metrics)."""
+    return [m.replace("metrics.json", "evaluation.json") for m in expected_runs()]
+
+
+def evaluation_figure_outputs():
+    from liquidbench.results.registry import EVALUATION_FIGURES
+
+    out = []
+    for stem in EVALUATION_FIGURES:
+        out.append(report(f"results/figures/{stem}.png", caption=f"../report/fig_{stem}.rst", category="Figures",
+                          labels={"figure": stem}))
+        out.append(f"results/figures/{stem}.pdf")
+    return out
+
+
+def evaluation_targets():
+    """The evaluation stage's targets of `all`: every run's evaluation and the figures (its tables
+    are among the study's tables); none without an `evaluation` section."""
+    if not EVALUATION:
+        return []
+    from liquidbench.results.registry import EVALUATION_FIGURES
+
+    figures = [f"results/figures/{stem}.{ext}" for stem in EVALUATION_FIGURES for ext in ("png", "pdf")]
+    return evaluation_runs() + figures
