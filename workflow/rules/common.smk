@@ -321,8 +321,7 @@ def evaluation_inputs(wildcards):
     """An evaluation job's inputs: the run's metrics and kept weights, its data set, and for a sine
     data set with shift or horizon configured its evaluation sets."""
     run = RUN_DIR.format(**wildcards)
-    files = {"metrics": f"{run}/metrics.json", "weights": f"{run}/weights.pt",
-             "data": dataset_files(wildcards.dataset)}
+    files = {"metrics": f"{run}/metrics.json", "weights": f"{run}/weights.pt", "data": dataset_files(wildcards.dataset)}
     if needs_evaluation_sets(wildcards.dataset):
         files["extra"] = EVALUATION_FILE.format(dataset=wildcards.dataset)
     return files
@@ -343,8 +342,8 @@ def evaluation_figure_outputs():
 
     out = []
     for stem in EVALUATION_FIGURES:
-        out.append(report(f"results/figures/{stem}.png", caption=f"../report/fig_{stem}.rst", category="Figures",
-                          labels={"figure": stem}))
+        png, caption = f"results/figures/{stem}.png", f"../report/fig_{stem}.rst"
+        out.append(report(png, caption=caption, category="Figures", labels={"figure": stem}))
         out.append(f"results/figures/{stem}.pdf")
     return out
 
