@@ -48,6 +48,7 @@ class Context:
     batch_size: int
     train_batch: int
     extra: dict = field(default_factory=dict)
+    clean: float | None = None  # the clean test metric, which level 0 of noise and drop reuses
 
     def extra_sets(self, family: str) -> dict[float, Split]:
         return self.extra[family]
@@ -89,8 +90,8 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, settings: dict, extr
         train_batch=int(metrics.get("batch_size_per_process") or 32),
         extra=load_extra(Path(extra)) if extra else {},
     )
-    rows = [{"family": "clean", "level": 0.0, "metric": metric(model, ctx.test, ctx.task, ctx.batch_size),
-             "n": len(ctx.test.x)}]
+    ctx.clean = metric(model, ctx.test, ctx.task, ctx.batch_size)
+    rows = [{"family": "clean", "level": 0.0, "metric": ctx.clean, "n": len(ctx.test.x)}]
     skipped = {}
     for name, grid in settings["families"].items():
         if name in NEEDS_EXTRA and name not in ctx.extra:

@@ -41,7 +41,7 @@ def rows(model, ctx, grid: dict) -> list[dict]:
     per_step = ctx.task != "classification_per_sequence"
     for level in grid["levels"]:
         split = ctx.test if level == 0 else drop_steps(ctx.test, level, generator(ctx.seed, "drop", level), per_step)
-        value = metric(model, split, ctx.task, ctx.batch_size)
+        value = ctx.clean if level == 0 else metric(model, split, ctx.task, ctx.batch_size)
         out.append({"family": "drop", "level": level, "metric": value, "n": len(split.x),
                     "steps_kept": int(split.x.shape[1])})
     return out

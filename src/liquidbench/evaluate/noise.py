@@ -14,8 +14,10 @@ def rows(model, ctx, grid: dict) -> list[dict]:
     out = []
     for level in grid["levels"]:
         x = ctx.test.x
-        if level > 0:
+        if level == 0:
+            value = ctx.clean
+        else:
             x = x + level * std * torch.randn(x.shape, generator=generator(ctx.seed, "noise", level))
-        value = metric(model, Split(x, ctx.test.y, ctx.test.t), ctx.task, ctx.batch_size)
+            value = metric(model, Split(x, ctx.test.y, ctx.test.t), ctx.task, ctx.batch_size)
         out.append({"family": "noise", "level": level, "metric": value, "n": len(x)})
     return out
