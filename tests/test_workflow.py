@@ -62,7 +62,8 @@ def test_changing_one_model_reruns_only_its_jobs_and_the_results(smoke_run):
     assert {wc["model"] for wc in train} == {model}
     other = {rule for rule, _ in jobs} - {"train"}
     results = {"aggregate", "summarize", "scaling", "ratios", "time_to_target", "claims", "provenance", "headline",
-               "plot", "all"}
+               "plot", "all", "evaluate", "collect_evaluation", "robustness", "memory", "robustness_claims",
+               "plot_evaluation"}
     assert other <= results and "aggregate" in other
     assert not any(rule.startswith("prepare") for rule, _ in jobs)
 
@@ -149,17 +150,44 @@ def test_smoke_tables_and_claims(smoke_run):
     assert set(zip(ttt.dataset, ttt.target)) == set(SMOKE["results"]["targets"].items())
 
 
+def test_smoke_evaluation_stage(smoke_run):
+    """Every run evaluated from its kept weights; the tables, figures and claims of the stage."""
+    from liquidbench.results.registry import EVALUATION_FIGURES
+
+    evaluation = pd.read_csv(smoke_run / "results/tables/evaluation.csv")
+    assert set(zip(evaluation.dataset, evaluation.model, evaluation.hardware, evaluation.seed)) == expected_runs()
+    grid = SMOKE["evaluation"]["families"]
+    for family in ("noise", "drop"):
+        assert set(evaluation[evaluation.family == family].level) == set(grid[family]["levels"])
+    # shift and horizon on the sine task only
+    assert set(evaluation[evaluation.family.isin(["shift", "horizon"])].dataset) == {"sine"}
+    clean = evaluation[evaluation.family == "clean"].set_index(["dataset", "model", "hardware", "seed"])["metric"]
+    runs = pd.read_csv(smoke_run / "results/tables/runs.csv").set_index(["dataset", "model", "hardware", "seed"])
+    assert clean.sort_index().to_numpy() == pytest.approx(runs.loc[clean.sort_index().index, "test_metric"].to_numpy(),
+                                                          rel=1e-5)
+    memory = pd.read_csv(smoke_run / "results/tables/memory.csv")
+    assert (memory.activation_bytes_per_step > 0).all() and (memory.n_params > 0).all()
+    claims = pd.read_csv(smoke_run / "results/tables/claims.csv").set_index("claim_id")
+    for claim in ("noise_robust", "shift_robust", "horizon_cfc_gru", "fewer_params"):
+        assert claims.loc[claim, "verdict"] in {"true", "false", "undecidable", "not significant at 95 %"}
+    for stem in EVALUATION_FIGURES:
+        assert (smoke_run / f"results/figures/{stem}.png").stat().st_size > 1000
+
+
 def test_report_contains_every_table_and_figure(smoke_run):
     import base64
     import re
 
     from liquidbench.results import figure_stems
+    from liquidbench.results.registry import EVALUATION_FIGURES
 
     snakemake(smoke_run, "--configfile", ".test/config/config.yaml", "--report", "results/report.html")
     html = (smoke_run / "results/report.html").read_text()
     embedded = dict(re.findall(r"data:[a-z/]+;charset=utf8;filename=([^;]+);base64,([A-Za-z0-9+/=]+)", html))
-    tables = ["headline", "summary", "scaling", "ratios", "time_to_target", "claims", "provenance"]
+    tables = ["headline", "summary", "scaling", "ratios", "time_to_target", "claims", "provenance", "robustness",
+              "memory", "robustness_claims"]
     files = [f"results/tables/{t}.csv" for t in ["runs"] + tables] + [f"results/tables/{t}.html" for t in tables]
+    files += [f"results/figures/{stem}.png" for stem in EVALUATION_FIGURES]
     files += [f"results/figures/{stem}.png" for stem in figure_stems(STUDY["datasets"])]
     for path in files:
         name = path.rsplit("/", 1)[1]

@@ -11,6 +11,10 @@
     liquidbench ratios | time-to-target | claims | published | provenance ...   (one per table of results/registry.py)
     liquidbench gpu-check [--out results/gpu-check]   (a GPU node's sanity suite; not a workflow rule)
     liquidbench plot      --summary CSV --history CSV --scaling CSV --out-dir DIR --datasets NAME...
+    liquidbench prepare-eval --params JSON --settings JSON --out FILE      (the sine task's evaluation sets)
+    liquidbench evaluate  --run-dir DIR --data DIR --settings JSON [--extra FILE] --out JSON
+    liquidbench collect-evaluation EVALUATION.json... --out-rows CSV --out-runs CSV
+    liquidbench plot-evaluation --evaluation CSV --out-dir DIR
 """
 
 from __future__ import annotations
@@ -198,6 +202,55 @@ def cmd_plot(args) -> None:
             draw(*inputs, out / name, **settings)
 
 
+def cmd_prepare_eval(args) -> None:
+    import io
+
+    import numpy as np
+
+    from .data.sine import evaluation_sets
+    from .evaluate.settings import check
+    from .io import atomic_path
+
+    families = check(args.settings)["families"]
+    shift = families.get("shift", {"levels": [], "n_sequences": 0})
+    horizon = families.get("horizon", {"steps": 0, "n_sequences": 0})
+    arrays = evaluation_sets(args.params, shift["levels"], shift["n_sequences"], horizon["steps"],
+                             horizon["n_sequences"], args.settings["seed"])
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    with atomic_path(args.out) as tmp:
+        tmp.write_bytes(buf.getvalue())
+
+
+def cmd_evaluate(args) -> None:
+    from .evaluate import evaluate_run, write
+
+    result = evaluate_run(args.run_dir, args.data, args.settings, args.extra)
+    write(result, args.out)
+    logging.info("evaluated %s/%s/%s/seed%s: %d rows%s", result["dataset"], result["model"], result["hardware"],
+                 result["seed"], len(result["rows"]),
+                 "".join(f"; {k} skipped ({v})" for k, v in result["skipped"].items()))
+
+
+def cmd_collect_evaluation(args) -> None:
+    from .io import atomic_path
+    from .results.robustness import collect
+
+    rows, runs = collect(args.evaluations)
+    with atomic_path(args.out_rows) as tmp:
+        rows.to_csv(tmp, index=False)
+    with atomic_path(args.out_runs) as tmp:
+        runs.to_csv(tmp, index=False)
+
+
+def cmd_plot_evaluation(args) -> None:
+    from .results.registry import EVALUATION_FIGURES, resolve
+
+    evaluation = _read_csv(args.evaluation)
+    for name, draw in EVALUATION_FIGURES.items():
+        resolve(draw)(evaluation, Path(args.out_dir) / name)
+
+
 def _table_outputs(p) -> None:
     p.add_argument("--out-csv", type=Path, required=True, help="every raw column")
     p.add_argument("--out-md", type=Path, help="formatted Markdown")
@@ -301,6 +354,31 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(setting.flag, dest=key, type=_json_arg if setting.json else float, required=True,
                        help=setting.help)
     p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("prepare-eval", help="the sine task's evaluation sets (shifted distribution, long horizon)")
+    p.add_argument("--params", type=_json_arg, required=True, help="the sine data set's parameters as JSON")
+    p.add_argument("--settings", type=_json_arg, required=True, help="the study's evaluation section as JSON")
+    p.add_argument("--out", type=Path, required=True, help="the .npz file to write")
+    p.set_defaults(func=cmd_prepare_eval)
+
+    p = sub.add_parser("evaluate", help="test one run's kept weights under the study's perturbations")
+    p.add_argument("--run-dir", type=Path, required=True, help="the run folder (metrics.json, weights.pt)")
+    p.add_argument("--data", type=Path, required=True, help="the prepared data set directory")
+    p.add_argument("--settings", type=_json_arg, required=True, help="the study's evaluation section as JSON")
+    p.add_argument("--extra", type=Path, help="the sine task's evaluation sets (prepare-eval), if any")
+    p.add_argument("--out", type=Path, required=True, help="evaluation.json to write")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("collect-evaluation", help="every run's evaluation.json into two tables")
+    p.add_argument("evaluations", nargs="*", type=Path)
+    p.add_argument("--out-rows", type=Path, required=True, help="one row per run x family x level (CSV)")
+    p.add_argument("--out-runs", type=Path, required=True, help="one row per run: memory figures (CSV)")
+    p.set_defaults(func=cmd_collect_evaluation)
+
+    p = sub.add_parser("plot-evaluation", help="the evaluation stage's figures")
+    p.add_argument("--evaluation", type=Path, required=True, help="the evaluation table (CSV)")
+    p.add_argument("--out-dir", type=Path, required=True)
+    p.set_defaults(func=cmd_plot_evaluation)
     return parser
 
 

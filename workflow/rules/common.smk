@@ -259,8 +259,9 @@ def published_setting():
     }
 
 
-# The tables of this study: a table with `when` only where that key of config `results` is set.
-STUDY_TABLES = {name: t for name, t in TABLES.items() if not t.when or RESULTS.get(t.when)}
+# The tables of this study: a table with `when` only where that key of config `results` (or a
+# top-level section of that name, such as `evaluation`) is set.
+STUDY_TABLES = {name: t for name, t in TABLES.items() if not t.when or RESULTS.get(t.when) or config.get(t.when)}
 
 
 def table_inputs(table):
@@ -337,12 +338,77 @@ def figure_outputs():
     return out
 
 
+# The evaluation stage (workflow/rules/evaluate.smk): the `evaluation` section, its defaults filled
+# in by the schema's validation; absent, the study has no evaluation stage.
+EVALUATION = config.get("evaluation")
+EVALUATION_FILE = study_path("data/processed/{dataset}/evaluation.npz")  # the sine task's extra test sets
+
+
+def evaluation_sets_settings():
+    """What the sine task's evaluation sets depend on: the seed and the shift and horizon grids only,
+    so that a changed noise or drop grid prepares nothing again."""
+    families = {k: v for k, v in EVALUATION["families"].items() if k in ("shift", "horizon")}
+    return as_json({**EVALUATION, "families": families})
+
+
+def evaluation_inputs(wildcards):
+    """An evaluation job's inputs: the run's metrics and kept weights, its data set, and for a sine
+    data set with shift or horizon configured its evaluation sets."""
+    run = RUN_DIR.format(**wildcards)
+    files = {"metrics": f"{run}/metrics.json", "weights": f"{run}/weights.pt", "data": dataset_files(wildcards.dataset)}
+    if needs_evaluation_sets(wildcards.dataset):
+        files["extra"] = EVALUATION_FILE.format(dataset=wildcards.dataset)
+    return files
+
+
+def needs_evaluation_sets(dataset):
+    families = EVALUATION["families"]
+    return config["datasets"][dataset]["kind"] == "sine" and ("shift" in families or "horizon" in families)
+
+
+def evaluation_runs():
+    """Every run's evaluation.json (with results.allow_missing, those of runs that left metrics)."""
+    return [m.replace("metrics.json", "evaluation.json") for m in expected_runs()]
+
+
+def evaluation_figure_outputs():
+    from liquidbench.results.registry import EVALUATION_FIGURES
+
+    out = []
+    for stem in EVALUATION_FIGURES:
+        png, caption = f"{figure_dir()}/{stem}.png", f"../report/fig_{stem}.rst"
+        out.append(report(png, caption=caption, category="Figures", labels={"figure": stem}))
+        out.append(f"{figure_dir()}/{stem}.pdf")
+    return out
+
+
+def evaluation_targets():
+    """The evaluation stage's targets of `all`: every run's evaluation and the figures (its tables
+    are among the study's tables); none without an `evaluation` section."""
+    if not EVALUATION:
+        return []
+    from liquidbench.results.registry import EVALUATION_FIGURES
+
+    return evaluation_runs() + evaluation_figure_files()
+
+
+def evaluation_figure_files():
+    """The evaluation stage's figures (none without an `evaluation` section)."""
+    if not EVALUATION:
+        return []
+    from liquidbench.results.registry import EVALUATION_FIGURES
+
+    return [f"{figure_dir()}/{stem}.{ext}" for stem in EVALUATION_FIGURES for ext in ("png", "pdf")]
+
+
 def result_steps():
     """(outputs, inputs) of every step from the runs to the figures: aggregation, each table, the figures."""
     steps = [([table_file("runs"), table_file("history")], expected_runs())]
     for name, table in STUDY_TABLES.items():
         steps.append(([table_file(name, ext) for ext in TABLE_FORMATS], list(table_inputs(table).values())))
     steps.append((figure_files(), [table_file(name) for name in figure_inputs()]))
+    if EVALUATION:
+        steps.append((evaluation_figure_files(), [table_file("evaluation")]))
     return steps
 
 

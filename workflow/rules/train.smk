@@ -1,4 +1,5 @@
-# One training job per (dataset, model, hardware, seed). Hyper-parameters reach the job as params,
+# One training job per (dataset, model, hardware, seed); it keeps the best-validation weights
+# (weights.pt, liquidbench.train.weights) for the evaluation stage. Hyper-parameters reach the job as params,
 # so that changing one model's settings reruns that model's jobs only. A job stopped by SIGTERM
 # (time limit, preemption) leaves {run_dir}/checkpoint.pt; running it again resumes from there.
 
@@ -10,6 +11,7 @@ rule train:
         metrics=f"{RUN_DIR}/metrics.json",
         history=f"{RUN_DIR}/history.csv",
         telemetry=f"{RUN_DIR}/telemetry.csv",
+        weights=f"{RUN_DIR}/weights.pt",
     log:
         f"{RUN_DIR}/train.log",
     wildcard_constraints:

@@ -72,3 +72,30 @@ def prepare(params: dict, out_dir: str | Path, **_sources) -> dict:
     splits = split(arrays, p["val_fraction"], p["test_fraction"])
     return save_dataset(out_dir, splits, "regression_per_step", {"dataset": "sine", "seed": p["seed"], "generator": p,
                                                                         "params": p})
+
+def evaluation_sets(params: dict, shift_levels: list[float], shift_n: int, horizon_steps: int | None,
+                    horizon_n: int, seed: int) -> dict[str, np.ndarray]:
+    """The evaluation stage's extra test sets for a sine data set of ``params`` (liquidbench.evaluate):
+
+    - shift level s (> 0): ``shift_n`` sequences with frequencies in [freq_max, freq_max (1 + s)]
+      and amplitudes (inputs and target) in [1, 1 + s], the trained length;
+    - horizon: ``horizon_n`` sequences of the training distribution, ``horizon_steps`` steps longer.
+
+    Seeded by ``seed`` (and the level), independent of the training data's seed.
+    """
+    p = {**DEFAULTS, **params}
+    base = {k: v for k, v in params.items() if k not in ("val_fraction", "test_fraction")}
+    out: dict[str, np.ndarray] = {"shift_levels": np.asarray(shift_levels, dtype=np.float64)}
+    for i, level in enumerate(shift_levels):
+        if not level > 0:
+            raise ValueError(f"sine evaluation sets: shift level must be > 0, got {level}")
+        arrays = generate({**base, "n_sequences": max(shift_n, 3), "freq_min": p["freq_max"],
+                           "freq_max": p["freq_max"] * (1 + level), "seed": seed * 1000 + 1 + i})
+        amp = np.random.default_rng([seed, i, 7]).uniform(1.0, 1.0 + level, size=(len(arrays["x"]), 1, 1))
+        arrays["x"], arrays["y"] = (arrays["x"] * amp).astype(np.float32), (arrays["y"] * amp).astype(np.float32)
+        out |= {f"shift{i}_{k}": v[:shift_n] for k, v in arrays.items()}
+    if horizon_steps:
+        arrays = generate({**base, "n_sequences": max(horizon_n, 3), "seq_len": p["seq_len"] + horizon_steps,
+                           "seed": seed * 1000})
+        out |= {f"horizon_{k}": v[:horizon_n] for k, v in arrays.items()}
+    return out

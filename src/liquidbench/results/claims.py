@@ -35,67 +35,12 @@ import pandas as pd
 from .compare import split_types
 from .stats import CONFIDENCE, estimate_of, ratio, t_quantile
 from .tables import num
+from .verdicts import FALSE, NOT_SIGNIFICANT, TRUE, UNDECIDABLE, VERDICTS, Comparison, _verdict, verdict  # noqa: F401
 
 # The settings of config results.claims (defaults in the config schema).
 SETTINGS = ("min_seeds", "metric_tolerance_std", "speedup_min")
 
-TRUE, FALSE, UNDECIDABLE, NOT_SIGNIFICANT = "true", "false", "undecidable", "not significant at 95 %"
-VERDICTS = (TRUE, FALSE, NOT_SIGNIFICANT, UNDECIDABLE)
 LOWER_IS_BETTER = {"mse": True, "accuracy": False}
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """One comparison of a claim: ``estimate`` [``low``, ``high``] (95 %) against ``null``; the claim
-    holds on this comparison when the quantity is ``direction`` (less / greater) than the null."""
-
-    name: str
-    quantity: str  # what estimate is, e.g. "time ratio cfc/ltc"
-    estimate: float
-    low: float
-    high: float
-    n: tuple[int, ...]  # ok seeds of each side
-    null: float
-    direction: str  # "less" or "greater"
-    detail: str = ""  # more numbers for the evidence (means, the metric's direction, ...)
-    moot: bool = False  # what the comparison rests on is itself not significant: it cannot decide
-
-    def outcome(self, min_seeds: int) -> str:
-        """supports, contradicts, not significant or too few seeds (see the module's rule)."""
-        if min(self.n) < min_seeds or not (math.isfinite(self.low) and math.isfinite(self.high)):
-            return "too few seeds"
-        if self.moot:
-            return "not significant"
-        below, above = self.high < self.null, self.low > self.null
-        if not (below or above):
-            return "not significant"
-        return "supports" if below == (self.direction == "less") else "contradicts"
-
-    def evidence(self, min_seeds: int) -> str:
-        seeds = "/".join(map(str, self.n))
-        if min(self.n) < min_seeds:
-            return f"{self.name}: too few ok seeds ({', '.join(map(str, self.n))} < {min_seeds})"
-        side = "<" if self.direction == "less" else ">"
-        text = (f"{self.name}: {self.quantity} {num(self.estimate, 3)} [{num(self.low, 3)}, {num(self.high, 3)}] "
-                f"n={seeds}, claim needs {side} {num(self.null, 3)}: {self.outcome(min_seeds)}")
-        return text + (f" ({self.detail})" if self.detail else "")
-
-
-def verdict(outcomes: list[str]) -> str:
-    """The claim's verdict from its comparisons' outcomes (the module's rule)."""
-    if "contradicts" in outcomes:
-        return FALSE
-    if outcomes and all(o == "supports" for o in outcomes):
-        return TRUE
-    if not outcomes or "too few seeds" in outcomes:
-        return UNDECIDABLE
-    return NOT_SIGNIFICANT
-
-
-def _verdict(results: list[bool | None]) -> str:
-    """The verdict of comparisons decided elsewhere (True: supports, False: contradicts, None: too few
-    seeds), e.g. the published table's."""
-    return verdict(["too few seeds" if r is None else "supports" if r else "contradicts" for r in results])
 
 
 @dataclass(frozen=True)
@@ -334,7 +279,7 @@ NOTES = RULE
 
 
 def build(summary: pd.DataFrame, scaling: pd.DataFrame, model_types: dict[str, str], settings: dict,
-          published: pd.DataFrame | None = None) -> tuple:
+          published: pd.DataFrame | None = None, robustness_claims: pd.DataFrame | None = None) -> tuple:
     """The claims table (registry entry ``claims``): raw, display and notes. With the published
     table (results.published), one claim per compared data set joins it."""
     table = check_claims(summary, scaling, model_types, settings)
@@ -342,4 +287,8 @@ def build(summary: pd.DataFrame, scaling: pd.DataFrame, model_types: dict[str, s
         from .published import claim_rows
 
         table = pd.concat([table, pd.DataFrame(claim_rows(published))], ignore_index=True)
+    if robustness_claims is not None:  # the evaluation stage's claims (results/robustness.py)
+        from .robustness import claim_rows as evaluation_rows
+
+        table = pd.concat([table, pd.DataFrame(evaluation_rows(robustness_claims))], ignore_index=True)
     return table, display(table), NOTES

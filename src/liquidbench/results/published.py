@@ -16,7 +16,7 @@ and a verdict:
 - empty where no number was published for the model (shown for comparison, no verdict).
 
 Each mapped data set also gives a claim "the reproduction agrees with <name> on <data set>",
-decided as the claims table decides (claims._verdict) over the rows with a published number.
+decided as the claims table decides (verdicts._verdict) over the rows with a published number.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from .claims import _verdict
+from .verdicts import _verdict
 from .tables import NOT_AVAILABLE, estimate, num
 
 METRICS = ("mse", "accuracy")

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from importlib import import_module
 
 # Where each table or figure input comes from: the aggregate rule writes runs and history, the
-# table rules the rest (results/tables/{name}.csv).
+# table rules the rest (results/tables/{name}.csv); the evaluation stage's inputs evaluation and
+# evaluation_runs come from its collect_evaluation rule.
 INPUTS = ("runs", "history", "summary", "scaling")
 
 
@@ -75,12 +76,22 @@ TABLES = {
     "time_to_target": Table("time-to-target", "training time until the validation metric reaches a target",
                             "Time to target", ("runs", "history"), "compare:build_time_to_target", ("targets",)),
     "claims": Table("claims", "check the study's claims on the data (interval-aware rule)", "Checked claims", ("summary", "scaling"),
-                    "claims:build", ("model_types", "settings"), optional=("published",)),
+                    "claims:build", ("model_types", "settings"), optional=("published", "robustness_claims")),
     "published": Table("published", "published results against the reproduced ones, with verdicts",
                        "Published and reproduced results", ("summary",), "published:build", ("published",),
                        when="published"),
     "provenance": Table("provenance", "software versions and machines of the runs", "What was run", ("runs",),
                         "provenance:build"),
+    # The evaluation stage (config `evaluation`; workflow/rules/evaluate.smk writes the evaluation
+    # and evaluation_runs tables from every run's evaluation.json).
+    "robustness": Table("robustness", "metric per model and perturbation level, and its degradation",
+                        "Robustness under perturbations", ("evaluation",), "robustness:build_robustness",
+                        when="evaluation"),
+    "memory": Table("memory", "parameters, peak memory and activation memory per sequence step",
+                    "Memory efficiency", ("runs", "evaluation_runs"), "robustness:build_memory", when="evaluation"),
+    "robustness_claims": Table("robustness-claims", "the comparisons behind the evaluation stage's claims",
+                               "Evaluation claims: comparisons", ("evaluation", "evaluation_runs"),
+                               "robustness:build_claims", ("model_types", "settings"), when="evaluation"),
 }
 
 
@@ -102,6 +113,16 @@ FIGURES = {
     "energy": Figure(("summary",), "figures:energy"),
     "impl_speedup": Figure(("summary",), "figures:impl_speedup", settings=("model_types",)),
     "loss_curves": Figure(("history",), "figures:loss_curves", per_dataset=True),
+}
+
+
+# The evaluation stage's figures (`liquidbench plot-evaluation`, from the evaluation table): metric
+# against perturbation level per family, and the error per horizon step; captions fig_{name}.rst.
+EVALUATION_FIGURES = {
+    "robustness_noise": "robustness:noise_figure",
+    "robustness_drop": "robustness:drop_figure",
+    "robustness_shift": "robustness:shift_figure",
+    "horizon_error": "robustness:horizon_curves",
 }
 
 

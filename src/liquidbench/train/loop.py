@@ -45,6 +45,7 @@ from ..models import build_model, count_parameters
 from ..telemetry import Sampler, summarize, write_csv
 from ..telemetry.nvml import open_gpu
 from . import checkpoint as ckpt
+from . import weights
 from .distributed import Control, FaultInjector, Place, StopAgreement, StopFlag, comm_probe, setup, sync, teardown
 from .errors import HardwareError, Preempted
 from .metrics import RunFacts, build_metrics, history_csv
@@ -317,6 +318,8 @@ def finish(run: Run, status: str, comm: dict | None, batch: int, per_rank: int) 
         status=status, env={**environment(), **numerics_state()},
     )
     metrics = build_metrics(facts, state)
+    weights.save(run.out_dir, state.best_state, run.spec.model_spec, run.data.meta, dataset=run.spec.dataset,
+                 model=run.spec.model, hardware=run.spec.hardware, seed=run.spec.seed, best_epoch=state.best_epoch)
     write_csv(run.out_dir / "telemetry.csv", state.telemetry)
     write_text(run.out_dir / "history.csv", history_csv(state.history))
     write_json(run.out_dir / "metrics.json", metrics)
