@@ -14,8 +14,8 @@ pytestmark = pytest.mark.slow
 
 # The smoke study narrowed to two cheap runs on the synthetic signal (no downloads).
 NARROW = ["--configfile", ".test/config/config.yaml", "--config", "study={datasets: [sine], models: [cfc], hardware: [cpu], seeds: [0, 1]}"]
-RESULT_RULES = {"aggregate", "summarize", "scaling", "ratios", "time_to_target", "claims", "provenance", "plot", "all",
-                "evaluate", "collect_evaluation", "robustness", "memory", "robustness_claims", "plot_evaluation"}
+RESULT_RULES = {"aggregate", "summarize", "scaling", "ratios", "time_to_target", "claims", "provenance", "headline",
+                "plot", "all", "evaluate", "collect_evaluation", "robustness", "memory", "robustness_claims", "plot_evaluation"}
 
 
 def run_dir(wd, seed):

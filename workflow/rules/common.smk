@@ -408,6 +408,7 @@ def result_steps():
         steps.append(([table_file(name, ext) for ext in TABLE_FORMATS], list(table_inputs(table).values())))
     steps.append((figure_files(), [table_file(name) for name in figure_inputs()]))
     if EVALUATION:
+        steps.append(([table_file("evaluation"), table_file("evaluation_runs")], evaluation_runs()))
         steps.append((evaluation_figure_files(), [table_file("evaluation")]))
     return steps
 
