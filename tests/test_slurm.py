@@ -433,26 +433,30 @@ def test_smoke_study_through_slurm(slurm_cluster, tmp_path):
     assert len((wd / "results/tables/runs.csv").read_text().strip().splitlines()) == 1 + len(runs)
     assert (wd / "results/figures/train_time.png").stat().st_size > 0
 
-    # Every job went through Slurm: one submission per prepare/train job, each with its own Slurm
-    # job id, Slurm log and a COMPLETED record; aggregation stayed on the submitting host.
+    # Every job went through Slurm: one submission per prepare/train/evaluate job (the smoke study's
+    # evaluation stage: one job per run, and the sine task's evaluation sets), each with its own
+    # Slurm job id, Slurm log and a COMPLETED record; aggregation stayed on the submitting host.
     ids = submitted(log)
-    assert len(ids) == 1 + len(runs), log[-3000:]
+    assert len(ids) == 2 + 2 * len(runs), log[-3000:]
     jobs = slurm_jobs(run_id(log))
     assert set(jobs) == set(ids.values())
     assert all(job["JobState"] == "COMPLETED" for job in jobs.values()), jobs
     comments = sorted(job["Comment"] for job in jobs.values())
-    assert comments == sorted(["rule_prepare_synthetic_wildcards_sine"]
-                              + [f"rule_train_wildcards_sine_{m}_{h}_0" for m, h in runs])
+    assert comments == sorted(["rule_prepare_synthetic_wildcards_sine", "rule_prepare_evaluation_sets_wildcards_sine"]
+                              + [f"rule_{rule}_wildcards_sine_{m}_{h}_0" for m, h in runs
+                                 for rule in ("train", "evaluate")])
     for jid, job in jobs.items():
         logs = list((wd / ".snakemake/slurm_logs").rglob(f"{jid}.log"))
         assert len(logs) == 1, f"no Slurm log for job {jid}"
+        if not job["Comment"].startswith("rule_train"):
+            continue
         if "ddp-2node" in job["Comment"]:
             # Both nodes, one task (one torchrun) on each.
             assert (job["NumNodes"], job["NumTasks"], job["NodeList"]) == ("2", "2", "lbnode[1-2]"), job
         elif "ddp-cpu-2" in job["Comment"]:
             # One job of two tasks (ranks), one CPU each, as the hardware entry asks.
             assert (job["NumNodes"], job["NumTasks"], job["NumCPUs"]) == ("1", "2", "2"), job
-        elif job["Comment"].startswith("rule_train"):
+        else:
             assert (job["NumTasks"], job["NumCPUs"], job["TimeLimit"]) == ("1", "1", "00:10:00"), job
 
     # A second run plans nothing: outputs are complete and up to date.

@@ -341,7 +341,9 @@ def figure_outputs():
 # The evaluation stage (workflow/rules/evaluate.smk): the `evaluation` section, its defaults filled
 # in by the schema's validation; absent, the study has no evaluation stage.
 EVALUATION = config.get("evaluation")
-EVALUATION_FILE = study_path("data/processed/{dataset}/evaluation.npz")  # the sine task's extra test sets
+# the sine task's extra test sets, beside (not inside) the prepared data set's folder: `prepare`
+# replaces that folder as a whole, which would take a file of another rule with it
+EVALUATION_FILE = study_path("data/processed/{dataset}.evaluation.npz")
 
 
 def evaluation_sets_settings():

@@ -31,7 +31,6 @@ FAMILIES = {
     "horizon": horizon.rows,
 }
 NEEDS_EXTRA = ("shift", "horizon")  # families scored on the sine task's prepared evaluation sets
-EXTRA_FILE = "evaluation.npz"
 
 
 @dataclass
