@@ -48,6 +48,7 @@ async function run() {
   const d = doc();
   out.landing_headers = headline ? [...headline.querySelectorAll("th")].map((th) => th.textContent) : [];
   out.landing_rows = headline ? headline.querySelectorAll("tbody tr").length : 0;
+  out.headline_top = headline.getBoundingClientRect().top;  // in the frame's window: visible without scrolling
   out.landing_claims = [...d.querySelectorAll(".liquidbench-table li")].map((li) => li.textContent);
   await clickText("Tables");
   await viewRow("headline");
@@ -108,6 +109,7 @@ def test_report_opens_in_chromium_with_the_answers_first(smoke_run, tmp_path):
     # the landing page: the headline table, one row per data set x hardware, and every claim's verdict
     assert seen["landing_headers"][:5] == ["data set", "hardware", "test metric", "fastest (train time [s])",
                                            "most accurate (test metric)"]
+    assert 0 <= seen["headline_top"] < 900, seen["headline_top"]  # on the first screen, not cut off above it
     assert seen["landing_rows"] == 5  # sine on cpu and ddp-cpu-2, traffic, har, har_inertial on cpu
     claims = {line.split(":")[0]: line for line in seen["landing_claims"]}
     assert "CfC trains faster than LTC" in claims and "DDP reduces training time" in claims
