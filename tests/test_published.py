@@ -90,6 +90,18 @@ def test_not_run_combinations_are_kept(table):
     assert row(table, "traffic_prefix2020", "cfc")["verdict"] == "not run"
 
 
+def test_a_configured_reason_says_why_a_data_set_has_no_run():
+    s = summary_of({("traffic", "ltc"): [0.10, 0.11]})
+    why = "not run: its 561-feature files are not available"
+    t = pb.published_table(s, pb.load(PUBLISHED), DATASETS, MODELS, CONFIG, STUDY_MODELS, not_run={"har561": why})
+    assert (t[t["dataset"] == "har561"]["runs"] == why).all()
+    # a data set with runs keeps its runs cell; one without a reason says it is not in the study
+    assert row(t, "traffic", "ltc")["runs"] != why
+    assert (t[t["dataset"] == "traffic_prefix2020"]["runs"] == "not in the study").all()
+    with pytest.raises(ValueError, match="not_run names 'har'"):
+        pb.published_table(s, pb.load(PUBLISHED), DATASETS, MODELS, CONFIG, STUDY_MODELS, not_run={"har": why})
+
+
 def test_one_seed_is_undecidable(table):
     r = row(table, "traffic_prefix2020", "ltc")
     assert r["verdict"] == "undecidable" and r["difference"] == pytest.approx(0.021) and math.isnan(r["tolerance"])

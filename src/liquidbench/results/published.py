@@ -13,6 +13,7 @@ and a verdict:
   ``inconsistent`` otherwise (both sides need a std: at least ``min_seeds`` >= 2 ok seeds);
 - ``undecidable`` with a published number but fewer ok seeds;
 - ``not run`` where the study has no ok run of the combination (not selected, failed or missing);
+  its ``runs`` cell gives the reason configured in ``results.published.not_run`` for that data set;
 - empty where no number was published for the model (shown for comparison, no verdict).
 
 Each mapped data set also gives a claim "the reproduction agrees with <name> on <data set>",
@@ -98,9 +99,14 @@ def _verdict_of(pub: dict | None, rep: dict, sigmas: float, min_seeds: int) -> t
 
 def published_table(summary: pd.DataFrame, published: dict, datasets: dict[str, str], models: dict[str, str],
                     dataset_config: dict[str, dict], study_models: list[str], sigmas: float = 2.0,
-                    min_seeds: int = 2) -> pd.DataFrame:
+                    min_seeds: int = 2, not_run: dict[str, str] | None = None) -> pd.DataFrame:
     """The comparison table (module docstring). ``datasets``/``models`` map study names to published
-    ones; ``dataset_config`` holds the study's data set entries (for their protocol)."""
+    ones; ``dataset_config`` holds the study's data set entries (for their protocol); ``not_run``
+    says per study data set why it may have no run (shown in ``runs`` where it has none)."""
+    not_run = not_run or {}
+    for name in not_run:
+        if name not in datasets:
+            raise ValueError(f"results.published.not_run names '{name}', which results.published.datasets does not map")
     for name, target in datasets.items():
         if name not in dataset_config:
             raise ValueError(f"results.published.datasets names '{name}', which is not defined under 'datasets'")
@@ -137,7 +143,7 @@ def published_table(summary: pd.DataFrame, published: dict, datasets: dict[str, 
                     "published_n": pds["n"] if pub else float("nan"),
                     "reproduced_mean": rep["mean"], "reproduced_std": rep["std"],
                     "reproduced_ci_low": rep["ci_low"], "reproduced_ci_high": rep["ci_high"], "reproduced_n": n,
-                    "runs": r["runs"] if r is not None else "not in the study",
+                    "runs": r["runs"] if r is not None else not_run.get(name, "not in the study"),
                     "difference": diff, "tolerance": tol, "sigmas": sigmas, "verdict": verdict,
                     "published_by": published["name"],
                 })
@@ -206,7 +212,7 @@ def claim_rows(table: pd.DataFrame) -> list[dict]:
 def build(summary: pd.DataFrame, published: dict) -> tuple:
     """The published table (registry entry ``published``): raw, display and notes. ``published`` is
     the workflow's setting of that name: config ``results.published`` (file, datasets, models,
-    sigmas) plus ``min_seeds`` (results.claims), the study's data set entries (``dataset_config``)
+    sigmas, not_run) plus ``min_seeds`` (results.claims), the study's data set entries (``dataset_config``)
     and its models (``study_models``)."""
     missing = [k for k in ("file", "datasets", "models") if k not in published]
     if missing or not all(isinstance(published.get(k), dict) for k in ("datasets", "models")):
@@ -216,5 +222,6 @@ def build(summary: pd.DataFrame, published: dict) -> tuple:
     sigmas = published.get("sigmas", 2.0)
     table = published_table(summary, data, published["datasets"], published["models"],
                             published.get("dataset_config", {}), published.get("study_models", []),
-                            sigmas=sigmas, min_seeds=published.get("min_seeds", 2))
+                            sigmas=sigmas, min_seeds=published.get("min_seeds", 2),
+                            not_run=published.get("not_run"))
     return table, display(table), notes(data, sigmas)
