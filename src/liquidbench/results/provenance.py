@@ -10,6 +10,7 @@ FIELDS = {
     "world_size": "world size",
     "threads": "threads",
     "scaling": "scaling",
+    "env.liquidbench": "liquidbench",
     "env.python": "python",
     "env.torch": "torch",
     "env.ncps": "ncps",
