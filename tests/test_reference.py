@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, copy_workflow, planned_jobs, snakemake
 from liquidbench.cli import main
 from liquidbench.results import reference as rf
 from liquidbench.results.registry import SETTINGS, TABLES
@@ -328,3 +328,18 @@ def test_bad_input_is_refused_in_one_line_writing_nothing(study, tmp_path, caplo
 def test_default_min_seeds_is_the_workflows():
     assert rf.MIN_SEEDS == CLAIMS["min_seeds"]
 
+
+def test_workflow_plans_the_compare_job_only_with_a_reference(study, tmp_path):
+    _, reference, _ = study
+    wf = copy_workflow(tmp_path / "wf")
+    shutil.copytree(reference, wf / "reference/first")
+    base = ["-n", "--printshellcmds", "--configfile", ".test/config/config.yaml"]
+    without = snakemake(wf, *base)
+    assert "compare" not in {rule for rule, _ in planned_jobs(without.stdout)}
+    with_ref = snakemake(wf, *base, "--config", "results={reference: reference/first}")
+    assert [rule for rule, _ in planned_jobs(with_ref.stdout)].count("compare") == 1
+    assert ("liquidbench compare reference/first results --min-seeds 2 --out-csv results/tables/compare.csv"
+            in with_ref.stdout)
+    missing = snakemake(wf, *base, "--config", "results={reference: reference/none}", check=False)
+    assert missing.returncode != 0
+    assert "config key 'results.reference': reference reference/none: not a folder" in missing.stdout + missing.stderr
