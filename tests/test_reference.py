@@ -325,6 +325,17 @@ def test_bad_input_is_refused_in_one_line_writing_nothing(study, tmp_path, caplo
     assert not out.exists()
 
 
+def test_a_whole_number_read_as_a_float_is_no_difference():
+    """A runs table with a missing run reads threads as floats (1.0): provenance shows 1 all the same,
+    so that compare finds no difference in threads with a side whose runs are all there."""
+    from liquidbench.results.provenance import provenance
+
+    gaps = pd.DataFrame({"hardware": ["cpu"] * 2, "seed": [0, 1], "status": ["ok", "missing"],
+                         "threads": [1.0, float("nan")], "env.torch": ["2.5.1", None]})
+    whole = pd.DataFrame({"hardware": ["cpu"], "seed": [0], "status": ["ok"], "threads": [1], "env.torch": ["2.5.1"]})
+    assert provenance(gaps).iloc[0]["threads"] == provenance(whole).iloc[0]["threads"] == "1"
+
+
 def test_default_min_seeds_is_the_workflows():
     assert rf.MIN_SEEDS == CLAIMS["min_seeds"]
 

@@ -160,10 +160,6 @@ class Side:
     rows: dict = field(default_factory=dict)  # (dataset, model, hardware) -> summary row
     machines: dict = field(default_factory=dict)  # hardware -> provenance row
 
-    @property
-    def label(self) -> str:
-        return f"reference {self.info['name']}" if self.info.get("name") else f"{self.role} results"
-
 
 def load_side(folder: str | Path, role: str) -> Side:
     """A side read and checked (side_files, read_table); one line naming the problem otherwise."""
@@ -212,7 +208,8 @@ def _differs(ref: dict | None, cur: dict | None, ref_machine: dict, cur_machine:
     if ref is not None and cur is not None:
         if str(ref.get("metric_name")) != str(cur.get("metric_name")):
             names.append("metric")
-        if str(ref.get("n_params")) != str(cur.get("n_params")):
+        a, b = ref.get("n_params"), cur.get("n_params")
+        if not (pd.isna(a) and pd.isna(b)) and (pd.isna(a) or pd.isna(b) or float(a) != float(b)):
             names.append("parameters")
     return names
 
