@@ -351,6 +351,8 @@ def test_workflow_plans_the_compare_job_only_with_a_reference(study, tmp_path):
     assert [rule for rule, _ in planned_jobs(with_ref.stdout)].count("compare") == 1
     assert ("liquidbench compare reference/first results --min-seeds 2 --out-csv results/tables/compare.csv"
             in with_ref.stdout)
+    lint = snakemake(wf, "--lint", "--config", "results={reference: reference/first}", check=False)  # full study
+    assert lint.returncode == 0, lint.stdout + lint.stderr
     missing = snakemake(wf, *base, "--config", "results={reference: reference/none}", check=False)
     assert missing.returncode != 0
     assert "config key 'results.reference': reference reference/none: not a folder" in missing.stdout + missing.stderr

@@ -332,6 +332,11 @@ def compare_inputs():
 COMPARE_INPUTS = compare_inputs() if REFERENCE else {}
 
 
+def folder_of_table(path):
+    """The results or reference folder a table lies in (FOLDER/tables/NAME.csv)."""
+    return os.path.dirname(os.path.dirname(path))
+
+
 def compare_files():
     """The compare table in every format (none without a reference)."""
     return [table_file("compare", ext) for ext in TABLE_FORMATS] if REFERENCE else []

@@ -89,8 +89,8 @@ if REFERENCE:
             log_file("results/compare.log"),
         localrule: True
         params:
-            reference=REFERENCE,
-            results=study_path("results"),
+            reference=lambda w, input: folder_of_table(input.reference[-1]),
+            results=lambda w, input: folder_of_table(input.summary),
             min_seeds=RESULTS["claims"]["min_seeds"],
         shell:
             "liquidbench compare {params.reference:q} {params.results:q} --min-seeds {params.min_seeds} "
