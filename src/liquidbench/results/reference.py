@@ -127,14 +127,15 @@ def side_files(folder: str | Path, role: str = "reference") -> list[str]:
     return tables
 
 
-def read_table(folder: str | Path, name: str, role: str, dtype=None) -> pd.DataFrame:
-    """tables/{name}.csv of a results or reference folder, checked: present, readable, of this table format."""
+def read_table(folder: str | Path, name: str, role: str, dtype=None, text: bool = False) -> pd.DataFrame:
+    """tables/{name}.csv of a results or reference folder, checked: present, readable, of this table
+    format; ``text``: every cell as it is written (no NaN)."""
     path = Path(folder) / "tables" / f"{name}.csv"
     if not path.is_file():
         raise ValueError(f"{role} {folder}: table tables/{name}.csv is missing; expected the {name} table of a "
                          "finished study (its results stage writes it)")
     try:
-        table = pd.read_csv(path, dtype=dtype, keep_default_na=dtype is None)
+        table = pd.read_csv(path, dtype=str if text else dtype, keep_default_na=not text)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise ValueError(f"{role} table {path}: cannot read it ({exc})") from exc
     if FORMAT_COLUMN not in table:
@@ -166,12 +167,12 @@ def load_side(folder: str | Path, role: str) -> Side:
     folder = Path(folder)
     side_files(folder, role)
     info = read_info(folder) if is_reference(folder) else {}
-    summary = read_table(folder, "summary", role)
+    summary = read_table(folder, "summary", role, dtype={k: str for k in KEY})  # names stay names ("1")
     missing = [c for c in SUMMARY_COLUMNS if c not in summary]
     if missing:
         raise ValueError(f"{role} table {folder / 'tables/summary.csv'}: missing column(s) {', '.join(missing)}; "
                          "expected a summary table (liquidbench summarize)")
-    provenance = read_table(folder, "provenance", role, dtype=str)
+    provenance = read_table(folder, "provenance", role, text=True)
     if "hardware" not in provenance:
         raise ValueError(f"{role} table {folder / 'tables/provenance.csv'}: no hardware column; expected a "
                          "provenance table (liquidbench provenance)")
@@ -429,7 +430,7 @@ def _check_results(results: Path) -> pd.DataFrame:
         if (results / "tables" / f"{name}.csv").is_file():
             read_table(results, name, "export-reference: results")
     try:
-        runs = pd.read_csv(results / "tables/runs.csv", dtype={"env.git_commit": str})
+        runs = pd.read_csv(results / "tables/runs.csv", dtype={k: str for k in (*KEY, "env.git_commit")})
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise ValueError(f"{where}/tables/runs.csv: cannot read it ({exc})") from exc
     need = [c for c in ("dataset", "model", "hardware", "seed", "status") if c not in runs]
