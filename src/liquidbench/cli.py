@@ -10,6 +10,8 @@
     liquidbench scaling   --summary CSV --hardware-config JSON --threshold X --baselines JSON --out-csv CSV ...
     liquidbench ratios | time-to-target | claims | published | provenance ...   (one per table of results/registry.py)
     liquidbench gpu-check [--out results/gpu-check]   (a GPU node's sanity suite; not a workflow rule)
+    liquidbench compare   REFERENCE [RESULTS] [--min-seeds N] [--out-csv CSV --out-md MD ...]   (a study against a reference)
+    liquidbench export-reference RESULTS DEST [--command CMD]   (a finished study as a reference folder; not a workflow rule)
     liquidbench plot      --summary CSV --history CSV --scaling CSV --out-dir DIR --datasets NAME...
     liquidbench prepare-eval --params JSON --settings JSON --out FILE      (the sine task's evaluation sets)
     liquidbench evaluate  --run-dir DIR --data DIR --settings JSON [--extra FILE] --out JSON
@@ -251,6 +253,43 @@ def cmd_plot_evaluation(args) -> None:
         resolve(draw)(evaluation, Path(args.out_dir) / name)
 
 
+def _study_results(config) -> Path:
+    """The results folder of a study file: results/ under its root (config `root`, default .)."""
+    import yaml
+
+    try:
+        study = yaml.safe_load(Path(config).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"--config {config}: cannot read it as a study file ({exc})") from exc
+    if not isinstance(study, dict):
+        raise ValueError(f"--config {config}: expected a study file (a mapping), got {type(study).__name__}")
+    return Path(study.get("root") or ".") / "results"
+
+
+def cmd_compare(args) -> None:
+    from .results import reference
+
+    if args.results is not None and args.config is not None:
+        raise ValueError("compare: give RESULTS or --config, not both")
+    results = args.results or (_study_results(args.config) if args.config else Path("results"))
+    outs = {ext: getattr(args, f"out_{ext}") for ext in ("csv", "md", "tex", "html")}
+    if not any(outs.values()):
+        outs = {ext: results / "tables" / f"compare.{ext}" for ext in outs}
+    raw, shown, heading, header, notes = reference.compare(args.reference, results, args.min_seeds)
+    reference.write(raw, shown, heading, header, notes, **outs)
+    counts = raw["metric_verdict"].value_counts().to_dict()
+    logging.info("compared %d rows with %s: metric %s; time %s; written: %s", len(raw), args.reference, counts,
+                 raw["time_verdict"].value_counts().to_dict(), ", ".join(str(p) for p in outs.values() if p))
+
+
+def cmd_export_reference(args) -> None:
+    from .results.reference import export
+
+    info = export(args.results, args.dest, args.command)
+    logging.info("exported %d runs and %d files of %s to %s", info["study"]["runs"], len(info["files"]), args.results,
+                 args.dest)
+
+
 def _table_outputs(p) -> None:
     p.add_argument("--out-csv", type=Path, required=True, help="every raw column")
     p.add_argument("--out-md", type=Path, help="formatted Markdown")
@@ -343,6 +382,36 @@ def build_parser() -> argparse.ArgumentParser:
                            help=setting.help)
         _table_outputs(p)
         p.set_defaults(func=cmd_table, table=name)
+
+    from .results.reference import MIN_SEEDS
+
+    p = sub.add_parser("compare", help="compare a study's results with a reference (metric and time verdicts)",
+                       description="One row per data set x model x hardware entry of either side: test metric and "
+                                   "training time of the reference and of RESULTS with 95 %% intervals and n, their "
+                                   "difference and ratios, a metric verdict (consistent, better, worse, undecidable) "
+                                   "and a time verdict (faster, slower, within noise, undecidable); README, "
+                                   "\"Comparing with a reference\".")
+    p.add_argument("reference", type=Path, help="a reference folder (reference/<name>) or another results folder")
+    p.add_argument("results", type=Path, nargs="?",
+                   help="the results folder to compare (default: results, or that of --config's study)")
+    p.add_argument("--config", type=Path, help="a study file: RESULTS is ROOT/results, ROOT its `root`")
+    p.add_argument("--min-seeds", type=int, default=MIN_SEEDS,
+                   help=f"ok seeds per side for a verdict (default {MIN_SEEDS}; the workflow passes results.claims.min_seeds)")
+    p.add_argument("--out-csv", type=Path, help="every statistic (default, with no --out-*: RESULTS/tables/compare.csv)")
+    p.add_argument("--out-md", type=Path, help="formatted Markdown (default as --out-csv: compare.md)")
+    p.add_argument("--out-tex", type=Path, help="formatted LaTeX (booktabs; default compare.tex)")
+    p.add_argument("--out-html", type=Path, help="formatted HTML, the report's page (default compare.html)")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("export-reference", help="a finished study's results as a reference folder (reference/<name>)",
+                       description="Copies the tables, every run's metrics.json and history.csv and the figures into "
+                                   "DEST with reference.json and README.md (commit, machines, versions, command); "
+                                   "refuses a RESULTS that is not a finished study's results folder, a run that is "
+                                   "not ok, and a DEST that exists, writing nothing.")
+    p.add_argument("results", type=Path, help="the results folder of a finished study (ROOT/results)")
+    p.add_argument("dest", type=Path, help="the new reference folder, e.g. reference/paper-current")
+    p.add_argument("--command", help="the command that produced the results, recorded in reference.json")
+    p.set_defaults(func=cmd_export_reference)
 
     p = sub.add_parser("plot", help="every figure of the registry, from the tables it reads")
     for inp in figure_inputs():

@@ -311,6 +311,37 @@ def setting_args(keys):
 TABLE_FORMATS = ("csv", "md", "tex", "html")
 
 
+# The reference results this study is compared with (config results.reference, README "Comparing
+# with a reference"); without one there is no compare job.
+REFERENCE = RESULTS["reference"]
+
+
+def compare_inputs():
+    """What the compare job reads: the reference folder's files and this study's compared tables. A
+    configured reference that is not a reference or results folder (or of another format) fails at
+    start, naming the config key."""
+    from liquidbench.results.reference import COMPARED_TABLES, side_files
+
+    try:
+        files = side_files(REFERENCE)
+    except ValueError as exc:
+        raise ValueError(f"config key 'results.reference': {exc}") from None
+    return {"reference": files, **{name: table_file(name) for name in COMPARED_TABLES}}
+
+
+COMPARE_INPUTS = compare_inputs() if REFERENCE else {}
+
+
+def folder_of_table(path):
+    """The results or reference folder a table lies in (FOLDER/tables/NAME.csv)."""
+    return os.path.dirname(os.path.dirname(path))
+
+
+def compare_files():
+    """The compare table in every format (none without a reference)."""
+    return [table_file("compare", ext) for ext in TABLE_FORMATS] if REFERENCE else []
+
+
 def figure_files():
     return [f"{figure_dir()}/{stem}.{ext}" for stem in figure_stems(STUDY["datasets"]) for ext in ("png", "pdf")]
 
@@ -324,7 +355,7 @@ def results_targets():
     Snakemake (>= 7.7) does not rebuild a missing intermediate file whose downstream outputs exist
     and are up to date, so a deleted or purged run directory would otherwise never be trained again."""
     tables = [table_file(name, ext) for name in STUDY_TABLES for ext in TABLE_FORMATS]
-    return expected_runs() + [table_file("runs"), table_file("history")] + tables + figure_files()
+    return expected_runs() + [table_file("runs"), table_file("history")] + tables + compare_files() + figure_files()
 
 
 def figure_outputs():
@@ -409,6 +440,9 @@ def result_steps():
     for name, table in STUDY_TABLES.items():
         steps.append(([table_file(name, ext) for ext in TABLE_FORMATS], list(table_inputs(table).values())))
     steps.append((figure_files(), [table_file(name) for name in figure_inputs()]))
+    if REFERENCE:
+        files = [f for value in COMPARE_INPUTS.values() for f in ([value] if isinstance(value, str) else value)]
+        steps.append((compare_files(), files))
     if EVALUATION:
         steps.append(([table_file("evaluation"), table_file("evaluation_runs")], evaluation_runs()))
         steps.append((evaluation_figure_files(), [table_file("evaluation")]))

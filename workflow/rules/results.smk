@@ -63,6 +63,41 @@ for table_name, table in STUDY_TABLES.items():
             "--out-html {output.html:q} > {log:q} 2>&1"
 
 
+# The study against its reference results (config results.reference): declared only where one is
+# configured, so that a study without a reference has no compare job.
+if REFERENCE:
+
+    rule compare:
+        input:
+            **COMPARE_INPUTS,
+        output:
+            html=report(
+                table_file("compare", "html"),
+                caption="../report/compare.rst",
+                category="Tables",
+                labels={"table": "compare"},
+            ),
+            csv=report(
+                table_file("compare"),
+                caption="../report/compare.rst",
+                category="Table data (CSV)",
+                labels={"table": "compare"},
+            ),
+            md=table_file("compare", "md"),
+            tex=table_file("compare", "tex"),
+        log:
+            log_file("results/compare.log"),
+        localrule: True
+        params:
+            reference=lambda w, input: folder_of_table(input.reference[-1]),
+            results=lambda w, input: folder_of_table(input.summary),
+            min_seeds=RESULTS["claims"]["min_seeds"],
+        shell:
+            "liquidbench compare {params.reference:q} {params.results:q} --min-seeds {params.min_seeds} "
+            "--out-csv {output.csv:q} --out-md {output.md:q} --out-tex {output.tex:q} "
+            "--out-html {output.html:q} > {log:q} 2>&1"
+
+
 rule plot:
     input:
         **{name: table_file(name) for name in figure_inputs()},

@@ -16,8 +16,8 @@ supports it, ``undecidable`` when some comparison lacks the seeds (or none exist
 
 One estimator per quantity: times are compared as ratios of geometric means with the log-scale t
 interval (stats.ratio, the same numbers as the ratios table), speedups as in the scaling table,
-metrics as differences of means with a Welch-type t interval (min(n1, n2) - 1 degrees of freedom,
-as the ratios). "As accurate as" is a non-inferiority comparison: the null is the margin
+metrics as differences of means with a Welch-type t interval (stats.difference: min(n1, n2) - 1
+degrees of freedom, as the ratios). "As accurate as" is a non-inferiority comparison: the null is the margin
 ``metric_tolerance_std`` x pooled std, and the interval of "how much worse" must lie below it.
 
 Claims are entries of ``CLAIMS``, built by keyword: a new claim is one entry, whose ``compare``
@@ -33,7 +33,7 @@ from typing import Callable, Iterator
 import pandas as pd
 
 from .compare import split_types
-from .stats import CONFIDENCE, estimate_of, ratio, t_quantile
+from .stats import CONFIDENCE, difference, estimate_of, mean_of, ratio, t_quantile
 from .tables import num
 from .verdicts import FALSE, NOT_SIGNIFICANT, TRUE, UNDECIDABLE, VERDICTS, Comparison, _verdict, verdict  # noqa: F401
 
@@ -94,14 +94,10 @@ def metric_worse_by(name: str, a: dict, b: dict, tolerance: float) -> Comparison
     tolerance x pooled std."""
     metric = a.get("metric_name") or b.get("metric_name")
     lower = LOWER_IS_BETTER.get(metric, True)
-    ma, mb = a["test_metric_mean"], b["test_metric_mean"]
-    sa, sb = a.get("test_metric_std", math.nan), b.get("test_metric_std", math.nan)
-    na, nb = int(a.get("test_metric_n", 0) or 0), int(b.get("test_metric_n", 0) or 0)
-    worse = (ma - mb) if lower else (mb - ma)
-    low = high = math.nan
-    if min(na, nb) >= 2:
-        half = t_quantile(0.5 + CONFIDENCE / 2, min(na, nb) - 1) * math.sqrt(sa ** 2 / na + sb ** 2 / nb)
-        low, high = worse - half, worse + half
+    ea, eb = mean_of(a, "test_metric"), mean_of(b, "test_metric")
+    (ma, sa, na), (mb, sb, nb) = ((e["mean"], e["std"], e["n"]) for e in (ea, eb))
+    d = difference(ea, eb) if lower else difference(eb, ea)
+    worse, low, high = d["value"], d["ci_low"], d["ci_high"]
     margin = tolerance * math.sqrt((sa ** 2 + sb ** 2) / 2) if min(na, nb) >= 2 else math.nan
     word = "better" if worse < 0 else "worse"
     detail = (f"test {metric} {num(ma)} vs {num(mb)}, {'lower' if lower else 'higher'} is better: "

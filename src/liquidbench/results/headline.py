@@ -9,11 +9,9 @@ with t intervals cut to their range, compared as differences with the claims' t 
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 
-from .stats import CONFIDENCE, estimate_of, ratio, t_quantile
+from .stats import difference, estimate_of, mean_of, ratio
 from .summary import LOWER_IS_BETTER
 from .tables import compact, num
 
@@ -31,13 +29,9 @@ def pareto_set(rows: list[dict], lower_is_better: bool) -> list[str]:
 def _difference(a: dict, b: dict, lower: bool) -> dict:
     """How much worse b's mean test metric is than a's (>= 0 when a is the best), with the t
     interval of a difference of means (min(n1, n2) - 1 degrees of freedom, as the claims)."""
-    worse = (b["test_metric_mean"] - a["test_metric_mean"]) * (1 if lower else -1)
-    na, nb = int(a["test_metric_n"] or 0), int(b["test_metric_n"] or 0)
-    if min(na, nb) < 2:
-        return {"value": worse, "ci_low": math.nan, "ci_high": math.nan}
-    se = math.sqrt(a["test_metric_std"] ** 2 / na + b["test_metric_std"] ** 2 / nb)
-    half = t_quantile(0.5 + CONFIDENCE / 2, min(na, nb) - 1) * se
-    return {"value": worse, "ci_low": worse - half, "ci_high": worse + half}
+    ea, eb = mean_of(a, "test_metric"), mean_of(b, "test_metric")
+    d = difference(eb, ea) if lower else difference(ea, eb)
+    return {k: d[k] for k in ("value", "ci_low", "ci_high")}
 
 
 def headline(summary: pd.DataFrame, model_types: dict) -> pd.DataFrame:

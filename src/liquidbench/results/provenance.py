@@ -10,6 +10,7 @@ FIELDS = {
     "world_size": "world size",
     "threads": "threads",
     "scaling": "scaling",
+    "env.liquidbench": "liquidbench",
     "env.python": "python",
     "env.torch": "torch",
     "env.ncps": "ncps",
@@ -24,8 +25,13 @@ FIELDS = {
 }
 
 
+def _text(value) -> str:
+    """A value as text; a whole number read as a float (a column with gaps) without its '.0'."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
 def _values(series: pd.Series) -> str:
-    vals = [str(v) for v in dict.fromkeys(series.dropna()) if str(v) != ""]
+    vals = list(dict.fromkeys(_text(v) for v in series.dropna() if _text(v) != ""))
     if len(vals) > 3:
         return ", ".join(vals[:3]) + f" (+{len(vals) - 3})"
     return ", ".join(vals) or "n/a"

@@ -117,3 +117,36 @@ def ratio(num: dict, den: dict, confidence: float = CONFIDENCE) -> dict:
     half = t_quantile(0.5 + confidence / 2, n_min - 1) * se
     out.update(se_log=se, ci_low=math.exp(diff - half), ci_high=math.exp(diff + half), df=n_min - 1)
     return out
+
+
+def mean_of(row: dict | None, measure: str) -> dict:
+    """n, mean and sample std of ``measure`` (from a summary row's ``_n``, ``_mean`` and ``_std``
+    columns), the input of difference(); no row gives n = 0 and NaNs."""
+    nan = float("nan")
+    if row is None:
+        return {"n": 0, "mean": nan, "std": nan}
+    n = row.get(f"{measure}_n", 0)
+    return {"n": 0 if n is None or not n == n else int(n), "mean": float(row.get(f"{measure}_mean", nan)),
+            "std": float(row.get(f"{measure}_std", nan))}
+
+
+def difference(a: dict, b: dict, confidence: float = CONFIDENCE) -> dict:
+    """The difference of the means of two independent samples, a - b, with a Welch-type t interval.
+
+    ``a`` and ``b`` are :func:`mean_of` results. The standard error is sqrt(s_a^2/n_a + s_b^2/n_b)
+    (the two spreads are not pooled) and the t quantile has min(n_a, n_b) - 1 degrees of freedom,
+    as :func:`ratio` (conservative: never more than either sample has). The interval is NaN when
+    either side has fewer than two values.
+    """
+    nan = float("nan")
+    out = {"value": nan, "se": nan, "ci_low": nan, "ci_high": nan, "df": nan}
+    if not (a["n"] and b["n"]) or not (math.isfinite(a["mean"]) and math.isfinite(b["mean"])):
+        return out
+    out["value"] = a["mean"] - b["mean"]
+    n_min = min(a["n"], b["n"])
+    if n_min < 2 or not (math.isfinite(a["std"]) and math.isfinite(b["std"])):
+        return out
+    se = math.sqrt(a["std"] ** 2 / a["n"] + b["std"] ** 2 / b["n"])
+    half = t_quantile(0.5 + confidence / 2, n_min - 1) * se
+    out.update(se=se, ci_low=out["value"] - half, ci_high=out["value"] + half, df=n_min - 1)
+    return out

@@ -1,4 +1,10 @@
-"""Writing one table three ways: CSV (every raw column), Markdown and LaTeX (formatted cells)."""
+"""Writing one table four ways: CSV (every raw column), Markdown, LaTeX and HTML (formatted cells).
+
+Every CSV written here carries its format in a column ``table_format`` (``FORMAT``, its one home):
+a reader of tables written by another liquidbench (``liquidbench compare`` reading a reference)
+checks it and refuses a table of another format instead of misreading its columns. Raise FORMAT
+when a column a reader relies on changes its name or meaning.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,9 @@ import pandas as pd
 from ..io import atomic_path, write_text
 
 NOT_AVAILABLE = "n/a"
+# the format of every table CSV (the column FORMAT_COLUMN), see the module docstring
+FORMAT = 1
+FORMAT_COLUMN = "table_format"
 
 
 def num(x, digits: int = 4) -> str:
@@ -151,9 +160,10 @@ def html_page(fragment: str) -> str:
 def write_table(raw: pd.DataFrame, display: pd.DataFrame, csv: str | Path, md: str | Path | None = None,
                 tex: str | Path | None = None, title: str | None = None, notes: str | None = None,
                 html: str | Path | None = None) -> None:
-    """``raw`` as CSV; ``display`` (formatted strings) as Markdown, LaTeX and an HTML page, each atomically."""
+    """``raw`` as CSV, with its format (column ``table_format``); ``display`` (formatted strings) as
+    Markdown, LaTeX and an HTML page, each atomically."""
     with atomic_path(csv) as tmp:
-        raw.to_csv(tmp, index=False)
+        raw.assign(**{FORMAT_COLUMN: FORMAT}).to_csv(tmp, index=False)
     if md:
         write_text(md, to_markdown(display, title, notes))
     if tex:

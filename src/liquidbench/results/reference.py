@@ -1,0 +1,551 @@
+"""Reference results: a finished study's results in one self-describing folder, and a study's
+results compared with them (README, "Comparing with a reference").
+
+A *reference folder* (``liquidbench export-reference RESULTS DEST``; the project's lie under
+``reference/<name>/``) has the layout of a results folder, less what is large::
+
+    reference.json   what it is: format, name, command, commits, machines, versions, study, files (sha256)
+    README.md        the same for people, and how to compare a run with it
+    tables/          every table of the study: CSV with every statistic, .md, .tex, .html
+    runs/{dataset}/{model}/{hardware}/seed{seed}/   metrics.json, history.csv (and evaluation.json)
+    figures/         every figure (PNG, PDF)
+
+``liquidbench compare REFERENCE [RESULTS]`` reads the summary and provenance tables of both sides
+(each side a reference folder or a results folder) and writes one row per data set x model x
+hardware entry of either side (``compare_table``): reference and current test metric and training
+time with their 95 % intervals and n, their difference and ratios, and two verdicts decided by the
+rule every claim uses (verdicts.Comparison):
+
+- metric: the difference of mean test metrics, current - reference, with the Welch-type t interval
+  (stats.difference) against 0: ``better`` or ``worse`` when the whole interval lies on that side of
+  0 (by the metric's direction: MSE lower is better, accuracy higher), ``consistent`` when it
+  contains 0;
+- time: the ratio of geometric-mean training times, current / reference, with the log-scale t
+  interval (stats.ratio) against 1: ``faster`` or ``slower`` when the whole interval lies below or
+  above 1, ``within noise`` when it contains 1;
+- ``undecidable`` with fewer than ``min_seeds`` ok seeds on a side (or different metrics); rows of
+  one side only say ``reference only`` or ``current only``.
+
+Differences between the sides that bear on the numbers (liquidbench, Python, torch, ncps and CUDA
+versions, source commit, CPU, device, threads, world size, from each side's provenance table; a
+model's parameter count) are named in the row's ``differs`` column and in the table's header lines;
+they never stop the comparison.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from .. import __version__
+from ..io import read_json, sha256_file, umask, write_json, write_text
+from .registry import TABLES
+from .stats import difference, estimate_of, mean_of, ratio
+from .summary import LOWER_IS_BETTER
+from .tables import FORMAT as TABLE_FORMAT
+from .tables import FORMAT_COLUMN, compact, html_page, to_html, to_latex, to_markdown
+from .verdicts import Comparison
+
+# the format of a reference folder (reference.json's "format"); raise it when the layout changes
+FORMAT = 1
+REFERENCE_FILE = "reference.json"
+# the tables every finished study writes (its registry tables without a `when`, and the aggregate
+# rule's): an export refuses a results folder that lacks one
+STUDY_TABLES = ("runs", "history", *(name for name, table in TABLES.items() if not table.when))
+# what compare reads of each side
+COMPARED_TABLES = ("summary", "provenance")
+# what an export keeps of each run: its metrics and learning curve (the evaluation where there is one);
+# not weights, checkpoints, telemetry samples or logs
+RUN_FILES = ("metrics.json", "history.csv")
+OPTIONAL_RUN_FILES = ("evaluation.json",)
+FIGURE_SUFFIXES = (".png", ".pdf")
+# compare's --min-seeds when none is given; the workflow passes results.claims.min_seeds (whose
+# schema default is the same number, tests/test_reference.py checks it)
+MIN_SEEDS = 2
+
+# verdicts
+CONSISTENT, BETTER, WORSE, UNDECIDABLE = "consistent", "better", "worse", "undecidable"
+FASTER, SLOWER, WITHIN_NOISE = "faster", "slower", "within noise"
+BOTH, REFERENCE_ONLY, CURRENT_ONLY = "both", "reference only", "current only"
+METRIC_VERDICTS = {"supports": BETTER, "contradicts": WORSE, "not significant": CONSISTENT,
+                   "too few seeds": UNDECIDABLE}
+TIME_VERDICTS = {"supports": FASTER, "contradicts": SLOWER, "not significant": WITHIN_NOISE,
+                 "too few seeds": UNDECIDABLE}
+
+# provenance table column -> CSV column suffix: what may differ between the sides' runs
+PROVENANCE = {"liquidbench": "liquidbench", "commit": "commit", "python": "python", "torch": "torch", "ncps": "ncps",
+              "cuda": "cuda", "CPU": "cpu", "device": "device", "device name": "device_name", "threads": "threads",
+              "world size": "world_size"}
+KEY = ["dataset", "model", "hardware"]
+SUMMARY_COLUMNS = [*KEY, "runs", "metric_name", "n_params",
+                   *(f"{m}_{f}" for m in ("test_metric", "train_time_s")
+                     for f in ("n", "mean", "std", "gmean", "gsd", "ci_low", "ci_high"))]
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+def is_reference(folder: str | Path) -> bool:
+    return (Path(folder) / REFERENCE_FILE).is_file()
+
+
+def read_info(folder: str | Path) -> dict:
+    """A reference folder's reference.json, checked: a mapping of this format."""
+    path = Path(folder) / REFERENCE_FILE
+    try:
+        info = read_json(path)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"reference {path}: cannot read it as JSON ({exc})") from exc
+    if not isinstance(info, dict):
+        raise ValueError(f"reference {path}: expected a JSON object, got {type(info).__name__}")
+    if info.get("format") != FORMAT:
+        raise ValueError(f"reference {path}: format {info.get('format')!r}, expected {FORMAT} (a reference of "
+                         "another liquidbench: export it again, or compare with that version)")
+    return info
+
+
+def side_files(folder: str | Path, role: str = "reference") -> list[str]:
+    """The files compare reads of a side (reference.json of a reference folder, and the compared
+    tables); a folder that is neither a reference nor a results folder is refused, naming what it lacks."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{role} {folder}: not a folder; expected a results folder (tables/summary.csv) or a "
+                         f"reference folder ({REFERENCE_FILE})")
+    tables = [str(folder / "tables" / f"{name}.csv") for name in COMPARED_TABLES]
+    if is_reference(folder):
+        read_info(folder)
+        return [str(folder / REFERENCE_FILE), *tables]
+    if not (folder / "tables").is_dir():
+        raise ValueError(f"{role} {folder}: not a results folder or a reference folder; expected tables/ (a results "
+                         f"folder) or {REFERENCE_FILE} (a reference folder, liquidbench export-reference)")
+    return tables
+
+
+def read_table(folder: str | Path, name: str, role: str, dtype=None, text: bool = False) -> pd.DataFrame:
+    """tables/{name}.csv of a results or reference folder, checked: present, readable, of this table
+    format; ``text``: every cell as it is written (no NaN)."""
+    path = Path(folder) / "tables" / f"{name}.csv"
+    if not path.is_file():
+        raise ValueError(f"{role} {folder}: table tables/{name}.csv is missing; expected the {name} table of a "
+                         "finished study (its results stage writes it)")
+    try:
+        table = pd.read_csv(path, dtype=str if text else dtype, keep_default_na=not text)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise ValueError(f"{role} table {path}: cannot read it ({exc})") from exc
+    if FORMAT_COLUMN not in table:
+        raise ValueError(f"{role} table {path}: no {FORMAT_COLUMN} column, expected table format {TABLE_FORMAT} "
+                         "(written by an older liquidbench: run its results stage again)")
+    found = sorted({str(v) for v in table[FORMAT_COLUMN]})
+    if found and found != [str(TABLE_FORMAT)]:
+        raise ValueError(f"{role} table {path}: table format {', '.join(found)}, expected {TABLE_FORMAT} "
+                         "(written by another liquidbench)")
+    return table
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a comparison: its folder, reference.json (empty for a results folder), and the
+    compared tables."""
+
+    role: str  # reference or current
+    folder: Path
+    info: dict
+    summary: pd.DataFrame
+    provenance: pd.DataFrame
+    rows: dict = field(default_factory=dict)  # (dataset, model, hardware) -> summary row
+    machines: dict = field(default_factory=dict)  # hardware -> provenance row
+
+
+def load_side(folder: str | Path, role: str) -> Side:
+    """A side read and checked (side_files, read_table); one line naming the problem otherwise."""
+    folder = Path(folder)
+    side_files(folder, role)
+    info = read_info(folder) if is_reference(folder) else {}
+    summary = read_table(folder, "summary", role, dtype={k: str for k in KEY})  # names stay names ("1")
+    missing = [c for c in SUMMARY_COLUMNS if c not in summary]
+    if missing:
+        raise ValueError(f"{role} table {folder / 'tables/summary.csv'}: missing column(s) {', '.join(missing)}; "
+                         "expected a summary table (liquidbench summarize)")
+    provenance = read_table(folder, "provenance", role, text=True)
+    if "hardware" not in provenance:
+        raise ValueError(f"{role} table {folder / 'tables/provenance.csv'}: no hardware column; expected a "
+                         "provenance table (liquidbench provenance)")
+    rows = {tuple(r[k] for k in KEY): r for r in summary.to_dict("records")}
+    machines = {r["hardware"]: r for r in provenance.to_dict("records")}
+    return Side(role, folder, info, summary, provenance, rows, machines)
+
+
+# ---------------------------------------------------------------------------------------------- comparing
+
+
+def _stats(prefix: str, row: dict | None) -> dict:
+    """A side's metric and time columns of a compare row."""
+    nan = float("nan")
+    get = (lambda k: nan) if row is None else (lambda k: row.get(k, nan))  # noqa: E731
+    out = {f"{prefix}_runs": "" if row is None else row["runs"]}
+    for f in ("n", "mean", "std", "ci_low", "ci_high"):
+        out[f"{prefix}_metric_{f}"] = get(f"test_metric_{f}")
+    for f in ("n", "gmean", "ci_low", "ci_high"):
+        out[f"{prefix}_time_{f}"] = get(f"train_time_s_{f}")
+    for n in (f"{prefix}_metric_n", f"{prefix}_time_n"):
+        out[n] = 0 if pd.isna(out[n]) else int(out[n])
+    return out
+
+
+def _machine(side: Side, hardware: str) -> dict:
+    row = side.machines.get(hardware) or {}
+    return {label: str(row.get(label, "")) for label in PROVENANCE}
+
+
+def _differs(ref: dict | None, cur: dict | None, ref_machine: dict, cur_machine: dict) -> list[str]:
+    """What differs between the sides of a row: provenance fields, metric, parameter count."""
+    names = [label for label in PROVENANCE if ref_machine[label] != cur_machine[label]]
+    if ref is not None and cur is not None:
+        if str(ref.get("metric_name")) != str(cur.get("metric_name")):
+            names.append("metric")
+        a, b = ref.get("n_params"), cur.get("n_params")
+        if not (pd.isna(a) and pd.isna(b)) and (pd.isna(a) or pd.isna(b) or float(a) != float(b)):
+            names.append("parameters")
+    return names
+
+
+def compare_table(ref: Side, cur: Side, min_seeds: int) -> pd.DataFrame:
+    """One row per data set x model x hardware entry of either side (module docstring)."""
+    nan = float("nan")
+    rows = []
+    for key in sorted(set(ref.rows) | set(cur.rows)):
+        r, c = ref.rows.get(key), cur.rows.get(key)
+        side = BOTH if r is not None and c is not None else REFERENCE_ONLY if r is not None else CURRENT_ONLY
+        metric = next((s["metric_name"] for s in (c, r) if s is not None and isinstance(s.get("metric_name"), str)), "")
+        row = {**dict(zip(KEY, key)), "side": side, "metric_name": metric, **_stats("reference", r), **_stats("current", c)}
+        diff = {"value": nan, "ci_low": nan, "ci_high": nan}
+        metric_ratio = time_ratio = {"value": nan, "ci_low": nan, "ci_high": nan}
+        metric_verdict = time_verdict = side
+        ref_machine, cur_machine = _machine(ref, key[2]), _machine(cur, key[2])
+        differs = _differs(r, c, ref_machine, cur_machine) if side == BOTH else []
+        if side == BOTH:
+            name = "/".join(key)
+            diff = difference(mean_of(c, "test_metric"), mean_of(r, "test_metric"))
+            lower = LOWER_IS_BETTER.get(metric, True)
+            outcome = Comparison(name, "metric difference current - reference", diff["value"], diff["ci_low"],
+                                 diff["ci_high"], (row["current_metric_n"], row["reference_metric_n"]), 0.0,
+                                 "less" if lower else "greater").outcome(min_seeds)
+            metric_verdict = UNDECIDABLE if "metric" in differs else METRIC_VERDICTS[outcome]
+            metric_ratio = ratio(estimate_of(c, "test_metric"), estimate_of(r, "test_metric"))
+            time_ratio = ratio(estimate_of(c, "train_time_s"), estimate_of(r, "train_time_s"))
+            outcome = Comparison(name, "time ratio current / reference", time_ratio["value"], time_ratio["ci_low"],
+                                 time_ratio["ci_high"], (row["current_time_n"], row["reference_time_n"]), 1.0,
+                                 "less").outcome(min_seeds)
+            time_verdict = TIME_VERDICTS[outcome]
+        row.update({
+            "metric_difference": diff["value"], "metric_difference_ci_low": diff["ci_low"],
+            "metric_difference_ci_high": diff["ci_high"], "metric_ratio": metric_ratio["value"],
+            "metric_ratio_ci_low": metric_ratio["ci_low"], "metric_ratio_ci_high": metric_ratio["ci_high"],
+            "metric_verdict": metric_verdict, "time_ratio": time_ratio["value"], "time_ratio_ci_low": time_ratio["ci_low"],
+            "time_ratio_ci_high": time_ratio["ci_high"], "time_verdict": time_verdict, "min_seeds": min_seeds,
+            "differs": ", ".join(differs),
+            **{f"reference_{col}": ref_machine[label] for label, col in PROVENANCE.items()},
+            **{f"current_{col}": cur_machine[label] for label, col in PROVENANCE.items()},
+        })
+        rows.append(row)
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+COLUMNS = [*KEY, "side", "metric_name",
+           *(f"{s}_{c}" for s in ("reference", "current") for c in (
+               "runs", "metric_n", "metric_mean", "metric_std", "metric_ci_low", "metric_ci_high",
+               "time_n", "time_gmean", "time_ci_low", "time_ci_high")),
+           "metric_difference", "metric_difference_ci_low", "metric_difference_ci_high",
+           "metric_ratio", "metric_ratio_ci_low", "metric_ratio_ci_high", "metric_verdict",
+           "time_ratio", "time_ratio_ci_low", "time_ratio_ci_high", "time_verdict", "min_seeds", "differs",
+           *(f"{s}_{col}" for s in ("reference", "current") for col in PROVENANCE.values())]
+
+
+def display(table: pd.DataFrame) -> pd.DataFrame:
+    """Compact cells: centre [95 % interval] n=k; — where a side has no row."""
+    out = []
+    for r in table.to_dict("records"):
+        cells = {}
+        for s in ("reference", "current"):
+            present = r["side"] in (BOTH, f"{s} only")
+            cells[f"{s} metric"] = (compact(r[f"{s}_metric_mean"], r[f"{s}_metric_ci_low"], r[f"{s}_metric_ci_high"],
+                                            r[f"{s}_metric_n"]) if present else "—")
+            cells[f"{s} time [s]"] = (compact(r[f"{s}_time_gmean"], r[f"{s}_time_ci_low"], r[f"{s}_time_ci_high"],
+                                              r[f"{s}_time_n"]) if present else "—")
+        both = r["side"] == BOTH
+        out.append({
+            "data set": r["dataset"], "model": r["model"], "hardware": r["hardware"], "metric": r["metric_name"] or "n/a",
+            "reference": cells["reference metric"], "current": cells["current metric"],
+            "difference": compact(r["metric_difference"], r["metric_difference_ci_low"],
+                                  r["metric_difference_ci_high"], digits=3) if both else "—",
+            "metric ratio": compact(r["metric_ratio"], r["metric_ratio_ci_low"], r["metric_ratio_ci_high"],
+                                    digits=3) if both else "—",
+            "metric verdict": r["metric_verdict"],
+            "reference time [s]": cells["reference time [s]"], "current time [s]": cells["current time [s]"],
+            "time ratio": compact(r["time_ratio"], r["time_ratio_ci_low"], r["time_ratio_ci_high"],
+                                  digits=3) if both else "—",
+            "time verdict": r["time_verdict"],
+            "differs": r["differs"] if isinstance(r["differs"], str) and r["differs"] else "—",
+        })
+    return pd.DataFrame(out, columns=["data set", "model", "hardware", "metric", "reference", "current", "difference",
+                                      "metric ratio", "metric verdict", "reference time [s]", "current time [s]",
+                                      "time ratio", "time verdict", "differs"])
+
+
+def _short(value: str) -> str:
+    """Commits shortened to 12 characters in the header lines."""
+    return ", ".join(v[:12] if len(v) == 40 and all(ch in "0123456789abcdef" for ch in v) else v
+                     for v in value.split(", "))
+
+
+def header_lines(ref: Side, cur: Side) -> list[str]:
+    """What each side is, and what differs between them per hardware entry (versions, commit, CPU, device)."""
+    lines = []
+    for side in (ref, cur):
+        info = side.info
+        what = f"{side.role}: {side.folder}"
+        if info:
+            what += f" (reference {info.get('name')}"
+            if info.get("command"):
+                what += f", made by `{info['command']}`"
+            what += ")"
+        commits = sorted({c for m in side.machines.values() for c in str(m.get("commit", "")).split(", ") if c})
+        versions = sorted({v for m in side.machines.values() for v in str(m.get("liquidbench", "")).split(", ") if v})
+        what += f"; commit {_short(', '.join(commits)) or 'n/a'}, liquidbench {', '.join(versions) or 'n/a'}"
+        lines.append(what)
+    for hardware in sorted(set(ref.machines) & set(cur.machines)):
+        a, b = _machine(ref, hardware), _machine(cur, hardware)
+        differ = [f"{label} {_short(a[label]) or 'n/a'} (reference) vs {_short(b[label]) or 'n/a'} (current)"
+                  for label in PROVENANCE if a[label] != b[label]]
+        lines.append(f"hardware {hardware}: " + ("; ".join(differ) if differ else
+                                                 "same versions, commit, CPU and device on both sides"))
+    only = [f"{h} ({s.role} only)" for s, o in ((ref, cur), (cur, ref)) for h in sorted(set(s.machines) - set(o.machines))]
+    if only:
+        lines.append("hardware entries on one side only: " + ", ".join(only))
+    return lines
+
+
+def notes(min_seeds: int) -> str:
+    return ("Rows: every data set x model x hardware entry of either side (reference only / current only where the "
+            "other side has none). Cells: centre [95 % interval] n = ok seeds; metric: mean; time: geometric mean "
+            "training time. Metric verdict: difference of mean test metrics, current - reference, with a "
+            "Welch-type 95 % t interval (min(n1, n2) - 1 d.f.): better / worse when the whole interval lies on "
+            "that side of 0 (mse: lower is better, accuracy: higher), consistent when it contains 0. Time verdict: "
+            "ratio of geometric-mean training times, current / reference, with the log-scale 95 % t interval: "
+            "faster / slower when the whole interval lies below / above 1, within noise when it contains 1. "
+            f"undecidable: fewer than {min_seeds} ok seeds on a side (or different metrics). differs: what differs "
+            "between the sides' runs (versions, commit, CPU, device, threads, world size; metric, parameter "
+            "count); compare.csv holds every statistic and both sides' values.")
+
+
+def title(ref: Side) -> str:
+    name = ref.info.get("name") if ref.info else None
+    return f"Comparison with reference {name}" if name else f"Comparison with {ref.folder}"
+
+
+def compare(reference: str | Path, results: str | Path, min_seeds: int) -> tuple:
+    """(raw, display, title, header lines, notes) of REFERENCE against RESULTS, every input checked first."""
+    if not (isinstance(min_seeds, int) and min_seeds >= 1):
+        raise ValueError(f"compare: --min-seeds must be a positive integer, got {min_seeds!r}")
+    ref, cur = load_side(reference, "reference"), load_side(results, "current")
+    table = compare_table(ref, cur, min_seeds)
+    return table, display(table), title(ref), header_lines(ref, cur), notes(min_seeds)
+
+
+def write(raw: pd.DataFrame, shown: pd.DataFrame, heading: str, header: list[str], note: str, csv: Path | None = None,
+          md: Path | None = None, tex: Path | None = None, html: Path | None = None) -> None:
+    """The compare table as CSV (with its table format), Markdown and HTML (header lines above the
+    table) and LaTeX, each atomically."""
+    from .tables import write_table
+
+    if csv:
+        write_table(raw, shown, csv)
+    bullets = "\n".join(f"- {line}" for line in header)
+    if md:
+        write_text(md, to_markdown(shown, heading, None).replace("\n\n", f"\n\n{bullets}\n\n", 1) + f"\n{note}\n")
+    if tex:
+        write_text(tex, to_latex(shown, heading, label="tab:compare"))
+    if html:
+        from html import escape
+
+        items = "".join(f"<li>{escape(line)}</li>" for line in header)
+        write_text(html, html_page(to_html(shown, heading, note).replace("</h3>\n", f"</h3>\n<ul>{items}</ul>\n", 1)))
+
+
+# ---------------------------------------------------------------------------------------------- exporting
+
+
+def _distinct(series: pd.Series | None) -> list:
+    if series is None:
+        return []
+    values = []
+    for v in series.dropna():
+        v = v.item() if hasattr(v, "item") else v
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        if v != "" and v not in values:
+            values.append(v)
+    return values
+
+
+def describe_runs(runs: pd.DataFrame) -> dict:
+    """Commits, versions, machines and the study of a runs table (every run's recorded provenance)."""
+    col = lambda name: runs[name] if name in runs else None  # noqa: E731
+    machines = {}
+    for hardware, g in runs.groupby("hardware", sort=False):
+        get = lambda name: g[name] if name in g else None  # noqa: E731
+        machines[str(hardware)] = {
+            "device": _distinct(get("device")), "device_name": _distinct(get("device_name")),
+            "cpu_model": _distinct(get("env.cpu_model")), "threads": _distinct(get("threads")),
+            "world_size": _distinct(get("world_size")), "hosts": _distinct(get("env.hostname")),
+        }
+    return {
+        "commits": _distinct(col("env.git_commit")),
+        "versions": {k: _distinct(col(f"env.{k}")) for k in ("liquidbench", "python", "torch", "ncps", "numpy", "cuda")},
+        "machines": machines,
+        "study": {"datasets": _distinct(col("dataset")), "models": _distinct(col("model")),
+                  "hardware": _distinct(col("hardware")), "seeds": sorted(_distinct(col("seed"))), "runs": len(runs)},
+    }
+
+
+def _check_results(results: Path) -> pd.DataFrame:
+    """A results folder of a finished study whose every run is ok: its runs table."""
+    where = f"export-reference: {results}"
+    if not results.is_dir():
+        raise ValueError(f"{where} is not a folder; expected the results/ folder of a finished study")
+    if not ((results / "tables").is_dir() and (results / "runs").is_dir()):
+        raise ValueError(f"{where} is not a results folder; expected the results/ folder of a finished study "
+                         "(tables/ and runs/ in it)")
+    missing = [f"tables/{name}.csv" for name in STUDY_TABLES if not (results / "tables" / f"{name}.csv").is_file()]
+    if missing:
+        raise ValueError(f"{where} lacks {', '.join(missing)}; expected every table of a finished study (run its "
+                         "workflow to the end)")
+    for name in TABLES:
+        if (results / "tables" / f"{name}.csv").is_file():
+            read_table(results, name, "export-reference: results")
+    try:
+        runs = pd.read_csv(results / "tables/runs.csv", dtype={k: str for k in (*KEY, "env.git_commit")})
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise ValueError(f"{where}/tables/runs.csv: cannot read it ({exc})") from exc
+    need = [c for c in ("dataset", "model", "hardware", "seed", "status") if c not in runs]
+    if need or not len(runs):
+        raise ValueError(f"{where}/tables/runs.csv: expected one row per run with dataset, model, hardware, seed "
+                         f"and status{'; missing ' + ', '.join(need) if need else '; it has no row'}")
+    bad = runs[runs["status"] != "ok"]
+    if len(bad):
+        named = [f"{r.dataset}/{r.model}/{r.hardware}/seed{r.seed} ({r.status})" for r in bad.itertuples()]
+        raise ValueError(f"{where}: {len(bad)} run(s) not ok: {', '.join(named[:5])}{' ...' if len(named) > 5 else ''}; "
+                         "a reference holds a finished study whose every run is ok")
+    return runs
+
+
+def _run_files(results: Path, runs: pd.DataFrame) -> list[Path]:
+    """Every run's files an export keeps (relative to results), each run's metrics checked."""
+    from .aggregate import read_run
+
+    files = []
+    for r in runs.itertuples():
+        folder = Path("runs") / str(r.dataset) / str(r.model) / str(r.hardware) / f"seed{r.seed}"
+        for name in RUN_FILES:
+            if not (results / folder / name).is_file():
+                raise ValueError(f"export-reference: {results / folder / name} is missing; expected every ok run's "
+                                 f"{' and '.join(RUN_FILES)}")
+        if read_run(results / folder / "metrics.json")["status"] != "ok":
+            raise ValueError(f"export-reference: {results / folder / 'metrics.json'}: status is not ok, but "
+                             "tables/runs.csv says ok; run the results stage again")
+        files += [folder / name for name in RUN_FILES + OPTIONAL_RUN_FILES if (results / folder / name).is_file()]
+    return files
+
+
+def export(results: str | Path, dest: str | Path, command: str | None = None) -> dict:
+    """Copy a finished study's results into a new reference folder ``dest`` (module docstring):
+    every check first, then written into a temporary folder beside ``dest`` and renamed onto it, so
+    that a refusal or failure leaves nothing. Returns reference.json's content."""
+    results, dest = Path(results), Path(dest)
+    if dest.exists() or dest.is_symlink():
+        raise ValueError(f"export-reference: {dest} exists; expected a new folder (a reference is never "
+                         "overwritten: remove it or give another name)")
+    runs = _check_results(results)
+    files = [Path("tables") / p.name for p in sorted((results / "tables").iterdir())
+             if p.is_file() and not p.name.startswith(".")]
+    files += _run_files(results, runs)
+    figures = results / "figures"
+    if figures.is_dir():
+        files += [Path("figures") / p.name for p in sorted(figures.iterdir())
+                  if p.is_file() and p.suffix in FIGURE_SUFFIXES]
+    info = {
+        "format": FORMAT, "table_format": TABLE_FORMAT, "name": dest.name, "command": command,
+        "source": str(results),
+        "exported": {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "by": f"liquidbench {__version__}"},
+        **describe_runs(runs),
+    }
+    made = [p for p in [dest.parent, *dest.parent.parents] if not p.exists()]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    try:
+        for rel in files:
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(results / rel, tmp / rel)
+        info["files"] = {str(rel): sha256_file(tmp / rel) for rel in files}
+        write_json(tmp / REFERENCE_FILE, info)
+        write_text(tmp / "README.md", readme(info, tmp))
+        for folder in [tmp, *(p for p in tmp.rglob("*") if p.is_dir())]:
+            folder.chmod(0o777 & ~umask())
+        os.rename(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for folder in made:  # the parents this export made, innermost first
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
+    return info
+
+
+def _listing(values: list) -> str:
+    return ", ".join(str(v) for v in values) or "not recorded"
+
+
+def readme(info: dict, folder: Path) -> str:
+    """README.md of a reference folder: what reference.json says, for people, and its summary table."""
+    name = info["name"]
+    study = info["study"]
+    lines = [
+        f"# Reference results: {name}", "",
+        "The results of a finished liquidbench study, exported by `liquidbench export-reference` "
+        f"(format {info['format']}, table format {info['table_format']}); `{REFERENCE_FILE}` holds the same "
+        "facts and every file's sha256.", "",
+        f"- Command: `{info['command']}`" if info.get("command") else "- Command: not given",
+        f"- Commit: {_listing(info['commits'])}",
+        "- Versions: " + "; ".join(f"{k} {_listing(v)}" for k, v in info["versions"].items()),
+        f"- Study: data sets {_listing(study['datasets'])}; models {_listing(study['models'])}; hardware "
+        f"{_listing(study['hardware'])}; seeds {_listing(study['seeds'])}; {study['runs']} runs, every one ok",
+        f"- Exported from `{info['source']}` at {info['exported']['at']} by {info['exported']['by']}",
+        "", "## Machines", "",
+        "| hardware | device | device name | CPU | threads | world size | hosts |", "|---|---|---|---|---|---|---|",
+    ]
+    for hardware, m in info["machines"].items():
+        lines.append(f"| {hardware} | {_listing(m['device'])} | {_listing(m['device_name'])} | {_listing(m['cpu_model'])} "
+                     f"| {_listing(m['threads'])} | {_listing(m['world_size'])} | {_listing(m['hosts'])} |")
+    lines += [
+        "", "## Layout", "",
+        f"- `{REFERENCE_FILE}`: format, name, command, commits, versions, machines, study, files (sha256)",
+        "- `tables/`: every table of the study, `.csv` (every statistic) and `.md`, `.tex`, `.html`",
+        "- `runs/{dataset}/{model}/{hardware}/seed{seed}/`: each run's `metrics.json` and `history.csv`",
+        "- `figures/`: every figure, PNG and PDF", "",
+        "## Comparing a run with it", "",
+        "```bash", f"liquidbench compare reference/{name} RESULTS    # RESULTS: a study's results folder", "```", "",
+        f"or in a study file: `results: {{reference: reference/{name}}}` (the workflow then writes "
+        "`tables/compare.*` and shows the table in its report). README.md of the repository, \"Comparing with a "
+        "reference\", states the verdict rule.",
+    ]
+    summary = folder / "tables/summary.md"
+    if summary.is_file():
+        lines += ["", "## Summary", "", summary.read_text().replace("### Summary over seeds\n\n", "", 1).rstrip()]
+    return "\n".join(lines) + "\n"
+
