@@ -10,8 +10,8 @@ share of backbone layer 0, the hidden layers, the four heads) with the block's a
 vector registers (GCC/Clang vector extensions), over weights that stay in the L1/L2 cache, and the elementwise work beside them,
 so that a step costs no dispatch. Layer 0 takes the step's input and state side by side, so
 that the input's share needs no product of its own; input, elapsed times and result are
-batch-major as the caller holds them; the bias gradients are summed in the backward. ``expf`` and ``tanhf``
-are vectorised through glibc's libmvec where it has them (``tanhf`` since glibc 2.35; older
+batch-major as the caller holds them; the bias gradients are summed in the backward. ``expf``
+and ``tanhf`` are vectorised through glibc's libmvec where it has them (``tanhf`` since glibc 2.35; older
 systems call the scalar function, which is slower but gives the same results).
 The backward returns the gradients of each layer's pre-activations for every step; the weight
 gradients are then one large matrix product per weight, in torch. The C source is ``cfc_kernel.c``

@@ -50,6 +50,7 @@ from .distributed import Control, FaultInjector, Place, StopAgreement, StopFlag,
 from .errors import HardwareError, Preempted
 from .metrics import RunFacts, build_metrics, history_csv
 from .numerics import numerics
+from .optim import adam, clip_gradients
 from .numerics import state as numerics_state
 from .settings import hardware_settings, training_settings
 from .state import TrainState
@@ -99,7 +100,7 @@ def _train(spec: RunSpec, p: dict, hw: dict, place: Place, stop: StopFlag) -> di
     seed_everything(spec.seed)
     model = build_model(spec.model_spec, data.meta["n_features"], data.meta["n_outputs"], data.task,
                         data.meta["irregular"]).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
+    opt = adam(model.parameters(), p["optimizer_impl"], lr=p["lr"], weight_decay=p["weight_decay"])
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=p["lr_decay"])
     state = resume(out_dir, fingerprint, ctrl, model, opt, sched, place)
 
@@ -249,7 +250,7 @@ def run_epoch(run: Run, batches: list[torch.Tensor]) -> EpochResult:
         run.opt.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip:
-            torch.nn.utils.clip_grad_norm_(run.model.parameters(), grad_clip)
+            clip_gradients(run.model.parameters(), grad_clip, run.p["optimizer_impl"])
         run.opt.step()
         timer.stop()
         loss_sum[0].add_(loss.detach().double() * len(xb))  # on the device: no tensor made from the host
