@@ -38,11 +38,11 @@ typedef float v8u __attribute__((vector_size(32), aligned(4), may_alias)); /* un
 static inline float sigm(float x) { return 1.f / (1.f + expf(-x)); }
 static inline float sgn(float x) { return (float)((x > 0.f) - (x < 0.f)); }
 
-/* out[r, n] = bias[r * sb + n] (0 if bias is NULL) + sum_m x[r * sx + m] * wt[m, n] for nr <= RB rows;
-   wt (M, N) row-major. Blocks of RB rows x NB columns are accumulated in registers (each weight
+/* out[r, n] = bias[r * sb + n] (0 if bias is NULL) + sum_m x[r * sx + m] * wt[m * sw + n] for nr <= RB
+   rows; wt (M, N) row-major with row stride sw (>= N). Blocks of RB rows x NB columns are accumulated in registers (each weight
    vector loaded once for RB rows); other rows and columns take the plain loop. */
-static void rows_times(int nr, int M, int N, const float *R x, int sx, const float *R wt, const float *R bias, int sb,
-                       float *R out, int so) {
+static void rows_times(int nr, int M, int N, const float *R x, int sx, const float *R wt, int sw, const float *R bias,
+                       int sb, float *R out, int so) {
     int n0 = 0;
     if (nr == RB) {
         for (; n0 + NB <= N; n0 += NB) {
@@ -52,7 +52,7 @@ static void rows_times(int nr, int M, int N, const float *R x, int sx, const flo
 #pragma GCC unroll 8
                 for (int j = 0; j < NB / 8; j++) acc[r][j] = bias ? (v8)*(const v8u *)(bias + (size_t)r * sb + n0 + 8 * j) : (v8){0};
             for (int m = 0; m < M; m++) {
-                const float *R wm = wt + (size_t)m * N + n0;
+                const float *R wm = wt + (size_t)m * sw + n0;
                 v8 w[NB / 8];
 #pragma GCC unroll 8
                 for (int j = 0; j < NB / 8; j++) w[j] = *(const v8u *)(wm + 8 * j);
@@ -75,10 +75,19 @@ static void rows_times(int nr, int M, int N, const float *R x, int sx, const flo
         float *R o = out + (size_t)r * so;
         for (int n = n0; n < N; n++) o[n] = bias ? bias[(size_t)r * sb + n] : 0.f;
         for (int m = 0; m < M; m++) {
-            const float *R w = wt + (size_t)m * N;
+            const float *R w = wt + (size_t)m * sw;
             for (int n = n0; n < N; n++) o[n] += xr[m] * w[n];
         }
     }
+}
+
+/* acc[n] += sum over nr rows of v[r * N + n]: a block's float sum added to double accumulators. */
+static void block_sum(int nr, int N, const float *R v, double *R acc) {
+    float part[N];
+    memcpy(part, v, sizeof(float) * N);
+    for (int r = 1; r < nr; r++)
+        for (int n = 0; n < N; n++) part[n] += v[(size_t)r * N + n];
+    for (int n = 0; n < N; n++) acc[n] += part[n];
 }
 
 /* The sequence forward. The input x (B, T, F), the elapsed times ts (B, T) (NULL: steps of 1) and
@@ -109,16 +118,16 @@ void cfc_forward(int T, int B, int F, int U, int K, int L, int H, int mode, cons
                 else if (h0) memcpy(xr + (size_t)r * M + F, h0 + (size_t)(b0r + r) * U, sizeof(float) * U);
                 else memset(xr + (size_t)r * M + F, 0, sizeof(float) * U);
             }
-            rows_times(nr, M, K, xr, M, w0t, b0, 0, a, K);
+            rows_times(nr, M, K, xr, M, w0t, K, b0, 0, a, K);
             for (int l = 0; l < L; l++) {
-                if (l) rows_times(nr, K, K, y, K, hwt + (size_t)(l - 1) * K * K, hb + (size_t)(l - 1) * K, 0, a, K);
+                if (l) rows_times(nr, K, K, y, K, hwt + (size_t)(l - 1) * K * K, K, hb + (size_t)(l - 1) * K, 0, a, K);
                 float *tl = tanhs + ((size_t)l * T * B + tb) * K;
                 for (int i = 0; i < nr * K; i++) {
                     tl[i] = tanhf(LB * a[i]);
                     y[i] = LA * tl[i];
                 }
             }
-            rows_times(nr, K, H, y, K, wht, bh, 0, heads, H);
+            rows_times(nr, K, H, y, K, wht, H, bh, 0, heads, H);
             for (int r = 0; r < nr; r++) {
                 const float *q = heads + (size_t)r * H;
                 size_t bt = (size_t)(b0r + r) * T + t;
@@ -132,13 +141,18 @@ void cfc_forward(int T, int B, int F, int U, int K, int L, int H, int mode, cons
                         xa[U + u] = e;
                     }
                 } else {
+                    /* the gate's pre-activation: one head (split) or qa s + qb; kept apart from the
+                       loop below so that both loops vectorise */
+                    float *gp = xa + 2 * U;
+                    if (split) memcpy(gp, q + 2 * U, sizeof(float) * U);
+                    else
+                        for (int u = 0; u < U; u++) gp[u] = q[2 * U + u] * s + q[3 * U + u];
                     for (int u = 0; u < U; u++) {
-                        float f1 = tanhf(q[u]), f2 = tanhf(q[U + u]);
-                        float ti = sigm(split ? q[2 * U + u] : q[2 * U + u] * s + q[3 * U + u]);
+                        float f1 = tanhf(q[u]), f2 = tanhf(q[U + u]), ti = sigm(gp[u]);
                         hn[u] = f1 + ti * (f2 - keep1 * f1);
                         xa[u] = f1;
                         xa[U + u] = f2;
-                        xa[2 * U + u] = ti;
+                        gp[u] = ti;
                     }
                 }
             }
@@ -158,7 +172,8 @@ void cfc_backward(int T, int B, int F, int U, int K, int L, int H, int mode, con
                   float *R g_heads, float *R g_b0, float *R g_hb, float *R g_bh, float *R g_wtau, float *R g_amp,
                   float *R g_h, float *R g_x) {
     int M = F + U, split = H == 3 * U;
-    float dy[RB * K], dn[RB * K], dxh[RB * M];
+    float dy[RB * K], dn[RB * K], dx[RB * F], w0h[K * U];
+    for (int k = 0; k < K; k++) memcpy(w0h + (size_t)k * U, w0 + (size_t)k * M + F, sizeof(float) * U);
     double sb0[K], shb[(L - 1) * K + 1], sbh[H], swtau[U], samp[U];
     float keep1 = mode == 0 ? 1.f : 0.f;
     memset(sb0, 0, sizeof sb0);
@@ -190,33 +205,35 @@ void cfc_backward(int T, int B, int F, int U, int K, int L, int H, int mode, con
                         float gate = gh * ti * (1.f - ti) * (f2 - keep1 * f1);
                         gq[u] = gh * (1.f - keep1 * ti) * (1.f - f1 * f1);
                         gq[U + u] = gh * ti * (1.f - f2 * f2);
-                        if (split) {
-                            gq[2 * U + u] = gate;
-                        } else {
-                            gq[2 * U + u] = gate * s;
-                            gq[3 * U + u] = gate;
-                        }
+                        gq[2 * U + u] = gate;
                     }
+                    if (!split)
+                        for (int u = 0; u < U; u++) {
+                            gq[3 * U + u] = gq[2 * U + u];
+                            gq[2 * U + u] *= s;
+                        }
                 }
-                for (int i = 0; i < H; i++) sbh[i] += gq[i];
             }
-            rows_times(nr, H, K, g_heads + tb * H, H, wh, 0, 0, dy, K);
+            block_sum(nr, H, g_heads + tb * H, sbh);
+            rows_times(nr, H, K, g_heads + tb * H, H, wh, K, 0, 0, dy, K);
             for (int l = L - 1; l >= 0; l--) {
                 const float *tl = tanhs + ((size_t)l * T * B + tb) * K;
                 float *da = l ? g_hid + ((size_t)(l - 1) * T * B + tb) * K : g_pre0 + tb * K;
                 double *sb = l ? shb + (size_t)(l - 1) * K : sb0;
                 for (int i = 0; i < nr * K; i++) da[i] = dy[i] * (LA * LB) * (1.f - tl[i] * tl[i]);
-                for (int r = 0; r < nr; r++)
-                    for (int k = 0; k < K; k++) sb[k] += da[(size_t)r * K + k];
+                block_sum(nr, K, da, sb);
                 if (l) {
-                    rows_times(nr, K, K, da, K, hw + (size_t)(l - 1) * K * K, 0, 0, dn, K);
+                    rows_times(nr, K, K, da, K, hw + (size_t)(l - 1) * K * K, K, 0, 0, dn, K);
                     memcpy(dy, dn, sizeof(float) * nr * K);
                 }
             }
-            rows_times(nr, K, M, g_pre0 + tb * K, K, w0, 0, 0, dxh, M);
-            for (int r = 0; r < nr; r++) {
-                memcpy(g_h + (size_t)(b0r + r) * U, dxh + (size_t)r * M + F, sizeof(float) * U);
-                if (g_x) memcpy(g_x + ((size_t)(b0r + r) * T + t) * F, dxh + (size_t)r * M, sizeof(float) * F);
+            /* [dx, dh] = W0^T da_0: the state's columns of w0 (copied to w0h, contiguous), and the
+               input's only where its gradient is wanted */
+            rows_times(nr, K, U, g_pre0 + tb * K, K, w0h, U, 0, 0, g_h + (size_t)b0r * U, U);
+            if (g_x) {
+                rows_times(nr, K, F, g_pre0 + tb * K, K, w0, M, 0, 0, dx, F);
+                for (int r = 0; r < nr; r++)
+                    memcpy(g_x + ((size_t)(b0r + r) * T + t) * F, dx + (size_t)r * F, sizeof(float) * F);
             }
         }
     }
