@@ -30,53 +30,69 @@
 #define R restrict
 #define LA 1.7159f
 #define LB 0.666f
-#define RB 4  /* batch rows per block */
-#define NB 16 /* output columns per block */
+#define RB 8  /* batch rows per block */
 typedef float v8 __attribute__((vector_size(32)));
 typedef float v8u __attribute__((vector_size(32), aligned(4), may_alias)); /* unaligned loads, stores */
 
 static inline float sigm(float x) { return 1.f / (1.f + expf(-x)); }
 static inline float sgn(float x) { return (float)((x > 0.f) - (x < 0.f)); }
 
-/* out[r, n] = bias[r * sb + n] (0 if bias is NULL) + sum_m x[r * sx + m] * wt[m * sw + n] for nr <= RB
-   rows; wt (M, N) row-major with row stride sw (>= N). Blocks of RB rows x NB columns are accumulated in registers (each weight
-   vector loaded once for RB rows); other rows and columns take the plain loop. */
-static void rows_times(int nr, int M, int N, const float *R x, int sx, const float *R wt, int sw, const float *R bias,
-                       int sb, float *R out, int so) {
-    int n0 = 0;
-    if (nr == RB) {
-        for (; n0 + NB <= N; n0 += NB) {
-            v8 acc[RB][NB / 8];
+/* out[r, n] = bias[r * sb + n] (0 if bias is NULL) + sum_m x[r * sx + m] * wt[m * sw + n] for NR rows and
+   the columns n0 <= n < n0 + 8 * NV; wt (M, N) row-major with row stride sw. The NR x NV accumulators
+   stay in vector registers (each weight vector is loaded once for NR rows). Inlined with constant NR
+   and NV, so that the loops unroll. */
+static inline __attribute__((always_inline)) void block_times(const int NR, const int NV, int M, int n0,
+                                                              const float *R x, int sx, const float *R wt, int sw,
+                                                              const float *R bias, int sb, float *R out, int so) {
+    v8 acc[RB][2], w[2];
 #pragma GCC unroll 8
-            for (int r = 0; r < RB; r++)
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 2
+        for (int j = 0; j < NV; j++) acc[r][j] = bias ? (v8)*(const v8u *)(bias + (size_t)r * sb + n0 + 8 * j) : (v8){0};
+    for (int m = 0; m < M; m++) {
+        const float *R wm = wt + (size_t)m * sw + n0;
+#pragma GCC unroll 2
+        for (int j = 0; j < NV; j++) w[j] = *(const v8u *)(wm + 8 * j);
 #pragma GCC unroll 8
-                for (int j = 0; j < NB / 8; j++) acc[r][j] = bias ? (v8)*(const v8u *)(bias + (size_t)r * sb + n0 + 8 * j) : (v8){0};
-            for (int m = 0; m < M; m++) {
-                const float *R wm = wt + (size_t)m * sw + n0;
-                v8 w[NB / 8];
-#pragma GCC unroll 8
-                for (int j = 0; j < NB / 8; j++) w[j] = *(const v8u *)(wm + 8 * j);
-#pragma GCC unroll 8
-                for (int r = 0; r < RB; r++) {
-                    float xr = x[(size_t)r * sx + m];
-#pragma GCC unroll 8
-                    for (int j = 0; j < NB / 8; j++) acc[r][j] += xr * w[j];
-                }
-            }
-#pragma GCC unroll 8
-            for (int r = 0; r < RB; r++)
-#pragma GCC unroll 8
-                for (int j = 0; j < NB / 8; j++) *(v8u *)(out + (size_t)r * so + n0 + 8 * j) = acc[r][j];
+        for (int r = 0; r < NR; r++) {
+            float xr = x[(size_t)r * sx + m];
+#pragma GCC unroll 2
+            for (int j = 0; j < NV; j++) acc[r][j] += xr * w[j];
         }
     }
-    if (n0 == N) return;
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 2
+        for (int j = 0; j < NV; j++) *(v8u *)(out + (size_t)r * so + n0 + 8 * j) = acc[r][j];
+}
+
+/* out[r, n] = bias[r * sb + n] (0 if bias is NULL) + sum_m x[r * sx + m] * wt[m * sw + n] for nr <= RB
+   rows; wt (M, N) row-major with row stride sw (>= N). A full block of RB rows takes RB x 16 columns
+   at a time in registers; fewer rows take one row at a time; columns beyond the last multiple of 8
+   take the plain loop. */
+static void rows_times(int nr, int M, int N, const float *R x, int sx, const float *R wt, int sw, const float *R bias,
+                       int sb, float *R out, int so) {
+    int n16 = N / 16 * 16, n8 = N / 8 * 8;
+    if (nr == RB) {
+        for (int n0 = 0; n0 < n16; n0 += 16) block_times(RB, 2, M, n0, x, sx, wt, sw, bias, sb, out, so);
+        if (n8 > n16) block_times(RB, 1, M, n16, x, sx, wt, sw, bias, sb, out, so);
+    } else {
+        for (int r = 0; r < nr; r++) {
+            const float *R xr = x + (size_t)r * sx;
+            const float *R br = bias ? bias + (size_t)r * sb : 0;
+            float *R o = out + (size_t)r * so;
+            for (int n0 = 0; n0 < n16; n0 += 16) block_times(1, 2, M, n0, xr, sx, wt, sw, br, sb, o, so);
+            if (n8 > n16) block_times(1, 1, M, n16, xr, sx, wt, sw, br, sb, o, so);
+        }
+    }
+    if (n8 == N) return;
     for (int r = 0; r < nr; r++) {
         const float *R xr = x + (size_t)r * sx;
         float *R o = out + (size_t)r * so;
-        for (int n = n0; n < N; n++) o[n] = bias ? bias[(size_t)r * sb + n] : 0.f;
+        for (int n = n8; n < N; n++) o[n] = bias ? bias[(size_t)r * sb + n] : 0.f;
         for (int m = 0; m < M; m++) {
             const float *R w = wt + (size_t)m * sw;
-            for (int n = n0; n < N; n++) o[n] += xr[m] * w[n];
+            for (int n = n8; n < N; n++) o[n] += xr[m] * w[n];
         }
     }
 }

@@ -5,7 +5,7 @@ Covers the fully connected (backbone) CfC in all three modes, with any number of
 and regular or irregular elapsed times, when no backbone dropout is active and without mixed
 memory; the other cases, and tensors off the CPU or not float32, take the torch implementation in
 :mod:`~liquidbench.models.cfc_fast` (same results within float32 rounding; ``LIQUIDBENCH_CFC_KERNEL=0``
-forces it). Per step and block of 4 batch rows the C code does the small matrix products (state
+forces it). Per step and block of 8 batch rows the C code does the small matrix products (state
 share of backbone layer 0, the hidden layers, the four heads) with the block's accumulators in
 vector registers (GCC/Clang vector extensions), over weights that stay in the L1/L2 cache, and the elementwise work beside them,
 so that a step costs no dispatch. Layer 0 takes the step's input and state side by side, so
