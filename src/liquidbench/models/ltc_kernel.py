@@ -14,7 +14,8 @@ import torch
 
 from .compiled import Kernel, ptr
 
-KERNEL = Kernel("ltc_kernel", "LTC", {"ltc_forward": (3, 11), "ltc_backward": (3, 18)})
+KERNEL = Kernel("ltc_kernel", "LTC", {"ltc_forward": (3, 11), "ltc_backward": (3, 18), "ltc_seq_forward": (4, 11),
+                                     "ltc_seq_backward": (4, 19)})
 library, status, usable = KERNEL.library, KERNEL.status, KERNEL.usable
 
 
@@ -40,4 +41,29 @@ def backward(grad, vs, dens, ss, cm_t, sig_t, neg_sm, mu_t, we_t, w_t):
     work = g.new_empty(2, bsz, units)
     args = [g, vs, dens, cm_t, sig_t, neg_sm, mu_t, we_t, w_t]
     KERNEL.library().ltc_backward(bsz, units, dens.shape[0], *map(ptr, args), ptr(ss), *map(ptr, [*outs, work]))
+    return (g, *outs)
+
+
+def seq_forward(v0, n_const, d_total, cm_t, sig_t, neg_sm, we_t, w_t, unfolds: int, store: bool):
+    """A whole sequence without mixed memory in one call: ``n_const, d_total, cm_t`` (T, B, U), the
+    rest as :func:`forward`. Returns (states (T, K+1, B, U), denominators (T, K, B, U), activations
+    (T, K, B, J, I) or None); each step's last unfold ``states[:, -1]`` is the sequence's output."""
+    steps, bsz, units = n_const.shape
+    vs = v0.new_empty(steps, unfolds + 1, bsz, units)
+    dens = v0.new_empty(steps, unfolds, bsz, units)
+    ss = v0.new_empty(steps, unfolds, bsz, units, units) if store else None
+    args = [v0, n_const, d_total, cm_t, sig_t, neg_sm, we_t, w_t, vs, dens]
+    KERNEL.library().ltc_seq_forward(steps, bsz, units, unfolds, *map(ptr, args), ptr(ss))
+    return vs, dens, ss
+
+
+def seq_backward(grad, vs, dens, ss, cm_t, sig_t, neg_sm, mu_t, we_t, w_t):
+    """From ``grad`` (T, B, U), the gradient of every step's state: (dv0, d n_const, d d_total, d cm_t
+    (direct term), each (T, B, U) but dv0, then d sig_t, d mu_t, d we_t, d w_t)."""
+    steps, unfolds, bsz, units = dens.shape
+    grad = grad.contiguous()
+    outs = [grad.new_zeros(steps, bsz, units) for _ in range(3)] + [torch.zeros_like(sig_t) for _ in range(4)]
+    g, work = grad.new_empty(bsz, units), grad.new_empty(2, bsz, units)
+    args = [grad, vs, dens, cm_t, sig_t, neg_sm, mu_t, we_t, w_t]
+    KERNEL.library().ltc_seq_backward(steps, bsz, units, unfolds, *map(ptr, args), ptr(ss), *map(ptr, [*outs, g, work]))
     return (g, *outs)
