@@ -167,14 +167,14 @@ class _LtcSequence(torch.autograd.Function):
         vs, dens, ss = ltc_kernel.seq_forward(v0.contiguous(), n_const.contiguous(), (d_const + cm_all), cm_all,
                                               sig_t, neg_sm, we_t, w_t, unfolds, store)
         if any(ctx.needs_input_grad):
-            ctx.save_for_backward(cm_all, sig_t, mu_t, we_t, w_t, neg_sm, vs, dens, *(() if ss is None else (ss,)))
+            ctx.save_for_backward(cm_all, sig_t, mu_t, we_t, w_t, neg_sm, vs, dens, *(ss or ()))
         return vs[:, -1]
 
     @staticmethod
     def backward(ctx, grad):
         cm_all, sig_t, mu_t, we_t, w_t, neg_sm, vs, dens, *ss = ctx.saved_tensors
         g, g_n, g_d, g_cm, g_sig, g_mu, g_we, g_w = ltc_kernel.seq_backward(
-            grad, vs, dens, ss[0] if ss else None, cm_all, sig_t, neg_sm, mu_t, we_t, w_t)
+            grad, vs, dens, ss or None, cm_all, sig_t, neg_sm, mu_t, we_t, w_t)
         if ctx.needs_input_grad[3] and g_cm.shape != ctx.cm_shape:
             g_cm = g_cm.sum_to_size(ctx.cm_shape)
         return g, g_n, g_d, g_cm, g_sig, g_mu, g_we, g_w, None, None
