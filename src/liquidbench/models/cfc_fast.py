@@ -9,9 +9,10 @@ mixed-memory LSTM's gates) is one matrix product over all steps, outside the loo
 (``ff1, ff2, time_a, time_b``) are one matrix product per step; and the whole recurrence runs in
 one ``autograd.Function`` (:class:`_CfcSequence`) with a hand-derived backward, so that a step
 costs a few plain tensor operations and no autograd bookkeeping. Without mixed memory and with no
-backbone dropout active, the recurrence runs as one kernel call forward and one backward
-(:class:`_CfcSequenceCompiled`): compiled C on the CPU (:mod:`.cfc_kernel`), Triton on CUDA
-(:mod:`.cfc_triton`), as :func:`.paths.choose` decides. Wired (NCP) CfC and ``backbone_layers=0``:
+backbone dropout active, the recurrence runs as one kernel call forward and one backward, as
+:func:`.paths.choose` decides: compiled C on the CPU (:class:`_CfcSequenceC`, :mod:`.cfc_kernel`,
+which takes ncps's parameters as they are and layer 0's input share inside the call), Triton on
+CUDA (:class:`_CfcSequenceCompiled`, :mod:`.cfc_triton`). Wired (NCP) CfC and ``backbone_layers=0``:
 ncps's cell layers, with the masked weights formed once per sequence rather than once per step,
 through autograd. A backbone of another activation: ncps's own cell, step by step.
 """
@@ -232,10 +233,10 @@ def _weight_grads(g_pre0, h_in, g_hid, ys, g_heads):
 
 class _CfcSequenceCompiled(torch.autograd.Function):
     """:class:`_CfcSequence` without mixed memory or dropout, as one kernel call for the sequence's
-    forward and one for its backward: ``kernel`` is :mod:`.cfc_kernel` (compiled C, CPU) or
-    :mod:`.cfc_triton` (Triton, CUDA), both with the same arguments and results (the C source
-    states the backward's derivation at its top); the other arguments are :class:`_CfcSequence`'s
-    less ``dropout``, ``c0`` and the LSTM's; float32."""
+    forward and one for its backward: ``kernel`` is :mod:`.cfc_triton` (Triton, CUDA; the CPU's
+    compiled C takes :class:`_CfcSequenceC`; the C source states the backward's derivation at its
+    top); the other arguments are :class:`_CfcSequence`'s less ``dropout``, ``c0`` and the LSTM's;
+    float32."""
 
     @staticmethod
     def forward(ctx, kernel, mode: str, pre0, ts, h0, w0h, hw, hb, wh, bh, w_tau, amp):

@@ -6,7 +6,9 @@ starts from the same weights. The computation is this module's own:
 
 * the sensory synapses depend only on the inputs, so they are computed for every step at once,
   outside the recurrent loop, with ordinary autograd;
-* each step's ``ode_unfolds`` semi-implicit Euler unfolds run in one ``autograd.Function``
+* without mixed memory and on the compiled C path, the whole sequence runs in one
+  ``autograd.Function`` (:class:`_LtcSequence`), one C call each way;
+* otherwise each step's ``ode_unfolds`` semi-implicit Euler unfolds run in one ``autograd.Function``
   (:class:`_LtcStep`) whose backward is derived by hand: one kernel call each way where
   :func:`.paths.choose` finds one (compiled C on the CPU, :mod:`.ltc_kernel`; Triton on CUDA,
   :mod:`.ltc_triton`), else torch, with the per-synapse sigmoid over ``(units, batch, units)``

@@ -1,6 +1,8 @@
 """The fast LTC's step as one compiled loop nest on the CPU (optional).
 
-One call computes a step's ``ode_unfolds`` unfolds for the whole batch, and one call its backward.
+One call computes a step's ``ode_unfolds`` unfolds for the whole batch, and one call its backward;
+without mixed memory between steps, one call computes a whole sequence's steps and one its
+backward (:func:`seq_forward`, :func:`seq_backward`: the same per-step code in a loop in C).
 The synapse activations are either stored by the forward for the backward (``store``: K B U^2 floats a
 step, for sequences whose whole store fits a limit the caller sets) or computed again in the backward
 (long sequences: nothing of size ``(J, B, I)`` is kept). The C source, ``ltc_kernel.c`` beside this
