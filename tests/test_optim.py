@@ -9,7 +9,7 @@ import torch
 from liquidbench.data.sine import prepare
 from liquidbench.models import build_model
 from liquidbench.results.provenance import provenance
-from liquidbench.train.loop import RunSpec, train
+from liquidbench.train.loop import RunSpec, run_fingerprint, train
 from liquidbench.train.optim import adam, clip_gradients
 from liquidbench.train.settings import OPTIMIZER_IMPLS, TRAINING_DEFAULTS, training_settings
 from liquidbench.train.tasks import loss_fn
@@ -70,3 +70,16 @@ def test_metrics_and_provenance_record_the_optimizer_impl(tmp_path):
                           "train_params.optimizer_impl": m["train_params"]["optimizer_impl"]}
                          for m in metrics.values()])
     assert provenance(runs).iloc[0]["Adam and clipping"] == "default, fused"
+
+
+def test_a_checkpoint_from_before_the_setting_resumes_at_its_default():
+    """At ``default`` the run's fingerprint is the one it had before ``optimizer_impl`` existed (its
+    checkpoints resume); another value is another run."""
+    spec = RunSpec(dataset="sine", model="gru", hardware="cpu", seed=0, data_dir="d", out_dir="o",
+                   model_spec={"type": "gru", "hidden_size": 4})
+    before = {k: v for k, v in TRAINING_DEFAULTS.items() if k != "optimizer_impl"}
+    hw, meta = {"device": "cpu", "threads": 1}, {"sha256": "x"}
+    fp = {impl: run_fingerprint(spec, training_settings({"optimizer_impl": impl}), hw, 1, meta)
+          for impl in OPTIMIZER_IMPLS}
+    assert fp["default"] == run_fingerprint(spec, before, hw, 1, meta)
+    assert len(set(fp.values())) == len(OPTIMIZER_IMPLS)
