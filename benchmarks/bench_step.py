@@ -13,6 +13,8 @@ import torch
 
 from liquidbench.data.sine import generate
 from liquidbench.models import build_model, count_parameters
+from liquidbench.train.optim import adam, clip_gradients
+from liquidbench.train.settings import TRAINING_DEFAULTS
 from liquidbench.train.tasks import loss_fn
 
 SPECS = {
@@ -23,16 +25,19 @@ SPECS = {
 }
 
 
-def train_step(model, opt, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Seconds of one optimisation step: forward, backward, clip, Adam update. On a GPU the device
-    is synchronised before each clock reading, so that the step's queued kernels are counted."""
+def train_step(model, opt, x: torch.Tensor, y: torch.Tensor,
+               optimizer_impl: str = TRAINING_DEFAULTS["optimizer_impl"]) -> float:
+    """Seconds of one optimisation step: forward, backward, clip, Adam update (``opt``, made by
+    :func:`liquidbench.train.optim.adam` with the same ``optimizer_impl``), as the training loop runs
+    them. On a GPU the device is synchronised before each clock reading, so that the step's queued
+    kernels are counted."""
     sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
     sync()
     t0 = time.perf_counter()
     loss = loss_fn("regression_per_step", model(x), y)
     opt.zero_grad()
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    clip_gradients(model.parameters(), 1.0, optimizer_impl)
     opt.step()
     sync()
     return time.perf_counter() - t0
@@ -41,7 +46,7 @@ def train_step(model, opt, x: torch.Tensor, y: torch.Tensor) -> float:
 def step_times(spec: dict, x: torch.Tensor, y: torch.Tensor, warmup: int = 3, steps: int = 10) -> list[float]:
     torch.manual_seed(0)
     model = build_model(spec, x.shape[-1], y.shape[-1], "regression_per_step")
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = adam(model.parameters(), TRAINING_DEFAULTS["optimizer_impl"], lr=1e-3)
     times = [train_step(model, opt, x, y) for _ in range(warmup + steps)]
     return times[warmup:]
 

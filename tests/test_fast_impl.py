@@ -204,21 +204,27 @@ def require_c_compiler() -> None:
 @pytest.mark.parametrize("limit", [0, 2**40], ids=["recompute", "store"])
 def test_ltc_kernel_matches_ncps_storing_or_recomputing_the_activations(limit, monkeypatch):
     """The compiled step keeps the synapse activations for the backward up to STORE_LIMIT_BYTES a
-    sequence and computes them again above; both give ncps's outputs and gradients."""
+    sequence and computes them again above; both give ncps's outputs and gradients. Without mixed
+    memory the whole sequence is one call each way; with it, one call per step."""
     from liquidbench.models import ltc_fast, ltc_kernel
 
     require_c_compiler()
     assert ltc_kernel.library() is not None, ltc_kernel.KERNEL.build
     monkeypatch.setattr(ltc_fast, "STORE_LIMIT_BYTES", limit)
     calls = []
-    real = ltc_kernel.forward
-    monkeypatch.setattr(ltc_kernel, "forward", lambda *a: calls.append(a[-1]) or real(*a))
+    for name in ("forward", "seq_forward"):
+        real = getattr(ltc_kernel, name)
+        monkeypatch.setattr(ltc_kernel, name, lambda *a, name=name, real=real: calls.append((name, a[-1])) or real(*a))
     for spec in SPECS[:2]:
+        calls.clear()
         ref, fast = pair(spec, 5, 2)
         x = torch.randn(6, 9, 5)
         assert_equal_outputs_and_gradients(ref, fast, x, torch.rand(6, 9) * 3 + 0.1)
         assert_equal_outputs_and_gradients(ref, fast, x, None)
-    assert calls and set(calls) == {limit > 0}
+        # the fast model runs once a check: one sequence call, or one call per step (9 steps)
+        per_check = 9 if spec.get("mixed_memory") else 1
+        name = "forward" if spec.get("mixed_memory") else "seq_forward"
+        assert calls == [(name, limit > 0)] * (2 * per_check)
 
 
 def test_cfc_kernel_runs_every_backbone_cfc_without_mixed_memory_or_dropout(monkeypatch):

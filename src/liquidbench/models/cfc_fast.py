@@ -9,9 +9,10 @@ mixed-memory LSTM's gates) is one matrix product over all steps, outside the loo
 (``ff1, ff2, time_a, time_b``) are one matrix product per step; and the whole recurrence runs in
 one ``autograd.Function`` (:class:`_CfcSequence`) with a hand-derived backward, so that a step
 costs a few plain tensor operations and no autograd bookkeeping. Without mixed memory and with no
-backbone dropout active, the recurrence runs as one kernel call forward and one backward
-(:class:`_CfcSequenceCompiled`): compiled C on the CPU (:mod:`.cfc_kernel`), Triton on CUDA
-(:mod:`.cfc_triton`), as :func:`.paths.choose` decides. Wired (NCP) CfC and ``backbone_layers=0``:
+backbone dropout active, the recurrence runs as one kernel call forward and one backward, as
+:func:`.paths.choose` decides: compiled C on the CPU (:class:`_CfcSequenceC`, :mod:`.cfc_kernel`,
+which takes ncps's parameters as they are and layer 0's input share inside the call), Triton on
+CUDA (:class:`_CfcSequenceCompiled`, :mod:`.cfc_triton`). Wired (NCP) CfC and ``backbone_layers=0``:
 ncps's cell layers, with the masked weights formed once per sequence rather than once per step,
 through autograd. A backbone of another activation: ncps's own cell, step by step.
 """
@@ -232,10 +233,10 @@ def _weight_grads(g_pre0, h_in, g_hid, ys, g_heads):
 
 class _CfcSequenceCompiled(torch.autograd.Function):
     """:class:`_CfcSequence` without mixed memory or dropout, as one kernel call for the sequence's
-    forward and one for its backward: ``kernel`` is :mod:`.cfc_kernel` (compiled C, CPU) or
-    :mod:`.cfc_triton` (Triton, CUDA), both with the same arguments and results (the C source
-    states the backward's derivation at its top); the other arguments are :class:`_CfcSequence`'s
-    less ``dropout``, ``c0`` and the LSTM's; float32."""
+    forward and one for its backward: ``kernel`` is :mod:`.cfc_triton` (Triton, CUDA; the CPU's
+    compiled C takes :class:`_CfcSequenceC`; the C source states the backward's derivation at its
+    top); the other arguments are :class:`_CfcSequence`'s less ``dropout``, ``c0`` and the LSTM's;
+    float32."""
 
     @staticmethod
     def forward(ctx, kernel, mode: str, pre0, ts, h0, w0h, hw, hb, wh, bh, w_tau, amp):
@@ -270,6 +271,65 @@ class _CfcSequenceCompiled(torch.autograd.Function):
             g_wtau = g_amp = None
         return (None, None, g_pre0, None, g_h0 if h0 is not None else None, g_w0h, g_hw, g_hb, g_wh, g_bh, g_wtau,
                 g_amp)
+
+
+class _CfcSequenceC(torch.autograd.Function):
+    """:class:`_CfcSequence` without mixed memory or dropout on the CPU, as one call of
+    :mod:`.cfc_kernel` (compiled C) for the sequence's forward and one for its backward, around which
+    only the weight gradients' products run in torch (one each). Unlike :class:`_CfcSequenceCompiled`
+    it takes ncps's parameters as they are (nothing is scaled, stacked or sliced in autograd): ``x``
+    (B, T, F) and ``ts`` (B, T) or None batch-major; ``h0`` (B, U) or None; ``w0`` (K, F + U), ``b0``
+    backbone layer 0; ``hw`` (L-1, K, K), ``hb`` (L-1, K) the other layers or None; the heads ``w1, b1``
+    (ff1), ``w2, b2`` (ff2), ``wa, ba`` (time_a), ``wb, bb`` (time_b), the last three pairs None in pure
+    mode with ``w_tau``, ``amp`` (else None). Returns every step's state (B, T, U). The C source states
+    the backward's derivation at its top. With steps of 1 (``ts`` None) the gate's two heads enter
+    the kernel as one (time_a + time_b) and share their gradient."""
+
+    @staticmethod
+    def forward(ctx, mode: str, x, ts, h0, w0, b0, hw, hb, w1, b1, w2, b2, wa, ba, wb, bb, w_tau, amp):
+        width = w0.shape[0]
+        hwt = hw.transpose(1, 2).contiguous() if hw is not None else x.new_empty(0, width, width)
+        hbs = hb if hb is not None else x.new_empty(0, width)
+        if mode == "pure":
+            wh, bh = w1, b1
+        elif ts is None:  # qa + qb = (Wa + Wb) y + (ba + bb)
+            wh, bh = torch.cat((w1, w2, wa + wb)), torch.cat((b1, b2, ba + bb))
+        else:
+            wh, bh = torch.cat((w1, w2, wa, wb)), torch.cat((b1, b2, ba, bb))
+        wtau1, amp1 = (None, None) if w_tau is None else (w_tau.reshape(-1), amp.reshape(-1))
+        out, xh, tanhs, aux = cfc_kernel.forward(mode, x, ts, h0, w0.t(), b0, hwt, hbs, wh.t(), bh, wtau1, amp1)
+        if any(ctx.needs_input_grad):
+            ctx.mode, ctx.has_h0, ctx.has_hw = mode, h0 is not None, hw is not None
+            ctx.save_for_backward(ts, w0, hw if hw is not None else hwt, wh, w_tau, amp, xh, tanhs, aux)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        mode = ctx.mode
+        ts, w0, hw, wh, w_tau, amp, xh, tanhs, aux = ctx.saved_tensors
+        wtau1, amp1 = (None, None) if w_tau is None else (w_tau.reshape(-1), amp.reshape(-1))
+        g_pre0, g_hid, g_heads, g_b0, g_hb, g_bh, g_wtau, g_amp, g_h0, g_x = cfc_kernel.backward(
+            mode, grad, ts, w0, hw, wh, wtau1, amp1, tanhs, aux, ctx.needs_input_grad[1])
+        flat = lambda t: t.flatten(0, 1)  # noqa: E731
+        # y_l = A tanh(B a_l): the products take the stored tanh values and are scaled by A after
+        # as (F + U, K) and transposed after: MKL takes 35 % less time for this shape than for
+        # g_pre0^T xh directly (F + U = 39 columns), measured at the study's shape
+        g_w0 = (flat(xh).t() @ flat(g_pre0)).t().contiguous()
+        g_hw = torch.stack([(flat(g_hid[layer]).t() @ flat(tanhs[layer])).mul_(LECUN_A)
+                            for layer in range(g_hid.shape[0])]) if ctx.has_hw else None
+        g_wh = (flat(g_heads).t() @ flat(tanhs[-1])).mul_(LECUN_A)
+        units = grad.shape[2]
+        if mode == "pure":
+            heads = (g_wh, g_bh, None, None, None, None, None, None)
+            g_wtau, g_amp = g_wtau.view_as(w_tau), g_amp.view_as(amp)
+        else:
+            gw, gb = g_wh.split(units), g_bh.split(units)
+            if ts is None:  # time_a and time_b took one head: the same gradient, in a tensor each
+                gw, gb = (*gw, gw[2].clone()), (*gb, gb[2].clone())
+            heads = (gw[0], gb[0], gw[1], gb[1], gw[2], gb[2], gw[3], gb[3])
+            g_wtau = g_amp = None
+        return (None, g_x, None, g_h0 if ctx.has_h0 else None, g_w0, g_b0, g_hw, g_hb if ctx.has_hw else None,
+                *heads, g_wtau, g_amp)
 
 
 def _wired_layer(layer: nn.Module, xin: torch.Tensor, h: torch.Tensor, weights, ts):
@@ -310,30 +370,30 @@ def backbone_sequence(rnn: nn.Module, x: torch.Tensor, elapsed: torch.Tensor | N
     linears = [m for m in cell.backbone if isinstance(m, nn.Linear)]
     drops = [m for m in cell.backbone if isinstance(m, nn.Dropout)]
     dropout = drops[0].p if drops and training else 0.0
-    xt = x.transpose(0, 1)
-    w0 = linears[0].weight
-    pre0 = F.linear(xt, w0[:, :n_in], linears[0].bias)
+    w0, b0 = linears[0].weight, linears[0].bias
     hw = torch.stack([lin.weight for lin in linears[1:]]) if len(linears) > 1 else None
     hb = torch.stack([lin.bias for lin in linears[1:]]) if len(linears) > 1 else None
-    if cell.mode == "pure":
-        wh, bh, w_tau, amp = cell.ff1.weight, cell.ff1.bias, cell.w_tau, cell.A
-    else:
-        heads = (cell.ff1, cell.ff2, cell.time_a, cell.time_b)
-        wh = torch.cat([m.weight for m in heads])
-        bh = torch.cat([m.bias for m in heads])
-        w_tau = amp = None
-    ts = None if elapsed is None else elapsed.t().unsqueeze(-1)
-    tensors = [t for t in (pre0, w0, wh, h0, hw, hb, w_tau, amp, ts) if t is not None]
+    head_modules = (cell.ff1,) if cell.mode == "pure" else (cell.ff1, cell.ff2, cell.time_a, cell.time_b)
+    head_params = tuple(p for m in head_modules for p in (m.weight, m.bias))
+    w_tau, amp = (cell.w_tau, cell.A) if cell.mode == "pure" else (None, None)
+    tensors = [t for t in (x, w0, b0, *head_params, h0, hw, hb, w_tau, amp, elapsed) if t is not None]
     unsupported = "mixed memory" if rnn.use_mixed else "backbone dropout in training" if dropout else None
     path = paths.choose("cfc", *tensors, unsupported=unsupported)
+    if path == paths.COMPILED:
+        heads = head_params + (None,) * (8 - len(head_params))
+        return _CfcSequenceC.apply(cell.mode, x, elapsed, h0, w0, b0, hw, hb, *heads, w_tau, amp), None
+    xt = x.transpose(0, 1)
+    pre0 = F.linear(xt, w0[:, :n_in], b0)
+    wh, bh = (torch.cat(head_params[0::2]), torch.cat(head_params[1::2])) if len(head_params) > 2 else head_params
+    ts = None if elapsed is None else elapsed.t().unsqueeze(-1)
     if rnn.use_mixed:
         lstm_pre, w_rec = rnn.lstm.input_map(xt), rnn.lstm.recurrent_map.weight
         out, c = _CfcSequence.apply(cell.mode, dropout, pre0, ts, h0, c0, w0[:, n_in:], hw, hb, wh, bh, w_tau, amp,
                                     lstm_pre, w_rec)
         return out.transpose(0, 1), c
-    if path != paths.TORCH:
-        kernel = cfc_triton if path == paths.TRITON else cfc_kernel
-        out = _CfcSequenceCompiled.apply(kernel, cell.mode, pre0, ts, h0, w0[:, n_in:], hw, hb, wh, bh, w_tau, amp)
+    if path == paths.TRITON:
+        out = _CfcSequenceCompiled.apply(cfc_triton, cell.mode, pre0, ts, h0, w0[:, n_in:], hw, hb, wh, bh, w_tau,
+                                         amp)
     else:
         out, _ = _CfcSequence.apply(cell.mode, dropout, pre0, ts, h0, None, w0[:, n_in:], hw, hb, wh, bh, w_tau, amp,
                                     None, None)

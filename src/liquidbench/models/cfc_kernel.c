@@ -1,12 +1,16 @@
 /* The fast CfC's recurrence on the CPU: cfc_forward runs a whole sequence, cfc_backward its
    backward (built and loaded by liquidbench/models/compiled.py; called from cfc_kernel.py).
 
-   Forward, per step t and batch row (s the elapsed time, h the previous state, A = LA, B = LB):
-     a_0 = pre0_t + W0h h;  y_l = A tanh(B a_l);  a_l = W_l y_{l-1} + b_l (l >= 1)
+   Forward, per step t and batch row (x the step's input, s the elapsed time, h the previous state,
+   A = LA, B = LB, [x, h] the input and state side by side):
+     a_0 = W0 [x, h] + b0;  y_l = A tanh(B a_l);  a_l = W_l y_{l-1} + b_l (l >= 1)
      q = Wh y_{L-1} + bh, split into heads q1 (ff1), q2 (ff2), qa (time_a), qb (time_b)
      default:  f1 = tanh q1, f2 = tanh q2, g = sigmoid(qa s + qb), h' = f1 (1 - g) + g f2
      no_gate:  the same f1, f2, g, h' = f1 + g f2
      pure:     e = exp(-s (|w_tau| + |q1|)), h' = amp - amp e q1 (one head)
+   With steps of 1 (no elapsed times; default and no_gate) qa + qb = (Wa + Wb) y + (ba + bb): the
+   caller passes the three heads ff1, ff2 and time_a + time_b (H = 3U), which saves a quarter of
+   the heads' products each way; the gate's gradient then serves time_a and time_b alike.
    Backward (the vector-Jacobian products, gh = dL/dh' = the step's incoming gradient plus the next
    step's dL/dh):
      default:  dq1 = gh (1 - g)(1 - f1^2), dq2 = gh g (1 - f2^2), dqa = gh (f2 - f1) g (1 - g) s,
@@ -14,118 +18,157 @@
      no_gate:  dq1 = gh (1 - f1^2), dq2 as default, dqa, dqb with f2 in place of f2 - f1
      pure:     d amp += gh (1 - e q1); dx = gh amp q1 e s (x = |w_tau| + |q1|);
                d w_tau += dx sign(w_tau); dq1 = dx sign(q1) - gh amp e
-     heads:    dy_{L-1} = Wh^T dq
-     layers:   da_l = dy_l A B (1 - tanh(B a_l)^2);  dy_{l-1} = W_l^T da_l
-     layer 0:  dpre0_t = da_0;  dL/dh (to step t-1) = W0h^T da_0
-   Weight gradients (sum over steps and rows of da_l y_{l-1}^T, dq y_{L-1}^T, da_0 h^T) are left
-   to the caller: one matrix product each over the whole sequence. */
+     heads:    dy_{L-1} = Wh^T dq, d bh += dq
+     layers:   da_l = dy_l A B (1 - tanh(B a_l)^2), d b_l += da_l;  dy_{l-1} = W_l^T da_l
+     layer 0:  d b0 += da_0;  [dx, dh] = W0^T da_0: dL/dh to step t-1, dL/dx the input's gradient
+   The bias gradients are summed here (in double); the weight gradients (sums over steps and rows
+   of da_l y_{l-1}^T, dq y_{L-1}^T, da_0 [x, h]^T) are left to the caller: one matrix product each
+   over the whole sequence, from the pre-activation gradients written here and the forward's
+   [x, h] rows and tanh values. */
 #include <math.h>
 #include <string.h>
 #define R restrict
 #define LA 1.7159f
 #define LB 0.666f
-#define RB 4  /* batch rows per block */
-#define NB 16 /* output columns per block */
+#define RB 8  /* batch rows per block */
 typedef float v8 __attribute__((vector_size(32)));
 typedef float v8u __attribute__((vector_size(32), aligned(4), may_alias)); /* unaligned loads, stores */
 
 static inline float sigm(float x) { return 1.f / (1.f + expf(-x)); }
 static inline float sgn(float x) { return (float)((x > 0.f) - (x < 0.f)); }
 
-/* out[r, n] = bias[r * sb + n] (0 if bias is NULL) + sum_m x[r * sx + m] * wt[m, n] for nr <= RB rows;
-   wt (M, N) row-major. Blocks of RB rows x NB columns are accumulated in registers (each weight
-   vector loaded once for RB rows); other rows and columns take the plain loop. */
-static void rows_times(int nr, int M, int N, const float *R x, int sx, const float *R wt, const float *R bias, int sb,
-                       float *R out, int so) {
-    int n0 = 0;
-    if (nr == RB) {
-        for (; n0 + NB <= N; n0 += NB) {
-            v8 acc[RB][NB / 8];
+/* out[r, n] = bias[r * sb + n] (0 if bias is NULL) + sum_m x[r * sx + m] * wt[m * sw + n] for NR rows and
+   the columns n0 <= n < n0 + 8 * NV; wt (M, N) row-major with row stride sw. The NR x NV accumulators
+   stay in vector registers (each weight vector is loaded once for NR rows). Inlined with constant NR
+   and NV, so that the loops unroll. */
+static inline __attribute__((always_inline)) void block_times(const int NR, const int NV, int M, int n0,
+                                                              const float *R x, int sx, const float *R wt, int sw,
+                                                              const float *R bias, int sb, float *R out, int so) {
+    v8 acc[RB][2], w[2];
 #pragma GCC unroll 8
-            for (int r = 0; r < RB; r++)
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 2
+        for (int j = 0; j < NV; j++) acc[r][j] = bias ? (v8)*(const v8u *)(bias + (size_t)r * sb + n0 + 8 * j) : (v8){0};
+    for (int m = 0; m < M; m++) {
+        const float *R wm = wt + (size_t)m * sw + n0;
+#pragma GCC unroll 2
+        for (int j = 0; j < NV; j++) w[j] = *(const v8u *)(wm + 8 * j);
 #pragma GCC unroll 8
-                for (int j = 0; j < NB / 8; j++) acc[r][j] = bias ? (v8)*(const v8u *)(bias + (size_t)r * sb + n0 + 8 * j) : (v8){0};
-            for (int m = 0; m < M; m++) {
-                const float *R wm = wt + (size_t)m * N + n0;
-                v8 w[NB / 8];
-#pragma GCC unroll 8
-                for (int j = 0; j < NB / 8; j++) w[j] = *(const v8u *)(wm + 8 * j);
-#pragma GCC unroll 8
-                for (int r = 0; r < RB; r++) {
-                    float xr = x[(size_t)r * sx + m];
-#pragma GCC unroll 8
-                    for (int j = 0; j < NB / 8; j++) acc[r][j] += xr * w[j];
-                }
-            }
-#pragma GCC unroll 8
-            for (int r = 0; r < RB; r++)
-#pragma GCC unroll 8
-                for (int j = 0; j < NB / 8; j++) *(v8u *)(out + (size_t)r * so + n0 + 8 * j) = acc[r][j];
+        for (int r = 0; r < NR; r++) {
+            float xr = x[(size_t)r * sx + m];
+#pragma GCC unroll 2
+            for (int j = 0; j < NV; j++) acc[r][j] += xr * w[j];
         }
     }
-    if (n0 == N) return;
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 2
+        for (int j = 0; j < NV; j++) *(v8u *)(out + (size_t)r * so + n0 + 8 * j) = acc[r][j];
+}
+
+/* out[r, n] = bias[r * sb + n] (0 if bias is NULL) + sum_m x[r * sx + m] * wt[m * sw + n] for nr <= RB
+   rows; wt (M, N) row-major with row stride sw (>= N). A full block of RB rows takes RB x 16 columns
+   at a time in registers; fewer rows take one row at a time; columns beyond the last multiple of 8
+   take the plain loop. */
+static void rows_times(int nr, int M, int N, const float *R x, int sx, const float *R wt, int sw, const float *R bias,
+                       int sb, float *R out, int so) {
+    int n16 = N / 16 * 16, n8 = N / 8 * 8;
+    if (nr == RB) {
+        for (int n0 = 0; n0 < n16; n0 += 16) block_times(RB, 2, M, n0, x, sx, wt, sw, bias, sb, out, so);
+        if (n8 > n16) block_times(RB, 1, M, n16, x, sx, wt, sw, bias, sb, out, so);
+    } else {
+        for (int r = 0; r < nr; r++) {
+            const float *R xr = x + (size_t)r * sx;
+            const float *R br = bias ? bias + (size_t)r * sb : 0;
+            float *R o = out + (size_t)r * so;
+            for (int n0 = 0; n0 < n16; n0 += 16) block_times(1, 2, M, n0, xr, sx, wt, sw, br, sb, o, so);
+            if (n8 > n16) block_times(1, 1, M, n16, xr, sx, wt, sw, br, sb, o, so);
+        }
+    }
+    if (n8 == N) return;
     for (int r = 0; r < nr; r++) {
         const float *R xr = x + (size_t)r * sx;
         float *R o = out + (size_t)r * so;
-        for (int n = n0; n < N; n++) o[n] = bias ? bias[(size_t)r * sb + n] : 0.f;
+        for (int n = n8; n < N; n++) o[n] = bias ? bias[(size_t)r * sb + n] : 0.f;
         for (int m = 0; m < M; m++) {
-            const float *R w = wt + (size_t)m * N;
-            for (int n = n0; n < N; n++) o[n] += xr[m] * w[n];
+            const float *R w = wt + (size_t)m * sw;
+            for (int n = n8; n < N; n++) o[n] += xr[m] * w[n];
         }
     }
 }
 
-/* The sequence forward. Time-major, row-major: pre0 (T, B, K) the input share of backbone layer 0
-   plus its bias, times LB; ts (T, B) elapsed times or NULL (steps of 1); h0 (B, U) the initial
-   state or NULL (zeros); w0t (U, K) layer 0's state
-   share, transposed, times LB; hwt (L-1, K, K) the other layers' weights transposed and hb (L-1, K)
-   their biases, both times LB; wht (K, H) the heads (ff1, ff2, time_a, time_b; pure: ff1 only)
-   transposed, bh (H); wtau, amp (U) pure mode's w_tau and A. mode: 0 default, 1 no_gate, 2 pure.
-   Writes out (T, B, U) every step's state, tanhs (L, T, B, K) every backbone layer's tanh and
-   aux (T, B, 3, U) the heads' activations (f1, f2, sigmoid gate; pure: ff1, exp term), which the
-   backward needs. Batch rows are taken RB at a time. */
-void cfc_forward(int T, int B, int U, int K, int L, int mode, const float *R pre0, const float *R ts,
-                 const float *R h0,
-                 const float *R w0t, const float *R hwt, const float *R hb, const float *R wht, const float *R bh,
-                 const float *R wtau, const float *R amp, float *R out, float *R tanhs, float *R aux) {
-    int H = mode == 2 ? U : 4 * U;
-    float a[RB * K], y[RB * K], heads[RB * H], zero[RB * U];
+/* acc[n] += sum over nr rows of v[r * N + n]: a block's float sum added to double accumulators. */
+static void block_sum(int nr, int N, const float *R v, double *R acc) {
+    float part[N];
+    memcpy(part, v, sizeof(float) * N);
+    for (int r = 1; r < nr; r++)
+        for (int n = 0; n < N; n++) part[n] += v[(size_t)r * N + n];
+    for (int n = 0; n < N; n++) acc[n] += part[n];
+}
+
+/* The sequence forward. The input x (B, T, F), the elapsed times ts (B, T) (NULL: steps of 1) and
+   the result out (B, T, U) are batch-major, as the caller holds them; h0 (B, U) the initial state or
+   NULL (zeros). Weights: w0t (F + U, K) layer 0's weight transposed (input columns first), b0 (K);
+   hwt (L-1, K, K) the other layers' weights transposed, hb (L-1, K); wht (K, H) the heads transposed
+   (ff1, ff2, time_a, time_b; H = 3U: ff1, ff2, time_a + time_b; pure: ff1, H = U), bh (H); wtau, amp
+   (U) pure mode's w_tau and A. mode: 0 default, 1 no_gate, 2 pure. Writes, time-major, xh (T, B, F + U)
+   every step's [x, h] rows, tanhs (L, T, B, K) every backbone layer's tanh and aux (T, B, 3, U) the
+   heads' activations (f1, f2, sigmoid gate; pure: ff1, exp term), which the backward needs. Batch
+   rows are taken RB at a time. */
+void cfc_forward(int T, int B, int F, int U, int K, int L, int H, int mode, const float *R x, const float *R ts,
+                 const float *R h0, const float *R w0t, const float *R b0, const float *R hwt, const float *R hb,
+                 const float *R wht, const float *R bh, const float *R wtau, const float *R amp, float *R out,
+                 float *R xh, float *R tanhs, float *R aux) {
+    int M = F + U, split = H == 3 * U;
+    float a[RB * K], y[RB * K], heads[RB * H];
     float keep1 = mode == 0 ? 1.f : 0.f;  /* default: f1 (1 - gate) + gate f2; no_gate: f1 + gate f2 */
-    memset(zero, 0, sizeof zero);
     for (int t = 0; t < T; t++) {
-        for (int b0 = 0; b0 < B; b0 += RB) {
-            int nr = B - b0 < RB ? B - b0 : RB;
-            size_t tb = (size_t)t * B + b0;
-            const float *h = t ? out + (tb - B) * U : h0 ? h0 + (size_t)b0 * U : zero;
-            rows_times(nr, U, K, h, U, w0t, pre0 + tb * K, K, a, K);
+        for (int b0r = 0; b0r < B; b0r += RB) {
+            int nr = B - b0r < RB ? B - b0r : RB;
+            size_t tb = (size_t)t * B + b0r;
+            float *xr = xh + tb * M;
+            for (int r = 0; r < nr; r++) {
+                size_t bt = (size_t)(b0r + r) * T + t;
+                memcpy(xr + (size_t)r * M, x + bt * F, sizeof(float) * F);
+                if (t) memcpy(xr + (size_t)r * M + F, out + (bt - 1) * U, sizeof(float) * U);
+                else if (h0) memcpy(xr + (size_t)r * M + F, h0 + (size_t)(b0r + r) * U, sizeof(float) * U);
+                else memset(xr + (size_t)r * M + F, 0, sizeof(float) * U);
+            }
+            rows_times(nr, M, K, xr, M, w0t, K, b0, 0, a, K);
             for (int l = 0; l < L; l++) {
-                if (l) rows_times(nr, K, K, y, K, hwt + (size_t)(l - 1) * K * K, hb + (size_t)(l - 1) * K, 0, a, K);
+                if (l) rows_times(nr, K, K, y, K, hwt + (size_t)(l - 1) * K * K, K, hb + (size_t)(l - 1) * K, 0, a, K);
                 float *tl = tanhs + ((size_t)l * T * B + tb) * K;
                 for (int i = 0; i < nr * K; i++) {
-                    tl[i] = tanhf(a[i]);
+                    tl[i] = tanhf(LB * a[i]);
                     y[i] = LA * tl[i];
                 }
             }
-            rows_times(nr, K, H, y, K, wht, bh, 0, heads, H);
+            rows_times(nr, K, H, y, K, wht, H, bh, 0, heads, H);
             for (int r = 0; r < nr; r++) {
                 const float *q = heads + (size_t)r * H;
-                float s = ts ? ts[tb + r] : 1.f;
-                float *hn = out + (tb + r) * U, *x = aux + (tb + r) * 3 * U;
+                size_t bt = (size_t)(b0r + r) * T + t;
+                float s = ts ? ts[bt] : 1.f;
+                float *hn = out + bt * U, *xa = aux + (tb + r) * 3 * U;
                 if (mode == 2) {
                     for (int u = 0; u < U; u++) {
                         float f = q[u], e = expf(-s * (fabsf(wtau[u]) + fabsf(f)));
                         hn[u] = amp[u] - amp[u] * e * f;
-                        x[u] = f;
-                        x[U + u] = e;
+                        xa[u] = f;
+                        xa[U + u] = e;
                     }
                 } else {
+                    /* the gate's pre-activation: one head (split) or qa s + qb; kept apart from the
+                       loop below so that both loops vectorise */
+                    float *gp = xa + 2 * U;
+                    if (split) memcpy(gp, q + 2 * U, sizeof(float) * U);
+                    else
+                        for (int u = 0; u < U; u++) gp[u] = q[2 * U + u] * s + q[3 * U + u];
                     for (int u = 0; u < U; u++) {
-                        float f1 = tanhf(q[u]), f2 = tanhf(q[U + u]);
-                        float ti = sigm(q[2 * U + u] * s + q[3 * U + u]);
+                        float f1 = tanhf(q[u]), f2 = tanhf(q[U + u]), ti = sigm(gp[u]);
                         hn[u] = f1 + ti * (f2 - keep1 * f1);
-                        x[u] = f1;
-                        x[U + u] = f2;
-                        x[2 * U + u] = ti;
+                        xa[u] = f1;
+                        xa[U + u] = f2;
+                        gp[u] = ti;
                     }
                 }
             }
@@ -133,57 +176,89 @@ void cfc_forward(int T, int B, int U, int K, int L, int mode, const float *R pre
     }
 }
 
-/* The sequence backward from grad (T, B, U) = dL/dout. Weights unscaled, in torch's layout: w0h
-   (K, U), hw (L-1, K, K), wh (H, K). Writes the gradients of the pre-activations, from which the
-   caller forms the weight gradients as one matrix product each over all steps: g_pre0 (T, B, K),
-   g_hid (L-1, T, B, K), g_heads (T, B, H); accumulates pure mode's g_wtau, g_amp (U), zeroed by the
-   caller. g_h (B, U): work, left holding dL/dh0. */
-void cfc_backward(int T, int B, int U, int K, int L, int mode, const float *R grad, const float *R ts,
-                  const float *R w0h, const float *R hw, const float *R wh, const float *R wtau, const float *R amp,
-                  const float *R tanhs, const float *R aux, float *R g_pre0, float *R g_hid, float *R g_heads,
-                  float *R g_wtau, float *R g_amp, float *R g_h) {
-    int H = mode == 2 ? U : 4 * U;
-    float dy[RB * K], dn[RB * K];
+/* The sequence backward from grad (B, T, U) = dL/dout (batch-major). Weights in torch's layout: w0
+   (K, F + U), hw (L-1, K, K), wh (H, K) (the heads as the forward took them). Writes the gradients
+   of the pre-activations, time-major, from which the caller forms the weight gradients as one matrix
+   product each over all steps: g_pre0 (T, B, K), g_hid (L-1, T, B, K), g_heads (T, B, H); the bias
+   gradients g_b0 (K), g_hb (L-1, K), g_bh (H); pure mode's g_wtau, g_amp (U); g_h (B, U) dL/dh0;
+   g_x (B, T, F) dL/dx, or NULL when not wanted. */
+void cfc_backward(int T, int B, int F, int U, int K, int L, int H, int mode, const float *R grad,
+                  const float *R ts, const float *R w0, const float *R hw, const float *R wh, const float *R wtau,
+                  const float *R amp, const float *R tanhs, const float *R aux, float *R g_pre0, float *R g_hid,
+                  float *R g_heads, float *R g_b0, float *R g_hb, float *R g_bh, float *R g_wtau, float *R g_amp,
+                  float *R g_h, float *R g_x) {
+    int M = F + U, split = H == 3 * U;
+    float dy[RB * K], dn[RB * K], dx[RB * F], w0h[K * U];
+    for (int k = 0; k < K; k++) memcpy(w0h + (size_t)k * U, w0 + (size_t)k * M + F, sizeof(float) * U);
+    double sb0[K], shb[(L - 1) * K + 1], sbh[H], swtau[U], samp[U];
     float keep1 = mode == 0 ? 1.f : 0.f;
+    memset(sb0, 0, sizeof sb0);
+    memset(shb, 0, sizeof shb);
+    memset(sbh, 0, sizeof sbh);
+    memset(swtau, 0, sizeof swtau);
+    memset(samp, 0, sizeof samp);
     memset(g_h, 0, sizeof(float) * B * U);
     for (int t = T - 1; t >= 0; t--) {
-        for (int b0 = 0; b0 < B; b0 += RB) {
-            int nr = B - b0 < RB ? B - b0 : RB;
-            size_t tb = (size_t)t * B + b0;
+        for (int b0r = 0; b0r < B; b0r += RB) {
+            int nr = B - b0r < RB ? B - b0r : RB;
+            size_t tb = (size_t)t * B + b0r;
             for (int r = 0; r < nr; r++) {
-                const float *ghb = g_h + (size_t)(b0 + r) * U, *gr = grad + (tb + r) * U, *x = aux + (tb + r) * 3 * U;
+                size_t bt = (size_t)(b0r + r) * T + t;
+                const float *ghb = g_h + (size_t)(b0r + r) * U, *gr = grad + bt * U, *xa = aux + (tb + r) * 3 * U;
                 float *gq = g_heads + (tb + r) * H;
-                float s = ts ? ts[tb + r] : 1.f;
+                float s = ts ? ts[bt] : 1.f;
                 if (mode == 2) {
                     for (int u = 0; u < U; u++) {
-                        float gh = ghb[u] + gr[u], f = x[u], e = x[U + u], A = amp[u];
-                        g_amp[u] += gh * (1.f - e * f);
+                        float gh = ghb[u] + gr[u], f = xa[u], e = xa[U + u], A = amp[u];
+                        samp[u] += gh * (1.f - e * f);
                         float dexp = gh * A * f * e * s;  /* d/d(|w_tau| + |ff1|) */
-                        g_wtau[u] += dexp * sgn(wtau[u]);
+                        swtau[u] += dexp * sgn(wtau[u]);
                         gq[u] = dexp * sgn(f) - gh * A * e;
                     }
-                    continue;
-                }
-                for (int u = 0; u < U; u++) {
-                    float gh = ghb[u] + gr[u], f1 = x[u], f2 = x[U + u], ti = x[2 * U + u];
-                    float gate = gh * ti * (1.f - ti) * (f2 - keep1 * f1);
-                    gq[u] = gh * (1.f - keep1 * ti) * (1.f - f1 * f1);
-                    gq[U + u] = gh * ti * (1.f - f2 * f2);
-                    gq[2 * U + u] = gate * s;
-                    gq[3 * U + u] = gate;
+                } else {
+                    for (int u = 0; u < U; u++) {
+                        float gh = ghb[u] + gr[u], f1 = xa[u], f2 = xa[U + u], ti = xa[2 * U + u];
+                        float gate = gh * ti * (1.f - ti) * (f2 - keep1 * f1);
+                        gq[u] = gh * (1.f - keep1 * ti) * (1.f - f1 * f1);
+                        gq[U + u] = gh * ti * (1.f - f2 * f2);
+                        gq[2 * U + u] = gate;
+                    }
+                    if (!split)
+                        for (int u = 0; u < U; u++) {
+                            gq[3 * U + u] = gq[2 * U + u];
+                            gq[2 * U + u] *= s;
+                        }
                 }
             }
-            rows_times(nr, H, K, g_heads + tb * H, H, wh, 0, 0, dy, K);
+            block_sum(nr, H, g_heads + tb * H, sbh);
+            rows_times(nr, H, K, g_heads + tb * H, H, wh, K, 0, 0, dy, K);
             for (int l = L - 1; l >= 0; l--) {
                 const float *tl = tanhs + ((size_t)l * T * B + tb) * K;
                 float *da = l ? g_hid + ((size_t)(l - 1) * T * B + tb) * K : g_pre0 + tb * K;
+                double *sb = l ? shb + (size_t)(l - 1) * K : sb0;
                 for (int i = 0; i < nr * K; i++) da[i] = dy[i] * (LA * LB) * (1.f - tl[i] * tl[i]);
+                block_sum(nr, K, da, sb);
                 if (l) {
-                    rows_times(nr, K, K, da, K, hw + (size_t)(l - 1) * K * K, 0, 0, dn, K);
+                    rows_times(nr, K, K, da, K, hw + (size_t)(l - 1) * K * K, K, 0, 0, dn, K);
                     memcpy(dy, dn, sizeof(float) * nr * K);
                 }
             }
-            rows_times(nr, K, U, g_pre0 + tb * K, K, w0h, 0, 0, g_h + (size_t)b0 * U, U);
+            /* [dx, dh] = W0^T da_0: the state's columns of w0 (copied to w0h, contiguous), and the
+               input's only where its gradient is wanted */
+            rows_times(nr, K, U, g_pre0 + tb * K, K, w0h, U, 0, 0, g_h + (size_t)b0r * U, U);
+            if (g_x) {
+                rows_times(nr, K, F, g_pre0 + tb * K, K, w0, M, 0, 0, dx, F);
+                for (int r = 0; r < nr; r++)
+                    memcpy(g_x + ((size_t)(b0r + r) * T + t) * F, dx + (size_t)r * F, sizeof(float) * F);
+            }
         }
     }
+    for (int k = 0; k < K; k++) g_b0[k] = (float)sb0[k];
+    for (int i = 0; i < (L - 1) * K; i++) g_hb[i] = (float)shb[i];
+    for (int i = 0; i < H; i++) g_bh[i] = (float)sbh[i];
+    if (mode == 2)
+        for (int u = 0; u < U; u++) {
+            g_wtau[u] = (float)swtau[u];
+            g_amp[u] = (float)samp[u];
+        }
 }

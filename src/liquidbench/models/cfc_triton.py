@@ -1,7 +1,9 @@
 """The fast CfC's recurrence as Triton kernels (the CUDA path): one launch for a whole sequence's
-forward, one for its backward, the same structure, arguments and results as the C kernel
-(:mod:`.cfc_kernel`, whose source states the forward per mode and the backward's vector-Jacobian
-products; this file computes the same terms).
+forward, one for its backward, the same structure as the C kernel (:mod:`.cfc_kernel`, whose
+source states the forward per mode and the backward's vector-Jacobian products; this file
+computes the same terms). Its arguments are :class:`~.cfc_fast._CfcSequenceCompiled`'s: layer 0's
+input share ``pre0`` formed beforehand, weights scaled by lecun_tanh's inner constant, time-major
+tensors, four heads stacked (the C kernel, since issue 23, takes ncps's parameters unscaled).
 
 Each program takes a block of ``BB`` batch rows through every step; the state, the weights and
 each step's small matrix products (``tl.dot`` in IEEE float32, never TF32) stay on the chip.
@@ -247,7 +249,10 @@ def _c(t: torch.Tensor | None) -> torch.Tensor | None:
 
 
 def forward(mode: str, pre0, ts, h0, w0t, hwt, hb, wht, bh, wtau, amp):
-    """As :func:`.cfc_kernel.forward`, on Triton."""
+    """(out (T, B, U), tanhs (L, T, B, K), aux (T, B, 3, U)) from ``pre0`` (T, B, K) the input share
+    of backbone layer 0 plus its bias, times B; ``ts`` (T, B) or None; ``h0`` (B, U) or None;
+    ``w0t`` (U, K) layer 0's state share transposed, ``hwt`` (L-1, K, K) and ``hb`` (L-1, K), all
+    times B; ``wht`` (K, H) the heads transposed, ``bh`` (H); ``wtau``, ``amp`` (U) pure mode's."""
     steps, bsz, width = pre0.shape
     units, layers = w0t.shape[0], hwt.shape[0] + 1
     pre0, ts, h0, w0t, hwt, hb, wht, bh, wtau, amp = map(_c, (pre0, ts, h0, w0t, hwt, hb, wht, bh, wtau, amp))
@@ -264,7 +269,9 @@ def forward(mode: str, pre0, ts, h0, w0t, hwt, hb, wht, bh, wtau, amp):
 
 
 def backward(mode: str, grad, ts, w0h, hw, wh, wtau, amp, tanhs, aux):
-    """As :func:`.cfc_kernel.backward`, on Triton."""
+    """(g_pre0 (T, B, K), g_hid (L-1, T, B, K), g_heads (T, B, H), g_wtau (U), g_amp (U), g_h0 (B, U))
+    from ``grad`` (T, B, U); weights unscaled in torch's layout: ``w0h`` (K, U), ``hw`` (L-1, K, K),
+    ``wh`` (H, K)."""
     layers, steps, bsz, width = tanhs.shape
     units = w0h.shape[1]
     grad, ts, w0h, hw, wh, wtau, amp, tanhs, aux = map(_c, (grad, ts, w0h, hw, wh, wtau, amp, tanhs, aux))

@@ -6,7 +6,9 @@ starts from the same weights. The computation is this module's own:
 
 * the sensory synapses depend only on the inputs, so they are computed for every step at once,
   outside the recurrent loop, with ordinary autograd;
-* each step's ``ode_unfolds`` semi-implicit Euler unfolds run in one ``autograd.Function``
+* without mixed memory and on the compiled C path, the whole sequence runs in one
+  ``autograd.Function`` (:class:`_LtcSequence`), one C call each way;
+* otherwise each step's ``ode_unfolds`` semi-implicit Euler unfolds run in one ``autograd.Function``
   (:class:`_LtcStep`) whose backward is derived by hand: one kernel call each way where
   :func:`.paths.choose` finds one (compiled C on the CPU, :mod:`.ltc_kernel`; Triton on CUDA,
   :mod:`.ltc_triton`), else torch, with the per-synapse sigmoid over ``(units, batch, units)``
@@ -151,6 +153,35 @@ class _LtcStep(torch.autograd.Function):
         return g, g_n, g_d, g_cm, g_sig, g_mu, g_m[..., 0], g_m[..., 1], None, None
 
 
+class _LtcSequence(torch.autograd.Function):
+    """A whole sequence of LTC steps without mixed memory in one call of the compiled C each way
+    (:func:`.ltc_kernel.seq_forward`, :func:`.ltc_kernel.seq_backward`): the same unfolds and
+    derivation as :class:`_LtcStep` (the C source states it), with no Python work per step.
+    ``v0`` (B, U); ``n_const``, ``d_const`` (T, B, U); ``cm_t`` (T, B, U) or (U,) (steps of 1, the same
+    for all); ``sig_t, mu_t, we_t, w_t`` (J, I) as :class:`_LtcStep`. Returns every step's state
+    (T, B, U)."""
+
+    @staticmethod
+    def forward(ctx, v0, n_const, d_const, cm_t, sig_t, mu_t, we_t, w_t, unfolds: int, store: bool):
+        ctx.cm_shape = cm_t.shape
+        cm_all = cm_t.expand_as(n_const).contiguous()
+        neg_sm = (sig_t * mu_t).neg_()
+        vs, dens, ss = ltc_kernel.seq_forward(v0.contiguous(), n_const.contiguous(), (d_const + cm_all), cm_all,
+                                              sig_t, neg_sm, we_t, w_t, unfolds, store)
+        if any(ctx.needs_input_grad):
+            ctx.save_for_backward(cm_all, sig_t, mu_t, we_t, w_t, neg_sm, vs, dens, *(ss or ()))
+        return vs[:, -1]
+
+    @staticmethod
+    def backward(ctx, grad):
+        cm_all, sig_t, mu_t, we_t, w_t, neg_sm, vs, dens, *ss = ctx.saved_tensors
+        g, g_n, g_d, g_cm, g_sig, g_mu, g_we, g_w = ltc_kernel.seq_backward(
+            grad, vs, dens, ss or None, cm_all, sig_t, neg_sm, mu_t, we_t, w_t)
+        if ctx.needs_input_grad[3] and g_cm.shape != ctx.cm_shape:
+            g_cm = g_cm.sum_to_size(ctx.cm_shape)
+        return g, g_n, g_d, g_cm, g_sig, g_mu, g_we, g_w, None, None
+
+
 def _lstm_step(lstm: nn.Module, pre: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
     """ncps's ``LSTMCell`` with its input map already applied (``pre``)."""
     z = pre + F.linear(h, lstm.recurrent_map.weight)
@@ -226,26 +257,27 @@ class LTC(ncps_torch.LTC):
         n_const = (n_const + gleak * cell.vleak).transpose(0, 1).contiguous()
         d_const = (d_const + (gleak + cell._epsilon)).transpose(0, 1).contiguous()
         cm = pos(cell.cm)
-        if elapsed is None:
-            cm_t = (cm * float(unfolds)).expand(bsz, -1)
-            cm_ts = [cm_t] * steps
-        else:
-            cm_all = cm / (elapsed.t().unsqueeze(-1) / unfolds)  # (T, B, U)
-            cm_ts = cm_all.unbind(0)
+        cm_all = cm * float(unfolds) if elapsed is None else cm / (elapsed.t().unsqueeze(-1) / unfolds)  # (T, B, U)
         w = pos(cell.w) * cell.sparsity_mask
         we_t = (w * cell.erev).t().contiguous()
         w_t = w.t().contiguous()
         sig_t = cell.sigma.t().contiguous()
         mu_t = cell.mu.t().contiguous()
         h = x.new_zeros(bsz, rnn.state_size) if h0 is None else h0
+        # the compiled step keeps the synapse activations for the backward while the sequence's
+        # total fits STORE_LIMIT_BYTES (about 3 times less work in the backward), else recomputes them
+        store = steps * unfolds * bsz * rnn.state_size**2 * x.element_size() <= STORE_LIMIT_BYTES
+        if not rnn.use_mixed and paths.choose("ltc", h, n_const, d_const, cm_all, sig_t, mu_t, we_t,
+                                              w_t) == paths.COMPILED:
+            # the whole sequence in one call each way
+            return _LtcSequence.apply(h, n_const, d_const, cm_all, sig_t, mu_t, we_t, w_t, unfolds,
+                                      store).transpose(0, 1), None
+        cm_ts = [cm_all.expand(bsz, -1)] * steps if elapsed is None else cm_all.unbind(0)
         c = None
         if rnn.use_mixed:
             c = x.new_zeros(bsz, rnn.state_size) if c0 is None else c0
             lstm_pre = rnn.lstm.input_map(x).unbind(1)
         n_steps, d_steps = n_const.unbind(0), d_const.unbind(0)
-        # the compiled step keeps the synapse activations for the backward while the sequence's
-        # total fits STORE_LIMIT_BYTES (about 3 times less work in the backward), else recomputes them
-        store = steps * unfolds * bsz * rnn.state_size**2 * x.element_size() <= STORE_LIMIT_BYTES
         states = []
         for t in range(steps):
             if rnn.use_mixed:

@@ -53,13 +53,12 @@ void ltc_forward(int B, int U, int K, const float *R v0, const float *R nc, cons
     }
 }
 
-/* Backward of ltc_forward from g (B, U) = dL/dv_K. Accumulates into g_n, g_d (d(dt)), g_cm (B, U) and
-   g_sig, g_mu, g_we, g_w (J, I), all zeroed by the caller; writes dL/dv0 into g. work: 2 (B, U).
-   ss: the forward's activations, or NULL to compute them again. */
-void ltc_backward(int B, int U, int K, float *R g, const float *R vs, const float *R dens,
-                  const float *R cm, const float *R sig, const float *R nsm, const float *R mu,
-                  const float *R we, const float *R w, const float *R ss, float *R g_n, float *R g_d,
-                  float *R g_cm, float *R g_sig, float *R g_mu, float *R g_we, float *R g_w, float *R work) {
+/* The vector-Jacobian products of one step's K unfolds (ltc_backward without its last pass): g_mu
+   receives sum dz and g_sig sum dz v, which step_finish turns into dL/dmu and dL/dsigma. */
+static void step_backward(int B, int U, int K, float *R g, const float *R vs, const float *R dens,
+                          const float *R cm, const float *R sig, const float *R nsm,
+                          const float *R we, const float *R w, const float *R ss, float *R g_n, float *R g_d,
+                          float *R g_cm, float *R g_sig, float *R g_mu, float *R g_we, float *R g_w, float *R work) {
     size_t n = (size_t)B * U;
     float *dn = work, *dd = work + n;
     float row[U];
@@ -96,10 +95,58 @@ void ltc_backward(int B, int U, int K, float *R g, const float *R vs, const floa
             }
         }
     }
-    /* g_mu held sum dz: dL/dsigma = sum dz v - mu sum dz, dL/dmu = -sigma sum dz */
+}
+
+/* g_mu held sum dz: dL/dsigma = sum dz v - mu sum dz, dL/dmu = -sigma sum dz */
+static void step_finish(int U, const float *R sig, const float *R mu, float *R g_sig, float *R g_mu) {
     for (size_t o = 0; o < (size_t)U * U; o++) {
         float sdz = g_mu[o];
         g_sig[o] -= mu[o] * sdz;
         g_mu[o] = -sig[o] * sdz;
     }
+}
+
+/* Backward of ltc_forward from g (B, U) = dL/dv_K. Accumulates into g_n, g_d (d(dt)), g_cm (B, U) and
+   g_sig, g_mu, g_we, g_w (J, I), all zeroed by the caller; writes dL/dv0 into g. work: 2 (B, U).
+   ss: the forward's activations, or NULL to compute them again. */
+void ltc_backward(int B, int U, int K, float *R g, const float *R vs, const float *R dens,
+                  const float *R cm, const float *R sig, const float *R nsm, const float *R mu,
+                  const float *R we, const float *R w, const float *R ss, float *R g_n, float *R g_d,
+                  float *R g_cm, float *R g_sig, float *R g_mu, float *R g_we, float *R g_w, float *R work) {
+    step_backward(B, U, K, g, vs, dens, cm, sig, nsm, we, w, ss, g_n, g_d, g_cm, g_sig, g_mu, g_we, g_w, work);
+    step_finish(U, sig, mu, g_sig, g_mu);
+}
+
+/* A whole sequence of T steps (no mixed memory between them) in one call: step t starts from the
+   last unfold of step t-1 (v0 for t = 0). Per-step inputs nc, dt, cm are (T, B, U); vs (T, K+1, B, U),
+   dens (T, K, B, U) and ss[t] (K, B, J, I) are ltc_forward's outputs for each step (ss: T pointers, one
+   allocation per step (a whole sequence's would be above malloc's mmap threshold and be faulted in
+   afresh at every call), or NULL). */
+void ltc_seq_forward(int T, int B, int U, int K, const float *R v0, const float *R nc, const float *R dt,
+                     const float *R cm, const float *R sig, const float *R nsm, const float *R we,
+                     const float *R w, float *R vs, float *R dens, float *const *ss) {
+    size_t n = (size_t)B * U;
+    for (int t = 0; t < T; t++)
+        ltc_forward(B, U, K, t ? vs + ((size_t)t * (K + 1) - 1) * n : v0, nc + t * n, dt + t * n, cm + t * n, sig,
+                    nsm, we, w, vs + (size_t)t * (K + 1) * n, dens + (size_t)t * K * n,
+                    ss ? ss[t] : 0);
+}
+
+/* Backward of ltc_seq_forward from grad (T, B, U) = dL/d(each step's state). Writes g_n, g_d, g_cm
+   (T, B, U) per step (zeroed by the caller) and accumulates g_sig, g_mu, g_we, g_w (J, I) (zeroed) over
+   all steps; g (B, U) receives dL/dv0. work: 2 (B, U). */
+void ltc_seq_backward(int T, int B, int U, int K, const float *R grad, const float *R vs, const float *R dens,
+                      const float *R cm, const float *R sig, const float *R nsm, const float *R mu,
+                      const float *R we, const float *R w, const float *const *ss, float *R g_n, float *R g_d,
+                      float *R g_cm, float *R g_sig, float *R g_mu, float *R g_we, float *R g_w, float *R g,
+                      float *R work) {
+    size_t n = (size_t)B * U;
+    memset(g, 0, sizeof(float) * n);
+    for (int t = T - 1; t >= 0; t--) {
+        for (size_t o = 0; o < n; o++) g[o] += grad[t * n + o];
+        step_backward(B, U, K, g, vs + (size_t)t * (K + 1) * n, dens + (size_t)t * K * n, cm + t * n, sig, nsm, we,
+                      w, ss ? ss[t] : 0, g_n + t * n, g_d + t * n, g_cm + t * n, g_sig, g_mu,
+                      g_we, g_w, work);
+    }
+    step_finish(U, sig, mu, g_sig, g_mu);
 }

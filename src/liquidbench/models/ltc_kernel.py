@@ -1,6 +1,8 @@
 """The fast LTC's step as one compiled loop nest on the CPU (optional).
 
-One call computes a step's ``ode_unfolds`` unfolds for the whole batch, and one call its backward.
+One call computes a step's ``ode_unfolds`` unfolds for the whole batch, and one call its backward;
+without mixed memory between steps, one call computes a whole sequence's steps and one its
+backward (:func:`seq_forward`, :func:`seq_backward`: the same per-step code in a loop in C).
 The synapse activations are either stored by the forward for the backward (``store``: K B U^2 floats a
 step, for sequences whose whole store fits a limit the caller sets) or computed again in the backward
 (long sequences: nothing of size ``(J, B, I)`` is kept). The C source, ``ltc_kernel.c`` beside this
@@ -10,11 +12,14 @@ implementation instead (same results; ``LIQUIDBENCH_LTC_KERNEL=0`` forces that).
 
 from __future__ import annotations
 
+import ctypes
+
 import torch
 
 from .compiled import Kernel, ptr
 
-KERNEL = Kernel("ltc_kernel", "LTC", {"ltc_forward": (3, 11), "ltc_backward": (3, 18)})
+KERNEL = Kernel("ltc_kernel", "LTC", {"ltc_forward": (3, 11), "ltc_backward": (3, 18), "ltc_seq_forward": (4, 11),
+                                     "ltc_seq_backward": (4, 19)})
 library, status, usable = KERNEL.library, KERNEL.status, KERNEL.usable
 
 
@@ -40,4 +45,40 @@ def backward(grad, vs, dens, ss, cm_t, sig_t, neg_sm, mu_t, we_t, w_t):
     work = g.new_empty(2, bsz, units)
     args = [g, vs, dens, cm_t, sig_t, neg_sm, mu_t, we_t, w_t]
     KERNEL.library().ltc_backward(bsz, units, dens.shape[0], *map(ptr, args), ptr(ss), *map(ptr, [*outs, work]))
+    return (g, *outs)
+
+
+def seq_forward(v0, n_const, d_total, cm_t, sig_t, neg_sm, we_t, w_t, unfolds: int, store: bool):
+    """A whole sequence without mixed memory in one call: ``n_const, d_total, cm_t`` (T, B, U), the
+    rest as :func:`forward`. Returns (states (T, K+1, B, U), denominators (T, K, B, U), activations:
+    a list of T tensors (K, B, J, I) or None); each step's last unfold ``states[:, -1]`` is the
+    sequence's output. The activations are one tensor per step: a sequence's (48 MB at the study's
+    shape) would be above malloc's mmap threshold and be faulted in afresh at every call."""
+    steps, bsz, units = n_const.shape
+    vs = v0.new_empty(steps, unfolds + 1, bsz, units)
+    dens = v0.new_empty(steps, unfolds, bsz, units)
+    ss = [v0.new_empty(unfolds, bsz, units, units) for _ in range(steps)] if store else None
+    args = [v0, n_const, d_total, cm_t, sig_t, neg_sm, we_t, w_t, vs, dens]
+    KERNEL.library().ltc_seq_forward(steps, bsz, units, unfolds, *map(ptr, args), _pointers(ss))
+    return vs, dens, ss
+
+
+def _pointers(tensors: list[torch.Tensor] | None):
+    """A C array of the tensors' data pointers (NULL for None); the caller keeps the tensors alive."""
+    if tensors is None:
+        return None
+    return ctypes.cast((ctypes.c_void_p * len(tensors))(*(t.data_ptr() for t in tensors)), ctypes.c_void_p)
+
+
+def seq_backward(grad, vs, dens, ss, cm_t, sig_t, neg_sm, mu_t, we_t, w_t):
+    """From ``grad`` (T, B, U), the gradient of every step's state: (dv0, d n_const, d d_total, d cm_t
+    (direct term), each (T, B, U) but dv0, then d sig_t, d mu_t, d we_t, d w_t); ``ss`` the forward's
+    list of activations or None."""
+    steps, unfolds, bsz, units = dens.shape
+    grad = grad.contiguous()
+    outs = [grad.new_zeros(steps, bsz, units) for _ in range(3)] + [torch.zeros_like(sig_t) for _ in range(4)]
+    g, work = grad.new_empty(bsz, units), grad.new_empty(2, bsz, units)
+    args = [grad, vs, dens, cm_t, sig_t, neg_sm, mu_t, we_t, w_t]
+    KERNEL.library().ltc_seq_backward(steps, bsz, units, unfolds, *map(ptr, args), _pointers(ss),
+                                      *map(ptr, [*outs, g, work]))
     return (g, *outs)

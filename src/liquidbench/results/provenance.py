@@ -22,6 +22,7 @@ FIELDS = {
     "env.cfc_kernel": "fast CfC recurrence",
     "env.tf32": "TF32",
     "env.deterministic": "deterministic algorithms",
+    "train_params.optimizer_impl": "Adam and clipping",
 }
 
 

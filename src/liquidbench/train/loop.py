@@ -50,8 +50,9 @@ from .distributed import Control, FaultInjector, Place, StopAgreement, StopFlag,
 from .errors import HardwareError, Preempted
 from .metrics import RunFacts, build_metrics, history_csv
 from .numerics import numerics
+from .optim import adam, clip_gradients
 from .numerics import state as numerics_state
-from .settings import hardware_settings, training_settings
+from .settings import TRAINING_DEFAULTS, hardware_settings, training_settings
 from .state import TrainState
 from .tasks import loss_fn, metric_terms
 from .timing import StepTimer
@@ -99,7 +100,7 @@ def _train(spec: RunSpec, p: dict, hw: dict, place: Place, stop: StopFlag) -> di
     seed_everything(spec.seed)
     model = build_model(spec.model_spec, data.meta["n_features"], data.meta["n_outputs"], data.task,
                         data.meta["irregular"]).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
+    opt = adam(model.parameters(), p["optimizer_impl"], lr=p["lr"], weight_decay=p["weight_decay"])
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=p["lr_decay"])
     state = resume(out_dir, fingerprint, ctrl, model, opt, sched, place)
 
@@ -249,7 +250,7 @@ def run_epoch(run: Run, batches: list[torch.Tensor]) -> EpochResult:
         run.opt.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip:
-            torch.nn.utils.clip_grad_norm_(run.model.parameters(), grad_clip)
+            clip_gradients(run.model.parameters(), grad_clip, run.p["optimizer_impl"])
         run.opt.step()
         timer.stop()
         loss_sum[0].add_(loss.detach().double() * len(xb))  # on the device: no tensor made from the host
@@ -366,10 +367,14 @@ def resume(out_dir: Path, fingerprint: str, ctrl: Control, model, opt, sched, pl
 
 
 def run_fingerprint(spec: RunSpec, p: dict, hw: dict, world: int, meta: dict) -> str:
-    """What a checkpoint must match to be resumed from (not the timeout or telemetry interval)."""
+    """What a checkpoint must match to be resumed from (not the timeout or telemetry interval).
+    ``optimizer_impl`` joined the training settings after checkpoints existed: at its default it is
+    left out, so that a checkpoint written before it still resumes (the same computation)."""
+    train = {k: v for k, v in p.items()
+             if not (k == "optimizer_impl" and v == TRAINING_DEFAULTS["optimizer_impl"])}
     return ckpt.fingerprint(
         dataset=spec.dataset, model=spec.model, hardware=spec.hardware, seed=spec.seed, model_spec=spec.model_spec,
-        train_params=p, hardware_spec={k: v for k, v in hw.items() if k not in ("timeout_s", "telemetry_interval_s")},
+        train_params=train, hardware_spec={k: v for k, v in hw.items() if k not in ("timeout_s", "telemetry_interval_s")},
         world=world, data=meta.get("sha256"),
     )
 

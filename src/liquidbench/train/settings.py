@@ -18,7 +18,9 @@ TRAINING_DEFAULTS = {
     "grad_clip": 1.0,
     "weight_decay": 0.0,
     "drop_last": False,
+    "optimizer_impl": "default",  # how Adam and clipping run over the parameters (liquidbench.train.optim)
 }
+OPTIMIZER_IMPLS = ("default", "foreach", "fused")
 # a `hardware:` entry (the config must name its `device`; `resources` have no default)
 HARDWARE_DEFAULTS = {
     "device": "cpu",
@@ -48,6 +50,7 @@ TRAINING_CHECKS = {
     "grad_clip": (_NUM, lambda v: v >= 0, "a number >= 0 (0 disables clipping)"),
     "weight_decay": (_NUM, lambda v: v >= 0, "a number >= 0"),
     "drop_last": ((bool,), lambda v: True, "true or false"),
+    "optimizer_impl": ((str,), lambda v: v in OPTIMIZER_IMPLS, f"one of {list(OPTIMIZER_IMPLS)}"),
 }
 HARDWARE_CHECKS = {
     "nodes": (_INT, lambda v: v >= 1, "an integer >= 1"),
