@@ -41,8 +41,9 @@ def errors(model, split: Split, trained: int, steps: int, batch_size: int) -> to
                          f"input; this set has {split.x.shape[-1]} input features and {split.y.shape[-1]} targets")
     total = torch.zeros(trained + steps, dtype=torch.float64)
     for start in range(0, len(split.x), batch_size):
-        x, y = split.x[start:start + batch_size], split.y[start:start + batch_size, :trained + steps]
-        total += (closed_loop(model, x[:, :trained], steps) - y).pow(2).double().mean(dim=2).sum(dim=0)
+        x = split.x[start:start + batch_size, :trained].contiguous()
+        y = split.y[start:start + batch_size, :trained + steps]
+        total += (closed_loop(model, x, steps) - y).pow(2).double().mean(dim=2).sum(dim=0)
     return total / len(split.x)
 
 

@@ -80,6 +80,10 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, settings: dict, extr
     b = kept["build"]
     names = {"dataset": b["dataset"], "model": b["model"], "hardware": b["hardware"], "seed": b["seed"],
              "metric_name": meta["metric"], "settings": settings}
+    target = sine.target(meta.get("params") or {}) if meta.get("dataset") == "sine" else None
+    horizon_grid = settings["families"].get("horizon")
+    # before any work: a data set that horizon.datasets names but that cannot take it is an error
+    closed_loop = horizon_grid is not None and horizon_applies(horizon_grid, b["dataset"], target)
     if kept["state_dict"] is None:  # a diverged run: nothing to evaluate, and the tables say so
         return {**names, "status": "diverged", "rows": [], "skipped": {}, "memory": {}}
     model = weights.rebuild(kept)
@@ -95,9 +99,8 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, settings: dict, extr
     ctx.clean = metric(model, ctx.test, ctx.task, ctx.batch_size)
     rows = [{"family": "clean", "level": 0.0, "metric": ctx.clean, "n": len(ctx.test.x)}]
     skipped = {}
-    target = sine.target(meta.get("params") or {}) if meta.get("dataset") == "sine" else None
     for name, grid in settings["families"].items():
-        if name == "horizon" and not horizon_applies(grid, b["dataset"], target):
+        if name == "horizon" and not closed_loop:
             skipped[name] = ("not among evaluation.families.horizon.datasets" if "datasets" in grid else
                              f"closed loop: needs a sine data set whose target is the next input (params: "
                              f"{{target: {sine.NEXT}}}); data set {b['dataset']} has "
