@@ -206,7 +206,7 @@ def comparisons(evaluation: pd.DataFrame, evaluation_runs: pd.DataFrame, model_t
     for (ds, hw), g in (hz.groupby(["dataset", "hardware"]) if len(hz) else []):
         for c in _groups(types, g, ("cfc",)):
             for r in _groups(types, g, ("gru",)):
-                add("horizon_cfc_gru", f"{ds}/{hw} {c} / {r} horizon MSE",
+                add("horizon_cfc_gru", f"{ds}/{hw} {c} / {r} closed-loop horizon MSE",
                     log_ratio(g[g["model"] == c]["metric"], g[g["model"] == r]["metric"]))
     # parameters: each liquid model against each baseline, per data set
     er = evaluation_runs
