@@ -96,8 +96,9 @@ def test_full_study_dry_run_plans_every_job(workflow_copy):
     proc = snakemake(workflow_copy, "-n")
     full = yaml.safe_load((REPO / "config/config.yaml").read_text())["study"]
     train = [wc for rule, wc in planned_jobs(proc.stdout) if rule == "train"]
-    n = len(full["datasets"]) * len(full["models"]) * len(full["hardware"]) * len(full["seeds"])
-    assert len(train) == n
+    # the product of the study's names, less its exclude (the forecasting sine signal's DDP runs)
+    product = len(full["datasets"]) * len(full["models"]) * len(full["hardware"]) * len(full["seeds"])
+    assert len(train) == len(study_runs(full)) < product
     assert {wc["hardware"] for wc in train} == set(full["hardware"])
 
 
