@@ -81,3 +81,16 @@ def test_target_is_recorded_and_checked(tmp_path):
         generate({"target": "ahead"})
     with pytest.raises(ValueError, match="target 'next' needs regular sampling"):
         generate({"target": "next", "irregular": True})
+
+
+def test_data_prepared_before_the_target_existed_are_double_angle_data(tmp_path):
+    from liquidbench.cli import check_prepared
+
+    params = {"n_sequences": 20, "seq_len": 8, "seed": 0}
+    prepare(params, tmp_path)
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    del meta["params"]["target"]  # as meta.json recorded the parameters before `target`
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    check_prepared(tmp_path, "sine", {"kind": "sine", "params": params}, "study.yaml")
+    with pytest.raises(ValueError, match="target: 'next' in study.yaml, '\\(not recorded\\)'"):
+        check_prepared(tmp_path, "sine", {"kind": "sine", "params": {**params, "target": "next"}}, "study.yaml")
