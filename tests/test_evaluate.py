@@ -1,7 +1,8 @@
-"""The evaluation stage: kept weights, perturbation families, memory, errors, claims, and the
-workflow property that a changed evaluation grid retrains nothing."""
+"""The evaluation stage: kept weights, perturbation families, the closed-loop horizon, memory,
+errors, claims, and the workflow property that a changed evaluation grid retrains nothing."""
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -11,34 +12,47 @@ import torch
 from conftest import REPO, planned_jobs, snakemake
 from liquidbench.cli import main
 from liquidbench.data.sine import DEFAULTS as SINE, evaluation_sets, prepare
-from liquidbench.evaluate import evaluate_run
+from liquidbench.evaluate import horizon
 from liquidbench.evaluate.common import Split
 from liquidbench.evaluate.drop import drop_steps
 from liquidbench.evaluate.memory import activation_bytes
-from liquidbench.evaluate.settings import check
+from liquidbench.evaluate.settings import check, horizon_applies
+from liquidbench.evaluate.stage import Context, evaluate_run
+from liquidbench.models import build_model
 from liquidbench.results.robustness import NOT_SIGNIFICANT, claim_rows, decide, difference, log_ratio
 from liquidbench.train.loop import RunSpec, train
 
-SINE_PARAMS = {"n_sequences": 40, "seq_len": 10, "seed": 0}
+ANGLE_PARAMS = {"n_sequences": 40, "seq_len": 10, "seed": 0}  # target sin 2θ (the default)
+SINE_PARAMS = {**ANGLE_PARAMS, "target": "next"}  # forecasting: the target is the next input
+HORIZON = {"steps": 4, "n_sequences": 5}
 SETTINGS = {"seed": 0, "batch_size": 64, "families": {
     "noise": {"levels": [0, 0.5]}, "drop": {"levels": [0, 0.5]},
-    "shift": {"levels": [1.0], "n_sequences": 6}, "horizon": {"steps": 4, "n_sequences": 5}}}
+    "shift": {"levels": [1.0], "n_sequences": 6}, "horizon": HORIZON}}
+
+
+def prepared_run(root, name, params, settings, spec):
+    """A prepared sine set ``name`` with its evaluation sets, and one run trained on it (2 epochs)."""
+    data = root / name
+    prepare(params, data)
+    assert main(["prepare-eval", "--params", json.dumps(params), "--settings", json.dumps(settings),
+                 "--out", str(root / f"{name}.evaluation.npz")]) == 0
+    run = root / f"{name}-run"
+    metrics = train(RunSpec(dataset=name, model=spec["type"], hardware="cpu", seed=0, data_dir=data, out_dir=run,
+                            model_spec=spec, train_params={"epochs": 2, "batch_size": 8},
+                            hardware_spec={"device": "cpu", "threads": 1}))
+    return data, run, metrics
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A prepared sine set with its evaluation sets, and one trained CfC run."""
-    root = tmp_path_factory.mktemp("eval")
-    data = root / "sine"
-    prepare(SINE_PARAMS, data)
-    assert main(["prepare-eval", "--params", json.dumps(SINE_PARAMS), "--settings", json.dumps(SETTINGS),
-                 "--out", str(data / "evaluation.npz")]) == 0
-    run = root / "run"
-    metrics = train(RunSpec(dataset="sine", model="cfc", hardware="cpu", seed=0, data_dir=data, out_dir=run,
-                            model_spec={"type": "cfc", "units": 6, "backbone_units": 8},
-                            train_params={"epochs": 2, "batch_size": 8},
-                            hardware_spec={"device": "cpu", "threads": 1}))
+    """A prepared forecasting sine set with its evaluation sets, and one trained CfC run."""
+    data, run, metrics = prepared_run(tmp_path_factory.mktemp("eval"), "sine_forecast", SINE_PARAMS, SETTINGS,
+                                      {"type": "cfc", "units": 6, "backbone_units": 8})
     return data, run, metrics
+
+
+def extra(data):
+    return data.parent / f"{data.name}.evaluation.npz"
 
 
 def test_kept_weights_load_safely_and_rebuild_the_tested_model(trained):
@@ -47,7 +61,7 @@ def test_kept_weights_load_safely_and_rebuild_the_tested_model(trained):
     assert kept["build"]["model_spec"] == {"type": "cfc", "units": 6, "backbone_units": 8}
     assert kept["build"]["best_epoch"] == metrics["best_epoch"]
     # the rebuilt model gives the test metric the run reported (the best-validation weights)
-    result = evaluate_run(run, data, SETTINGS, data / "evaluation.npz")
+    result = evaluate_run(run, data, SETTINGS, extra(data))
     clean = next(r for r in result["rows"] if r["family"] == "clean")
     assert clean["metric"] == pytest.approx(metrics["test_metric"], rel=1e-6)
     assert result["memory"]["n_params"] == metrics["n_params"]
@@ -55,8 +69,8 @@ def test_kept_weights_load_safely_and_rebuild_the_tested_model(trained):
 
 def test_every_family_runs_seeded_and_level_zero_is_clean(trained):
     data, run, _ = trained
-    a = evaluate_run(run, data, SETTINGS, data / "evaluation.npz")
-    b = evaluate_run(run, data, SETTINGS, data / "evaluation.npz")
+    a = evaluate_run(run, data, SETTINGS, extra(data))
+    b = evaluate_run(run, data, SETTINGS, extra(data))
     assert a["rows"] == b["rows"]
     rows = {(r["family"], r["level"]): r["metric"] for r in a["rows"]}
     clean = rows[("clean", 0.0)]
@@ -66,11 +80,112 @@ def test_every_family_runs_seeded_and_level_zero_is_clean(trained):
     horizon = [r for r in a["rows"] if r["family"] == "horizon"]
     assert [r["step"] for r in horizon] == [0, 1, 2, 3, 4]
     # another seed draws other noise
-    other = evaluate_run(run, data, {**SETTINGS, "seed": 1}, data / "evaluation.npz")
+    other = evaluate_run(run, data, {**SETTINGS, "seed": 1}, extra(data))
     assert {(r["family"], r["level"]): r["metric"] for r in other["rows"]}[("noise", 0.5)] != rows[("noise", 0.5)]
     # without the sine evaluation sets, shift and horizon are skipped and say so
     plain = evaluate_run(run, data, SETTINGS)
     assert set(plain["skipped"]) == {"shift", "horizon"}
+
+
+def test_the_horizon_runs_on_forecasting_data_only(trained, tmp_path):
+    data, run, _ = trained
+    hz = [r for r in evaluate_run(run, data, SETTINGS, extra(data))["rows"] if r["family"] == "horizon"]
+    assert all(math.isfinite(r["metric"]) and r["n"] == HORIZON["n_sequences"] for r in hz)
+    # a double-angle sine run: the horizon is skipped with its reason, its evaluation sets hold none
+    no_horizon = {**SETTINGS, "families": {k: v for k, v in SETTINGS["families"].items() if k != "horizon"}}
+    angle, angle_run, _ = prepared_run(tmp_path, "sine", ANGLE_PARAMS, no_horizon, {"type": "gru", "hidden_size": 4})
+    result = evaluate_run(angle_run, angle, SETTINGS, extra(angle))
+    assert "target double_angle" in result["skipped"]["horizon"] and "shift" not in result["skipped"]
+    assert not [r for r in result["rows"] if r["family"] == "horizon"]
+    # naming it for the horizon is an error naming it and what it needs; so are long sequences for it
+    named = {**SETTINGS, "families": {**SETTINGS["families"], "horizon": {**HORIZON, "datasets": ["sine"]}}}
+    with pytest.raises(ValueError, match=r"data set 'sine' cannot take the closed-loop horizon, which needs a sine "
+                                         r"data set whose target is the next input \(params: \{target: next\}\)"):
+        evaluate_run(angle_run, angle, named, extra(angle))
+    assert main(["prepare-eval", "--params", json.dumps(ANGLE_PARAMS), "--settings", json.dumps(SETTINGS),
+                 "--out", str(tmp_path / "bad.npz")]) == 1
+    assert not (tmp_path / "bad.npz").exists()
+    # a list that leaves a forecasting data set out skips it
+    other = {**SETTINGS, "families": {**SETTINGS["families"], "horizon": {**HORIZON, "datasets": ["sine_other"]}}}
+    assert "not among" in evaluate_run(run, data, other, extra(data))["skipped"]["horizon"]
+
+
+def test_horizon_applies_by_target_or_by_list():
+    assert horizon_applies(HORIZON, "a", "next") and not horizon_applies(HORIZON, "a", "double_angle")
+    assert not horizon_applies(HORIZON, "a", None)
+    listed = {**HORIZON, "datasets": ["a"]}
+    assert horizon_applies(listed, "a", "next") and not horizon_applies(listed, "b", "next")
+    with pytest.raises(ValueError, match="data set 'a' cannot take the closed-loop horizon.*not a sine data set"):
+        horizon_applies(listed, "a", None)
+
+
+# one model of each type and implementation, small; the state each passes on differs (ncps's h or
+# (h, c) with mixed memory, torch's h or (h, c) for LSTM)
+LOOP_MODELS = {
+    "ltc": {"type": "ltc", "units": 5, "ode_unfolds": 2},
+    "ltc_fast": {"type": "ltc", "units": 5, "ode_unfolds": 2, "impl": "fast"},
+    "ltc_autoncp_mixed": {"type": "ltc", "units": 8, "wiring": "autoncp", "motor_neurons": 2, "mixed_memory": True},
+    "cfc": {"type": "cfc", "units": 5, "backbone_units": 6},
+    "cfc_fast": {"type": "cfc", "units": 5, "backbone_units": 6, "impl": "fast"},
+    "cfc_mixed": {"type": "cfc", "units": 5, "backbone_units": 6, "mixed_memory": True},
+    "lstm": {"type": "lstm", "hidden_size": 5},
+    "gru": {"type": "gru", "hidden_size": 5},
+}
+
+
+@pytest.mark.parametrize("name", LOOP_MODELS)
+def test_closed_loop_equals_a_step_by_step_loop(name):
+    torch.manual_seed(0)
+    model = build_model(LOOP_MODELS[name], n_features=2, n_outputs=2, task="regression_per_step").eval()
+    x, steps = torch.randn(3, 7, 2), 5
+    got = horizon.closed_loop(model, x, steps)
+    # by hand: the growing sequence from its start each time through the plain forward, its last
+    # output appended as the next input
+    seq = x
+    with torch.no_grad():
+        for _ in range(steps):
+            seq = torch.cat([seq, model(seq)[:, -1:]], dim=1)
+        expected = model(seq)
+    assert got.shape == (3, 7 + steps, 2)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    # the fed-back inputs matter: the model on the true inputs only ends elsewhere
+    with torch.no_grad():
+        assert not torch.allclose(model(x)[:, -1], got[:, -1])
+
+
+class Rotate(torch.nn.Module):
+    """Predicts a sine signal's next input, turning (sin a, cos a) by ``angle`` a step; no state."""
+
+    def __init__(self, angle: float):
+        super().__init__()
+        c, s = math.cos(angle), math.sin(angle)
+        self.m = torch.tensor([[c, s], [-s, c]])
+
+    def forward(self, x, elapsed=None):
+        return x @ self.m.T
+
+    def run(self, x, elapsed=None, state=None):
+        return self(x), state
+
+
+def test_a_perfect_forecaster_has_no_horizon_error_and_a_biased_one_the_expected_drift():
+    # one frequency (1 rad per time unit, dt 0.1): the signal turns by 0.1 a step
+    params = {"n_sequences": 6, "seq_len": 8, "freq_min": 1.0, "freq_max": 1.0, "target": "next"}
+    sets = evaluation_sets(params, [1.0], 3, 12, 6, seed=0)
+    split = Split.of({"x": sets["horizon_x"], "y": sets["horizon_y"]})
+    ctx = Context(test=split, train_x=split.x, train_y=split.y, train_t=None, task="regression_per_step", seq_len=8,
+                  seed=0, batch_size=4, train_batch=4, extra={"horizon": {0.0: split}})
+    grid = {"steps": 12, "n_sequences": 6}
+    perfect = horizon.rows(Rotate(0.1), ctx, grid)
+    assert [r["step"] for r in perfect] == list(range(13))
+    assert max(r["metric"] for r in perfect) < 1e-10
+    # turning by 0.1 + d: each output is off by d more than its input; the inputs fed back carry the
+    # error on, so step h (its h-th fed-back input) is off by (h + 1) d: squared error 1 - cos((h + 1) d)
+    d = 0.05
+    biased = {r["step"]: r["metric"] for r in horizon.rows(Rotate(0.1 + d), ctx, grid)}
+    assert biased[0] == pytest.approx(1 - math.cos(d), rel=1e-3)
+    for h in range(1, 13):
+        assert biased[h] == pytest.approx(1 - math.cos((h + 1) * d), rel=1e-3)
 
 
 def test_dropped_steps_sum_the_elapsed_time_of_the_gaps():
@@ -91,12 +206,20 @@ def test_dropped_steps_sum_the_elapsed_time_of_the_gaps():
 
 
 def test_shifted_sets_lie_outside_the_training_range():
-    sets = evaluation_sets({"n_sequences": 20, "seq_len": 16}, [1.0], 50, 6, 5, seed=3)
+    forecast = {"n_sequences": 20, "seq_len": 16, "target": "next"}
+    sets = evaluation_sets(forecast, [1.0], 50, 6, 5, seed=3)
     amp = np.abs(sets["shift0_x"]).max(axis=(1, 2))
     assert amp.max() > 1.2 and (amp <= 2.0 + 1e-5).all()
     assert sets["horizon_x"].shape == (5, 16 + 6, 2)
-    again = evaluation_sets({"n_sequences": 20, "seq_len": 16}, [1.0], 50, 6, 5, seed=3)
+    again = evaluation_sets(forecast, [1.0], 50, 6, 5, seed=3)
     assert all(np.array_equal(sets[k], again[k]) for k in sets)
+    # the targets follow the data set's rule: the next input (no noise here), amplitude included
+    for prefix in ("shift0", "horizon"):
+        np.testing.assert_allclose(sets[f"{prefix}_y"][:, :-1], sets[f"{prefix}_x"][:, 1:], atol=1e-6)
+    angle = evaluation_sets({"n_sequences": 20, "seq_len": 16}, [1.0], 50, None, 0, seed=3)
+    assert angle["shift0_y"].shape == (50, 16, 1) and "horizon_x" not in angle
+    with pytest.raises(ValueError, match="the horizon is closed-loop and needs a forecasting data set"):
+        evaluation_sets({"n_sequences": 20, "seq_len": 16}, [1.0], 50, 6, 5, seed=3)
     # frequencies: the shifted signal turns faster than the fastest training sequence
     turns = lambda x: np.abs(np.diff(np.unwrap(np.arctan2(x[..., 0], x[..., 1]), axis=1), axis=1)).mean(axis=1)
     assert turns(sets["shift0_x"]).min() >= SINE["freq_max"] * SINE["dt"] * (1 - 1e-4)
@@ -125,6 +248,8 @@ def test_activation_memory_counts_what_the_model_computed_once():
     ({**SETTINGS, "families": {"drop": {"levels": [0, 1.0]}}}, "level 1.0 is out of range"),
     ({**SETTINGS, "families": {"noise": {"levels": [-0.1]}}}, "evaluation.families.noise.levels: level -0.1"),
     ({**SETTINGS, "families": {"shift": {"levels": [0], "n_sequences": 3}}}, "shift levels must be > 0"),
+    ({**SETTINGS, "families": {"horizon": {**HORIZON, "datasets": []}}}, "a non-empty list of distinct data set"),
+    ({**SETTINGS, "families": {"horizon": {"steps": 3}}}, r"missing \['n_sequences'\].*\(datasets optional\)"),
 ])
 def test_bad_settings_are_errors_naming_them(settings, message):
     with pytest.raises(ValueError, match=message):
@@ -169,7 +294,7 @@ def test_changing_the_grid_retrains_nothing(workflow_copy):
     wd = workflow_copy
     study = ["--configfile", str(REPO / "tests/evaluate/study.yaml")]
     # targets first: --configfile and --config take every word after them
-    targets = [f"results/runs/sine/{m}/cpu/seed0/evaluation.json" for m in ("cfc", "gru")]
+    targets = [f"results/runs/sine_forecast/{m}/cpu/seed0/evaluation.json" for m in ("cfc", "gru")]
     snakemake(wd, *targets, "--cores", "2", *study)
     assert planned_jobs(snakemake(wd, *targets, "-n", *study).stdout) == []
     # a changed noise grid: the evaluation jobs again, nothing else

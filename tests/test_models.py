@@ -150,3 +150,21 @@ def test_checkpointed_chunks_give_the_same_outputs_and_gradients(spec):
 def test_bad_checkpoint_every_is_named():
     with pytest.raises(ValueError, match=r"model 'ltc': checkpoint_every must be a number of steps >= 0"):
         build_model({"type": "ltc", "units": 8, "checkpoint_every": -1}, 5, 2, "regression_per_step")
+
+
+@pytest.mark.parametrize("irregular", [False, True])
+@pytest.mark.parametrize("name", SPECS)
+def test_a_sequence_run_in_pieces_from_the_state_left_equals_one_run(name, irregular):
+    """SequenceModel.run (the evaluation stage's closed loop feeds predictions back with it): from the
+    state the first piece left, the second piece's outputs are those of one run over the whole."""
+    torch.manual_seed(0)
+    model = build_model(SPECS[name], n_features=3, n_outputs=2, task="regression_per_step", irregular=irregular)
+    x, elapsed = torch.randn(4, 9, 3), (torch.rand(4, 9) + 0.1 if irregular else None)
+    with torch.no_grad():
+        whole, last = model.run(x, elapsed)
+        first, state = model.run(x[:, :5], None if elapsed is None else elapsed[:, :5])
+        second, end = model.run(x[:, 5:], None if elapsed is None else elapsed[:, 5:], state)
+        torch.testing.assert_close(whole, model(x, elapsed))
+    torch.testing.assert_close(torch.cat([first, second], dim=1), whole, rtol=1e-5, atol=1e-6)
+    for a, b in zip(*(s if isinstance(s, tuple) else (s,) for s in (end, last))):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

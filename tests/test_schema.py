@@ -38,6 +38,16 @@ BAD_VALUES = [
      "config key 'datasets.sine.params.n_sequences': 'many' is not of type 'integer'"),
     ("datasets={sine: {params: {n_sequence: 40}}}",
      "config key 'datasets.sine.params': Additional properties are not allowed ('n_sequence' was unexpected)"),
+    ("datasets={sine: {params: {target: ahead}}}",
+     "config key 'datasets.sine.params.target': 'ahead' is not one of ['double_angle', 'next']"),
+    # the closed-loop horizon on a data set whose target is not the next input, before any job runs
+    ("evaluation={families: {horizon: {steps: 3, n_sequences: 4, datasets: [sine_forecast, sine]}}}",
+     "evaluation.families.horizon.datasets: data set 'sine' cannot take the closed-loop horizon, which needs a sine "
+     "data set whose target is the next input (params: {target: next}); its target is 'double_angle'"),
+    ("evaluation={families: {horizon: {steps: 3, n_sequences: 4, datasets: [traffic]}}}",
+     "data set 'traffic' cannot take the closed-loop horizon"),
+    ("evaluation={families: {horizon: {steps: 3, n_sequences: 4, datasets: [sien]}}}",
+     "config key 'evaluation.families.horizon.datasets' names 'sien', which is not defined under 'datasets'"),
     ("study={exclude: [{model: [ltc, cfc, lstm, gru, ltc_fast, cfc_fast]}]}",
      "config key 'study': it selects no run; its exclude removes every combination of datasets"),
     ("results={targets: {sien: 0.5}}",
@@ -149,12 +159,13 @@ def test_schema_and_package_agree_on_training_and_hardware_keys():
 
 def test_schema_and_package_agree_on_sine_parameters():
     from conftest import REPO
-    from liquidbench.data.sine import DEFAULTS
+    from liquidbench.data.sine import DEFAULTS, TARGETS
 
     defs = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())["$defs"]
     sine = next(c["then"]["properties"]["params"] for c in defs["dataset"]["allOf"]
                 if c["if"]["properties"]["kind"].get("const") == "sine")
     assert set(sine["properties"]) == set(DEFAULTS) and sine["additionalProperties"] is False
+    assert tuple(sine["properties"]["target"]["enum"]) == TARGETS and DEFAULTS["target"] in TARGETS
 
 
 def train_commands(stdout: str) -> dict[tuple[str, str], dict]:

@@ -56,3 +56,41 @@ def test_prepare_writes_splits_and_meta(tmp_path):
 def test_unknown_parameter_is_named():
     with pytest.raises(ValueError, match="n_seqs"):
         generate({"n_seqs": 5})
+
+
+def test_forecasting_target_is_the_next_clean_input_of_the_same_inputs():
+    params = {"n_sequences": 6, "seq_len": 10, "seed": 4, "noise_std": 0.1}
+    angle_task = generate(params)
+    forecast = generate({**params, "target": "next"})
+    # the inputs are those of the double-angle task, bit for bit; only the target differs
+    np.testing.assert_array_equal(forecast["x"], angle_task["x"])
+    assert forecast["y"].shape == (6, 10, 2)
+    clean = generate({**params, "noise_std": 0.0, "target": "next"})
+    # y_t is the clean input of step t + 1 (the last one a step beyond the sequence)
+    np.testing.assert_allclose(forecast["y"][:, :-1], clean["x"][:, 1:], atol=1e-6)
+    np.testing.assert_allclose(forecast["y"], clean["y"])
+    np.testing.assert_allclose(forecast["y"][..., 0] ** 2 + forecast["y"][..., 1] ** 2, 1.0, atol=1e-5)
+
+
+def test_target_is_recorded_and_checked(tmp_path):
+    meta = prepare({"n_sequences": 20, "seq_len": 8, "seed": 0, "target": "next"}, tmp_path)
+    assert meta["params"]["target"] == "next" and meta["n_outputs"] == 2
+    assert read_meta(tmp_path)["params"]["target"] == "next"
+    assert prepare({"n_sequences": 20, "seq_len": 8}, tmp_path / "default")["params"]["target"] == "double_angle"
+    with pytest.raises(ValueError, match=r"target 'ahead' is unknown, expected one of \['double_angle', 'next'\]"):
+        generate({"target": "ahead"})
+    with pytest.raises(ValueError, match="target 'next' needs regular sampling"):
+        generate({"target": "next", "irregular": True})
+
+
+def test_data_prepared_before_the_target_existed_are_double_angle_data(tmp_path):
+    from liquidbench.cli import check_prepared
+
+    params = {"n_sequences": 20, "seq_len": 8, "seed": 0}
+    prepare(params, tmp_path)
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    del meta["params"]["target"]  # as meta.json recorded the parameters before `target`
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    check_prepared(tmp_path, "sine", {"kind": "sine", "params": params}, "study.yaml")
+    with pytest.raises(ValueError, match="target: 'next' in study.yaml, '\\(not recorded\\)'"):
+        check_prepared(tmp_path, "sine", {"kind": "sine", "params": {**params, "target": "next"}}, "study.yaml")

@@ -12,6 +12,8 @@ from liquidbench.results.registry import SETTINGS, TABLES, figure_inputs, figure
 from liquidbench.slurm import job_resources
 from liquidbench.study import check_names, check_not_empty, check_results_names, model_of, study_runs, training_of
 from liquidbench.train.settings import hardware_settings
+from liquidbench.data.sine import target as target_of_sine
+from liquidbench.evaluate.settings import horizon_applies
 
 check_names(config)  # names selected by the study are defined
 check_results_names(config)  # and those that results.targets and results.scaling_baselines name
@@ -377,16 +379,43 @@ EVALUATION = config.get("evaluation")
 EVALUATION_FILE = study_path("data/processed/{dataset}.evaluation.npz")
 
 
-def evaluation_sets_settings():
-    """What the sine task's evaluation sets depend on: the seed and the shift and horizon grids only,
-    so that a changed noise or drop grid prepares nothing again."""
-    families = {k: v for k, v in EVALUATION["families"].items() if k in ("shift", "horizon")}
+def sine_target(name):
+    """The target of data set `name` if it is a sine data set (liquidbench.data.sine), else None."""
+    entry = config["datasets"][name]
+    return target_of_sine(entry.get("params") or {}) if entry["kind"] == "sine" else None
+
+
+def horizon_datasets():
+    """The data sets the closed-loop horizon runs on (liquidbench.evaluate.settings.horizon_applies:
+    those `evaluation.families.horizon.datasets` lists, else every forecasting sine data set). A
+    listed data set that is not defined, or cannot take the horizon, fails here, before any job."""
+    grid = EVALUATION["families"].get("horizon") if EVALUATION else None
+    if not grid:
+        return set()
+    for name in grid.get("datasets", []):
+        if name not in config["datasets"]:
+            raise ValueError(
+                f"config key 'evaluation.families.horizon.datasets' names '{name}', which is not "
+                f"defined under 'datasets' (defined: {', '.join(sorted(config['datasets']))})"
+            )
+    return {name for name in config["datasets"] if horizon_applies(grid, name, sine_target(name))}
+
+
+HORIZON_DATASETS = horizon_datasets()
+
+
+def evaluation_sets_settings(dataset):
+    """What a sine data set's evaluation sets depend on: the seed, the shift grid, and the horizon
+    grid where the horizon runs on it; so that a changed noise or drop grid prepares nothing again."""
+    families = {k: v for k, v in EVALUATION["families"].items() if k == "shift"}
+    if dataset in HORIZON_DATASETS:
+        families["horizon"] = {k: v for k, v in EVALUATION["families"]["horizon"].items() if k != "datasets"}
     return as_json({**EVALUATION, "families": families})
 
 
 def evaluation_inputs(wildcards):
     """An evaluation job's inputs: the run's metrics and kept weights, its data set, and for a sine
-    data set with shift or horizon configured its evaluation sets."""
+    data set with shift configured, or the horizon running on it, its evaluation sets."""
     run = RUN_DIR.format(**wildcards)
     files = {"metrics": f"{run}/metrics.json", "weights": f"{run}/weights.pt", "data": dataset_files(wildcards.dataset)}
     if needs_evaluation_sets(wildcards.dataset):
@@ -395,8 +424,8 @@ def evaluation_inputs(wildcards):
 
 
 def needs_evaluation_sets(dataset):
-    families = EVALUATION["families"]
-    return config["datasets"][dataset]["kind"] == "sine" and ("shift" in families or "horizon" in families)
+    shift = "shift" in EVALUATION["families"]
+    return config["datasets"][dataset]["kind"] == "sine" and (shift or dataset in HORIZON_DATASETS)
 
 
 def evaluation_runs():

@@ -10,8 +10,9 @@ if EVALUATION:
         plot_evaluation,
 
     rule prepare_evaluation_sets:
-        """The sine task's extra test sets: a shifted distribution per shift level and long sequences
-        for the horizon, seeded by evaluation.seed (liquidbench.data.sine.evaluation_sets)."""
+        """The sine task's extra test sets: a shifted distribution per shift level and, for a
+        forecasting data set the horizon runs on, long sequences for the closed loop, seeded by
+        evaluation.seed (liquidbench.data.sine.evaluation_sets)."""
         output:
             EVALUATION_FILE,
         log:
@@ -20,7 +21,7 @@ if EVALUATION:
             dataset=datasets_of_kind("sine"),
         params:
             params=lambda w: as_json(config["datasets"][w.dataset].get("params", {})),
-            settings=evaluation_sets_settings(),
+            settings=lambda w: evaluation_sets_settings(w.dataset),
         shell:
             "liquidbench prepare-eval --params {params.params:q} --settings {params.settings:q} "
             "--out {output:q} > {log:q} 2>&1"

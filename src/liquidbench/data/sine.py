@@ -1,8 +1,18 @@
 """Synthetic sine-cosine data set, a generalisation of the ncps example.
 
 Each sequence has its own frequency ω and phase φ. Input per step ``[sin(ωt+φ), cos(ωt+φ)]``
-(plus Gaussian noise σ), target ``sin(2(ωt+φ))``. With ``irregular: true`` the gaps between
-steps are random (exponential, mean ``dt``) and are given to the model as elapsed time.
+(plus Gaussian noise σ). The target per step (``target``, one of ``TARGETS``):
+
+- ``double_angle`` (the default): ``sin(2(ωt+φ))``, the ncps example's task;
+- ``next``: the next step's input without its noise, ``[sin(ω(t+dt)+φ), cos(ω(t+dt)+φ)]``, a
+  forecasting task whose prediction can be fed back as the next input (the evaluation stage's
+  closed-loop horizon, liquidbench.evaluate.horizon). The clean next input is the target: the noise
+  of a step is not predictable from the steps before it. The inputs are those of ``double_angle``
+  with the same parameters, bit for bit.
+
+With ``irregular: true`` the gaps between steps are random (exponential, mean ``dt``) and are given
+to the model as elapsed time; ``next`` refuses it (the next input depends on a gap the model has not
+seen yet).
 """
 
 from __future__ import annotations
@@ -24,7 +34,19 @@ DEFAULTS = {
     "val_fraction": 0.15,
     "test_fraction": 0.15,
     "seed": 0,
+    "target": "double_angle",
 }
+TARGETS = ("double_angle", "next")
+NEXT = "next"  # the target that makes a sine data set a forecasting task
+
+
+def target(params: dict) -> str:
+    """The target of a sine data set of ``params`` (the default filled in), checked: an unknown one is
+    an error naming it and the allowed ones."""
+    value = {**DEFAULTS, **params}["target"]
+    if value not in TARGETS:
+        raise ValueError(f"sine data set: target {value!r} is unknown, expected one of {list(TARGETS)}")
+    return value
 
 
 def generate(params: dict) -> dict[str, np.ndarray]:
@@ -37,6 +59,10 @@ def generate(params: dict) -> dict[str, np.ndarray]:
         raise ValueError("sine data set: n_sequences must be >= 3 and seq_len >= 1")
     if not 0 < p["freq_min"] <= p["freq_max"]:
         raise ValueError("sine data set: expected 0 < freq_min <= freq_max")
+    forecast = target(params) == NEXT
+    if forecast and p["irregular"]:
+        raise ValueError("sine data set: target 'next' needs regular sampling (irregular: false): with irregular "
+                         "gaps the next input depends on a gap the model has not seen")
     rng = np.random.default_rng(p["seed"])
     n, steps = p["n_sequences"], p["seq_len"]
     omega = rng.uniform(p["freq_min"], p["freq_max"], size=(n, 1))
@@ -44,13 +70,14 @@ def generate(params: dict) -> dict[str, np.ndarray]:
     if p["irregular"]:
         gaps = rng.exponential(p["dt"], size=(n, steps)) + 1e-3 * p["dt"]
     else:
-        gaps = np.full((n, steps), p["dt"])
+        gaps = np.full((n, steps + int(forecast)), p["dt"])  # forecasting: one step more, for the last target
     t = np.cumsum(gaps, axis=1) - gaps[:, :1]
     angle = omega * t + phase
-    x = np.stack([np.sin(angle), np.cos(angle)], axis=-1)
+    clean = np.stack([np.sin(angle), np.cos(angle)], axis=-1)
+    x = clean[:, :steps]
     if p["noise_std"] > 0:
         x = x + rng.normal(0.0, p["noise_std"], size=x.shape)
-    y = np.sin(2 * angle)[..., None]
+    y = clean[:, 1:] if forecast else np.sin(2 * angle)[..., None]
     out = {"x": x.astype(np.float32), "y": y.astype(np.float32)}
     if p["irregular"]:
         out["t"] = gaps.astype(np.float32)
@@ -79,11 +106,16 @@ def evaluation_sets(params: dict, shift_levels: list[float], shift_n: int, horiz
 
     - shift level s (> 0): ``shift_n`` sequences with frequencies in [freq_max, freq_max (1 + s)]
       and amplitudes (inputs and target) in [1, 1 + s], the trained length;
-    - horizon: ``horizon_n`` sequences of the training distribution, ``horizon_steps`` steps longer.
+    - horizon (a forecasting data set only, ``target: next``): ``horizon_n`` sequences of the
+      training distribution, ``horizon_steps`` steps longer.
 
-    Seeded by ``seed`` (and the level), independent of the training data's seed.
+    Targets follow the data set's ``target``. Seeded by ``seed`` (and the level), independent of the
+    training data's seed.
     """
     p = {**DEFAULTS, **params}
+    if horizon_steps and target(params) != NEXT:
+        raise ValueError(f"sine evaluation sets: the horizon is closed-loop and needs a forecasting data set "
+                         f"(params target: {NEXT}), this one's target is {target(params)!r}")
     base = {k: v for k, v in params.items() if k not in ("val_fraction", "test_fraction")}
     out: dict[str, np.ndarray] = {"shift_levels": np.asarray(shift_levels, dtype=np.float64)}
     for i, level in enumerate(shift_levels):

@@ -489,3 +489,7 @@ class FastCfcCore(nn.Module):
 
     def forward(self, x: torch.Tensor, elapsed: torch.Tensor | None) -> torch.Tensor:
         return self.rnn(x, timespans=elapsed)[0]
+
+    def run(self, x: torch.Tensor, elapsed: torch.Tensor | None, state=None):
+        """(every step's output, the last state) from ``state`` (ncps's hx)."""
+        return self.rnn(x, hx=state, timespans=elapsed)

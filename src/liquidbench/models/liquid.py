@@ -56,8 +56,13 @@ class NcpCore(nn.Module):
         k = self.checkpoint_every
         if elapsed is None and k and x.shape[1] > k and self.training and torch.is_grad_enabled():
             return self._chunked(x, k)
+        return self.run(x, elapsed)[0]
+
+    def run(self, x: torch.Tensor, elapsed: torch.Tensor | None, state=None):
+        """(every step's output, the last state) from ``state`` (ncps's hx: h, or (h, c) with mixed
+        memory; None: zeros)."""
         if elapsed is None:
-            return self.rnn(x)[0]
+            return self.rnn(x, state)
         # ncps squeezes each step's timespans to shape (B,), which broadcasts against the (B, H)
         # state along the wrong axis. Drive the same cell step by step with (B, 1) gaps instead,
         # as ncps's own loop does for regular sampling. This uses ncps's private attributes
@@ -65,8 +70,11 @@ class NcpCore(nn.Module):
         # (constraints.txt): tests/test_models.py checks it against ncps's own loop, which with
         # gaps of 1 must give the same outputs; re-check when ncps is upgraded.
         rnn = self.rnn
-        h = x.new_zeros(x.shape[0], rnn.state_size)
-        c = x.new_zeros(x.shape[0], rnn.state_size) if rnn.use_mixed else None
+        if state is None:
+            h = x.new_zeros(x.shape[0], rnn.state_size)
+            c = x.new_zeros(x.shape[0], rnn.state_size) if rnn.use_mixed else None
+        else:
+            h, c = state if rnn.use_mixed else (state, None)
         fc = getattr(rnn, "fc", nn.Identity())
         outputs = []
         for t in range(x.shape[1]):
@@ -75,7 +83,7 @@ class NcpCore(nn.Module):
                 h, c = rnn.lstm(inputs, (h, c))
             out, h = rnn.rnn_cell(inputs, h, elapsed[:, t : t + 1])
             outputs.append(fc(out))
-        return torch.stack(outputs, dim=1)
+        return torch.stack(outputs, dim=1), ((h, c) if rnn.use_mixed else h)
 
     def _chunked(self, x: torch.Tensor, k: int) -> torch.Tensor:
         """The same sequence as one call, in chunks of k steps that keep only their boundary state."""

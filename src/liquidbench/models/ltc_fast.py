@@ -203,6 +203,10 @@ class FastLtcCore(nn.Module):
     def forward(self, x: torch.Tensor, elapsed: torch.Tensor | None) -> torch.Tensor:
         return self.rnn(x, timespans=elapsed)[0]
 
+    def run(self, x: torch.Tensor, elapsed: torch.Tensor | None, state=None):
+        """(every step's output, the last state) from ``state`` (ncps's hx)."""
+        return self.rnn(x, hx=state, timespans=elapsed)
+
 
 class LTC(ncps_torch.LTC):
     """ncps's ``LTC`` (1.0.1: the same constructor, defaults, parameters, state dict and initial

@@ -17,11 +17,15 @@ class TorchRNN(nn.Module):
         self.rnn = cls(n_in + int(irregular), hidden_size, num_layers=num_layers, batch_first=True)
 
     def forward(self, x: torch.Tensor, elapsed: torch.Tensor | None) -> torch.Tensor:
+        return self.run(x, elapsed)[0]
+
+    def run(self, x: torch.Tensor, elapsed: torch.Tensor | None, state=None):
+        """(every step's output, the last state) from ``state`` (torch's h0, or (h0, c0) for LSTM)."""
         if self.irregular:
             if elapsed is None:
                 raise ValueError("this model was built for irregular sampling and needs elapsed times")
             x = torch.cat([x, elapsed.unsqueeze(-1)], dim=-1)
-        return self.rnn(x)[0]
+        return self.rnn(x, state)
 
 
 def _build(cls, name, spec, n_features, n_outputs, task, irregular):

@@ -7,7 +7,8 @@ from torch import nn
 
 
 class SequenceModel(nn.Module):
-    """Wraps a recurrent core ``core(x, elapsed) -> (B, T, H)`` with a linear read-out.
+    """Wraps a recurrent core ``core(x, elapsed) -> (B, T, H)`` with a linear read-out. The core's
+    ``run(x, elapsed, state) -> ((B, T, H), state)`` does the same from a given state.
 
     Per-step tasks read out every step; ``classification_per_sequence`` reads out the last step.
     """
@@ -23,6 +24,17 @@ class SequenceModel(nn.Module):
         if self.task == "classification_per_sequence":
             h = h[:, -1]
         return self.readout(h)
+
+    def run(self, x: torch.Tensor, elapsed: torch.Tensor | None = None, state=None):
+        """``forward`` from a recurrent state (None: the zero state forward starts from), returning the
+        outputs and the state after the last step: a sequence run in pieces, each from the state the
+        one before left, gives the outputs of one run over the whole sequence. The evaluation
+        stage's closed loop (liquidbench.evaluate.horizon) feeds predictions back this way. The state
+        is the core's own: a tensor, or a tuple for LSTM and mixed memory."""
+        h, state = self.core.run(x, elapsed, state)
+        if self.task == "classification_per_sequence":
+            h = h[:, -1]
+        return self.readout(h), state
 
 
 def count_parameters(model: nn.Module) -> int:

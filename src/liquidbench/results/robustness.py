@@ -5,8 +5,9 @@
 run x family x level (``evaluation.csv``) and one row per run with its memory figures
 (``evaluation_runs.csv``). A run's *degradation* at a level is its metric's change from its own
 clean test metric, relative to it, signed so that positive is worse: (m - clean) / clean for MSE,
-(clean - m) / clean for accuracy. For the horizon, a run's figure at level H is the mean squared
-error over horizon steps 1..H.
+(clean - m) / clean for accuracy. For the horizon (closed-loop, on forecasting sine data sets:
+liquidbench.evaluate.horizon), a run's figure at level H is the mean squared error over horizon
+steps 1..H.
 
 Claims: each comparison (estimate, 95 % interval, n per side, null value) is decided by the
 study's one rule (results/verdicts.py, as every claim of the claims table): a row's verdict is
@@ -91,7 +92,7 @@ def build_robustness(evaluation: pd.DataFrame) -> tuple:
                         for r in raw.to_dict("records")],
     })
     notes = ("mean [95 % t interval] over seeds; degradation: change from the run's clean test metric, relative "
-             "to it, positive = worse; horizon H: mean squared error over horizon steps 1..H")
+             "to it, positive = worse; horizon H: mean squared error over closed-loop horizon steps 1..H")
     return raw, display, notes
 
 
@@ -205,7 +206,7 @@ def comparisons(evaluation: pd.DataFrame, evaluation_runs: pd.DataFrame, model_t
     for (ds, hw), g in (hz.groupby(["dataset", "hardware"]) if len(hz) else []):
         for c in _groups(types, g, ("cfc",)):
             for r in _groups(types, g, ("gru",)):
-                add("horizon_cfc_gru", f"{ds}/{hw} {c} / {r} horizon MSE",
+                add("horizon_cfc_gru", f"{ds}/{hw} {c} / {r} closed-loop horizon MSE",
                     log_ratio(g[g["model"] == c]["metric"], g[g["model"] == r]["metric"]))
     # parameters: each liquid model against each baseline, per data set
     er = evaluation_runs
@@ -238,8 +239,9 @@ RULES = {
     "noise_robust": "per data set x hardware at the largest noise level: mean relative degradation of the LTC and "
                     "CfC runs minus that of the LSTM and GRU runs, 95 % t interval; true when it lies below 0",
     "shift_robust": "per sine data set x hardware at the largest shift level: as noise_robust",
-    "horizon_cfc_gru": "per data set x hardware, each CfC against each GRU model: ratio of geometric mean horizon "
-                       "MSE (steps 1..H), log-scale 95 % interval; true when it lies below 1",
+    "horizon_cfc_gru": "per forecasting sine data set x hardware, each CfC against each GRU model: ratio of "
+                       "geometric mean closed-loop horizon MSE (steps 1..H, each prediction fed back as the next "
+                       "input), log-scale 95 % interval; true when it lies below 1",
     "fewer_params": "per data set x hardware, each LTC/CfC against each LSTM/GRU model: parameter ratio; true "
                     "when it lies below 1",
 }
@@ -289,21 +291,21 @@ def family_figure(family: str):
 
 
 def horizon_curves(evaluation: pd.DataFrame, stem) -> list[Path]:
-    """Squared error per horizon step, one line per model with its 95 % band."""
+    """Closed-loop squared error per horizon step, one line per model with its 95 % band."""
     from .figures import _figure, no_data, save
 
     hz = evaluation[(evaluation["family"] == "horizon") & (evaluation["level"] > 0)] if len(evaluation) else evaluation
     datasets = sorted(hz["dataset"].unique()) if len(hz) else []
     fig, axes = _figure(len(datasets) or 1, 1)
     if not datasets:
-        no_data(axes[0][0], "no horizon evaluation in this study (sine data sets only)")
+        no_data(axes[0][0], "no horizon evaluation in this study (forecasting sine data sets only)")
     for ax, ds in zip(axes[:, 0], datasets):
         for (model, hw), m in hz[hz["dataset"] == ds].groupby(["model", "hardware"]):
             stats = [(s, describe(x["metric"], bounds=BOUNDS["mse"])) for s, x in m.groupby("step")]
             steps = [s[0] for s in stats]
             ax.plot(steps, [s[1]["mean"] for s in stats], label=f"{model} ({hw})")
             ax.fill_between(steps, [s[1]["ci_low"] for s in stats], [s[1]["ci_high"] for s in stats], alpha=0.2)
-        ax.set_title(f"{ds}: squared error past the trained length")
+        ax.set_title(f"{ds}: closed-loop squared error past the trained length")
         ax.set_xlabel("horizon step")
         ax.set_ylabel("mse")
         ax.legend()
