@@ -46,9 +46,9 @@ def test_every_optimizer_impl_trains_alike(spec):
                            trained(spec, "default", steps=1)["params"][next(iter(ref["params"]))])
 
 
-def test_the_setting_is_checked_and_its_default_is_torchs_choice():
-    assert TRAINING_DEFAULTS["optimizer_impl"] == "default"
-    assert training_settings({})["optimizer_impl"] == "default"
+def test_the_setting_is_checked_and_its_default_is_fused_adam():
+    assert TRAINING_DEFAULTS["optimizer_impl"] == "fused"
+    assert training_settings({})["optimizer_impl"] == "fused"
     with pytest.raises(ValueError, match=r"training: optimizer_impl must be one of \['default', 'foreach', "
                                          r"'fused'\], got 'fast'"):
         training_settings({"optimizer_impl": "fast"})
@@ -72,9 +72,10 @@ def test_metrics_and_provenance_record_the_optimizer_impl(tmp_path):
     assert provenance(runs).iloc[0]["Adam and clipping"] == "default, fused"
 
 
-def test_a_checkpoint_from_before_the_setting_resumes_at_its_default():
-    """At ``default`` the run's fingerprint is the one it had before ``optimizer_impl`` existed (its
-    checkpoints resume); another value is another run."""
+def test_a_checkpoint_from_before_the_setting_resumes_only_under_torchs_default_adam():
+    """At ``default`` (the Adam every run used before ``optimizer_impl`` existed) the run's
+    fingerprint is the one it had then (its checkpoints resume); another value, the study's default
+    ``fused`` included, is another run."""
     spec = RunSpec(dataset="sine", model="gru", hardware="cpu", seed=0, data_dir="d", out_dir="o",
                    model_spec={"type": "gru", "hidden_size": 4})
     before = {k: v for k, v in TRAINING_DEFAULTS.items() if k != "optimizer_impl"}

@@ -52,7 +52,7 @@ from .metrics import RunFacts, build_metrics, history_csv
 from .numerics import numerics
 from .optim import adam, clip_gradients
 from .numerics import state as numerics_state
-from .settings import TRAINING_DEFAULTS, hardware_settings, training_settings
+from .settings import hardware_settings, training_settings
 from .state import TrainState
 from .tasks import loss_fn, metric_terms
 from .timing import StepTimer
@@ -368,10 +368,10 @@ def resume(out_dir: Path, fingerprint: str, ctrl: Control, model, opt, sched, pl
 
 def run_fingerprint(spec: RunSpec, p: dict, hw: dict, world: int, meta: dict) -> str:
     """What a checkpoint must match to be resumed from (not the timeout or telemetry interval).
-    ``optimizer_impl`` joined the training settings after checkpoints existed: at its default it is
-    left out, so that a checkpoint written before it still resumes (the same computation)."""
-    train = {k: v for k, v in p.items()
-             if not (k == "optimizer_impl" and v == TRAINING_DEFAULTS["optimizer_impl"])}
+    ``optimizer_impl`` joined the training settings after checkpoints existed, which all ran torch's
+    ``default`` Adam: at ``default`` it is left out, so that such a checkpoint still resumes (the
+    same computation), and under any other value it does not."""
+    train = {k: v for k, v in p.items() if not (k == "optimizer_impl" and v == "default")}
     return ckpt.fingerprint(
         dataset=spec.dataset, model=spec.model, hardware=spec.hardware, seed=spec.seed, model_spec=spec.model_spec,
         train_params=train, hardware_spec={k: v for k, v in hw.items() if k not in ("timeout_s", "telemetry_interval_s")},
