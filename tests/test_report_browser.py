@@ -110,7 +110,7 @@ def test_report_opens_in_chromium_with_the_answers_first(smoke_run, tmp_path):
     assert seen["landing_headers"][:5] == ["data set", "hardware", "test metric", "fastest (train time [s])",
                                            "most accurate (test metric)"]
     assert 0 <= seen["headline_top"] < 900, seen["headline_top"]  # on the first screen, not cut off above it
-    assert seen["landing_rows"] == 5  # sine on cpu and ddp-cpu-2, traffic, har, har_inertial on cpu
+    assert seen["landing_rows"] == 6  # sine on cpu and ddp-cpu-2; sine_forecast, traffic, har, har_inertial on cpu
     claims = {line.split(":")[0]: line for line in seen["landing_claims"]}
     assert "CfC trains faster than LTC" in claims and "DDP reduces training time" in claims
     assert all(any(v in line for v in ("true", "false", "not significant at 95 %", "undecidable"))
