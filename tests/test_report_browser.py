@@ -6,10 +6,12 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import missing_part, snakemake
 
@@ -100,6 +102,16 @@ def open_report(workdir: Path, tmp: Path) -> dict:
     return json.loads(text.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"))
 
 
+def png_size(path: Path) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk (bytes 16..24, big-endian)."""
+    return struct.unpack(">II", path.read_bytes()[16:24])
+
+
+def smoke_datasets(workdir: Path) -> list[str]:
+    """The data sets the smoke study ran (its study section: one row of panels each in train_time)."""
+    return yaml.safe_load((workdir / ".test/config/config.yaml").read_text())["study"]["datasets"]
+
+
 def test_report_opens_in_chromium_with_the_answers_first(smoke_run, tmp_path):
     chromium()
     if not (smoke_run / "results/report.html").exists():
@@ -119,8 +131,11 @@ def test_report_opens_in_chromium_with_the_answers_first(smoke_run, tmp_path):
     src = seen["table_src"]
     assert src and src.startswith("data:text/html")
     assert "<table>" in base64.b64decode(src.split("base64,", 1)[1]).decode()
-    # a figure opens as an image of the size it was drawn at
+    # a figure opens as an image of the size it was drawn at: train_time.png's own pixels, one row
+    # of panels per data set of the study
     from liquidbench.results.figures import size_px
 
-    assert seen["figure"] == {"width": size_px(4)[0], "height": size_px(4)[1]}
+    width, height = png_size(smoke_run / "results/figures/train_time.png")
+    assert seen["figure"] == {"width": width, "height": height}
+    assert (width, height) == size_px(len(smoke_datasets(smoke_run)))
     assert (tmp_path / "landing.png").stat().st_size > 10_000

@@ -33,6 +33,7 @@ from liquidbench.slurm import job_resources
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 CONF = Path("/etc/slurm/slurm.conf")
 MARK = "# liquidbench test cluster"
+NETNS = ("liquidbench-n1", "liquidbench-n2")  # the nodes' network namespaces (cluster.sh)
 NODES = ("lbnode1", "lbnode2")
 SITE_VARS = ("LIQUIDBENCH_SLURM_ACCOUNT", "LIQUIDBENCH_SLURM_PARTITION", "LIQUIDBENCH_SLURM_QOS")
 # Test-cluster settings for the plugin (not in the user's profile): squeue instead of sacct (no
@@ -357,11 +358,13 @@ def namespaces() -> set[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", ["foreign-conf", "daemon-fails"])
+@pytest.mark.parametrize("how", ["foreign-conf", "daemon-fails", "dead-cluster-left"])
 def test_refused_or_failed_start_leaves_nothing_behind(tmp_path, how):
     """A start refused before anything runs (a slurm.conf not written by the script) or failing
     half-way (slurmctld rejects its configuration after munged, the namespaces and the conf exist)
-    stops what it started: no daemon, namespace or configuration is left."""
+    stops what it started: no daemon, namespace or configuration is left. A cluster that died
+    without `stop` (its test session was killed) does not block the next start: its state directory
+    says what it left, and `start` removes that first."""
     require_cluster()
     # Runs before the module's cluster exists (file order): every daemon now is someone else's.
     before, ns_before = daemon_pids("munged", "slurmctld", "slurmd"), namespaces()
@@ -373,6 +376,21 @@ def test_refused_or_failed_start_leaves_nothing_behind(tmp_path, how):
         CONF.write_text("ClusterName=somewhere_else\n")
     else:
         env["LIQUIDBENCH_SLURM_NODE_CPUS"] = "not-a-number"
+    if how == "dead-cluster-left":
+        if run_dir_before or ns_before & set(NETNS):
+            pytest.skip(f"{run_dir} or a liquidbench-n* namespace exists already: 'tests/slurm/cluster.sh stop' first")
+        # what a killed test session leaves: the namespaces, $RUN naming its state directory, and
+        # that directory's records, with a slurmctld pid that is no longer alive
+        dead_state = tmp_path / "dead"
+        dead_state.mkdir()
+        for ns in NETNS:
+            subprocess.run(["ip", "netns", "add", ns], check=True)
+        (dead_state / "netns").write_text("".join(f"{ns}\n" for ns in NETNS))
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        (dead_state / "slurmctld.pid").write_text(f"{gone.pid}\n")
+        run_dir.mkdir()
+        (run_dir / "state").write_text(f"{dead_state}\n")
     state = tmp_path / "state"
     try:
         proc = cluster("start", str(state), env=env)
@@ -390,6 +408,9 @@ def test_refused_or_failed_start_leaves_nothing_behind(tmp_path, how):
         assert failed and "stopping what it started" in out, out
         assert "not-a-number" in (state / f"{failed.group(1)}.out").read_text()
         assert not CONF.exists()
+    if how == "dead-cluster-left":
+        assert f"clearing a dead test cluster (no daemon of it alive) left in {tmp_path / 'dead'}" in out, out
+        assert not (tmp_path / "dead" / "netns").exists()
     assert daemon_pids("munged", "slurmctld", "slurmd") == before, out
     assert namespaces() == ns_before
     assert not list(state.glob("*.pid")) if state.exists() else True

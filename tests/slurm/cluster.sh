@@ -156,6 +156,23 @@ EOF
     touch "$STATE/conf.ours"
 }
 
+# A test cluster whose daemons all died without `stop` (its test session or the machine was killed)
+# leaves its namespaces, slurm.conf and $RUN behind, and they would refuse every later start. Its
+# state directory, named in $RUN/state, records exactly what it made: remove that, as `stop` would.
+# Nothing is cleared while any daemon it recorded is still alive.
+clear_dead() {
+    [[ -f $RUN/state ]] || return 0
+    local old name
+    old=$(cat "$RUN/state")
+    [[ -d $old ]] || return 0
+    for name in slurmctld slurmd-1 slurmd-2; do
+        ! pid_alive "$old/$name.pid" || return 0
+    done
+    [[ -f $old/netns || -f $old/conf.ours || -f $old/munged.ours ]] || return 0
+    echo "cluster.sh: clearing a dead test cluster (no daemon of it alive) left in $old"
+    (STATE=$old; stop >/dev/null)
+}
+
 start() {
     need
     if pid_alive "$STATE/slurmctld.pid" && pid_alive "$STATE/slurmd-1.pid" && pid_alive "$STATE/slurmd-2.pid"; then
@@ -169,9 +186,10 @@ start() {
     if [[ -f $CONF ]] && ! grep -qF "$MARK" "$CONF"; then
         die "$CONF exists and was not written by this script; not touching a real cluster's configuration"
     fi
+    clear_dead
     local ns
     for ns in "${NETNS[@]}"; do
-        [[ ! -e /run/netns/$ns ]] || die "network namespace $ns exists already (another test cluster? 'cluster.sh stop' with its state directory)"
+        [[ ! -e /run/netns/$ns ]] || die "network namespace $ns exists already and no dead test cluster's state directory names it (another test cluster? 'cluster.sh stop STATE_DIR' for a running one; 'ip netns del $ns' if nothing uses it)"
     done
     install -d -m 0755 "$STATE" "$RUN"
     STATE=$(cd "$STATE" && pwd)
