@@ -9,7 +9,7 @@ import torch
 
 from conftest import missing_part
 from liquidbench.data.sine import generate
-from liquidbench.models import build_model
+from liquidbench.models import build_model, paths
 from liquidbench.models.cfc_fast import FastCfcCore
 from liquidbench.models.liquid import NcpCore
 from liquidbench.models.ltc_fast import FastLtcCore
@@ -254,6 +254,41 @@ def test_cfc_kernel_runs_every_backbone_cfc_without_mixed_memory_or_dropout(monk
     fast.eval()  # dropout is off in evaluation: the compiled path again
     fast(torch.randn(2, 4, 3))
     assert calls == ["default"]
+
+
+def saturated(spec: dict, changes: dict, seed: int = 0):
+    """ncps's model and the fast one with the same weights, ``changes`` (name -> function of the
+    tensor) applied to both."""
+    ref, fast = pair(spec, 3, 1, seed=seed)
+    weights = ref.state_dict()
+    torch.manual_seed(seed)
+    weights.update({name: change(weights[name]) for name, change in changes.items()})
+    ref.load_state_dict(weights)
+    fast.load_state_dict(weights)
+    return ref, fast
+
+
+def test_sigmoids_far_in_their_lower_tail_stay_finite_and_equal_ncps():
+    """A sigmoid whose input is below -88.7, where expf overflows to infinity, is 0 in ncps. The
+    compiled kernels are built with -ffast-math, under which gcc divides by a reciprocal estimate
+    refined by a Newton step: 1 / (1 + inf) gave NaN there, not 0. A fast LTC trained on traffic
+    reached it (sigma above 16) and its loss turned NaN (docs/measurements.md, issue 24). LTC
+    synapses with sigma 60 and mu in [-3, 3], and CfC gates with biases of -200 and +200, give
+    ncps's outputs and gradients, all finite, on the compiled path."""
+    require_c_compiler()
+    paths.reset()
+    ltc = saturated({"type": "ltc", "units": 8, "ode_unfolds": 6},
+                    {"core.rnn.rnn_cell.sigma": lambda t: torch.full_like(t, 60.0),
+                     "core.rnn.rnn_cell.mu": lambda t: torch.rand_like(t) * 6 - 3})
+    cfc = saturated({"type": "cfc", "units": 8, "backbone_units": 8},
+                    {"core.rnn.rnn_cell.time_b.bias": lambda t: torch.tensor([-200.0, 200.0]).repeat(4)})
+    x = torch.randn(4, 10, 3)
+    for ref, fast in (ltc, cfc):
+        for elapsed in (None, torch.rand(4, 10) * 2 + 0.1):
+            out, g = grads(fast, x, elapsed, torch.ones(4, 10, 1))
+            assert torch.isfinite(out).all() and all(torch.isfinite(t).all() for t in g.values())
+            assert_equal_outputs_and_gradients(ref, fast, x, elapsed)
+    assert paths.taken() == "cfc: compiled; ltc: compiled"
 
 
 @pytest.mark.parametrize("name", ["ltc_kernel", "cfc_kernel"])

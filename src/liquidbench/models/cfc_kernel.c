@@ -34,7 +34,11 @@
 typedef float v8 __attribute__((vector_size(32)));
 typedef float v8u __attribute__((vector_size(32), aligned(4), may_alias)); /* unaligned loads, stores */
 
-static inline float sigm(float x) { return 1.f / (1.f + expf(-x)); }
+/* sigmoid(x), finite for every finite x. The exponent is capped at 80 (expf(80) = 5.5e34; the result
+   is then 1.8e-35 where the exact one is below it, a difference no float32 sum of these terms sees):
+   under -ffast-math, gcc divides by a reciprocal estimate refined by a Newton step, which gives NaN,
+   not 0, for the infinite divisor that expf(-x) overflows to at x < -88.7. */
+static inline float sigm(float x) { return 1.f / (1.f + expf(fminf(-x, 80.f))); }
 static inline float sgn(float x) { return (float)((x > 0.f) - (x < 0.f)); }
 
 /* out[r, n] = bias[r * sb + n] (0 if bias is NULL) + sum_m x[r * sx + m] * wt[m * sw + n] for NR rows and

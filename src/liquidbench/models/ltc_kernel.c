@@ -17,9 +17,14 @@
 #include <string.h>
 #define R restrict
 
-/* s[i] = sigmoid(sj[i] * v[i] + nj[i]): one post-synaptic neuron's synapse activations. */
+/* s[i] = sigmoid(sj[i] * v[i] + nj[i]): one post-synaptic neuron's synapse activations. The exponent
+   is capped at 80 (expf(80) = 5.5e34; s is then 1.8e-35 where the exact value is below it, which no
+   float32 sum of these terms sees): under -ffast-math, gcc divides by a reciprocal estimate refined
+   by a Newton step, which gives NaN, not 0, for the infinite divisor that expf overflows to at
+   sigma (v - mu) < -88.7. A trained LTC reaches that (sigma above 16 and |v - mu| above 5 on the
+   traffic data set), and the NaN then ended training. */
 static inline void activations(int U, const float *R sj, const float *R nj, const float *R v, float *R s) {
-    for (int i = 0; i < U; i++) s[i] = 1.f / (1.f + expf(-(sj[i] * v[i] + nj[i])));
+    for (int i = 0; i < U; i++) s[i] = 1.f / (1.f + expf(fminf(-(sj[i] * v[i] + nj[i]), 80.f)));
 }
 
 /* s = sigmoid(sig[j,i] * v[b,i] + nsm[j,i]) for post-synaptic j and pre-synaptic i; sig, nsm, we, w are
