@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 # On x86-64, 256-bit vectors even where the compiler's tuning for the CPU prefers 128 (-march=native
 # on AMD Zen 1 VMs): measured 20 % less time in the LTC step and its backward on such a machine. The
 # option is x86-only: elsewhere (e.g. aarch64 nodes) it would fail the build.
+# -ffast-math assumes no infinity or NaN ever occurs: a kernel must keep every intermediate finite
+# (a division by an overflowed expf gave NaN, not 0: the sigmoids cap their exponent).
 _X86 = platform.machine().lower() in ("x86_64", "amd64")
 FLAGS = ["-O3", "-march=native", *(["-mprefer-vector-width=256"] if _X86 else []), "-ffast-math", "-fPIC", "-shared"]
 
