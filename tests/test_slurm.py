@@ -366,6 +366,11 @@ def test_refused_or_failed_start_leaves_nothing_behind(tmp_path, how):
     without `stop` (its test session was killed) does not block the next start: its state directory
     says what it left, and `start` removes that first."""
     require_cluster()
+    if how != "dead-cluster-left":
+        # what a killed earlier session left would be cleared by the start below: clear it first,
+        # so that "before" is what the start must leave as it found
+        cleared = cluster("clear-dead")
+        assert cleared.returncode == 0, cleared.stdout + cleared.stderr
     # Runs before the module's cluster exists (file order): every daemon now is someone else's.
     before, ns_before = daemon_pids("munged", "slurmctld", "slurmd"), namespaces()
     run_dir = Path("/run/liquidbench-slurm")

@@ -8,6 +8,8 @@
 #   tests/slurm/cluster.sh exec CMD [ARG...]   run CMD on the login node (lbnode1), e.g.
 #                                              `cluster.sh exec snakemake --profile profiles/slurm ...`
 #   tests/slurm/cluster.sh status
+#   tests/slurm/cluster.sh clear-dead          remove what a test cluster whose daemons all died left
+#                                              (`start` does it first too)
 #
 # Each node is a network namespace (liquidbench-n1, liquidbench-n2) joined by a veth pair with the
 # addresses 10.231.14.1 and 10.231.14.2 (in those namespaces only: the machine's own network is not
@@ -277,5 +279,6 @@ case "${1:-}" in
     stop) STATE=${2:-$STATE}; stop ;;
     exec) shift; [[ $# -gt 0 ]] || die "usage: $0 exec CMD [ARG...]"; on_node 0 "$@" ;;
     status) on_login sinfo -N; on_login squeue ;;
-    *) die "usage: $0 start|stop [STATE_DIR] | exec CMD [ARG...] | status" ;;
+    clear-dead) need; clear_dead ;;
+    *) die "usage: $0 start|stop [STATE_DIR] | exec CMD [ARG...] | status | clear-dead" ;;
 esac
