@@ -147,8 +147,11 @@ def test_export_writes_a_self_describing_folder(study):
     from liquidbench.io import sha256_file
 
     assert info["files"]["tables/summary.csv"] == sha256_file(reference / "tables/summary.csv")
+    from liquidbench.envinfo import git_commit
+
+    assert info["exported"]["commit"] == git_commit()  # the code that made the tables
     readme = (reference / "README.md").read_text()
-    for text in ("# Reference results: first", "`snakemake --cores 2 --configfile config/first.yaml`", "a" * 40,
+    for text in ("# Reference results: first", f"(commit {git_commit()})", "`snakemake --cores 2 --configfile config/first.yaml`", "a" * 40,
                  "torch 2.5.1", "| cpu | cpu | not recorded | Test CPU 3000 | 1 | 1 | node1 |",
                  "liquidbench compare reference/first RESULTS", "| sine | ltc | cpu |"):
         assert text in readme, text
@@ -293,6 +296,11 @@ def spoil_reference(kind, reference):
     elif kind == "no format":
         path = reference / "tables/provenance.csv"
         pd.read_csv(path).drop(columns="table_format").to_csv(path, index=False)
+    elif kind == "edited table":
+        path = reference / "tables/summary.csv"
+        table = pd.read_csv(path)
+        table.loc[0, "test_metric_mean"] *= 0.5
+        table.to_csv(path, index=False)
     elif kind == "missing table":
         (reference / "tables/summary.csv").unlink()
     elif kind == "no tables":
@@ -306,6 +314,8 @@ def spoil_reference(kind, reference):
     ("reference format", "reference.json: format 2, expected 1"),
     ("table format", "tables/summary.csv: table format 2, expected 1"),
     ("no format", "tables/provenance.csv: no table_format column, expected table format 1"),
+    ("edited table", "tables/summary.csv is not the file it was exported with (its sha256 differs from "
+                     "reference.json's)"),
     ("missing table", "table tables/summary.csv is missing; expected the summary table of a finished study"),
     ("no tables", "not a results folder or a reference folder; expected tables/"),
     ("not a folder", "not a folder; expected a results folder"),

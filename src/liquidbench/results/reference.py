@@ -44,6 +44,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import __version__
+from ..envinfo import git_commit
 from ..io import read_json, sha256_file, umask, write_json, write_text
 from .registry import TABLES
 from .stats import difference, estimate_of, mean_of, ratio
@@ -162,6 +163,18 @@ class Side:
     machines: dict = field(default_factory=dict)  # hardware -> provenance row
 
 
+def _check_recorded(folder: Path, info: dict, role: str) -> None:
+    """A reference's compared tables are the files it was exported with: their sha256 as
+    reference.json records them (an edited or damaged reference would be compared as if it were the
+    published one)."""
+    recorded = info.get("files") or {}
+    for name in COMPARED_TABLES:
+        rel = f"tables/{name}.csv"
+        if rel in recorded and sha256_file(folder / rel) != recorded[rel]:
+            raise ValueError(f"{role} {folder}: {rel} is not the file it was exported with (its sha256 differs "
+                             f"from {REFERENCE_FILE}'s); restore it from version control or export the reference again")
+
+
 def load_side(folder: str | Path, role: str) -> Side:
     """A side read and checked (side_files, read_table); one line naming the problem otherwise."""
     folder = Path(folder)
@@ -176,6 +189,7 @@ def load_side(folder: str | Path, role: str) -> Side:
     if "hardware" not in provenance:
         raise ValueError(f"{role} table {folder / 'tables/provenance.csv'}: no hardware column; expected a "
                          "provenance table (liquidbench provenance)")
+    _check_recorded(folder, info, role)
     rows = {tuple(r[k] for k in KEY): r for r in summary.to_dict("records")}
     machines = {r["hardware"]: r for r in provenance.to_dict("records")}
     return Side(role, folder, info, summary, provenance, rows, machines)
@@ -482,7 +496,10 @@ def export(results: str | Path, dest: str | Path, command: str | None = None) ->
     info = {
         "format": FORMAT, "table_format": TABLE_FORMAT, "name": dest.name, "command": command,
         "source": str(results),
-        "exported": {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "by": f"liquidbench {__version__}"},
+        # the code that exports is the code that made the tables (the workflow's aggregate rules),
+        # which may be later than the commits the runs were trained at
+        "exported": {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "by": f"liquidbench {__version__}",
+                     "commit": git_commit()},
         **describe_runs(runs),
     }
     made = [p for p in [dest.parent, *dest.parent.parents] if not p.exists()]
@@ -521,11 +538,12 @@ def readme(info: dict, folder: Path) -> str:
         f"(format {info['format']}, table format {info['table_format']}); `{REFERENCE_FILE}` holds the same "
         "facts and every file's sha256.", "",
         f"- Command: `{info['command']}`" if info.get("command") else "- Command: not given",
-        f"- Commit: {_listing(info['commits'])}",
+        f"- Commits the runs were trained at: {_listing(info['commits'])}",
         "- Versions: " + "; ".join(f"{k} {_listing(v)}" for k, v in info["versions"].items()),
         f"- Study: data sets {_listing(study['datasets'])}; models {_listing(study['models'])}; hardware "
         f"{_listing(study['hardware'])}; seeds {_listing(study['seeds'])}; {study['runs']} runs, every one ok",
-        f"- Exported from `{info['source']}` at {info['exported']['at']} by {info['exported']['by']}",
+        f"- Exported from `{info['source']}` at {info['exported']['at']} by {info['exported']['by']} "
+        f"(commit {info['exported'].get('commit', 'not recorded')})",
         "", "## Machines", "",
         "| hardware | device | device name | CPU | threads | world size | hosts |", "|---|---|---|---|---|---|---|",
     ]
