@@ -84,6 +84,7 @@ PROVENANCE = {"liquidbench": "liquidbench", "commit": "commit", "python": "pytho
               "cuda": "cuda", "CPU": "cpu", "device": "device", "device name": "device_name", "threads": "threads",
               "world size": "world_size"}
 KEY = ["dataset", "model", "hardware"]
+VERSIONS = ("liquidbench", "python", "torch", "ncps", "numpy", "cuda")  # recorded in reference.json, in this order
 SUMMARY_COLUMNS = [*KEY, "runs", "metric_name", "n_params",
                    *(f"{m}_{f}" for m in ("test_metric", "train_time_s")
                      for f in ("n", "mean", "std", "gmean", "gsd", "ci_low", "ci_high"))]
@@ -421,7 +422,7 @@ def describe_runs(runs: pd.DataFrame) -> dict:
         }
     return {
         "commits": _distinct(col("env.git_commit")),
-        "versions": {k: _distinct(col(f"env.{k}")) for k in ("liquidbench", "python", "torch", "ncps", "numpy", "cuda")},
+        "versions": {k: _distinct(col(f"env.{k}")) for k in VERSIONS},
         "machines": machines,
         "study": {"datasets": _distinct(col("dataset")), "models": _distinct(col("model")),
                   "hardware": _distinct(col("hardware")), "seeds": sorted(_distinct(col("seed"))), "runs": len(runs)},
@@ -539,7 +540,9 @@ def readme(info: dict, folder: Path) -> str:
         "facts and every file's sha256.", "",
         f"- Command: `{info['command']}`" if info.get("command") else "- Command: not given",
         f"- Commits the runs were trained at: {_listing(info['commits'])}",
-        "- Versions: " + "; ".join(f"{k} {_listing(v)}" for k, v in info["versions"].items()),
+        # in VERSIONS' order, not the file's (reference.json's keys are sorted): the README is the
+        # same whether written at export or again from reference.json
+        "- Versions: " + "; ".join(f"{k} {_listing(info['versions'][k])}" for k in VERSIONS if k in info["versions"]),
         f"- Study: data sets {_listing(study['datasets'])}; models {_listing(study['models'])}; hardware "
         f"{_listing(study['hardware'])}; seeds {_listing(study['seeds'])}; {study['runs']} runs, every one ok",
         f"- Exported from `{info['source']}` at {info['exported']['at']} by {info['exported']['by']} "
