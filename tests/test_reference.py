@@ -366,3 +366,31 @@ def test_workflow_plans_the_compare_job_only_with_a_reference(study, tmp_path):
     missing = snakemake(wf, *base, "--config", "results={reference: reference/none}", check=False)
     assert missing.returncode != 0
     assert "config key 'results.reference': reference reference/none: not a folder" in missing.stdout + missing.stderr
+
+
+# The project's committed reference (README, "Reproducing the LTC paper"): the paper study at the
+# published budget; tests/test_workflow.py compares a fresh smoke run with it.
+PAPER_REFERENCE = REPO / "reference/paper"
+
+
+def test_the_committed_paper_reference_is_intact_and_at_the_published_budget():
+    info = rf.read_info(PAPER_REFERENCE)
+    on_disk = {p.relative_to(PAPER_REFERENCE).as_posix() for p in PAPER_REFERENCE.rglob("*") if p.is_file()}
+    assert on_disk - set(info["files"]) == {"reference.json", "README.md"}
+    from liquidbench.io import sha256_file
+
+    changed = [rel for rel, sha in info["files"].items() if sha256_file(PAPER_REFERENCE / rel) != sha]
+    assert not changed, f"edited after export: {changed}"
+    assert (PAPER_REFERENCE / "README.md").read_text() == rf.readme(info, PAPER_REFERENCE)
+    runs = [json.loads(p.read_text()) for p in sorted(PAPER_REFERENCE.glob("runs/*/*/*/seed*/metrics.json"))]
+    assert len(runs) == info["study"]["runs"] and {r["status"] for r in runs} == {"ok"}
+    # the published protocol: 200 epochs of batch 16, 32 units, LTC at lr 0.01 and the others at 0.001
+    assert {(r["train_params"]["epochs"], r["train_params"]["batch_size"]) for r in runs} == {(200, 16)}
+    assert {r["model"]: r["train_params"]["lr"] for r in runs} == {"ltc": 0.01, "ltc_ncps": 0.01, "lstm": 0.001,
+                                                                   "cfc": 0.001, "gru": 0.001}
+    summary = rf.read_table(PAPER_REFERENCE, "summary", "reference").set_index(rf.KEY)
+    for model in ("ltc", "lstm", "cfc", "gru"):
+        assert summary.loc[("traffic", model, "cpu"), "test_metric_n"] == 5, model
+    published = pd.read_csv(PAPER_REFERENCE / "tables/published.csv").set_index(["dataset", "model"])
+    assert published.loc[("traffic", "ltc"), "reproduced_n"] == 5
+    assert published.loc[("har561", "ltc"), "verdict"] == "not run"

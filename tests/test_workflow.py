@@ -46,6 +46,23 @@ def test_smoke_study_produces_runs_tables_and_figures(smoke_run):
             assert (smoke_run / f"results/figures/{stem}.{ext}").stat().st_size > 1000
 
 
+def test_committed_reference_against_the_smoke_run(smoke_run, tmp_path):
+    """A fresh smoke run compared with the project's reference (the paper study, README "Comparing
+    with a reference"): every row of either side listed once; the sides' differences named."""
+    from test_reference import PAPER_REFERENCE, check_comparison
+
+    from liquidbench.results import reference as rf
+
+    table = check_comparison(PAPER_REFERENCE, smoke_run / "results", tmp_path)
+    both = table.loc[("traffic", "ltc", "cpu")]  # 32 units at 200 epochs there, 8 units at 2 epochs here
+    assert (both["reference_metric_n"], both["current_metric_n"]) == (5, len(STUDY["seeds"]))
+    assert "parameters" in both["differs"]
+    assert table.loc[("traffic_prefix2020", "lstm", "cpu"), "metric_verdict"] == rf.REFERENCE_ONLY
+    assert table.loc[("sine", "ltc", "cpu"), "metric_verdict"] == rf.CURRENT_ONLY
+    md = (tmp_path / "compare.md").read_text()
+    assert "reference/paper" in md
+
+
 def test_complete_run_plans_nothing(smoke_run):
     proc = snakemake(smoke_run, "-n", "--configfile", ".test/config/config.yaml")
     assert planned_jobs(proc.stdout) == []
