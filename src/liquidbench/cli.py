@@ -412,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "refuses a RESULTS that is not a finished study's results folder, a run that is "
                                    "not ok, and a DEST that exists, writing nothing.")
     p.add_argument("results", type=Path, help="the results folder of a finished study (ROOT/results)")
-    p.add_argument("dest", type=Path, help="the new reference folder, e.g. reference/paper-current")
+    p.add_argument("dest", type=Path, help="the new reference folder, e.g. reference/paper")
     p.add_argument("--command", help="the command that produced the results, recorded in reference.json")
     p.set_defaults(func=cmd_export_reference)
 
