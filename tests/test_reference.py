@@ -2,13 +2,9 @@
 folders: runs' metrics.json and history.csv files turned into tables by the results stage's own
 subcommands, exported, perturbed and compared; and the workflow's compare job (dry runs).
 
-Once a reference is committed under reference/, comparing it with a fresh smoke run is one test in
-tests/test_workflow.py (where the smoke run is):
-
-    def test_committed_reference_against_the_smoke_run(smoke_run, tmp_path):
-        check_comparison(REPO / "reference/NAME", smoke_run / "results", tmp_path)
-
-with ``from test_reference import check_comparison``.
+The committed reference (reference/paper) is checked here for integrity and budget; comparing it
+with a fresh smoke run is `test_committed_reference_against_the_smoke_run` in
+tests/test_workflow.py, where the smoke run is.
 """
 
 from __future__ import annotations
@@ -24,6 +20,8 @@ import yaml
 
 from conftest import REPO, copy_workflow, planned_jobs, snakemake
 from liquidbench.cli import main
+from liquidbench.envinfo import git_commit
+from liquidbench.io import sha256_file
 from liquidbench.results import reference as rf
 from liquidbench.results.registry import SETTINGS, TABLES
 from liquidbench.results.stats import t_quantile
@@ -144,15 +142,12 @@ def test_export_writes_a_self_describing_folder(study):
     assert (reference / "figures/train_time.png").read_bytes() == b"\x89PNG a figure"
     assert set(info["files"]) == {p.relative_to(reference).as_posix() for p in reference.rglob("*")
                                   if p.is_file() and p.name not in ("reference.json", "README.md")}
-    from liquidbench.io import sha256_file
-
     assert info["files"]["tables/summary.csv"] == sha256_file(reference / "tables/summary.csv")
-    from liquidbench.envinfo import git_commit
-
     assert info["exported"]["commit"] == git_commit()  # the code that made the tables
     readme = (reference / "README.md").read_text()
-    for text in ("# Reference results: first", f"(commit {git_commit()})", "`snakemake --cores 2 --configfile config/first.yaml`", "a" * 40,
-                 "torch 2.5.1", "| cpu | cpu | not recorded | Test CPU 3000 | 1 | 1 | node1 |",
+    for text in ("# Reference results: first", f"(commit {git_commit()})",
+                 "`snakemake --cores 2 --configfile config/first.yaml`", "a" * 40, "torch 2.5.1",
+                 "| cpu | cpu | not recorded | Test CPU 3000 | 1 | 1 | node1 |",
                  "liquidbench compare reference/first RESULTS", "| sine | ltc | cpu |"):
         assert text in readme, text
     assert not [p for p in reference.parent.iterdir() if p.name.startswith(".")]  # no temporary folder left
@@ -377,8 +372,6 @@ def test_the_committed_paper_reference_is_intact_and_at_the_published_budget():
     info = rf.read_info(PAPER_REFERENCE)
     on_disk = {p.relative_to(PAPER_REFERENCE).as_posix() for p in PAPER_REFERENCE.rglob("*") if p.is_file()}
     assert on_disk - set(info["files"]) == {"reference.json", "README.md"}
-    from liquidbench.io import sha256_file
-
     changed = [rel for rel, sha in info["files"].items() if sha256_file(PAPER_REFERENCE / rel) != sha]
     assert not changed, f"edited after export: {changed}"
     assert (PAPER_REFERENCE / "README.md").read_text() == rf.readme(info, PAPER_REFERENCE)

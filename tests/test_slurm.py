@@ -384,8 +384,9 @@ def test_refused_or_failed_start_leaves_nothing_behind(tmp_path, how):
     if how == "dead-cluster-left":
         if run_dir_before or ns_before & set(NETNS):
             # not a dead test cluster's (clear-dead ran in the cases before): CI must not skip this
-            missing_part("Slurm test", f"{run_dir} or a liquidbench-n* namespace exists already and no dead test "
-                                       "cluster's state directory names it: 'tests/slurm/cluster.sh stop STATE_DIR' first")
+            missing_part("Slurm test", f"{run_dir} or a liquidbench-n* namespace exists already and no dead "
+                                       "test cluster's state directory names it: "
+                                       "'tests/slurm/cluster.sh stop STATE_DIR' first")
         # what a killed test session leaves: the namespaces, $RUN naming its state directory, and
         # that directory's records, with a slurmctld pid that is no longer alive
         dead_state = tmp_path / "dead"
