@@ -226,3 +226,10 @@ def test_a_model_learns_real_har_inertial_from_the_shared_copy(real_copy, tmp_pa
                             train_params={"epochs": 8, "batch_size": 32, "lr": 0.01}, hardware_spec=cpu))
     # six activities (chance about 1/6): a held-out subject is recognised far above chance
     assert metrics["metric_name"] == "accuracy" and metrics["test_metric"] > 0.5
+
+
+def test_download_and_manifest_raise_one_checksum_error():
+    """Both take it from checksum.py, below them: a caller catches it by either module's name."""
+    from liquidbench.data import checksum, download, manifest
+
+    assert download.ChecksumError is manifest.ChecksumError is checksum.ChecksumError

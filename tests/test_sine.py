@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from liquidbench.data import load_split, read_meta
-from liquidbench.data.sine import generate, prepare
+from liquidbench.data.sine import DEFAULTS, SineParams, generate, prepare
 
 
 def test_shapes_and_target_relation():
@@ -94,3 +94,16 @@ def test_data_prepared_before_the_target_existed_are_double_angle_data(tmp_path)
     check_prepared(tmp_path, "sine", {"kind": "sine", "params": params}, "study.yaml")
     with pytest.raises(ValueError, match="target: 'next' in study.yaml, '\\(not recorded\\)'"):
         check_prepared(tmp_path, "sine", {"kind": "sine", "params": {**params, "target": "next"}}, "study.yaml")
+
+
+def test_params_are_the_defaults_under_the_given_ones_and_derived_ones_are_checked():
+    """meta.json records the parameters in the defaults' order; a derived set (dataclasses.replace,
+    as the evaluation sets make them) is checked as a given one is."""
+    import dataclasses
+
+    p = SineParams.from_params({"seed": 5, "n_sequences": 20})
+    assert dataclasses.asdict(p) == {**DEFAULTS, "seed": 5, "n_sequences": 20}
+    assert list(dataclasses.asdict(p)) == list(DEFAULTS)
+    assert SineParams.from_params(p) is p
+    with pytest.raises(ValueError, match="expected 0 < freq_min <= freq_max"):
+        dataclasses.replace(p, freq_min=3.0)

@@ -6,12 +6,13 @@ directory level below), else downloaded over https with retries and exponential 
 written under a temporary name beside the destination and renamed only once its sha256 matches,
 so a failure of any kind leaves nothing behind. For gzip files whose bytes differ between copies
 (re-compressed mirrors) the hash can be taken over the decompressed content instead.
+
+The hashing and ``ChecksumError`` live in checksum.py, which manifest.py shares; they stay
+importable from here, where callers have always found them.
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import logging
 import os
 import shutil
@@ -20,25 +21,20 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import zlib
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..io import atomic_path, umask
+from .checksum import CHUNK_BYTES, HASH_OF, ChecksumError, content_sha256
+from .manifest import copy_members, read_manifest
 
 log = logging.getLogger(__name__)
 
-HASH_OF = ("file", "decompressed")
 USER_AGENT = "liquidbench-download"
-_CHUNK = 1 << 20
 
 
 class DownloadError(OSError):
     """The source could not be obtained (network and mirrors exhausted)."""
-
-
-class ChecksumError(ValueError):
-    """A file's content does not have the pinned sha256."""
 
 
 def file_name(url: str) -> str:
@@ -47,21 +43,6 @@ def file_name(url: str) -> str:
     if not name or name in {".", ".."}:
         raise ValueError(f"cannot tell the file name from URL {url!r}")
     return name
-
-
-def content_sha256(path: str | Path, of: str = "file", label: str | None = None) -> str:
-    """sha256 of a file's bytes, or with ``of='decompressed'`` of its gzip-decompressed content."""
-    if of not in HASH_OF:
-        raise ValueError(f"sha256 of '{of}' is unknown, expected one of {HASH_OF}")
-    h = hashlib.sha256()
-    opener = gzip.open if of == "decompressed" else open
-    try:
-        with opener(path, "rb") as fh:
-            while block := fh.read(_CHUNK):
-                h.update(block)
-    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-        raise ChecksumError(f"{label or path}: cannot decompress it to check its sha256 ({exc})") from exc
-    return h.hexdigest()
 
 
 def verify(path: Path, expected: str | None, of: str, label: str) -> str:
@@ -81,7 +62,8 @@ def verify(path: Path, expected: str | None, of: str, label: str) -> str:
     return actual
 
 
-def find_in_mirrors(names: str | Sequence[str], mirrors: Sequence[str | Path], folder: str | None = None) -> Path | None:
+def find_in_mirrors(names: str | Sequence[str], mirrors: Sequence[str | Path],
+                    folder: str | None = None) -> Path | None:
     """The first file ``mirror/NAME`` or ``mirror/*/NAME`` (or, with ``folder``, the directory
     ``mirror/FOLDER`` or ``mirror/*/FOLDER``) that exists: mirrors in the order given, in each one
     the names in order, then the folder, directly inside before one level below."""
@@ -110,7 +92,7 @@ def _fetch(url: str, dest: Path, timeout: float) -> None:
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     with urllib.request.urlopen(request, timeout=timeout) as resp, open(dest, "wb") as out:
         expected = resp.headers.get("Content-Length")
-        shutil.copyfileobj(resp, out, _CHUNK)
+        shutil.copyfileobj(resp, out, CHUNK_BYTES)
         size = out.tell()
     if expected is not None and size != int(expected):
         raise DownloadError(f"{url}: connection closed after {size} of {expected} bytes")
@@ -204,11 +186,10 @@ def download(
 
 def _download_members(url: str, out: Path, name: str, other_names: list[str], manifest_path: str | Path,
                       mirrors: list, retries: int, backoff_s: float, timeout_s: float) -> dict:
-    from .manifest import copy_members, read_manifest  # manifest.py imports this module
-
     manifest = read_manifest(manifest_path)
     if out.name != manifest.root:
-        raise ValueError(f"--out must be a folder named '{manifest.root}' (the top folder of manifest {manifest.path}), got {out}")
+        raise ValueError(f"--out must be a folder named '{manifest.root}' (the top folder of manifest "
+                         f"{manifest.path}), got {out}")
     local = find_in_mirrors([name, *other_names], mirrors, folder=manifest.root)
     if local is not None:
         kind = "folder" if local.is_dir() else "archive"

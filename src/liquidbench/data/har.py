@@ -25,11 +25,13 @@ what to do (e.g. a copy without the 561-feature files still serves the inertial 
 from __future__ import annotations
 
 import tempfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .archive import safe_extract
+from .params import from_mapping
 from .store import save_dataset
 
 ROOT = "UCI HAR Dataset"
@@ -37,10 +39,57 @@ URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/00240/UCI%20HAR
 SIGNALS = [f"{kind}_{axis}" for kind in ("body_acc", "body_gyro", "total_acc") for axis in "xyz"]
 SUBJECT_IDS = range(1, 31)
 DEFAULT_PROTOCOL = "features561"
-PROTOCOLS = {
-    "features561": {"seq_len": 16, "train_stride": 1, "test_stride": 8, "val_fraction": 0.1, "seed": 893429},
-    "inertial": {"val_fraction": 0.2, "seed": 0, "subjects": None, "downsample": 1},
-}
+
+
+@dataclass(frozen=True)
+class Features561Params:
+    """The parameters of the features561 protocol (module docstring); the field defaults are its
+    defaults, the field order the order meta.json records."""
+
+    seq_len: int = 16
+    train_stride: int = 1
+    test_stride: int = 8
+    val_fraction: float = 0.1
+    seed: int = 893429
+
+
+@dataclass(frozen=True)
+class InertialParams:
+    """The parameters of the inertial protocol (module docstring); the field defaults are its
+    defaults, the field order the order meta.json records. ``subjects`` and ``downsample`` are
+    checked against the data they select from, when those are read."""
+
+    val_fraction: float = 0.2
+    seed: int = 0
+    subjects: list[int] | None = None
+    downsample: int = 1
+
+
+PROTOCOL_PARAMS = {"features561": Features561Params, "inertial": InertialParams}
+# each protocol's defaults as a mapping, for liquidbench.data.expected_params
+PROTOCOLS = {protocol: asdict(cls()) for protocol, cls in PROTOCOL_PARAMS.items()}
+
+
+@dataclass(frozen=True)
+class HarParams:
+    """A UCI HAR data set's ``params``, checked: the protocol (``protocol``, default
+    ``DEFAULT_PROTOCOL``) and that protocol's parameters."""
+
+    protocol: str
+    settings: Features561Params | InertialParams
+
+    @classmethod
+    def from_params(cls, params: dict | HarParams) -> HarParams:
+        """The checked parameters of a study file's ``params`` (an instance is taken as it is)."""
+        if isinstance(params, cls):
+            return params
+        rest = dict(params)
+        protocol = rest.pop("protocol", DEFAULT_PROTOCOL)
+        if protocol not in PROTOCOL_PARAMS:
+            raise ValueError(f"UCI HAR: protocol '{protocol}' is unknown, expected one of {sorted(PROTOCOLS)}")
+        return cls(protocol, from_mapping(PROTOCOL_PARAMS[protocol], rest, f"UCI HAR ({protocol})"))
+
+
 # the members (below ROOT/) each protocol reads
 NEEDS = {
     "features561": ["activity_labels.txt", "features.txt"]
@@ -124,23 +173,23 @@ def windows(n: int, seq_len: int, stride: int) -> np.ndarray:
     return np.arange(0, n - seq_len, stride)
 
 
-def features561(root: Path, p: dict, n_classes: int) -> tuple[dict, dict]:
+def features561(root: Path, p: Features561Params, n_classes: int) -> tuple[dict, dict]:
     n_features = len(feature_names(root))
     cut = {}
-    for split, stride in (("train", p["train_stride"]), ("test", p["test_stride"])):
+    for split, stride in (("train", p.train_stride), ("test", p.test_stride)):
         x = read_table(root / split / f"X_{split}.txt", columns=n_features)
         y = read_labels(root / split / f"y_{split}.txt", len(x), f"X_{split}.txt", "labels")
         y = _check_classes(y, n_classes, f"y_{split}.txt")
-        starts = windows(len(x), p["seq_len"], stride)
+        starts = windows(len(x), p.seq_len, stride)
         if len(starts) == 0:
-            raise ValueError(f"UCI HAR: X_{split}.txt has {len(x)} rows, too few for sequences of {p['seq_len']}")
-        rows = starts[:, None] + np.arange(p["seq_len"])
+            raise ValueError(f"UCI HAR: X_{split}.txt has {len(x)} rows, too few for sequences of {p.seq_len}")
+        rows = starts[:, None] + np.arange(p.seq_len)
         cut[split] = {"x": x[rows], "y": y[rows]}
     n = len(cut["train"]["x"])
-    perm = np.random.RandomState(p["seed"]).permutation(n)
-    n_val = int(p["val_fraction"] * n)
+    perm = np.random.RandomState(p.seed).permutation(n)
+    n_val = int(p.val_fraction * n)
     if n_val < 1 or n_val >= n:
-        raise ValueError(f"UCI HAR: {n} training sequences cannot give a validation split of {p['val_fraction']}")
+        raise ValueError(f"UCI HAR: {n} training sequences cannot give a validation split of {p.val_fraction}")
     splits = {
         "val": {k: v[perm[:n_val]] for k, v in cut["train"].items()},
         "train": {k: v[perm[n_val:]] for k, v in cut["train"].items()},
@@ -177,7 +226,7 @@ def _downsample(x: np.ndarray, k: int) -> np.ndarray:
     return x.reshape(n, steps // k, k, channels).mean(axis=2)
 
 
-def inertial(root: Path, p: dict, n_classes: int) -> tuple[dict, dict]:
+def inertial(root: Path, p: InertialParams, n_classes: int) -> tuple[dict, dict]:
     data = {}
     for split in ("train", "test"):
         channels = []
@@ -195,17 +244,17 @@ def inertial(root: Path, p: dict, n_classes: int) -> tuple[dict, dict]:
         subjects = read_labels(root / split / f"subject_{split}.txt", len(x), first, "subject ids")
         data[split] = (x, _check_classes(y, n_classes, f"y_{split}.txt"),
                        _check_subjects(subjects, f"subject_{split}.txt"))
-    data = _select_subjects(data, p["subjects"])
-    data = {split: (_downsample(x, p["downsample"]), y, s) for split, (x, y, s) in data.items()}
+    data = _select_subjects(data, p.subjects)
+    data = {split: (_downsample(x, p.downsample), y, s) for split, (x, y, s) in data.items()}
     x, y, subjects = data["train"]
     people = np.unique(subjects)
-    n_val = int(round(p["val_fraction"] * len(people)))
+    n_val = int(round(p.val_fraction * len(people)))
     if n_val < 1 or n_val >= len(people):
         raise ValueError(
             f"UCI HAR: {len(people)} training subjects cannot give a subject-disjoint validation split "
-            f"of {p['val_fraction']}"
+            f"of {p.val_fraction}"
         )
-    val_people = np.sort(np.random.RandomState(p["seed"]).permutation(people)[:n_val])
+    val_people = np.sort(np.random.RandomState(p.seed).permutation(people)[:n_val])
     is_val = np.isin(subjects, val_people)
     parts = {"train": (x[~is_val], y[~is_val], subjects[~is_val]), "val": (x[is_val], y[is_val], subjects[is_val]),
              "test": data["test"]}
@@ -238,33 +287,24 @@ def check_members(root: Path, protocol: str, where: str) -> None:
     )
 
 
-def prepare(params: dict, out_dir: str | Path, raw: str | Path | None = None, **_sources) -> dict:
-    protocol = params.get("protocol", DEFAULT_PROTOCOL)
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"UCI HAR: protocol '{protocol}' is unknown, expected one of {sorted(PROTOCOLS)}")
-    rest = {k: v for k, v in params.items() if k != "protocol"}
-    unknown = set(rest) - set(PROTOCOLS[protocol])
-    if unknown:
-        raise ValueError(
-            f"UCI HAR ({protocol}): unknown parameter(s) {sorted(unknown)}, expected {sorted(PROTOCOLS[protocol])}"
-        )
+def prepare(params: dict | HarParams, out_dir: str | Path, raw: str | Path | None = None, **_sources) -> dict:
+    p = HarParams.from_params(params)
     if raw is None:
         raise ValueError(f"UCI HAR: the source is needed (--raw: the folder '{ROOT}' or 'UCI HAR Dataset.zip')")
-    p = {**PROTOCOLS[protocol], **rest}
     raw, out_dir = Path(raw), Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".har-extract.", dir=out_dir.parent) as tmp:
         if raw.is_dir():
             root = raw if raw.name == ROOT or not (raw / ROOT).is_dir() else raw / ROOT
         else:
-            root = safe_extract(raw, Path(tmp) / "archive", [f"{ROOT}/{m}" for m in NEEDS[protocol]]) / ROOT
+            root = safe_extract(raw, Path(tmp) / "archive", [f"{ROOT}/{m}" for m in NEEDS[p.protocol]]) / ROOT
             if not root.is_dir():
                 raise ValueError(f"UCI HAR: archive {raw} has no top-level folder '{ROOT}/'")
-        check_members(root, protocol, str(raw))
+        check_members(root, p.protocol, str(raw))
         classes = activity_labels(root)
-        build = features561 if protocol == "features561" else inertial
-        splits, extra = build(root, p, len(classes))
-    task = "classification_per_step" if protocol == "features561" else "classification_per_sequence"
-    info = {"dataset": "uci_har", "protocol": protocol, "params": p, "classes": classes,
+        build = features561 if p.protocol == "features561" else inertial
+        splits, extra = build(root, p.settings, len(classes))
+    task = "classification_per_step" if p.protocol == "features561" else "classification_per_sequence"
+    info = {"dataset": "uci_har", "protocol": p.protocol, "params": asdict(p.settings), "classes": classes,
             "n_outputs": len(classes), **extra}
     return save_dataset(out_dir, splits, task, info)

@@ -37,12 +37,11 @@ from typing import BinaryIO, Callable, Iterator
 
 from ..io import umask
 from .archive import LIMITS, ArchiveError, check_size, open_zip
-from .download import ChecksumError
+from .checksum import CHUNK_BYTES, ChecksumError
 
 log = logging.getLogger(__name__)
 
 _LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")
-_CHUNK = 1 << 20
 
 
 class ManifestError(ValueError):
@@ -155,7 +154,7 @@ def copy_members(source: str | Path, manifest: Manifest, out: str | Path, label:
             target.parent.mkdir(parents=True, exist_ok=True)
             digest = hashlib.sha256()
             with opener() as src, open(target, "wb") as dst:
-                while block := src.read(_CHUNK):
+                while block := src.read(CHUNK_BYTES):
                     total += len(block)
                     if total > LIMITS.total_bytes:
                         raise ArchiveError(f"{label}: its members hold more than the {LIMITS.total_bytes} bytes "

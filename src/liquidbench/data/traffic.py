@@ -26,19 +26,47 @@ Two arrangements of those windows (``protocol``):
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .params import from_mapping
 from .store import save_dataset
 
-DEFAULTS = {"protocol": "current", "seq_len": 32, "stride": 4, "seed": 23489, "val_fraction": 0.1,
-            "test_fraction": 0.15}
 PROTOCOLS = ("current", "prefix_2020")
 FEATURES = ["holiday", "temp", "rain_1h", "snow_1h", "clouds_all", "weekday", "hour_sin"]
 NUMERIC = ["temp", "rain_1h", "snow_1h", "clouds_all", "traffic_volume"]
 COLUMNS = ["holiday", *NUMERIC[:-1], "date_time", "traffic_volume"]
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+@dataclass(frozen=True)
+class TrafficParams:
+    """The parameters of the traffic data set (module docstring), checked when built. The field
+    defaults are the data set's defaults; the field order is the order meta.json records."""
+
+    protocol: str = "current"
+    seq_len: int = 32
+    stride: int = 4
+    seed: int = 23489
+    val_fraction: float = 0.1
+    test_fraction: float = 0.15
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(
+                f"traffic data set: protocol '{self.protocol}' is unknown, expected one of {list(PROTOCOLS)}"
+            )
+
+    @classmethod
+    def from_params(cls, params: dict | TrafficParams) -> TrafficParams:
+        """The checked parameters of a study file's ``params`` (an instance is taken as it is)."""
+        return params if isinstance(params, cls) else from_mapping(cls, params, "traffic data set")
+
+
+# the defaults as a mapping, for liquidbench.data.expected_params and the published figures' protocol
+DEFAULTS = asdict(TrafficParams())
 
 
 def read_csv(path: str | Path) -> "pd.DataFrame":
@@ -107,43 +135,40 @@ def split_indices(n: int, seed: int, val_fraction: float, test_fraction: float) 
     return {"val": perm[:n_val], "test": perm[n_val:n_val + n_test], "train": perm[n_val + n_test:]}
 
 
-def arrange(x: np.ndarray, y: np.ndarray, p: dict) -> tuple[dict[str, dict[str, np.ndarray]], int]:
-    """The three splits of the series (x (n, F), y (n,)) under ``p["protocol"]``, and how many
-    sequences were permuted (windows for ``current``, positions in a window for ``prefix_2020``)."""
-    starts = windows(len(x), p["seq_len"], p["stride"])
-    offsets = np.arange(p["seq_len"])
-    if p["protocol"] == "current":
+def arrange(x: np.ndarray, y: np.ndarray,
+            params: dict | TrafficParams) -> tuple[dict[str, dict[str, np.ndarray]], int]:
+    """The three splits of the series (x (n, F), y (n,)) under the protocol of ``params``, and how
+    many sequences were permuted (windows for ``current``, positions in a window for ``prefix_2020``)."""
+    p = TrafficParams.from_params(params)
+    starts = windows(len(x), p.seq_len, p.stride)
+    offsets = np.arange(p.seq_len)
+    if p.protocol == "current":
         rows = starts[:, None] + offsets  # (windows, seq_len): one window per sequence
     else:
         rows = offsets[:, None] + starts  # (seq_len, windows): one position of every window per sequence
-    idx = split_indices(len(rows), p["seed"], p["val_fraction"], p["test_fraction"])
+    idx = split_indices(len(rows), p.seed, p.val_fraction, p.test_fraction)
     if any(len(v) == 0 for v in idx.values()):
         raise ValueError(
-            f"traffic data set ({p['protocol']}): {len(x)} rows give {len(rows)} sequences, too few for "
+            f"traffic data set ({p.protocol}): {len(x)} rows give {len(rows)} sequences, too few for "
             f"train/val/test ({ {k: len(v) for k, v in idx.items()} })"
         )
     return {name: {"x": x[rows[which]], "y": y[rows[which]][..., None]} for name, which in idx.items()}, len(rows)
 
 
-def prepare(params: dict, out_dir: str | Path, raw: str | Path | None = None, **_sources) -> dict:
-    unknown = set(params) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f"traffic data set: unknown parameter(s) {sorted(unknown)}, expected {sorted(DEFAULTS)}")
-    p = {**DEFAULTS, **params}
-    if p["protocol"] not in PROTOCOLS:
-        raise ValueError(f"traffic data set: protocol '{p['protocol']}' is unknown, expected one of {list(PROTOCOLS)}")
+def prepare(params: dict | TrafficParams, out_dir: str | Path, raw: str | Path | None = None, **_sources) -> dict:
+    p = TrafficParams.from_params(params)
     if raw is None:
         raise ValueError("traffic data set: the downloaded CSV is needed (--raw FILE)")
     x, y = load_series(raw)
     splits, n_sequences = arrange(x, y, p)
     info = {
         "dataset": "traffic",
-        "protocol": p["protocol"],
+        "protocol": p.protocol,
         "features": FEATURES,
         "target": "traffic_volume (standardised)",
         "n_rows": len(x),
-        "n_windows": len(windows(len(x), p["seq_len"], p["stride"])),
+        "n_windows": len(windows(len(x), p.seq_len, p.stride)),
         "n_sequences": n_sequences,
-        "params": p,
+        "params": asdict(p),
     }
     return save_dataset(out_dir, splits, "regression_per_step", info)
