@@ -16,6 +16,9 @@ are the same; the cost is one more forward pass. Back-propagation through a 12,0
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 from ncps import torch as ncps_torch
 from ncps.wirings import AutoNCP
@@ -23,22 +26,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from . import cfc_fast, ltc_fast
-from .sequence import SequenceModel, take
+from .sequence import SequenceModel, spec_from
 
-LTC_DEFAULTS = {"units": 32, "wiring": "fully_connected", "motor_neurons": 8, "ode_unfolds": 6,
-                "mixed_memory": False, "impl": "ncps", "checkpoint_every": 0}
-CFC_DEFAULTS = {
-    "units": 32,
-    "wiring": "fully_connected",
-    "motor_neurons": 8,
-    "mode": "default",
-    "backbone_units": 64,
-    "backbone_layers": 1,
-    "backbone_dropout": 0.0,
-    "mixed_memory": False,
-    "impl": "ncps",
-    "checkpoint_every": 0,
-}
 IMPLS = ("ncps", "fast")
 WIRINGS = ("fully_connected", "autoncp")
 CFC_MODES = ("default", "pure", "no_gate")
@@ -96,21 +85,70 @@ class NcpCore(nn.Module):
         return torch.cat(outputs, dim=1)
 
 
-def _checkpoint_every(p: dict, name: str) -> int:
-    k = p["checkpoint_every"]
-    if not isinstance(k, int) or isinstance(k, bool) or k < 0:
-        raise ValueError(f"model '{name}': checkpoint_every must be a number of steps >= 0 (0: off), got {k!r}")
-    return k
+@dataclass(frozen=True)
+class LiquidSpec:
+    """The settings LTC and CfC share (module docstring), checked when built; ``MODEL`` names the
+    model in messages and picks its classes. The field defaults are a config entry's defaults."""
+
+    MODEL: ClassVar[str]
+    units: int = 32
+    wiring: str = "fully_connected"
+    motor_neurons: int = 8
+    mixed_memory: bool = False
+    impl: str = "ncps"
+    checkpoint_every: int = 0
+
+    def __post_init__(self) -> None:
+        name = self.MODEL
+        if self.wiring not in WIRINGS:
+            raise ValueError(f"model '{name}': wiring '{self.wiring}' is unknown, expected one of {WIRINGS}")
+        if self.wiring == "autoncp" and not 0 < self.motor_neurons < self.units - 2:
+            raise ValueError(f"model '{name}': autoncp needs 0 < motor_neurons < units - 2")
+        if self.impl not in IMPLS:
+            raise ValueError(f"model '{name}': impl '{self.impl}' is unknown, expected one of {IMPLS}")
+        k = self.checkpoint_every
+        if not isinstance(k, int) or isinstance(k, bool) or k < 0:
+            raise ValueError(f"model '{name}': checkpoint_every must be a number of steps >= 0 (0: off), got {k!r}")
+        if self.impl == "fast" and k:
+            raise ValueError(f"model '{name}': checkpoint_every applies to impl ncps; impl fast keeps its own "
+                             "per-step state for the backward pass (set checkpoint_every 0 or impl ncps)")
+
+    @classmethod
+    def from_spec(cls, spec: dict | LiquidSpec) -> LiquidSpec:
+        """The checked settings of a config ``models:`` entry without its ``type`` (an instance is
+        taken as it is)."""
+        return spec if isinstance(spec, cls) else spec_from(cls, spec, cls.MODEL)
 
 
-def _wiring(p: dict, name: str, seed: int = 22222):
-    if p["wiring"] not in WIRINGS:
-        raise ValueError(f"model '{name}': wiring '{p['wiring']}' is unknown, expected one of {WIRINGS}")
-    if p["wiring"] == "fully_connected":
-        return p["units"], p["units"]
-    if not 0 < p["motor_neurons"] < p["units"] - 2:
-        raise ValueError(f"model '{name}': autoncp needs 0 < motor_neurons < units - 2")
-    return AutoNCP(p["units"], p["motor_neurons"], seed=seed), p["motor_neurons"]
+@dataclass(frozen=True)
+class LtcSpec(LiquidSpec):
+    """An LTC's settings: the shared ones and the ODE solver's unfolds per step."""
+
+    MODEL: ClassVar[str] = "ltc"
+    ode_unfolds: int = 6
+
+
+@dataclass(frozen=True)
+class CfcSpec(LiquidSpec):
+    """A CfC's settings: the shared ones, its mode and its backbone (fully connected wiring only)."""
+
+    MODEL: ClassVar[str] = "cfc"
+    mode: str = "default"
+    backbone_units: int = 64
+    backbone_layers: int = 1
+    backbone_dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in CFC_MODES:
+            raise ValueError(f"model 'cfc': mode '{self.mode}' is unknown, expected one of {CFC_MODES}")
+        super().__post_init__()
+
+
+def units_and_width(spec: LiquidSpec, seed: int = 22222):
+    """(what the LTC or CfC class takes as units: their number or an NCP wiring, the read-out width)."""
+    if spec.wiring == "fully_connected":
+        return spec.units, spec.units
+    return AutoNCP(spec.units, spec.motor_neurons, seed=seed), spec.motor_neurons
 
 
 # impl -> (module, core) per model: ncps's LTC and CfC, or this package's fast ones (the same
@@ -121,38 +159,30 @@ CLASSES = {
 }
 
 
-def _classes(p: dict, name: str):
-    """(the LTC or CfC class, a function rnn -> core) for ``p['impl']``."""
-    if p["impl"] not in IMPLS:
-        raise ValueError(f"model '{name}': impl '{p['impl']}' is unknown, expected one of {IMPLS}")
-    every = _checkpoint_every(p, name)
-    rnn_class, core = CLASSES[name][p["impl"]]
-    if p["impl"] == "ncps":
-        return rnn_class, lambda rnn: core(rnn, every)
-    if every:
-        raise ValueError(f"model '{name}': checkpoint_every applies to impl ncps; impl fast keeps its own "
-                         "per-step state for the backward pass (set checkpoint_every 0 or impl ncps)")
+def rnn_classes(spec: LiquidSpec):
+    """(the LTC or CfC class, a function rnn -> core) for ``spec.impl``."""
+    rnn_class, core = CLASSES[spec.MODEL][spec.impl]
+    if spec.impl == "ncps":
+        return rnn_class, lambda rnn: core(rnn, spec.checkpoint_every)
     return rnn_class, core
 
 
-def build_ltc(spec, *, n_features, n_outputs, task, irregular=False):
-    p = take(spec, LTC_DEFAULTS, "ltc")
-    units, out_dim = _wiring(p, "ltc")
-    rnn_class, core = _classes(p, "ltc")
+def build_ltc(spec: dict | LtcSpec, *, n_features, n_outputs, task, irregular=False):
+    p = LtcSpec.from_spec(spec)
+    units, out_dim = units_and_width(p)
+    rnn_class, core = rnn_classes(p)
     rnn = rnn_class(n_features, units, return_sequences=True, batch_first=True,
-                    mixed_memory=p["mixed_memory"], ode_unfolds=p["ode_unfolds"])
+                    mixed_memory=p.mixed_memory, ode_unfolds=p.ode_unfolds)
     return SequenceModel(core(rnn), out_dim, n_outputs, task)
 
 
-def build_cfc(spec, *, n_features, n_outputs, task, irregular=False):
-    p = take(spec, CFC_DEFAULTS, "cfc")
-    if p["mode"] not in CFC_MODES:
-        raise ValueError(f"model 'cfc': mode '{p['mode']}' is unknown, expected one of {CFC_MODES}")
-    units, out_dim = _wiring(p, "cfc")
-    rnn_class, core = _classes(p, "cfc")
-    kwargs = dict(return_sequences=True, batch_first=True, mixed_memory=p["mixed_memory"], mode=p["mode"])
-    if p["wiring"] == "fully_connected":
-        kwargs.update(backbone_units=p["backbone_units"], backbone_layers=p["backbone_layers"],
-                      backbone_dropout=p["backbone_dropout"])
+def build_cfc(spec: dict | CfcSpec, *, n_features, n_outputs, task, irregular=False):
+    p = CfcSpec.from_spec(spec)
+    units, out_dim = units_and_width(p)
+    rnn_class, core = rnn_classes(p)
+    kwargs = dict(return_sequences=True, batch_first=True, mixed_memory=p.mixed_memory, mode=p.mode)
+    if p.wiring == "fully_connected":
+        kwargs.update(backbone_units=p.backbone_units, backbone_layers=p.backbone_layers,
+                      backbone_dropout=p.backbone_dropout)
     rnn = rnn_class(n_features, units, **kwargs)
     return SequenceModel(core(rnn), out_dim, n_outputs, task)

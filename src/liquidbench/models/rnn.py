@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from .sequence import SequenceModel, take
+from .sequence import SequenceModel, spec_from
 
-DEFAULTS = {"hidden_size": 32, "num_layers": 1}
+
+@dataclass(frozen=True)
+class RnnSpec:
+    """The settings of an LSTM or GRU baseline; the field defaults are a config entry's defaults."""
+
+    hidden_size: int = 32
+    num_layers: int = 1
+
+    @classmethod
+    def from_spec(cls, spec: dict | RnnSpec, model: str) -> RnnSpec:
+        """The checked settings of a config ``models:`` entry without its ``type``; ``model`` ('lstm'
+        or 'gru') names it in messages (an instance is taken as it is)."""
+        return spec if isinstance(spec, cls) else spec_from(cls, spec, model)
 
 
 class TorchRNN(nn.Module):
@@ -29,9 +43,9 @@ class TorchRNN(nn.Module):
 
 
 def _build(cls, name, spec, n_features, n_outputs, task, irregular):
-    p = take(spec, DEFAULTS, name)
-    core = TorchRNN(cls, n_features, p["hidden_size"], p["num_layers"], irregular)
-    return SequenceModel(core, p["hidden_size"], n_outputs, task)
+    p = RnnSpec.from_spec(spec, name)
+    core = TorchRNN(cls, n_features, p.hidden_size, p.num_layers, irregular)
+    return SequenceModel(core, p.hidden_size, n_outputs, task)
 
 
 def build_lstm(spec, *, n_features, n_outputs, task, irregular=False):

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+from typing import Mapping, TypeVar
+
 import torch
 from torch import nn
+
+T = TypeVar("T")
 
 
 class SequenceModel(nn.Module):
@@ -41,9 +46,12 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def take(spec: dict, defaults: dict, model: str) -> dict:
-    """``defaults`` updated by ``spec``; unknown keys are an error naming the model and key."""
-    unknown = set(spec) - set(defaults)
+def spec_from(cls: type[T], spec: Mapping, model: str) -> T:
+    """``cls`` (a model's frozen settings dataclass, its field defaults the model's defaults) built
+    from a config ``models:`` entry without its ``type``; unknown keys are an error naming the model
+    and key."""
+    names = [f.name for f in fields(cls)]
+    unknown = set(spec) - set(names)
     if unknown:
-        raise ValueError(f"model '{model}': unknown parameter(s) {sorted(unknown)}, expected {sorted(defaults)}")
-    return {**defaults, **spec}
+        raise ValueError(f"model '{model}': unknown parameter(s) {sorted(unknown)}, expected {sorted(names)}")
+    return cls(**spec)
