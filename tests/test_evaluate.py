@@ -16,7 +16,7 @@ from liquidbench.evaluate import horizon
 from liquidbench.evaluate.common import Split
 from liquidbench.evaluate.drop import drop_steps
 from liquidbench.evaluate.memory import activation_bytes
-from liquidbench.evaluate.settings import check, horizon_applies
+from liquidbench.evaluate.settings import Evaluation, Grid, horizon_applies
 from liquidbench.evaluate.stage import Context, evaluate_run
 from liquidbench.models import build_model
 from liquidbench.results.robustness import NOT_SIGNIFICANT, claim_rows, decide, difference, log_ratio
@@ -111,9 +111,10 @@ def test_the_horizon_runs_on_forecasting_data_only(trained, tmp_path):
 
 
 def test_horizon_applies_by_target_or_by_list():
-    assert horizon_applies(HORIZON, "a", "next") and not horizon_applies(HORIZON, "a", "double_angle")
-    assert not horizon_applies(HORIZON, "a", None)
-    listed = {**HORIZON, "datasets": ["a"]}
+    grid = Grid(**HORIZON)
+    assert horizon_applies(grid, "a", "next") and not horizon_applies(grid, "a", "double_angle")
+    assert not horizon_applies(grid, "a", None)
+    listed = Grid(**HORIZON, datasets=("a",))
     assert horizon_applies(listed, "a", "next") and not horizon_applies(listed, "b", "next")
     with pytest.raises(ValueError, match="data set 'a' cannot take the closed-loop horizon.*not a sine data set"):
         horizon_applies(listed, "a", None)
@@ -175,7 +176,7 @@ def test_a_perfect_forecaster_has_no_horizon_error_and_a_biased_one_the_expected
     split = Split.of({"x": sets["horizon_x"], "y": sets["horizon_y"]})
     ctx = Context(test=split, train_x=split.x, train_y=split.y, train_t=None, task="regression_per_step", seq_len=8,
                   seed=0, batch_size=4, train_batch=4, extra={"horizon": {0.0: split}})
-    grid = {"steps": 12, "n_sequences": 6}
+    grid = Grid(steps=12, n_sequences=6)
     perfect = horizon.rows(Rotate(0.1), ctx, grid)
     assert [r["step"] for r in perfect] == list(range(13))
     assert max(r["metric"] for r in perfect) < 1e-10
@@ -253,7 +254,7 @@ def test_activation_memory_counts_what_the_model_computed_once():
 ])
 def test_bad_settings_are_errors_naming_them(settings, message):
     with pytest.raises(ValueError, match=message):
-        check(settings)
+        Evaluation.from_settings(settings)
 
 
 def test_bad_input_writes_nothing(trained, tmp_path, caplog):

@@ -128,7 +128,7 @@ def test_cuda_configuration_trains_on_the_gpu(sine_dir, tmp_path):
 
 def test_ddp_cpu_2_one_step_equals_one_process_on_the_union_of_batches(sine_dir, tmp_path):
     from liquidbench.models import build_model
-    from liquidbench.train.loop import _tensors, seed_everything
+    from liquidbench.train.loop import seed_everything, split_tensors
     from liquidbench.train.tasks import loss_fn
     from liquidbench.data import load_split
     from torch.utils.data import DistributedSampler
@@ -142,7 +142,7 @@ def test_ddp_cpu_2_one_step_equals_one_process_on_the_union_of_batches(sine_dir,
     state = ckpt.read(out / "checkpoint.pt")
     assert state["steps_done"] == 1 and len(state["rng"]) == 2
 
-    tensors = _tensors(load_split(sine_dir, "train"))
+    tensors = split_tensors(load_split(sine_dir, "train"))
     union = []
     for rank in range(2):
         s = DistributedSampler(range(len(tensors[0])), num_replicas=2, rank=rank, shuffle=True, seed=0)

@@ -94,17 +94,17 @@ def watched_training(monkeypatch, data_dir, out_dir, model_spec, hardware_spec=N
     seen_ops, seen_methods, watched = [], [], []
     real = loop.run_epoch
 
-    def run_epoch(run, batches):
-        if not run.state.history:  # epoch 1: warm-up (the optimiser's state is created in its first step)
-            return real(run, batches)
-        allowed = {s["step"].data_ptr() for s in run.opt.state.values() if "step" in s}
+    def run_epoch(learner, data, batches, state, controls, place):
+        if not state.history:  # epoch 1: warm-up (the optimiser's state is created in its first step)
+            return real(learner, data, batches, state, controls, place)
+        allowed = {s["step"].data_ptr() for s in learner.opt.state.values() if "step" in s}
         assert allowed, "the optimiser has no step counters after the warm-up epoch"
-        before = run.state.steps_done
+        before = state.steps_done
         with HostReadMethods(allowed) as methods, HostReads(allowed) as ops:
-            result = real(run, batches)
+            result = real(learner, data, batches, state, controls, place)
         seen_ops.extend(ops.seen)
         seen_methods.extend(methods.seen)
-        watched.append(run.state.steps_done - before)
+        watched.append(state.steps_done - before)
         return result
 
     monkeypatch.setattr(loop, "run_epoch", run_epoch)

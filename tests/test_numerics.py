@@ -12,7 +12,7 @@ from liquidbench.models import build_model, cfc_kernel, ltc_kernel
 from liquidbench.results.provenance import provenance
 from liquidbench.train.loop import RunSpec, train
 from liquidbench.train.numerics import CUBLAS_WORKSPACE, numerics, state
-from liquidbench.train.settings import HARDWARE_DEFAULTS, hardware_settings
+from liquidbench.train.settings import HARDWARE_DEFAULTS, Hardware
 
 
 @pytest.fixture(scope="module")
@@ -32,15 +32,15 @@ def run(data_dir, out_dir, model=None, **hw):
 def test_defaults_are_full_float32_and_not_deterministic():
     assert HARDWARE_DEFAULTS["tf32"] is False and HARDWARE_DEFAULTS["deterministic"] is False
     with pytest.raises(ValueError, match="hardware 'gpu': tf32 must be true or false, got 'yes'"):
-        hardware_settings("gpu", {"device": "cuda", "tf32": "yes"})
+        Hardware.from_entry("gpu", {"device": "cuda", "tf32": "yes"})
 
 
 def test_numerics_applies_the_entry_and_restores_the_previous_settings(monkeypatch):
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     before = state()
-    with numerics({"tf32": False, "deterministic": False}):
+    with numerics(tf32=False, deterministic=False):
         off = state()
-    with numerics({"tf32": True, "deterministic": True}):
+    with numerics(tf32=True, deterministic=True):
         on = state()
         assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
     assert off == {"tf32": False, "fp32_precision": "matmul ieee, cudnn conv ieee, cudnn rnn ieee",
@@ -50,7 +50,7 @@ def test_numerics_applies_the_entry_and_restores_the_previous_settings(monkeypat
     assert state() == before and "CUBLAS_WORKSPACE_CONFIG" not in os.environ
     # a workspace setting of the user's own is kept, and recorded
     monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
-    with numerics({"tf32": False, "deterministic": True}):
+    with numerics(tf32=False, deterministic=True):
         assert state()["cublas_workspace_config"] == ":16:8"
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
 

@@ -9,9 +9,10 @@ import torch
 from liquidbench.data.sine import prepare
 from liquidbench.models import build_model
 from liquidbench.results.provenance import provenance
+from liquidbench.train import checkpoint as ckpt
 from liquidbench.train.loop import RunSpec, run_fingerprint, train
 from liquidbench.train.optim import adam, clip_gradients
-from liquidbench.train.settings import OPTIMIZER_IMPLS, TRAINING_DEFAULTS, training_settings
+from liquidbench.train.settings import OPTIMIZER_IMPLS, TRAINING_DEFAULTS, Hardware, Training
 from liquidbench.train.tasks import loss_fn
 
 
@@ -48,10 +49,10 @@ def test_every_optimizer_impl_trains_alike(spec):
 
 def test_the_setting_is_checked_and_its_default_is_fused_adam():
     assert TRAINING_DEFAULTS["optimizer_impl"] == "fused"
-    assert training_settings({})["optimizer_impl"] == "fused"
+    assert Training.from_params({}).optimizer_impl == "fused"
     with pytest.raises(ValueError, match=r"training: optimizer_impl must be one of \['default', 'foreach', "
                                          r"'fused'\], got 'fast'"):
-        training_settings({"optimizer_impl": "fast"})
+        Training.from_params({"optimizer_impl": "fast"})
     with pytest.raises(ValueError, match="optimizer_impl 'fast' is unknown"):
         adam([torch.nn.Parameter(torch.zeros(2))], "fast", lr=0.1)
     assert adam([torch.nn.Parameter(torch.zeros(2))], "fused", lr=0.1).defaults["fused"] is True
@@ -78,9 +79,12 @@ def test_a_checkpoint_from_before_the_setting_resumes_only_under_torchs_default_
     ``fused`` included, is another run."""
     spec = RunSpec(dataset="sine", model="gru", hardware="cpu", seed=0, data_dir="d", out_dir="o",
                    model_spec={"type": "gru", "hidden_size": 4})
+    hw, meta = Hardware.from_entry("cpu", {"device": "cpu", "threads": 1}), {"sha256": "x"}
+    fp = {impl: run_fingerprint(spec, Training(optimizer_impl=impl), hw, 1, meta) for impl in OPTIMIZER_IMPLS}
+    # the fingerprint of the same run made before the setting existed: its train_params without it
     before = {k: v for k, v in TRAINING_DEFAULTS.items() if k != "optimizer_impl"}
-    hw, meta = {"device": "cpu", "threads": 1}, {"sha256": "x"}
-    fp = {impl: run_fingerprint(spec, training_settings({"optimizer_impl": impl}), hw, 1, meta)
-          for impl in OPTIMIZER_IMPLS}
-    assert fp["default"] == run_fingerprint(spec, before, hw, 1, meta)
+    hardware_spec = {k: v for k, v in hw.as_dict().items() if k not in ("timeout_s", "telemetry_interval_s")}
+    assert fp["default"] == ckpt.fingerprint(dataset="sine", model="gru", hardware="cpu", seed=0,
+                                             model_spec=spec.model_spec, train_params=before,
+                                             hardware_spec=hardware_spec, world=1, data="x")
     assert len(set(fp.values())) == len(OPTIMIZER_IMPLS)

@@ -2,6 +2,7 @@ import json
 import math
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
@@ -119,6 +120,7 @@ def test_metrics_json_is_built_from_the_state_without_training():
     """build_metrics is a pure function: warm-up vs steady epochs, throughput, step-time statistics,
     comm fraction and segments follow from the recorded state alone."""
     from liquidbench.train.metrics import RunFacts, build_metrics
+    from liquidbench.train.settings import Hardware, Training
     from liquidbench.train.state import TrainState
 
     state = TrainState(epoch=3, steps_done=12, segments=1, best_val=0.25, best_epoch=2,
@@ -126,7 +128,7 @@ def test_metrics_json_is_built_from_the_state_without_training():
                                 for e, l, t in [(1, 0.9, 4.0), (2, 0.5, 2.0), (3, 0.4, 3.0)]],
                        epoch_times=[4.0, 2.0, 3.0], warmup_step_times=[1.0] * 4, steady_step_times=[0.5, 0.5, 0.7, 0.9])
     facts = RunFacts(dataset="sine", model="c", model_spec={"type": "cfc"}, hardware="ddp", seed=1,
-                     train_params={"epochs": 3}, hw={"nodes": 1, "nproc_per_node": 2, "scaling": "strong"},
+                     training=Training(epochs=3), hw=Hardware(nodes=1, nproc_per_node=2, scaling="strong"),
                      device="cpu", device_name=None, world=2, backend="gloo", ddp=True, threads=1, batch_per_process=8,
                      n_params=100, task="regression_per_step", metric_name="mse", samples_per_epoch=32,
                      steps_per_epoch=2, step_timer="perf_counter", comm_probe={"allreduce_s": 0.3},
@@ -180,13 +182,13 @@ def test_drop_last_leaves_out_the_incomplete_batch(sine_dir, tmp_path):
     batch iterator; without drop_last a fourth batch of 4."""
     full = spec(sine_dir, tmp_path / "full", "gru", epochs=2)
     dropped = spec(sine_dir, tmp_path / "dropped", "gru", epochs=2)
-    dropped.train_params = {**dropped.train_params, "drop_last": True}
+    dropped = replace(dropped, train_params={**dropped.train_params, "drop_last": True})
     a, b = train(full), train(dropped)
     assert a["samples_per_epoch"] == 28 and b["samples_per_epoch"] == 24
     assert b["throughput_samples_per_s"] == pytest.approx(24 / b["epoch_times_s"][1])
     assert a["final_params_sha256"] != b["final_params_sha256"]
     too_big = spec(sine_dir, tmp_path / "too_big", "gru", epochs=1)
-    too_big.train_params = {**too_big.train_params, "drop_last": True, "batch_size": 64}
+    too_big = replace(too_big, train_params={**too_big.train_params, "drop_last": True, "batch_size": 64})
     with pytest.raises(ValueError, match=r"drop_last with batch 64 leaves no batch of the 28 training sequences"):
         train(too_big)
     assert not (tmp_path / "too_big" / "metrics.json").exists()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from .common import Split, generator, metric
+from .settings import Grid
 
 
 def drop_steps(split: Split, level: float, g: torch.Generator, per_step: bool) -> Split:
@@ -36,10 +37,10 @@ def drop_steps(split: Split, level: float, g: torch.Generator, per_step: bool) -
     return Split(x, y, t)
 
 
-def rows(model, ctx, grid: dict) -> list[dict]:
+def rows(model, ctx, grid: Grid) -> list[dict]:
     out = []
     per_step = ctx.task != "classification_per_sequence"
-    for level in grid["levels"]:
+    for level in grid.levels:
         split = ctx.test if level == 0 else drop_steps(ctx.test, level, generator(ctx.seed, "drop", level), per_step)
         value = ctx.clean if level == 0 else metric(model, split, ctx.task, ctx.batch_size)
         out.append({"family": "drop", "level": level, "metric": value, "n": len(split.x),

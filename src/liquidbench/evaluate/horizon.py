@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from .common import Split
+from .settings import Grid
 
 
 @torch.no_grad()
@@ -47,16 +48,16 @@ def errors(model, split: Split, trained: int, steps: int, batch_size: int) -> to
     return total / len(split.x)
 
 
-def rows(model, ctx, grid: dict) -> list[dict]:
+def rows(model, ctx, grid: Grid) -> list[dict]:
     split = ctx.extra_sets("horizon")[0.0]
     trained = ctx.seq_len
     available = split.x.shape[1] - trained
-    if available < grid["steps"]:
+    if available < grid.steps:
         raise ValueError(f"horizon: the prepared set runs {available} steps past the trained length, the grid asks "
-                         f"for {grid['steps']}; prepare it again with this grid")
-    err = errors(model, split, trained, grid["steps"], ctx.batch_size)
+                         f"for {grid.steps}; prepare it again with this grid")
+    err = errors(model, split, trained, grid.steps, ctx.batch_size)
     n = len(split.x)
     out = [{"family": "horizon", "level": 0.0, "step": 0, "metric": float(err[:trained].mean()), "n": n}]
     out += [{"family": "horizon", "level": float(h), "step": h, "metric": float(err[trained + h - 1]), "n": n}
-            for h in range(1, grid["steps"] + 1)]
+            for h in range(1, grid.steps + 1)]
     return out

@@ -7,12 +7,13 @@ from __future__ import annotations
 import torch
 
 from .common import Split, generator, metric
+from .settings import Grid
 
 
-def rows(model, ctx, grid: dict) -> list[dict]:
+def rows(model, ctx, grid: Grid) -> list[dict]:
     std = ctx.train_x.reshape(-1, ctx.train_x.shape[-1]).std(dim=0)
     out = []
-    for level in grid["levels"]:
+    for level in grid.levels:
         x = ctx.test.x
         if level == 0:
             value = ctx.clean

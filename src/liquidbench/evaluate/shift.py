@@ -6,12 +6,13 @@ prepare-eval``, liquidbench.data.sine.shifted), seeded; this module only scores 
 from __future__ import annotations
 
 from .common import Split, metric
+from .settings import Grid
 
 
-def rows(model, ctx, grid: dict) -> list[dict]:
+def rows(model, ctx, grid: Grid) -> list[dict]:
     sets = ctx.extra_sets("shift")
     out = []
-    for level in grid["levels"]:
+    for level in grid.levels:
         if level not in sets:
             raise ValueError(f"shift level {level:g}: not in the prepared evaluation sets ({sorted(sets)}); "
                              "prepare them again with this grid")

@@ -25,7 +25,7 @@ from ..train import weights
 from . import drop, horizon, noise, shift
 from .common import Split, metric
 from .memory import measure
-from .settings import check, horizon_applies
+from .settings import Evaluation, horizon_applies
 
 FAMILIES = {
     "noise": noise.rows,
@@ -71,37 +71,38 @@ def load_extra(path: Path) -> dict[str, dict[float, Split]]:
 
 
 def evaluate_run(run_dir: str | Path, data_dir: str | Path, settings: dict, extra: str | Path | None = None) -> dict:
-    """Every configured family on one run; returns what ``liquidbench evaluate`` writes."""
-    settings = check(settings)
+    """Every configured family on one run (``settings``: the study's evaluation section); returns what
+    ``liquidbench evaluate`` writes."""
+    settings = Evaluation.from_settings(settings)
     run_dir, data_dir = Path(run_dir), Path(data_dir)
     kept = weights.load(run_dir)  # a folder without weights fails here, naming it
     metrics = read_json(run_dir / "metrics.json")
     meta = read_meta(data_dir)
     b = kept["build"]
     names = {"dataset": b["dataset"], "model": b["model"], "hardware": b["hardware"], "seed": b["seed"],
-             "metric_name": meta["metric"], "settings": settings}
+             "metric_name": meta["metric"], "settings": settings.as_dict()}
     target = sine.target(meta.get("params") or {}) if meta.get("dataset") == "sine" else None
-    horizon_grid = settings["families"].get("horizon")
+    horizon_grid = settings.families.get("horizon")
     # before any work: a data set that horizon.datasets names but that cannot take it is an error
     closed_loop = horizon_grid is not None and horizon_applies(horizon_grid, b["dataset"], target)
     if kept["state_dict"] is None:  # a diverged run: nothing to evaluate, and the tables say so
         return {**names, "status": "diverged", "rows": [], "skipped": {}, "memory": {}}
     model = weights.rebuild(kept)
-    torch.manual_seed(settings["seed"])
+    torch.manual_seed(settings.seed)
     train = load_split(data_dir, "train")
     ctx = Context(
         test=Split.of(load_split(data_dir, "test")), train_x=torch.from_numpy(train["x"]),
         train_y=torch.from_numpy(train["y"]), train_t=torch.from_numpy(train["t"]) if "t" in train else None,
-        task=meta["task"], seq_len=int(meta["seq_len"]), seed=settings["seed"], batch_size=settings["batch_size"],
+        task=meta["task"], seq_len=int(meta["seq_len"]), seed=settings.seed, batch_size=settings.batch_size,
         train_batch=int(metrics.get("batch_size_per_process") or 32),
         extra=load_extra(Path(extra)) if extra else {},
     )
     ctx.clean = metric(model, ctx.test, ctx.task, ctx.batch_size)
     rows = [{"family": "clean", "level": 0.0, "metric": ctx.clean, "n": len(ctx.test.x)}]
     skipped = {}
-    for name, grid in settings["families"].items():
+    for name, grid in settings.families.items():
         if name == "horizon" and not closed_loop:
-            skipped[name] = ("not among evaluation.families.horizon.datasets" if "datasets" in grid else
+            skipped[name] = ("not among evaluation.families.horizon.datasets" if grid.datasets is not None else
                              f"closed loop: needs a sine data set whose target is the next input (params: "
                              f"{{target: {sine.NEXT}}}); data set {b['dataset']} has "
                              + (f"target {target}" if target else "another kind"))

@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 
 from .errors import HardwareError
+from .settings import Hardware
 from .tasks import loss_fn
 
 COMM_PROBE_STEPS = 10
@@ -46,24 +47,25 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def uses_ddp(hw: dict, world: int) -> bool:
+def uses_ddp(hw: Hardware, world: int) -> bool:
     """DDP with more than one process, or with one when the entry names a backend (ddp-1gpu)."""
-    return world > 1 or hw.get("backend") is not None
+    return world > 1 or hw.backend is not None
 
 
-def setup(hardware: str, hw: dict) -> Place:
+def setup(hw: Hardware) -> Place:
     """Rank, device and DDP of this process; starts the process group under torchrun."""
+    hardware = hw.name
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    expected = hw["nodes"] * hw["nproc_per_node"]
+    expected = hw.world
     if world != expected:
         raise HardwareError(
             f"hardware '{hardware}' expects {expected} process(es) "
-            f"({hw['nodes']} node(s) x {hw['nproc_per_node']}), but WORLD_SIZE is {world}: "
+            f"({hw.nodes} node(s) x {hw.nproc_per_node}), but WORLD_SIZE is {world}: "
             "start multi-process configurations through torchrun"
         )
-    if hw["device"] == "cuda":
+    if hw.device == "cuda":
         if not torch.cuda.is_available():
             raise HardwareError(
                 f"hardware '{hardware}' asks for device 'cuda', but CUDA is not available on "
@@ -76,21 +78,21 @@ def setup(hardware: str, hw: dict) -> Place:
             )
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-    elif hw["device"] == "cpu":
+    elif hw.device == "cpu":
         device = torch.device("cpu")
     else:
-        raise HardwareError(f"hardware '{hardware}': device '{hw['device']}' is unknown, expected cpu or cuda")
-    torch.set_num_threads(hw["threads"])
+        raise HardwareError(f"hardware '{hardware}': device '{hw.device}' is unknown, expected cpu or cuda")
+    torch.set_num_threads(hw.threads)
     ddp = uses_ddp(hw, world)
     if ddp:
-        backend = hw["backend"] or ("nccl" if device.type == "cuda" else "gloo")
+        backend = hw.backend or ("nccl" if device.type == "cuda" else "gloo")
         if backend == "nccl" and device.type != "cuda":
             raise HardwareError(f"hardware '{hardware}': backend nccl needs device cuda, got {device.type}")
         # one DDP process started without torchrun: an in-memory store instead of a rendezvous
         store = dict(store=dist.HashStore(), rank=0, world_size=1) if world == 1 and "MASTER_ADDR" not in os.environ else {}
         dist.init_process_group(
             backend=backend,
-            timeout=timedelta(seconds=hw["timeout_s"]),
+            timeout=timedelta(seconds=hw.timeout_s),
             device_id=device if device.type == "cuda" else None,
             **store,
         )

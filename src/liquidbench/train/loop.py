@@ -50,9 +50,9 @@ from .distributed import Control, FaultInjector, Place, StopAgreement, StopFlag,
 from .errors import HardwareError, Preempted
 from .metrics import RunFacts, build_metrics, history_csv
 from .numerics import numerics
-from .optim import adam, clip_gradients
 from .numerics import state as numerics_state
-from .settings import hardware_settings, training_settings
+from .optim import adam, clip_gradients
+from .settings import Hardware, Training
 from .state import TrainState
 from .tasks import loss_fn, metric_terms
 from .timing import StepTimer
@@ -60,8 +60,11 @@ from .timing import StepTimer
 log = logging.getLogger("liquidbench.train")
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class RunSpec:
+    """What a run is and where it reads and writes, as ``liquidbench train`` is given it: names,
+    seed, folders, and the model, training and hardware settings as the config's mappings."""
+
     dataset: str
     model: str
     hardware: str
@@ -78,59 +81,60 @@ def train(spec: RunSpec) -> dict | None:
 
     Raises Preempted (exit code 143) after writing a checkpoint when SIGTERM arrives.
     """
-    p = training_settings(spec.train_params)
-    hw = hardware_settings(spec.hardware, spec.hardware_spec)
-    hw.pop("resources", None)  # the scheduler's business
-    with StopFlag() as stop, numerics(hw):  # before any CUDA work (CUBLAS_WORKSPACE_CONFIG)
+    training = Training.from_params(spec.train_params)
+    hw = Hardware.from_entry(spec.hardware, spec.hardware_spec)
+    with StopFlag() as stop, numerics(tf32=hw.tf32, deterministic=hw.deterministic):  # before any CUDA work
         reset_kernel_status()
-        place = setup(spec.hardware, hw)
+        place = setup(hw)
         try:
-            return _train(spec, p, hw, place, stop)
+            return _train(spec, training, hw, place, stop)
         finally:
             teardown()
 
 
-def _train(spec: RunSpec, p: dict, hw: dict, place: Place, stop: StopFlag) -> dict | None:
+def _train(spec: RunSpec, training: Training, hw: Hardware, place: Place, stop: StopFlag) -> dict | None:
     rank, world, device = place.rank, place.world, place.device
     data = Data.load(spec.data_dir).to(device)
-    out_dir = Path(spec.out_dir)
-    ctrl = Control(world, hw["timeout_s"])
-    fingerprint = run_fingerprint(spec, p, hw, world, data.meta)
+    ctrl = Control(world, hw.timeout_s)
+    checkpoints = Checkpoints(out_dir=Path(spec.out_dir),
+                              fingerprint=run_fingerprint(spec, training, hw, world, data.meta))
 
     seed_everything(spec.seed)
     model = build_model(spec.model_spec, data.meta["n_features"], data.meta["n_outputs"], data.task,
                         data.meta["irregular"]).to(device)
-    opt = adam(model.parameters(), p["optimizer_impl"], lr=p["lr"], weight_decay=p["weight_decay"])
-    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=p["lr_decay"])
-    state = resume(out_dir, fingerprint, ctrl, model, opt, sched, place)
+    opt = adam(model.parameters(), training.optimizer_impl, lr=training.lr, weight_decay=training.weight_decay)
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=training.lr_decay)
+    state = resume(checkpoints, ctrl, model, opt, sched, place)
 
     net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if place.ddp else model
-    batch = per_process_batch(p["batch_size"], world, hw["scaling"], spec.hardware)
+    learner = Learner(model=model, net=net, opt=opt, sched=sched, grad_clip=training.grad_clip,
+                      optimizer_impl=training.optimizer_impl)
+    batch = per_process_batch(training.batch_size, world, hw.scaling, spec.hardware)
     sampler = DistributedSampler(data.train[0], num_replicas=world, rank=rank, shuffle=True, seed=spec.seed)
-    per_rank = used_per_rank(len(sampler), batch, p["drop_last"])
-    telemetry = RankTelemetry(hw["telemetry_interval_s"], place, state.segments, ctrl)
-    run = Run(spec, p, hw, place, data, model, net, opt, sched, ctrl, state, fingerprint, out_dir, telemetry,
-              StopAgreement(ctrl, stop), FaultInjector(rank))
+    per_rank = used_per_rank(len(sampler), batch, training.drop_last)
+    controls = Controls(ctrl=ctrl, agreement=StopAgreement(ctrl, stop), fault=FaultInjector(rank),
+                        telemetry=RankTelemetry(hw.telemetry_interval_s, place, state.segments, ctrl))
     log.info("rank %d/%d on %s: %s %s, %d parameters, batch %d per process, %d epochs",
-             rank, world, device, spec.dataset, spec.model, count_parameters(model), batch, p["epochs"])
+             rank, world, device, spec.dataset, spec.model, count_parameters(model), batch, training.epochs)
 
     status = "ok"
     ctrl.barrier()
-    telemetry.start()
+    controls.telemetry.start()
     try:
-        for epoch in range(state.start_epoch, p["epochs"] + 1):
+        for epoch in range(state.start_epoch, training.epochs + 1):
             sampler.set_epoch(epoch)
             order = torch.tensor(list(sampler), device=device)  # one copy to the device an epoch
-            result = run_epoch(run, [order[i : i + batch] for i in range(0, per_rank, batch)])
+            result = run_epoch(learner, data, [order[i : i + batch] for i in range(0, per_rank, batch)],
+                               state, controls, place)
             if result.stopped_mid_epoch:
-                run.checkpoint_and_exit(epoch, result.partial(ctrl))
-            if not end_epoch(run, epoch, result):
+                checkpoints.save_and_exit(epoch, result.partial(ctrl), learner, state, controls, place)
+            if not end_epoch(learner, data, state, place, epoch, result, training.eval_batch_size):
                 status = "diverged"
                 break
-            stopping = run.agreement.at_epoch_end(epoch, p["epochs"])
+            stopping = controls.agreement.at_epoch_end(epoch, training.epochs)
             if stopping:
-                telemetry.stop()
-            run.save_checkpoint()
+                controls.telemetry.stop()
+            checkpoints.save(learner, state, controls, place)
             if stopping:
                 log.warning("SIGTERM: checkpoint written after epoch %d; exiting", epoch)
                 raise Preempted(f"stopped by SIGTERM after epoch {epoch}; checkpoint written")
@@ -140,8 +144,9 @@ def _train(spec: RunSpec, p: dict, hw: dict, place: Place, stop: StopFlag) -> di
             first_batch = [t.index_select(0, first) for t in data.train]
             comm = comm_probe(net, model, first_batch, data.task, device, ctrl)
     finally:
-        telemetry.stop()
-    return finish(run, status, comm, batch, per_rank)
+        controls.telemetry.stop()
+    outcome = Outcome(status=status, comm=comm, batch=batch, per_rank=per_rank)
+    return finish(spec, training, hw, place, data, learner, state, controls, checkpoints, outcome)
 
 
 @dataclass
@@ -159,53 +164,69 @@ class Data:
 
     @classmethod
     def load(cls, data_dir) -> Data:
-        return cls(read_meta(data_dir), *(_tensors(load_split(data_dir, s)) for s in ("train", "val", "test")))
+        train, val, test = (split_tensors(load_split(data_dir, s)) for s in ("train", "val", "test"))
+        return cls(meta=read_meta(data_dir), train=train, val=val, test=test)
 
     def to(self, device: torch.device) -> Data:
         """The splits on ``device`` (copied once for the whole run; the data sets are small)."""
-        return Data(self.meta, *([t.to(device) for t in split] for split in (self.train, self.val, self.test)))
+        train, val, test = ([t.to(device) for t in split] for split in (self.train, self.val, self.test))
+        return Data(meta=self.meta, train=train, val=val, test=test)
 
 
-def _tensors(split: dict[str, np.ndarray]) -> list[torch.Tensor]:
+def split_tensors(split: dict[str, np.ndarray]) -> list[torch.Tensor]:
+    """A split's arrays as tensors: x, y and, for irregular sampling, the elapsed times t."""
     ts = [torch.from_numpy(split["x"]), torch.from_numpy(split["y"])]
     if "t" in split:
         ts.append(torch.from_numpy(split["t"]))
     return ts
 
 
-@dataclass
-class Run:
-    """Everything an epoch of one run works with."""
+@dataclass(frozen=True, kw_only=True)
+class Learner:
+    """What an optimisation step changes: the model (``net`` is it, wrapped in DDP when the run uses
+    it), its optimiser and schedule, and how gradients are clipped."""
 
-    spec: RunSpec
-    p: dict  # training settings
-    hw: dict  # the hardware entry
-    place: Place
-    data: Data
     model: torch.nn.Module
-    net: torch.nn.Module  # the model, wrapped in DDP when the run uses it
+    net: torch.nn.Module
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LRScheduler
+    grad_clip: float
+    optimizer_impl: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Controls:
+    """What watches a run without changing its numbers: the ranks' CPU-side collectives, their
+    agreement on a SIGTERM, the test hook that sends one, and telemetry."""
+
     ctrl: Control
-    state: TrainState
-    fingerprint: str
-    out_dir: Path
-    telemetry: RankTelemetry
     agreement: StopAgreement
     fault: FaultInjector
+    telemetry: RankTelemetry
 
-    def save_checkpoint(self) -> None:
+
+@dataclass(frozen=True, kw_only=True)
+class Checkpoints:
+    """Where a run's checkpoint lies and what a checkpoint must match to be resumed."""
+
+    out_dir: Path
+    fingerprint: str
+
+    def save(self, learner: Learner, state: TrainState, controls: Controls, place: Place) -> None:
         """Every rank's RNG states and telemetry to rank 0, which writes the checkpoint."""
-        rng = self.ctrl.gather(ckpt.rng_state(self.place.device))
-        self.telemetry.gather(self.state)
-        if self.place.rank == 0:
-            ckpt.save(self.out_dir, self.state.to_checkpoint(self.fingerprint, self.model, self.opt, self.sched, rng))
-        self.ctrl.barrier()
+        rng = controls.ctrl.gather(ckpt.rng_state(place.device))
+        controls.telemetry.gather(state)
+        if place.rank == 0:
+            ckpt.save(self.out_dir, state.to_checkpoint(self.fingerprint, learner.model, learner.opt,
+                                                        learner.sched, rng))
+        controls.ctrl.barrier()
 
-    def checkpoint_and_exit(self, epoch: int, partial: dict) -> None:
-        self.telemetry.stop()  # its last sample closes this process's window
-        self.state.epoch, self.state.partial = epoch, partial
-        self.save_checkpoint()
+    def save_and_exit(self, epoch: int, partial: dict, learner: Learner, state: TrainState, controls: Controls,
+                      place: Place) -> None:
+        """Checkpoint an interrupted epoch, then raise Preempted."""
+        controls.telemetry.stop()  # its last sample closes this process's window
+        state.epoch, state.partial = epoch, partial
+        self.save(learner, state, controls, place)
         log.warning("SIGTERM: checkpoint written at epoch %d step %d; exiting", epoch, partial["step_in_epoch"])
         raise Preempted(f"stopped by SIGTERM at epoch {epoch}, step {partial['step_in_epoch']}; checkpoint written")
 
@@ -228,103 +249,118 @@ class EpochResult:
                 "loss_sum": ctrl.gather(self.loss_sum.cpu())}
 
 
-def run_epoch(run: Run, batches: list[torch.Tensor]) -> EpochResult:
+def run_epoch(learner: Learner, data: Data, batches: list[torch.Tensor], state: TrainState, controls: Controls,
+              place: Place) -> EpochResult:
     """One epoch's optimisation steps (from an interrupted epoch's next step when resuming), timed.
     ``batches`` are index tensors on the run's device; nothing is read back to the host inside the
     epoch but the DDP stop agreement's flag."""
-    device, task, grad_clip = run.place.device, run.data.task, run.p["grad_clip"]
+    device = place.device
     first, elapsed_before, step_times = 0, 0.0, []
     loss_sum = torch.zeros(2, dtype=torch.float64, device=device)  # (sum of loss x batch size, sequences)
-    if run.state.partial is not None:
-        partial, run.state.partial = run.state.partial, None
+    if state.partial is not None:
+        partial, state.partial = state.partial, None
         first, elapsed_before, step_times = partial["step_in_epoch"], partial["elapsed_s"], list(partial["step_times"])
-        loss_sum = partial["loss_sum"][run.place.rank].to(device)
+        loss_sum = partial["loss_sum"][place.rank].to(device)
     timer, stopped_at, sequences = StepTimer(device), None, 0
     sync(device)
     t0 = time.perf_counter()
     for k in range(first, len(batches)):
-        run.fault.before_step(run.state.steps_done + 1)
-        xb, yb, *tb = [t.index_select(0, batches[k]) for t in run.data.train]
+        controls.fault.before_step(state.steps_done + 1)
+        xb, yb, *tb = [t.index_select(0, batches[k]) for t in data.train]
         timer.start()
-        loss = loss_fn(task, run.net(xb, tb[0] if tb else None), yb)
-        run.opt.zero_grad(set_to_none=True)
+        loss = loss_fn(data.task, learner.net(xb, tb[0] if tb else None), yb)
+        learner.opt.zero_grad(set_to_none=True)
         loss.backward()
-        if grad_clip:
-            clip_gradients(run.model.parameters(), grad_clip, run.p["optimizer_impl"])
-        run.opt.step()
+        if learner.grad_clip:
+            clip_gradients(learner.model.parameters(), learner.grad_clip, learner.optimizer_impl)
+        learner.opt.step()
         timer.stop()
         loss_sum[0].add_(loss.detach().double() * len(xb))  # on the device: no tensor made from the host
         sequences += len(xb)
-        run.state.steps_done += 1
-        if run.agreement.after_step(run.state.steps_done):
+        state.steps_done += 1
+        if controls.agreement.after_step(state.steps_done):
             stopped_at = k + 1
             break
     loss_sum[1].add_(sequences)
     sync(device)
     elapsed = elapsed_before + time.perf_counter() - t0
-    run.agreement.drain()  # a flag raised in the last step is seen by the epoch-end check
+    controls.agreement.drain()  # a flag raised in the last step is seen by the epoch-end check
     # the slowest rank sets the pace: per-step and epoch times are maxima over ranks
-    elapsed, *step_times = run.ctrl.max([elapsed] + step_times + timer.times())
+    elapsed, *step_times = controls.ctrl.max([elapsed] + step_times + timer.times())
     return EpochResult(loss_sum, elapsed, step_times, stopped_at, len(batches))
 
 
-def end_epoch(run: Run, epoch: int, result: EpochResult) -> bool:
+def end_epoch(learner: Learner, data: Data, state: TrainState, place: Place, epoch: int, result: EpochResult,
+              eval_batch_size: int) -> bool:
     """Schedule, evaluation, history, best weights; False when the loss diverged."""
-    run.sched.step()
-    if run.place.ddp:
+    learner.sched.step()
+    if place.ddp:
         dist.all_reduce(result.loss_sum)
     train_loss = float(result.loss_sum[0] / result.loss_sum[1])
-    val_loss, val_metric = evaluate(run.model, run.data.val, run.data.task, run.p["eval_batch_size"], run.place.device)
-    run.state.record_epoch(dict(epoch=epoch, train_loss=train_loss, val_loss=val_loss, val_metric=val_metric,
-                                epoch_time_s=result.elapsed_s), result.step_times)
-    if run.place.rank == 0:  # the same figures on every rank (losses are averaged over ranks)
+    val_loss, val_metric = evaluate(learner.model, data.val, data.task, eval_batch_size, place.device)
+    state.record_epoch(dict(epoch=epoch, train_loss=train_loss, val_loss=val_loss, val_metric=val_metric,
+                            epoch_time_s=result.elapsed_s), result.step_times)
+    if place.rank == 0:  # the same figures on every rank (losses are averaged over ranks)
         log.info("epoch %d: train_loss %.6f val_loss %.6f val_%s %.6f time %.3fs",
-                 epoch, train_loss, val_loss, run.data.meta["metric"], val_metric, result.elapsed_s)
+                 epoch, train_loss, val_loss, data.meta["metric"], val_metric, result.elapsed_s)
     if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
         log.warning("loss is not finite at epoch %d: stopping", epoch)
         return False
-    run.state.keep_if_best(run.data.meta["metric"], run.model)
+    state.keep_if_best(data.meta["metric"], learner.model)
     return True
 
 
-def finish(run: Run, status: str, comm: dict | None, batch: int, per_rank: int) -> dict | None:
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    """How the training loop ended: its status, the communication probe (DDP), and the batches it
+    ran (the batch per process and the training sequences each process used per epoch)."""
+
+    status: str
+    comm: dict | None
+    batch: int
+    per_rank: int
+
+
+def finish(spec: RunSpec, training: Training, hw: Hardware, place: Place, data: Data, learner: Learner,
+           state: TrainState, controls: Controls, checkpoints: Checkpoints, outcome: Outcome) -> dict | None:
     """Test with the best weights; rank 0 writes metrics.json, history.csv, telemetry.csv and
     removes the checkpoint."""
-    place, state, model = run.place, run.state, run.model
-    run.telemetry.gather(state)
+    model, telemetry = learner.model, controls.telemetry
+    telemetry.gather(state)
     final_sha = params_sha256(model)
     torch_mem = None
     if place.device.type == "cuda":
-        mems = run.ctrl.gather(torch.cuda.max_memory_allocated(place.device) / 2**20)
+        mems = controls.ctrl.gather(torch.cuda.max_memory_allocated(place.device) / 2**20)
         torch_mem = max(mems) if mems else None
     test_metric = float("nan")
     if state.best_state is not None:
         model.load_state_dict(state.best_state)
-        test_metric = evaluate(model, run.data.test, run.data.task, run.p["eval_batch_size"], place.device)[1]
+        test_metric = evaluate(model, data.test, data.task, training.eval_batch_size, place.device)[1]
     if place.rank != 0:
         return None
     facts = RunFacts(
-        dataset=run.spec.dataset, model=run.spec.model, model_spec=run.spec.model_spec, hardware=run.spec.hardware,
-        seed=run.spec.seed, train_params=run.p, hw=run.hw, device=place.device.type,
+        dataset=spec.dataset, model=spec.model, model_spec=spec.model_spec, hardware=spec.hardware,
+        seed=spec.seed, training=training, hw=hw, device=place.device.type,
         device_name=torch.cuda.get_device_name(place.device) if place.device.type == "cuda" else None,
         world=place.world, backend=dist.get_backend() if place.ddp else None, ddp=place.ddp,
-        threads=torch.get_num_threads(), batch_per_process=batch, n_params=count_parameters(model),
-        task=run.data.task, metric_name=run.data.meta["metric"], samples_per_epoch=per_rank * place.world,
-        steps_per_epoch=math.ceil(per_rank / batch), step_timer=StepTimer(place.device).name, comm_probe=comm,
-        final_params_sha256=final_sha, test_metric=test_metric,
+        threads=torch.get_num_threads(), batch_per_process=outcome.batch, n_params=count_parameters(model),
+        task=data.task, metric_name=data.meta["metric"], samples_per_epoch=outcome.per_rank * place.world,
+        steps_per_epoch=math.ceil(outcome.per_rank / outcome.batch), step_timer=StepTimer(place.device).name,
+        comm_probe=outcome.comm, final_params_sha256=final_sha, test_metric=test_metric,
         peak_host_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        telemetry=summarize(state.telemetry, interval_s=run.telemetry.interval_s, epochs=len(state.history),
-                            device=place.device.type, gpu_reason=run.telemetry.gpu_reason,
+        telemetry=summarize(state.telemetry, interval_s=telemetry.interval_s, epochs=len(state.history),
+                            device=place.device.type, gpu_reason=telemetry.gpu_reason,
                             torch_max_memory_allocated_mb=torch_mem),
-        status=status, env={**environment(), **numerics_state()},
+        status=outcome.status, env={**environment(), **numerics_state()},
     )
     metrics = build_metrics(facts, state)
-    weights.save(run.out_dir, state.best_state, run.spec.model_spec, run.data.meta, dataset=run.spec.dataset,
-                 model=run.spec.model, hardware=run.spec.hardware, seed=run.spec.seed, best_epoch=state.best_epoch)
-    write_csv(run.out_dir / "telemetry.csv", state.telemetry)
-    write_text(run.out_dir / "history.csv", history_csv(state.history))
-    write_json(run.out_dir / "metrics.json", metrics)
-    ckpt.remove(run.out_dir)
+    out_dir = checkpoints.out_dir
+    weights.save(out_dir, state.best_state, spec.model_spec, data.meta, dataset=spec.dataset,
+                 model=spec.model, hardware=spec.hardware, seed=spec.seed, best_epoch=state.best_epoch)
+    write_csv(out_dir / "telemetry.csv", state.telemetry)
+    write_text(out_dir / "history.csv", history_csv(state.history))
+    write_json(out_dir / "metrics.json", metrics)
+    ckpt.remove(out_dir)
     return metrics
 
 
@@ -355,9 +391,9 @@ class RankTelemetry:
             state.telemetry = state.telemetry + [r for part in new for r in part]
 
 
-def resume(out_dir: Path, fingerprint: str, ctrl: Control, model, opt, sched, place: Place) -> TrainState:
+def resume(checkpoints: Checkpoints, ctrl: Control, model, opt, sched, place: Place) -> TrainState:
     """The state to start from: this run's checkpoint when every rank has it, else a fresh one."""
-    saved = ckpt.load(out_dir, fingerprint)
+    saved = ckpt.load(checkpoints.out_dir, checkpoints.fingerprint)
     if not ctrl.all(saved is not None):
         return TrainState()
     state = TrainState.from_checkpoint(saved, model, opt, sched, place.rank, place.device)
@@ -366,15 +402,16 @@ def resume(out_dir: Path, fingerprint: str, ctrl: Control, model, opt, sched, pl
     return state
 
 
-def run_fingerprint(spec: RunSpec, p: dict, hw: dict, world: int, meta: dict) -> str:
-    """What a checkpoint must match to be resumed from (not the timeout or telemetry interval).
-    ``optimizer_impl`` joined the training settings after checkpoints existed, which all ran torch's
-    ``default`` Adam: at ``default`` it is left out, so that such a checkpoint still resumes (the
-    same computation), and under any other value it does not."""
-    train = {k: v for k, v in p.items() if not (k == "optimizer_impl" and v == "default")}
+def run_fingerprint(spec: RunSpec, training: Training, hw: Hardware, world: int, meta: dict) -> str:
+    """What a checkpoint must match to be resumed from (not the timeout, the telemetry interval or
+    the scheduler's resources). ``optimizer_impl`` joined the training settings after checkpoints
+    existed, which all ran torch's ``default`` Adam: at ``default`` it is left out, so that such a
+    checkpoint still resumes (the same computation), and under any other value it does not."""
+    train = {k: v for k, v in training.as_dict().items() if not (k == "optimizer_impl" and v == "default")}
+    ignored = ("timeout_s", "telemetry_interval_s", "resources")
     return ckpt.fingerprint(
         dataset=spec.dataset, model=spec.model, hardware=spec.hardware, seed=spec.seed, model_spec=spec.model_spec,
-        train_params=train, hardware_spec={k: v for k, v in hw.items() if k not in ("timeout_s", "telemetry_interval_s")},
+        train_params=train, hardware_spec={k: v for k, v in hw.as_dict().items() if k not in ignored},
         world=world, data=meta.get("sha256"),
     )
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .settings import Hardware, Training
 from .state import TrainState
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_metric", "epoch_time_s"]
@@ -24,8 +25,8 @@ class RunFacts:
     model_spec: dict
     hardware: str
     seed: int
-    train_params: dict
-    hw: dict  # the hardware entry with its defaults
+    training: Training
+    hw: Hardware  # the hardware entry with its defaults
     device: str
     device_name: str | None
     world: int
@@ -71,15 +72,15 @@ def build_metrics(facts: RunFacts, state: TrainState) -> dict:
         "device": facts.device,
         "device_name": facts.device_name,
         "world_size": facts.world,
-        "nodes": facts.hw["nodes"],
-        "nproc_per_node": facts.hw["nproc_per_node"],
+        "nodes": facts.hw.nodes,
+        "nproc_per_node": facts.hw.nproc_per_node,
         "backend": facts.backend,
         "ddp": facts.ddp,
         "threads": facts.threads,
-        "scaling": facts.hw["scaling"],
+        "scaling": facts.hw.scaling,
         "batch_size_per_process": facts.batch_per_process,
         "global_batch_size": facts.batch_per_process * facts.world,
-        "epochs": facts.train_params["epochs"],
+        "epochs": facts.training.epochs,
         "epochs_run": len(state.history),
         "n_params": facts.n_params,
         "task": facts.task,
@@ -105,7 +106,7 @@ def build_metrics(facts: RunFacts, state: TrainState) -> dict:
         "segments": state.segments + 1,
         "telemetry": facts.telemetry,
         "status": facts.status,
-        "train_params": facts.train_params,
+        "train_params": facts.training.as_dict(),
         "model_params": facts.model_spec,
         "env": facts.env,
     }

@@ -33,20 +33,20 @@ def _backends():
 
 
 @contextlib.contextmanager
-def numerics(hw: dict):
-    """Apply ``hw["tf32"]`` and ``hw["deterministic"]`` (a hardware entry with its defaults) while
-    the block runs; set CUBLAS_WORKSPACE_CONFIG before any CUDA work when determinism is asked for."""
+def numerics(*, tf32: bool, deterministic: bool):
+    """Apply a hardware entry's ``tf32`` and ``deterministic`` while the block runs; set
+    CUBLAS_WORKSPACE_CONFIG before any CUDA work when determinism is asked for."""
     saved = [(obj, attr, getattr(obj, attr)) for obj, attr in _backends()]
     saved_det = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
                  torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
     saved_env = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
     try:
         for obj, attr in _backends():
-            setattr(obj, attr, _precision(hw["tf32"]))
-        if hw["deterministic"] and saved_env is None:
+            setattr(obj, attr, _precision(tf32))
+        if deterministic and saved_env is None:
             os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE
-        torch.use_deterministic_algorithms(bool(hw["deterministic"]))
-        torch.backends.cudnn.deterministic = bool(hw["deterministic"])
+        torch.use_deterministic_algorithms(bool(deterministic))
+        torch.backends.cudnn.deterministic = bool(deterministic)
         torch.backends.cudnn.benchmark = False
         yield
     finally:

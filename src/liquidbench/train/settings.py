@@ -1,99 +1,150 @@
 """Training and hardware settings of a run: the one home of their defaults and of their checks.
 
-``liquidbench train`` takes them as JSON from any source (the workflow, ``--config``, a person);
-the workflow fills a hardware entry here too (workflow/rules/common.smk), so that Slurm requests,
-launchers and training all see the same values. The config schema (workflow/schemas) lists the
-same keys without defaults; tests/test_schema.py checks that they agree.
+Each setting is one field of a frozen dataclass: its default and what it must be stand together.
+``Training.from_params`` and ``Hardware.from_entry`` build them once from a config's mappings
+(``liquidbench train`` takes those as JSON from any source: the workflow, ``--config``, a person);
+a bad value is an error naming the key and what was expected. Everything after reads them by
+attribute. The workflow builds the hardware entries here too (liquidbench.workflow), so that Slurm
+requests, launchers and training all see the same values. The config schema (workflow/schemas) lists
+the same keys without defaults; tests/test_schema.py checks that they agree.
 """
 
 from __future__ import annotations
 
-# `training:` of a config (and a data set's own `training:`)
-TRAINING_DEFAULTS = {
-    "epochs": 10,
-    "batch_size": 64,
-    "eval_batch_size": 512,
-    "lr": 0.005,
-    "lr_decay": 1.0,
-    "grad_clip": 1.0,
-    "weight_decay": 0.0,
-    "drop_last": False,
-    # how Adam and clipping run over the parameters (liquidbench.train.optim); fused: one kernel for
-    # all parameters, every model alike (about 1 ms off a CPU step at the study's sizes, issue 23)
-    "optimizer_impl": "fused",
-}
+from dataclasses import MISSING, asdict, dataclass, field, fields
+
 OPTIMIZER_IMPLS = ("default", "foreach", "fused")
-# a `hardware:` entry (the config must name its `device`; `resources` have no default)
-HARDWARE_DEFAULTS = {
-    "device": "cpu",
-    "nodes": 1,
-    "nproc_per_node": 1,
-    "threads": 1,
-    "backend": None,
-    "scaling": None,
-    "timeout_s": 300,
-    "telemetry_interval_s": 0.2,
-    "tf32": False,  # allow TF32 on CUDA (cuBLAS and cuDNN alike); off: every model in full float32
-    "deterministic": False,  # torch's deterministic algorithms (and CUBLAS_WORKSPACE_CONFIG)
-}
-# a hardware entry's `resources:` (per node); `mem_mb` and `runtime` have no default
-RESOURCES_DEFAULTS = {"cpus_per_task": 1, "gpus": 0}
+
+# what a value may be: a number is an int or a float, never a bool or a string
+_INT, _NUM, _BOOL = (int,), (int, float), (bool,)
 
 
-# what each value must be (the config schema says the same; tests/test_schema.py checks the keys):
-# (type, test, what it must be); a number is an int or a float, never a bool or a string
-_INT, _NUM = (int,), (int, float)
-TRAINING_CHECKS = {
-    "epochs": (_INT, lambda v: v >= 1, "an integer >= 1"),
-    "batch_size": (_INT, lambda v: v >= 1, "an integer >= 1"),
-    "eval_batch_size": (_INT, lambda v: v >= 1, "an integer >= 1"),
-    "lr": (_NUM, lambda v: v > 0, "a number > 0"),
-    "lr_decay": (_NUM, lambda v: 0 < v <= 1, "a number in (0, 1]"),
-    "grad_clip": (_NUM, lambda v: v >= 0, "a number >= 0 (0 disables clipping)"),
-    "weight_decay": (_NUM, lambda v: v >= 0, "a number >= 0"),
-    "drop_last": ((bool,), lambda v: True, "true or false"),
-    "optimizer_impl": ((str,), lambda v: v in OPTIMIZER_IMPLS, f"one of {list(OPTIMIZER_IMPLS)}"),
-}
-HARDWARE_CHECKS = {
-    "nodes": (_INT, lambda v: v >= 1, "an integer >= 1"),
-    "nproc_per_node": (_INT, lambda v: v >= 1, "an integer >= 1"),
-    "threads": (_INT, lambda v: v >= 1, "an integer >= 1"),
-    "timeout_s": (_INT, lambda v: v >= 1, "an integer >= 1"),
-    "telemetry_interval_s": (_NUM, lambda v: v > 0, "a number > 0"),
-    "tf32": ((bool,), lambda v: True, "true or false"),
-    "deterministic": ((bool,), lambda v: True, "true or false"),
-}
+def setting(default, types: tuple, ok, what: str):
+    """A dataclass field with its default and its check: (types, test, what it must be)."""
+    return field(default=default, metadata={"check": (types, ok, what)})
 
 
-def _check(where: str, values: dict, checks: dict) -> None:
-    for key, (types, ok, what) in checks.items():
-        if key not in values:
+def check_fields(where: str, obj) -> None:
+    """Every field of ``obj`` that has a check passes it; else an error naming the key."""
+    for f in fields(obj):
+        if "check" not in f.metadata:
             continue
-        value = values[key]
+        types, ok, what = f.metadata["check"]
+        value = getattr(obj, f.name)
         typed = isinstance(value, types) and (bool in types or not isinstance(value, bool))
         if not typed or not ok(value):
             hint = (" (YAML reads 1e-3 as a string: write 1.0e-3 or 0.001)"
                     if isinstance(value, str) and float in types else "")
-            raise ValueError(f"{where}: {key} must be {what}, got {value!r}{hint}")
+            raise ValueError(f"{where}: {f.name} must be {what}, got {value!r}{hint}")
 
 
-def training_settings(params: dict) -> dict:
-    """``params`` over the training defaults; an unknown key or a bad value is an error naming it."""
-    unknown = set(params) - set(TRAINING_DEFAULTS)
-    if unknown:
-        raise ValueError(f"training: unknown parameter(s) {sorted(unknown)}, expected {sorted(TRAINING_DEFAULTS)}")
-    _check("training", params, TRAINING_CHECKS)
-    return {**TRAINING_DEFAULTS, **params}
+def defaults_of(cls) -> dict:
+    """A settings class's defaults as a mapping (fields without a default left out)."""
+    return {f.name: f.default for f in fields(cls) if f.default is not MISSING}
 
 
-def hardware_settings(name: str, entry: dict) -> dict:
-    """A hardware entry over the defaults (its ``resources`` too, when it has them); an unknown key
-    or a telemetry interval that is not positive is an error naming the entry."""
-    unknown = set(entry) - set(HARDWARE_DEFAULTS) - {"resources"}
-    if unknown:
-        raise ValueError(f"hardware '{name}': unknown key(s) {sorted(unknown)}")
-    out = {**HARDWARE_DEFAULTS, **entry}
-    if "resources" in entry:
-        out["resources"] = {**RESOURCES_DEFAULTS, **entry["resources"]}
-    _check(f"hardware '{name}'", out, HARDWARE_CHECKS)
-    return out
+@dataclass(frozen=True, kw_only=True)
+class Training:
+    """`training:` of a config (and a data set's or a model's own `training:`)."""
+
+    epochs: int = setting(10, _INT, lambda v: v >= 1, "an integer >= 1")
+    batch_size: int = setting(64, _INT, lambda v: v >= 1, "an integer >= 1")
+    eval_batch_size: int = setting(512, _INT, lambda v: v >= 1, "an integer >= 1")
+    lr: float = setting(0.005, _NUM, lambda v: v > 0, "a number > 0")
+    lr_decay: float = setting(1.0, _NUM, lambda v: 0 < v <= 1, "a number in (0, 1]")
+    grad_clip: float = setting(1.0, _NUM, lambda v: v >= 0, "a number >= 0 (0 disables clipping)")
+    weight_decay: float = setting(0.0, _NUM, lambda v: v >= 0, "a number >= 0")
+    drop_last: bool = setting(False, _BOOL, lambda v: True, "true or false")
+    # how Adam and clipping run over the parameters (liquidbench.train.optim); fused: one kernel for
+    # all parameters, every model alike (about 1 ms off a CPU step at the study's sizes, issue 23)
+    optimizer_impl: str = setting("fused", (str,), lambda v: v in OPTIMIZER_IMPLS, f"one of {list(OPTIMIZER_IMPLS)}")
+
+    def __post_init__(self):
+        check_fields("training", self)
+
+    @classmethod
+    def from_params(cls, params: dict | None) -> Training:
+        """``params`` over the defaults; an unknown key or a bad value is an error naming it."""
+        params = params or {}
+        unknown = set(params) - set(TRAINING_DEFAULTS)
+        if unknown:
+            raise ValueError(f"training: unknown parameter(s) {sorted(unknown)}, expected {sorted(TRAINING_DEFAULTS)}")
+        return cls(**params)
+
+    def as_dict(self) -> dict:
+        """Every setting, in field order (metrics.json's ``train_params``)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Resources:
+    """A hardware entry's `resources:` (per node; liquidbench.slurm turns them into a Slurm request).
+    The config schema requires `mem_mb` and `runtime`; a run started by hand may leave them out."""
+
+    cpus_per_task: int = setting(1, _INT, lambda v: v >= 1, "an integer >= 1")
+    gpus: int = setting(0, _INT, lambda v: v >= 0, "an integer >= 0")
+    mem_mb: int | None = None
+    runtime: int | None = None
+
+    def as_dict(self) -> dict:
+        """The entry as the config gives it, defaults filled in (a key not given and without a
+        default stays out)."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hardware:
+    """A `hardware:` entry (the config must name its `device`)."""
+
+    name: str = field(default="", compare=False)  # the entry's name, for messages
+    device: str = "cpu"
+    nodes: int = setting(1, _INT, lambda v: v >= 1, "an integer >= 1")
+    nproc_per_node: int = setting(1, _INT, lambda v: v >= 1, "an integer >= 1")
+    threads: int = setting(1, _INT, lambda v: v >= 1, "an integer >= 1")
+    backend: str | None = None
+    scaling: str | None = None
+    timeout_s: int = setting(300, _INT, lambda v: v >= 1, "an integer >= 1")
+    telemetry_interval_s: float = setting(0.2, _NUM, lambda v: v > 0, "a number > 0")
+    # allow TF32 on CUDA (cuBLAS and cuDNN alike); off: every model in full float32
+    tf32: bool = setting(False, _BOOL, lambda v: True, "true or false")
+    # torch's deterministic algorithms (and CUBLAS_WORKSPACE_CONFIG)
+    deterministic: bool = setting(False, _BOOL, lambda v: True, "true or false")
+    resources: Resources | None = None  # the scheduler's business
+
+    def __post_init__(self):
+        check_fields(f"hardware '{self.name}'", self)
+
+    @classmethod
+    def from_entry(cls, name: str, entry: dict) -> Hardware:
+        """A hardware entry over the defaults (its ``resources`` too, when it has them); an unknown
+        key or a bad value is an error naming the entry."""
+        unknown = set(entry) - set(HARDWARE_DEFAULTS) - {"resources"}
+        if unknown:
+            raise ValueError(f"hardware '{name}': unknown key(s) {sorted(unknown)}")
+        resources = entry.get("resources")
+        if resources is not None:
+            extra = set(resources) - {f.name for f in fields(Resources)}
+            if extra:
+                raise ValueError(f"hardware '{name}': resources: unknown key(s) {sorted(extra)}")
+            resources = Resources(**resources)
+            check_fields(f"hardware '{name}': resources", resources)
+        return cls(name=name, **{**entry, "resources": resources})
+
+    @property
+    def world(self) -> int:
+        """Processes in all (DDP ranks)."""
+        return self.nodes * self.nproc_per_node
+
+    def as_dict(self) -> dict:
+        """The entry with its defaults, as the config's mapping (the name left out; resources only
+        where the entry has them)."""
+        out = {k: v for k, v in asdict(self).items() if k not in ("name", "resources")}
+        if self.resources is not None:
+            out["resources"] = self.resources.as_dict()
+        return out
+
+
+TRAINING_DEFAULTS = defaults_of(Training)
+HARDWARE_DEFAULTS = {k: v for k, v in defaults_of(Hardware).items() if k not in ("name", "resources")}
+RESOURCES_DEFAULTS = {k: v for k, v in defaults_of(Resources).items() if v is not None}
+
