@@ -3,6 +3,7 @@ published number, not run, too few seeds; and the shipped published-results file
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -148,6 +149,21 @@ def test_bad_files_and_names_are_clear(tmp_path):
         pb.published_table(pd.DataFrame(), pb.load(PUBLISHED), {"traffic": "metro"}, MODELS, CONFIG, [])
     with pytest.raises(ValueError, match=r"names 'trafic', which is not defined under 'datasets'"):
         pb.published_table(pd.DataFrame(), pb.load(PUBLISHED), {"trafic": "metro_traffic"}, MODELS, CONFIG, [])
+
+
+@pytest.mark.parametrize("setting, message", [
+    ({"file": "f.yaml", "models": MODELS}, "missing or not mappings: ['datasets']"),
+    ({"file": "f.yaml", "datasets": DATASETS, "models": MODELS, "sigma": 3}, "unknown key(s) ['sigma'], expected"),
+])
+def test_published_setting_names_a_missing_or_unknown_key(setting, message):
+    with pytest.raises(ValueError, match=rf"^--published: .*{re.escape(message)}"):
+        pb.PublishedSettings.from_dict(setting)
+
+
+def test_published_setting_keeps_the_defaults():
+    setting = pb.PublishedSettings.from_dict({"file": "f.yaml", "datasets": DATASETS, "models": MODELS})
+    assert (setting.sigmas, setting.min_seeds, setting.not_run, setting.dataset_config, setting.study_models) == \
+        (2.0, 2, None, {}, [])
 
 
 def test_cli_writes_the_table_and_adds_claims(tmp_path):

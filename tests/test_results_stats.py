@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import pandas as pd
 import pytest
@@ -22,6 +23,9 @@ HARDWARE = {
     "ddp-4gpu": {"device": "cuda", "nodes": 2, "nproc_per_node": 2, "scaling": "weak"},
     "ddp-cpu-2": {"device": "cpu", "nproc_per_node": 2, "scaling": "strong"},
 }
+# as the scaling table reads them (the command line's --hardware-config, read once)
+ENTRIES = scaling.hardware_entries(HARDWARE)
+CPU_ONLY = scaling.hardware_entries({"cpu": {"device": "cpu"}})
 TYPES = {"ltc": "ltc", "cfc": "cfc", "lstm": "lstm"}
 
 
@@ -110,7 +114,7 @@ def scaling_fixture():
 
 
 def test_speedup_efficiency_and_knee():
-    table = scaling.scaling_table(scaling_fixture(), HARDWARE, threshold=0.7).set_index("hardware")
+    table = scaling.scaling_table(scaling_fixture(), ENTRIES, threshold=0.7).set_index("hardware")
     assert table.loc["ddp-2gpu", "baseline"] == "ddp-1gpu"
     # speedups of geometric means: sqrt(10 * 12) / sqrt(5 * 7), ...
     assert table.loc["ddp-2gpu", "tn_gmean"] == pytest.approx(math.sqrt(35))
@@ -131,23 +135,23 @@ def test_speedup_efficiency_and_knee():
     assert table.loc["ddp-cpu-2", "speedup"] == pytest.approx(math.sqrt(440 / 120))
     lo, hi = table.loc["ddp-2gpu", ["efficiency_ci_low", "efficiency_ci_high"]]
     assert 0 < lo < math.sqrt(120 / 35) / 2 < hi
-    lower = scaling.scaling_table(scaling_fixture(), HARDWARE, threshold=0.6).set_index("hardware")
+    lower = scaling.scaling_table(scaling_fixture(), ENTRIES, threshold=0.6).set_index("hardware")
     assert lower.loc["ddp-4gpu", "knee_n"] == 4
     assert scaling.knee([1, 2, 4], [1.0, float("nan"), 0.5], 0.7) == 1
 
 
 def test_scaling_leaves_out_entries_without_runs_in_the_study():
     """A data set x model whose DDP runs the study excludes has no scaling rows at all."""
-    table = scaling.scaling_table(scaling_fixture(), HARDWARE, threshold=0.7)
+    table = scaling.scaling_table(scaling_fixture(), ENTRIES, threshold=0.7)
     assert set(table.model) == {"cfc"}
     partial = scaling_fixture()
     partial = partial[partial.hardware.isin(["cpu", "ddp-1gpu", "ddp-2gpu"])]
-    rows = scaling.scaling_table(partial, HARDWARE, threshold=0.7)
+    rows = scaling.scaling_table(partial, ENTRIES, threshold=0.7)
     assert set(rows.hardware) == {"ddp-1gpu", "ddp-2gpu"}  # no ddp-4gpu row, no CPU group
 
 
 def test_scaling_without_ddp_entries_is_empty_with_columns():
-    table = scaling.scaling_table(scaling_fixture(), {"cpu": {"device": "cpu"}}, threshold=0.7)
+    table = scaling.scaling_table(scaling_fixture(), CPU_ONLY, threshold=0.7)
     assert len(table) == 0 and "speedup" in table
 
 
@@ -239,9 +243,20 @@ def test_missing_everything_and_bad_expected_are_clear(tmp_path, caplog):
 
 
 # results.claims as the workflow passes it: the config schema's defaults
-CLAIM_SETTINGS = {key: prop["default"] for key, prop in yaml.safe_load(
+CLAIM_DEFAULTS = {key: prop["default"] for key, prop in yaml.safe_load(
     (REPO / "workflow/schemas/config.schema.yaml").read_text())["properties"]["results"]["properties"]["claims"][
     "properties"].items()}
+CLAIM_SETTINGS = claims.ClaimsSettings.from_dict(CLAIM_DEFAULTS)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"min_seeds": 2, "metric_tolerance_std": 1.0}, "missing ['speedup_min']"),
+    ({**CLAIM_DEFAULTS, "min_seed": 2}, "unknown ['min_seed']"),
+])
+def test_claims_settings_name_a_missing_or_unknown_key(settings, message):
+    with pytest.raises(ValueError, match=re.escape(f"claims settings: {message}, expected ['min_seeds', "
+                                                   "'metric_tolerance_std', 'speedup_min']")):
+        claims.ClaimsSettings.from_dict(settings)
 
 
 def claims_summary(times, metrics=None):
@@ -250,7 +265,8 @@ def claims_summary(times, metrics=None):
 
 def verdicts(times, metrics=None, hardware=HARDWARE):
     s = claims_summary(times, metrics)
-    table = claims.check_claims(s, scaling.scaling_table(s, hardware, threshold=0.7), TYPES, CLAIM_SETTINGS)
+    table = claims.check_claims(s, scaling.scaling_table(s, scaling.hardware_entries(hardware), threshold=0.7), TYPES,
+                                CLAIM_SETTINGS)
     return dict(zip(table.claim_id, table.verdict)), table
 
 
@@ -307,7 +323,7 @@ def test_claims_on_the_baselines_use_the_ratios_tables_numbers():
     times = {("cfc", "cpu"): spread3(30), ("ltc", "cpu"): spread3(90), ("lstm", "cpu"): spread3(3)}
     metrics = {("cfc", "cpu"): spread3(0.1), ("ltc", "cpu"): spread3(0.1), ("lstm", "cpu"): spread3(0.1)}
     s = claims_summary(times, metrics)
-    table = claims.check_claims(s, scaling.scaling_table(s, {"cpu": {"device": "cpu"}}, threshold=0.7), TYPES,
+    table = claims.check_claims(s, scaling.scaling_table(s, CPU_ONLY, threshold=0.7), TYPES,
                                 CLAIM_SETTINGS).set_index("claim_id")
     assert table.loc["cfc_faster_than_lstm", "verdict"] == "false"
     assert table.loc["ltc_faster_than_lstm", "verdict"] == "false"
@@ -326,7 +342,7 @@ def test_each_claim_is_one_registry_entry():
     types = {"gru": "gru", "lstm": "lstm"}
     try:
         claims.CLAIMS["gru_faster"] = extra
-        table = claims.check_claims(s, scaling.scaling_table(s, {"cpu": {"device": "cpu"}}, threshold=0.7), types,
+        table = claims.check_claims(s, scaling.scaling_table(s, CPU_ONLY, threshold=0.7), types,
                                     CLAIM_SETTINGS).set_index("claim_id")
     finally:
         del claims.CLAIMS["gru_faster"]
@@ -363,7 +379,7 @@ def test_claim_ordering_under_both_implementations(fast_ltc, verdict):
     times = {("cfc", "cpu"): spread3(3), ("ltc", "cpu"): spread3(8), ("cfc_fast", "cpu"): spread3(1),
              ("ltc_fast", "cpu"): fast_ltc}
     s = claims_summary(times)
-    table = claims.check_claims(s, scaling.scaling_table(s, {"cpu": {"device": "cpu"}}, threshold=0.7), IMPL_TYPES,
+    table = claims.check_claims(s, scaling.scaling_table(s, CPU_ONLY, threshold=0.7), IMPL_TYPES,
                                  CLAIM_SETTINGS).set_index("claim_id")
     assert table.loc["order_both_impls", "verdict"] == verdict
     assert table.loc["order_both_impls", "decided"] == 1
@@ -405,7 +421,7 @@ def test_no_interval_of_a_positive_quantity_goes_below_zero(tmp_path):
             assert (s[f"{m}_ci_low"] < s[f"{m}_gmean"]).all() and (s[f"{m}_gmean"] < s[f"{m}_ci_high"]).all(), m
     for m, (lo, hi) in summary.BOUNDS.items():
         assert ((s[f"{m}_ci_low"] >= lo) & (s[f"{m}_ci_high"] <= hi)).all(), m
-    sc = scaling.scaling_table(s, HARDWARE, threshold=0.7)
+    sc = scaling.scaling_table(s, ENTRIES, threshold=0.7)
     assert len(sc) and (sc[["speedup_ci_low", "efficiency_ci_low"]] > 0).all().all()
     ratios = compare.ratio_table(s, TYPES)
     assert len(ratios) and (ratios[[c for c in ratios if c.endswith("_ratio_ci_low")]] > 0).all().all()
@@ -457,7 +473,7 @@ def test_headline_answers_per_data_set_with_the_ratios_tables_numbers():
     assert table.next_worse_by == pytest.approx(0.05) and table.next_worse_by_ci_low < 0.05 < table.next_worse_by_ci_high
     assert table.pareto == "lstm; ltc"  # cfc: slower and less accurate than lstm
     assert table.time_vs_lstm.startswith("cfc 10x [") and "ltc 30x [" in table.time_vs_lstm
-    claims_table = claims.check_claims(s, scaling.scaling_table(s, {"cpu": {"device": "cpu"}}, threshold=0.7), TYPES,
+    claims_table = claims.check_claims(s, scaling.scaling_table(s, CPU_ONLY, threshold=0.7), TYPES,
                                        CLAIM_SETTINGS)
     raw, shown, notes = headline.build(s, claims_table, TYPES)
     assert shown.iloc[0]["test metric"] == "accuracy (higher is better)"

@@ -34,16 +34,14 @@ import pandas as pd
 
 from .compare import split_types
 from .stats import CONFIDENCE, difference, estimate_of, mean_of, ratio, t_quantile
+from .summary import LOWER_IS_BETTER
 from .tables import num
-from .verdicts import FALSE, NOT_SIGNIFICANT, TRUE, UNDECIDABLE, VERDICTS, Comparison, _verdict, verdict  # noqa: F401
-
-# The settings of config results.claims (defaults in the config schema).
-SETTINGS = ("min_seeds", "metric_tolerance_std", "speedup_min")
-
-LOWER_IS_BETTER = {"mse": True, "accuracy": False}
+# the verdict words are re-exported: a claims table's readers find them with its claims
+from .verdicts import FALSE, NOT_SIGNIFICANT, TRUE, UNDECIDABLE, VERDICTS  # noqa: F401
+from .verdicts import ClaimsSettings, Comparison, verdict
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Study:
     """What a claim's comparisons are drawn from."""
 
@@ -51,14 +49,14 @@ class Study:
     scaling: pd.DataFrame
     types: dict[str, str]  # model -> ltc, cfc, lstm, gru
     impls: dict[str, str]  # model -> ncps, fast
-    settings: dict
+    settings: ClaimsSettings
     index: dict = field(default_factory=dict)  # (dataset, model, hardware) -> summary row
 
     @classmethod
-    def of(cls, summary, scaling, model_types, settings):
+    def of(cls, summary, scaling, model_types, settings: ClaimsSettings):
         types, impls = split_types(model_types)
         index = {(r["dataset"], r["model"], r["hardware"]): r for r in summary.to_dict("records")}
-        return cls(summary, scaling, types, impls, settings, index)
+        return cls(summary=summary, scaling=scaling, types=types, impls=impls, settings=settings, index=index)
 
     def pairs(self, type_a: str, type_b: str, impl: str | None = None) -> Iterator[tuple[str, dict, dict]]:
         """(name, row a, row b) per data set x hardware for every model of type_a against every model
@@ -114,7 +112,7 @@ def _faster(type_a: str, type_b: str):
 
 def _as_good(type_a: str, type_b: str):
     def compare(study: Study) -> list[Comparison]:
-        tol = study.settings["metric_tolerance_std"]
+        tol = study.settings.metric_tolerance_std
         return [metric_worse_by(name, a, b, tol) for name, a, b in study.pairs(type_a, type_b)]
     return compare
 
@@ -125,7 +123,7 @@ def _order_both_impls(study: Study) -> list[Comparison]:
     interval contains 1)."""
     fast = {name.split(" ")[0]: (name, a, b) for name, a, b in study.pairs("cfc", "ltc", "fast")}
     out = []
-    k = study.settings["min_seeds"]
+    k = study.settings.min_seeds
     for name, a, b in study.pairs("cfc", "ltc", "ncps"):
         where = name.split(" ")[0]
         if where not in fast:
@@ -151,7 +149,7 @@ def _ddp_faster(study: Study) -> list[Comparison]:
     for r in multi.to_dict("records"):
         name = f"{r['dataset']}/{r['model']} {r['hardware']} (n={int(r['n'])}) vs {r['baseline']}"
         out.append(Comparison(name, "speedup T(1)/T(n)", r["speedup"], r["speedup_ci_low"], r["speedup_ci_high"],
-                              (int(r["t1_seeds"]), int(r["tn_seeds"])), study.settings["speedup_min"], "greater",
+                              (int(r["t1_seeds"]), int(r["tn_seeds"])), study.settings.speedup_min, "greater",
                               f"T(1) {num(r['t1_gmean'])} s, T(n) {num(r['tn_gmean'])} s, geometric means"))
     return out
 
@@ -194,7 +192,7 @@ def _best_at_2(study: Study) -> list[Comparison]:
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Claim:
     text: str
     compare: Callable[[Study], list[Comparison]]
@@ -237,12 +235,9 @@ RULE = ("A comparison supports a claim when its whole 95 % interval lies on the 
 
 
 def check_claims(summary: pd.DataFrame, scaling: pd.DataFrame, model_types: dict[str, str],
-                 settings: dict) -> pd.DataFrame:
-    missing = [key for key in SETTINGS if key not in settings]
-    if missing:
-        raise ValueError(f"claims settings: missing {missing}, expected {list(SETTINGS)}")
+                 settings: ClaimsSettings) -> pd.DataFrame:
     study = Study.of(summary, scaling, model_types, settings)
-    k = settings["min_seeds"]
+    k = settings.min_seeds
     rows = []
     for key, claim in CLAIMS.items():
         comparisons = claim.compare(study)
@@ -277,8 +272,9 @@ NOTES = RULE
 def build(summary: pd.DataFrame, scaling: pd.DataFrame, model_types: dict[str, str], settings: dict,
           published: pd.DataFrame | None = None, robustness_claims: pd.DataFrame | None = None) -> tuple:
     """The claims table (registry entry ``claims``): raw, display and notes. With the published
-    table (results.published), one claim per compared data set joins it."""
-    table = check_claims(summary, scaling, model_types, settings)
+    table (results.published), one claim per compared data set joins it. ``settings`` is the
+    command line's JSON (config results.claims), checked here once."""
+    table = check_claims(summary, scaling, model_types, ClaimsSettings.from_dict(settings))
     if published is not None:
         from .published import claim_rows
 

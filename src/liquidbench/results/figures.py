@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..io import atomic_path  # noqa: E402
-from .summary import centre  # noqa: E402
+from .summary import METRIC_BOUNDS, centre  # noqa: E402
 
 STYLE = {"figure.dpi": 100, "savefig.dpi": 150, "axes.grid": True, "grid.alpha": 0.3, "font.size": 8,
          "legend.fontsize": 7, "axes.titlesize": 9}
@@ -31,7 +31,9 @@ def size_px(rows: int) -> tuple[int, int]:
     return round(WIDTH_IN * DPI), round(ROW_IN * max(rows, 1) * DPI)
 
 
-def _figure(rows: int, cols: int):
+def figure(rows: int, cols: int):
+    """``rows`` x ``cols`` panels at the fixed width and row height of every figure (the evaluation stage's
+    figures in robustness.py too), so that all figures share one size."""
     fig, axes = plt.subplots(max(rows, 1), cols, figsize=(WIDTH_IN, ROW_IN * max(rows, 1)), squeeze=False,
                              layout="constrained")
     return fig, axes
@@ -123,7 +125,7 @@ def train_time(summary: pd.DataFrame, stem: str | Path, datasets: list[str]) -> 
     error bars: 95 % log-scale t intervals)."""
     hw = list(dict.fromkeys(summary["hardware"]))
     with plt.rc_context(STYLE):
-        fig, axes = _figure(len(datasets), 1)
+        fig, axes = figure(len(datasets), 1)
         for ax, ds in zip(axes[:, 0], datasets):
             sub = summary[summary["dataset"] == ds]
             if not len(sub) or not _has(sub, "train_time_s"):
@@ -134,13 +136,10 @@ def train_time(summary: pd.DataFrame, stem: str | Path, datasets: list[str]) -> 
         return save(fig, stem)
 
 
-METRIC_RANGE = {"accuracy": (0.0, 1.0), "mse": (0.0, np.inf)}
-
-
 def metric(summary: pd.DataFrame, stem: str | Path, datasets: list[str]) -> list[Path]:
     hw = list(dict.fromkeys(summary["hardware"]))
     with plt.rc_context(STYLE):
-        fig, axes = _figure(len(datasets), 1)
+        fig, axes = figure(len(datasets), 1)
         for ax, ds in zip(axes[:, 0], datasets):
             sub = summary[summary["dataset"] == ds]
             if not len(sub) or not _has(sub, "test_metric"):
@@ -148,7 +147,7 @@ def metric(summary: pd.DataFrame, stem: str | Path, datasets: list[str]) -> list
                 continue
             name = sub["metric_name"].dropna().iloc[0]
             _points(ax, sub, "test_metric", f"test {name}", _hardware_of(summary, ds, hw), log=False,
-                    bounds=METRIC_RANGE.get(name))
+                    bounds=METRIC_BOUNDS.get(name))
             ax.set_title(f"{ds}: test {name} ({'lower' if name == 'mse' else 'higher'} is better), mean and 95 % CI")
         return save(fig, stem)
 
@@ -156,7 +155,7 @@ def metric(summary: pd.DataFrame, stem: str | Path, datasets: list[str]) -> list
 def scaling(table: pd.DataFrame, stem: str | Path) -> list[Path]:
     """Speedup and efficiency against DDP width with the ideal (linear) line and the knee threshold."""
     with plt.rc_context(STYLE):
-        fig, axes = _figure(1, 2)
+        fig, axes = figure(1, 2)
         ax_s, ax_e = axes[0]
         data = table.dropna(subset=["speedup"]) if len(table) else table
         if not len(data):
@@ -215,7 +214,7 @@ def loss_curves(history: pd.DataFrame, dataset: str, stem: str | Path) -> list[P
 
     sub = history[history["dataset"] == dataset] if len(history) else history
     with plt.rc_context(STYLE):
-        fig, axes = _figure(2, 2)
+        fig, axes = figure(2, 2)
         if not len(sub):
             for ax in axes.ravel():
                 no_data(ax, f"{dataset}: no run histories")
@@ -259,7 +258,7 @@ def pareto(summary: pd.DataFrame, stem: str | Path, datasets: list[str]) -> list
     """Test metric against training time (log scale) per configuration; the Pareto front joins the
     configurations that no other beats in both time and metric."""
     with plt.rc_context(STYLE):
-        fig, axes = _figure(len(datasets), 1)
+        fig, axes = figure(len(datasets), 1)
         for ax, ds in zip(axes[:, 0], datasets):
             time = f"train_time_s_{centre('train_time_s')}"
             sub = summary[summary["dataset"] == ds].dropna(subset=[time, "test_metric_mean"])
@@ -268,7 +267,7 @@ def pareto(summary: pd.DataFrame, stem: str | Path, datasets: list[str]) -> list
                 continue
             name = sub["metric_name"].dropna().iloc[0]
             higher = name == "accuracy"
-            lo_m, hi_m = METRIC_RANGE.get(name, (-np.inf, np.inf))
+            lo_m, hi_m = METRIC_BOUNDS.get(name, (-np.inf, np.inf))
             markers = dict(zip(sorted(summary["hardware"].unique()), "osD^v<>ph*"))
             for i, model in enumerate(sorted(sub["model"].unique())):
                 for r in sub[sub["model"] == model].to_dict("records"):
@@ -332,7 +331,7 @@ def gpu(summary: pd.DataFrame, stem: str | Path) -> list[Path]:
 def energy(summary: pd.DataFrame, stem: str | Path) -> list[Path]:
     """GPU energy per epoch per configuration (NVML energy counter)."""
     with plt.rc_context(STYLE):
-        fig, axes = _figure(1, 1)
+        fig, axes = figure(1, 1)
         ax = axes[0, 0]
         _config_bars(ax, summary, "telemetry.gpu.energy_per_epoch_j", "GPU energy per epoch [J]",
                      "no GPU energy measurements in this study: only runs on cuda hardware entries\n"
@@ -350,7 +349,7 @@ def impl_speedup(summary: pd.DataFrame, stem: str | Path, model_types: dict) -> 
     pairs = table[table["comparison"] == "fast vs ncps"] if len(table) else table
     pairs = pairs.dropna(subset=["train_time_s_ratio"]) if len(pairs) else pairs
     with plt.rc_context(STYLE):
-        fig, axes = _figure(1, 1)
+        fig, axes = figure(1, 1)
         ax = axes[0, 0]
         if not len(pairs):
             no_data(ax, "no fast-implementation model with an ncps counterpart in this study")

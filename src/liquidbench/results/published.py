@@ -17,22 +17,23 @@ and a verdict:
 - empty where no number was published for the model (shown for comparison, no verdict).
 
 Each mapped data set also gives a claim "the reproduction agrees with <name> on <data set>",
-decided as the claims table decides (verdicts._verdict) over the rows with a published number.
+decided as the claims table decides (verdicts.verdict_of_decisions) over the rows with a published number.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
-from .verdicts import _verdict
 from .tables import NOT_AVAILABLE, estimate, num
+from .verdicts import UNDECIDABLE, verdict_of_decisions
 
 METRICS = ("mse", "accuracy")
-CONSISTENT, INCONSISTENT, UNDECIDABLE, NOT_RUN = "consistent", "inconsistent", "undecidable", "not run"
+CONSISTENT, INCONSISTENT, NOT_RUN = "consistent", "inconsistent", "not run"
 COLUMNS = [
     "dataset", "protocol", "published_dataset", "model", "published_model", "hardware", "metric", "unit",
     "published_mean", "published_std", "published_n", "reproduced_mean", "reproduced_std", "reproduced_ci_low",
@@ -201,7 +202,8 @@ def claim_rows(table: pd.DataFrame) -> list[dict]:
             "claim_id": f"published:{dataset}",
             "claim": (f"The reproduction agrees with {first['published_by']} on {dataset} "
                       f"({first['published_dataset']}, protocol {first['protocol']})"),
-            "verdict": _verdict(results), "decided": sum(r is not None for r in results), "comparisons": len(results),
+            "verdict": verdict_of_decisions(results), "decided": sum(r is not None for r in results),
+            "comparisons": len(results),
             "evidence": "; ".join(evidence) if evidence else "no model with a published number",
             "rule": f"|reproduced - published| <= {sigmas:g} x sqrt(s_pub^2 + s_rep^2) for every model with a "
                     "published number (table published)",
@@ -209,19 +211,44 @@ def claim_rows(table: pd.DataFrame) -> list[dict]:
     return rows
 
 
+@dataclass(frozen=True, kw_only=True)
+class PublishedSettings:
+    """The workflow's setting ``published``: config ``results.published`` (file, datasets, models,
+    sigmas, not_run) plus ``min_seeds`` (results.claims), the study's data set entries
+    (``dataset_config``) and its models (``study_models``). Read once from the command line's JSON,
+    checked, so that a misspelt key is refused instead of read as absent."""
+
+    file: str  # the published numbers (config/published/*.yaml)
+    datasets: dict[str, str]  # study data set -> published data set
+    models: dict[str, str]  # study model -> published model
+    sigmas: float = 2.0
+    min_seeds: int = 2
+    not_run: dict[str, str] | None = None  # study data set -> why it may have no run
+    dataset_config: dict[str, dict] = field(default_factory=dict)
+    study_models: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, published: dict) -> PublishedSettings:
+        """The setting of a JSON object: 'file' and the mappings 'datasets' and 'models' required, an
+        unknown key refused, each naming the key and what was expected."""
+        missing = [k for k in ("file", "datasets", "models") if k not in published]
+        if missing or not all(isinstance(published.get(k), dict) for k in ("datasets", "models")):
+            raise ValueError("--published: expected a mapping with 'file', and mappings 'datasets' and 'models' "
+                             f"(study name -> published name); missing or not mappings: "
+                             f"{missing or ['datasets/models']}")
+        expected = [f.name for f in fields(cls)]
+        unknown = [k for k in published if k not in expected]
+        if unknown:
+            raise ValueError(f"--published: unknown key(s) {unknown}, expected {expected}")
+        return cls(**published)
+
+
 def build(summary: pd.DataFrame, published: dict) -> tuple:
     """The published table (registry entry ``published``): raw, display and notes. ``published`` is
-    the workflow's setting of that name: config ``results.published`` (file, datasets, models,
-    sigmas, not_run) plus ``min_seeds`` (results.claims), the study's data set entries (``dataset_config``)
-    and its models (``study_models``)."""
-    missing = [k for k in ("file", "datasets", "models") if k not in published]
-    if missing or not all(isinstance(published.get(k), dict) for k in ("datasets", "models")):
-        raise ValueError("--published: expected a mapping with 'file', and mappings 'datasets' and 'models' "
-                         f"(study name -> published name); missing or not mappings: {missing or ['datasets/models']}")
-    data = load(published["file"])
-    sigmas = published.get("sigmas", 2.0)
-    table = published_table(summary, data, published["datasets"], published["models"],
-                            published.get("dataset_config", {}), published.get("study_models", []),
-                            sigmas=sigmas, min_seeds=published.get("min_seeds", 2),
-                            not_run=published.get("not_run"))
-    return table, display(table), notes(data, sigmas)
+    the command line's JSON of PublishedSettings, checked here once."""
+    setting = PublishedSettings.from_dict(published)
+    data = load(setting.file)
+    table = published_table(summary, data, setting.datasets, setting.models, setting.dataset_config,
+                            setting.study_models, sigmas=setting.sigmas, min_seeds=setting.min_seeds,
+                            not_run=setting.not_run)
+    return table, display(table), notes(data, setting.sigmas)

@@ -48,10 +48,10 @@ from ..envinfo import git_commit
 from ..io import read_json, sha256_file, umask, write_json, write_text
 from .registry import TABLES
 from .stats import difference, estimate_of, mean_of, ratio
-from .summary import LOWER_IS_BETTER
+from .summary import GROUP, LOWER_IS_BETTER
 from .tables import FORMAT as TABLE_FORMAT
 from .tables import FORMAT_COLUMN, compact, html_page, to_html, to_latex, to_markdown
-from .verdicts import Comparison
+from .verdicts import UNDECIDABLE, Comparison
 
 # the format of a reference folder (reference.json's "format"); raise it when the layout changes
 FORMAT = 1
@@ -71,7 +71,7 @@ FIGURE_SUFFIXES = (".png", ".pdf")
 MIN_SEEDS = 2
 
 # verdicts
-CONSISTENT, BETTER, WORSE, UNDECIDABLE = "consistent", "better", "worse", "undecidable"
+CONSISTENT, BETTER, WORSE = "consistent", "better", "worse"  # and verdicts.UNDECIDABLE
 FASTER, SLOWER, WITHIN_NOISE = "faster", "slower", "within noise"
 BOTH, REFERENCE_ONLY, CURRENT_ONLY = "both", "reference only", "current only"
 METRIC_VERDICTS = {"supports": BETTER, "contradicts": WORSE, "not significant": CONSISTENT,
@@ -83,7 +83,7 @@ TIME_VERDICTS = {"supports": FASTER, "contradicts": SLOWER, "not significant": W
 PROVENANCE = {"liquidbench": "liquidbench", "commit": "commit", "python": "python", "torch": "torch", "ncps": "ncps",
               "cuda": "cuda", "CPU": "cpu", "device": "device", "device name": "device_name", "threads": "threads",
               "world size": "world_size"}
-KEY = ["dataset", "model", "hardware"]
+KEY = GROUP  # a summary row's key: data set, model, hardware entry
 VERSIONS = ("liquidbench", "python", "torch", "ncps", "numpy", "cuda")  # recorded in reference.json, in this order
 SUMMARY_COLUMNS = [*KEY, "runs", "metric_name", "n_params",
                    *(f"{m}_{f}" for m in ("test_metric", "train_time_s")

@@ -11,6 +11,9 @@ returns ``(raw, display)``: every raw column for the CSV, formatted strings for 
 LaTeX. A figure's ``draw`` function takes its input tables (and the data sets) and a file stem, plus
 its ``settings`` as keyword arguments.
 
+Entries are built by keyword (the dataclasses are keyword-only), so that a field added or moved
+cannot silently shift another entry's values.
+
 Plain Python (no pandas, no matplotlib), so that the workflow can import it at start.
 """
 
@@ -25,7 +28,7 @@ from importlib import import_module
 INPUTS = ("runs", "history", "summary", "scaling")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Setting:
     """A value of the study a table needs, passed on the command line."""
 
@@ -37,19 +40,25 @@ class Setting:
 # Every setting a table may take: its command-line flag (JSON object or number). The workflow
 # fills each from the validated config (workflow/rules/common.smk, table_settings).
 SETTINGS = {
-    "hardware": Setting("--hardware-config", True, "the study's hardware entries as JSON, in study order"),
-    "threshold": Setting("--threshold", False, "knee: efficiency threshold (config results.knee_threshold)"),
-    "baselines": Setting("--baselines", True, "JSON {hardware: baseline hardware} (config results.scaling_baselines)"),
-    "model_types": Setting("--model-types", True, "JSON {model name: type, or {type, impl} for impl other than ncps}"),
-    "targets": Setting("--targets", True, "JSON {dataset: target validation metric} (config results.targets)"),
-    "settings": Setting("--settings", True, "JSON {min_seeds, metric_tolerance_std, speedup_min} (config results.claims)"),
-    "published": Setting("--published-settings", True,
-                         "JSON {file, datasets, models, sigmas, min_seeds, dataset_config, study_models} "
-                         "(config results.published; the published numbers are in file)"),
+    "hardware": Setting(flag="--hardware-config", json=True,
+                        help="the study's hardware entries as JSON, in study order"),
+    "threshold": Setting(flag="--threshold", json=False,
+                         help="knee: efficiency threshold (config results.knee_threshold)"),
+    "baselines": Setting(flag="--baselines", json=True,
+                         help="JSON {hardware: baseline hardware} (config results.scaling_baselines)"),
+    "model_types": Setting(flag="--model-types", json=True,
+                           help="JSON {model name: type, or {type, impl} for impl other than ncps}"),
+    "targets": Setting(flag="--targets", json=True,
+                       help="JSON {dataset: target validation metric} (config results.targets)"),
+    "settings": Setting(flag="--settings", json=True,
+                        help="JSON {min_seeds, metric_tolerance_std, speedup_min} (config results.claims)"),
+    "published": Setting(flag="--published-settings", json=True,
+                         help="JSON {file, datasets, models, sigmas, min_seeds, dataset_config, study_models} "
+                              "(config results.published; the published numbers are in file)"),
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Table:
     command: str  # the liquidbench subcommand
     help: str
@@ -62,40 +71,49 @@ class Table:
 
 
 TABLES = {
-    "headline": Table("headline", "the answers first: fastest and most accurate model per data set, Pareto set, "
-                      "time vs LSTM, the claims' verdicts", "Headline results", ("summary", "claims"),
-                      "headline:build", ("model_types",)),
-    "summary": Table("summarize", "mean, std and 95%% CI over seeds", "Summary over seeds", ("runs",),
-                     "summary:build"),
-    "scaling": Table("scaling", "speedup, efficiency and knee of DDP widths",
-                     "Scaling: speedup and parallel efficiency", ("summary",), "scaling:build",
-                     ("hardware", "threshold", "baselines")),
-    "ratios": Table("ratios", "time and metric ratios: CfC vs LTC, each model vs LSTM, fast vs ncps implementation",
-                    "Ratios between models",
-                    ("summary",), "compare:build_ratios", ("model_types",)),
-    "time_to_target": Table("time-to-target", "training time until the validation metric reaches a target",
-                            "Time to target", ("runs", "history"), "compare:build_time_to_target", ("targets",)),
-    "claims": Table("claims", "check the study's claims on the data (interval-aware rule)", "Checked claims", ("summary", "scaling"),
-                    "claims:build", ("model_types", "settings"), optional=("published", "robustness_claims")),
-    "published": Table("published", "published results against the reproduced ones, with verdicts",
-                       "Published and reproduced results", ("summary",), "published:build", ("published",),
-                       when="published"),
-    "provenance": Table("provenance", "software versions and machines of the runs", "What was run", ("runs",),
-                        "provenance:build"),
+    "headline": Table(command="headline",
+                      help="the answers first: fastest and most accurate model per data set, Pareto set, "
+                           "time vs LSTM, the claims' verdicts",
+                      title="Headline results", inputs=("summary", "claims"), build="headline:build",
+                      settings=("model_types",)),
+    "summary": Table(command="summarize", help="mean, std and 95%% CI over seeds", title="Summary over seeds",
+                     inputs=("runs",), build="summary:build"),
+    "scaling": Table(command="scaling", help="speedup, efficiency and knee of DDP widths",
+                     title="Scaling: speedup and parallel efficiency", inputs=("summary",), build="scaling:build",
+                     settings=("hardware", "threshold", "baselines")),
+    "ratios": Table(command="ratios",
+                    help="time and metric ratios: CfC vs LTC, each model vs LSTM, fast vs ncps implementation",
+                    title="Ratios between models", inputs=("summary",), build="compare:build_ratios",
+                    settings=("model_types",)),
+    "time_to_target": Table(command="time-to-target",
+                            help="training time until the validation metric reaches a target",
+                            title="Time to target", inputs=("runs", "history"), build="compare:build_time_to_target",
+                            settings=("targets",)),
+    "claims": Table(command="claims", help="check the study's claims on the data (interval-aware rule)",
+                    title="Checked claims", inputs=("summary", "scaling"), build="claims:build",
+                    settings=("model_types", "settings"), optional=("published", "robustness_claims")),
+    "published": Table(command="published", help="published results against the reproduced ones, with verdicts",
+                       title="Published and reproduced results", inputs=("summary",), build="published:build",
+                       settings=("published",), when="published"),
+    "provenance": Table(command="provenance", help="software versions and machines of the runs",
+                        title="What was run", inputs=("runs",), build="provenance:build"),
     # The evaluation stage (config `evaluation`; workflow/rules/evaluate.smk writes the evaluation
     # and evaluation_runs tables from every run's evaluation.json).
-    "robustness": Table("robustness", "metric per model and perturbation level, and its degradation",
-                        "Robustness under perturbations", ("evaluation",), "robustness:build_robustness",
-                        when="evaluation"),
-    "memory": Table("memory", "parameters, peak memory and activation memory per sequence step",
-                    "Memory efficiency", ("runs", "evaluation_runs"), "robustness:build_memory", when="evaluation"),
-    "robustness_claims": Table("robustness-claims", "the comparisons behind the evaluation stage's claims",
-                               "Evaluation claims: comparisons", ("evaluation", "evaluation_runs"),
-                               "robustness:build_claims", ("model_types", "settings"), when="evaluation"),
+    "robustness": Table(command="robustness", help="metric per model and perturbation level, and its degradation",
+                        title="Robustness under perturbations", inputs=("evaluation",),
+                        build="robustness:build_robustness", when="evaluation"),
+    "memory": Table(command="memory", help="parameters, peak memory and activation memory per sequence step",
+                    title="Memory efficiency", inputs=("runs", "evaluation_runs"), build="robustness:build_memory",
+                    when="evaluation"),
+    "robustness_claims": Table(command="robustness-claims",
+                               help="the comparisons behind the evaluation stage's claims",
+                               title="Evaluation claims: comparisons", inputs=("evaluation", "evaluation_runs"),
+                               build="robustness:build_claims", settings=("model_types", "settings"),
+                               when="evaluation"),
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Figure:
     inputs: tuple[str, ...]
     draw: str  # module:function under liquidbench.results
@@ -105,14 +123,14 @@ class Figure:
 
 
 FIGURES = {
-    "train_time": Figure(("summary",), "figures:train_time", datasets=True),
-    "test_metric": Figure(("summary",), "figures:metric", datasets=True),
-    "scaling": Figure(("scaling",), "figures:scaling"),
-    "pareto": Figure(("summary",), "figures:pareto", datasets=True),
-    "gpu": Figure(("summary",), "figures:gpu"),
-    "energy": Figure(("summary",), "figures:energy"),
-    "impl_speedup": Figure(("summary",), "figures:impl_speedup", settings=("model_types",)),
-    "loss_curves": Figure(("history",), "figures:loss_curves", per_dataset=True),
+    "train_time": Figure(inputs=("summary",), draw="figures:train_time", datasets=True),
+    "test_metric": Figure(inputs=("summary",), draw="figures:metric", datasets=True),
+    "scaling": Figure(inputs=("scaling",), draw="figures:scaling"),
+    "pareto": Figure(inputs=("summary",), draw="figures:pareto", datasets=True),
+    "gpu": Figure(inputs=("summary",), draw="figures:gpu"),
+    "energy": Figure(inputs=("summary",), draw="figures:energy"),
+    "impl_speedup": Figure(inputs=("summary",), draw="figures:impl_speedup", settings=("model_types",)),
+    "loss_curves": Figure(inputs=("history",), draw="figures:loss_curves", per_dataset=True),
 }
 
 

@@ -26,13 +26,13 @@ import pandas as pd
 
 from ..io import read_json
 from .compare import split_types
+from .metrics_schema import KEYS
 from .stats import describe, ratio, t_quantile
+from .summary import METRIC_BOUNDS
 from .tables import estimate, num
-from .verdicts import FALSE, NOT_SIGNIFICANT, TRUE, UNDECIDABLE, Comparison, verdict
+from .verdicts import FALSE, NOT_SIGNIFICANT, TRUE, UNDECIDABLE, ClaimsSettings, Comparison, verdict
 
-RUN_KEYS = ["dataset", "model", "hardware", "seed"]
 LIQUID, BASELINE = ("ltc", "cfc"), ("lstm", "gru")
-BOUNDS = {"mse": (0.0, math.inf), "accuracy": (0.0, 1.0)}  # where a metric's mean can lie
 
 
 def collect(paths: list[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -42,7 +42,7 @@ def collect(paths: list[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
         ev = read_json(path)
         if ev.get("status") != "ok":  # a diverged run kept no weights: no rows
             continue
-        key = {k: ev[k] for k in RUN_KEYS}
+        key = {k: ev[k] for k in KEYS}
         clean = next(r["metric"] for r in ev["rows"] if r["family"] == "clean")
         sign = -1.0 if ev["metric_name"] == "accuracy" else 1.0
         for r in ev["rows"]:
@@ -50,7 +50,7 @@ def collect(paths: list[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
             rows.append({**key, "metric_name": ev["metric_name"], "family": r["family"], "level": r["level"],
                          "step": r.get("step"), "metric": r["metric"], "n": r["n"], "degradation": degradation})
         runs.append({**key, **ev["memory"], "skipped": "; ".join(f"{k}: {v}" for k, v in ev["skipped"].items())})
-    cols = RUN_KEYS + ["metric_name", "family", "level", "step", "metric", "n", "degradation"]
+    cols = KEYS + ["metric_name", "family", "level", "step", "metric", "n", "degradation"]
     return pd.DataFrame(rows, columns=cols), pd.DataFrame(runs)
 
 
@@ -60,12 +60,12 @@ def per_run(evaluation: pd.DataFrame) -> pd.DataFrame:
     plain = ev[ev["family"] != "horizon"]
     hz = ev[(ev["family"] == "horizon") & (ev["level"] > 0)]
     if len(hz):
-        cols = RUN_KEYS + ["metric_name"]
+        cols = KEYS + ["metric_name"]
         agg = hz.groupby(cols, as_index=False).agg(metric=("metric", "mean"), level=("level", "max"), n=("n", "first"))
-        clean = plain[plain["family"] == "clean"].set_index(RUN_KEYS)["metric"]
+        clean = plain[plain["family"] == "clean"].set_index(KEYS)["metric"]
         agg["family"] = "horizon"
         sign = np.where(agg["metric_name"] == "accuracy", -1.0, 1.0)
-        c = clean.reindex(pd.MultiIndex.from_frame(agg[RUN_KEYS])).to_numpy()
+        c = clean.reindex(pd.MultiIndex.from_frame(agg[KEYS])).to_numpy()
         agg["degradation"] = sign * (agg["metric"] - c) / c
         plain = pd.concat([plain, agg], ignore_index=True)
     return plain
@@ -77,7 +77,7 @@ def build_robustness(evaluation: pd.DataFrame) -> tuple:
     out = []
     for (ds, model, hw, fam, level), g in per_run(evaluation).groupby(["dataset", "model", "hardware", "family",
                                                                        "level"], sort=True):
-        m, d = describe(g["metric"], bounds=BOUNDS.get(g["metric_name"].iloc[0])), describe(g["degradation"])
+        m, d = describe(g["metric"], bounds=METRIC_BOUNDS.get(g["metric_name"].iloc[0])), describe(g["degradation"])
         out.append({"dataset": ds, "model": model, "hardware": hw, "family": fam, "level": level,
                     "metric_name": g["metric_name"].iloc[0], "metric_mean": m["mean"], "metric_ci_low": m["ci_low"],
                     "metric_ci_high": m["ci_high"], "n": m["n"], "degradation_mean": d["mean"],
@@ -219,8 +219,9 @@ def comparisons(evaluation: pd.DataFrame, evaluation_runs: pd.DataFrame, model_t
 
 
 def build_claims(evaluation: pd.DataFrame, evaluation_runs: pd.DataFrame, model_types: dict, settings: dict) -> tuple:
-    """The comparisons behind the evaluation claims (registry entry ``robustness_claims``)."""
-    k = settings["min_seeds"]
+    """The comparisons behind the evaluation claims (registry entry ``robustness_claims``); ``settings``
+    is the command line's JSON (config results.claims), checked here once."""
+    k = ClaimsSettings.from_dict(settings).min_seeds
     cols = ["claim_id", "comparison", "estimate", "ci_low", "ci_high", "n_a", "n_b", "null", "verdict"]
     raw = pd.DataFrame(comparisons(evaluation, evaluation_runs, model_types, k), columns=cols)
     display = pd.DataFrame({
@@ -265,18 +266,18 @@ def claim_rows(table: pd.DataFrame) -> list[dict]:
 
 def family_figure(family: str):
     def draw(evaluation: pd.DataFrame, stem) -> list[Path]:
-        from .figures import _figure, no_data, save
+        from .figures import figure, no_data, save
 
         runs = per_run(evaluation) if len(evaluation) else evaluation
         fam = runs[runs["family"] == family] if len(runs) else runs
         datasets = sorted(fam["dataset"].unique()) if len(fam) else []
-        fig, axes = _figure(len(datasets) or 1, 1)
+        fig, axes = figure(len(datasets) or 1, 1)
         if not datasets:
             no_data(axes[0][0], f"no {family} evaluation in this study")
         for ax, ds in zip(axes[:, 0], datasets):
             g = fam[fam["dataset"] == ds]
             for (model, hw), m in g.groupby(["model", "hardware"]):
-                stats = [(lv, describe(x["metric"], bounds=BOUNDS.get(x["metric_name"].iloc[0])))
+                stats = [(lv, describe(x["metric"], bounds=METRIC_BOUNDS.get(x["metric_name"].iloc[0])))
                          for lv, x in m.groupby("level")]
                 lv = [s[0] for s in stats]
                 ax.plot(lv, [s[1]["mean"] for s in stats], marker="o", label=f"{model} ({hw})")
@@ -292,16 +293,16 @@ def family_figure(family: str):
 
 def horizon_curves(evaluation: pd.DataFrame, stem) -> list[Path]:
     """Closed-loop squared error per horizon step, one line per model with its 95 % band."""
-    from .figures import _figure, no_data, save
+    from .figures import figure, no_data, save
 
     hz = evaluation[(evaluation["family"] == "horizon") & (evaluation["level"] > 0)] if len(evaluation) else evaluation
     datasets = sorted(hz["dataset"].unique()) if len(hz) else []
-    fig, axes = _figure(len(datasets) or 1, 1)
+    fig, axes = figure(len(datasets) or 1, 1)
     if not datasets:
         no_data(axes[0][0], "no horizon evaluation in this study (forecasting sine data sets only)")
     for ax, ds in zip(axes[:, 0], datasets):
         for (model, hw), m in hz[hz["dataset"] == ds].groupby(["model", "hardware"]):
-            stats = [(s, describe(x["metric"], bounds=BOUNDS["mse"])) for s, x in m.groupby("step")]
+            stats = [(s, describe(x["metric"], bounds=METRIC_BOUNDS["mse"])) for s, x in m.groupby("step")]
             steps = [s[0] for s in stats]
             ax.plot(steps, [s[1]["mean"] for s in stats], label=f"{model} ({hw})")
             ax.fill_between(steps, [s[1]["ci_low"] for s in stats], [s[1]["ci_high"] for s in stats], alpha=0.2)

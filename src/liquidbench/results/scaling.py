@@ -23,35 +23,46 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..train.settings import Hardware
 from .stats import estimate_of, ratio
 
 MEASURE = "train_time_s"
 
 
-def width(entry: dict) -> int:
-    return int(entry.get("nodes", 1) or 1) * int(entry.get("nproc_per_node", 1) or 1)
+def hardware_entries(hardware: dict[str, dict]) -> dict[str, Hardware]:
+    """The command line's ``--hardware-config`` JSON (entry name -> entry, in study order), read once."""
+    for name, entry in hardware.items():
+        if not isinstance(entry, dict):
+            raise ValueError(f"--hardware-config: entry '{name}': expected a mapping (a hardware entry of the "
+                             f"config), got {entry!r}")
+    return {name: Hardware.from_entry(name, entry) for name, entry in hardware.items()}
 
 
-def groups(hardware: dict, baselines: dict | None = None) -> list[dict]:
+def width(entry: Hardware) -> int:
+    """n = nodes x nproc_per_node, the DDP world size."""
+    return entry.world
+
+
+def groups(hardware: dict[str, Hardware], baselines: dict | None = None) -> list[dict]:
     """The study's scaling groups: device, scaling mode, baseline entry and member entries by width.
 
-    ``hardware`` maps entry names (in study order) to their config; entries that cannot be placed
+    ``hardware`` maps entry names (in study order) to their entries; entries that cannot be placed
     in a group with a baseline are reported with ``baseline`` None, never dropped.
     """
     baselines = baselines or {}
     out = {}
     for name, hw in hardware.items():
-        mode = hw.get("scaling")
+        mode = hw.scaling
         if mode not in ("weak", "strong"):
             continue
-        key = (hw.get("device", "cpu"), mode)
+        key = (hw.device, mode)
         out.setdefault(key, {"device": key[0], "scaling": mode, "members": []})["members"].append(name)
     result = []
     for (device, mode), g in out.items():
         ones = [n for n in g["members"] if width(hardware[n]) == 1]
         if not ones:
             ones = [n for n, hw in hardware.items()
-                    if width(hw) == 1 and hw.get("device", "cpu") == device and hw.get("scaling") is None]
+                    if width(hw) == 1 and hw.device == device and hw.scaling is None]
         default = ones[0] if ones else None
         members = sorted(g["members"], key=lambda n: width(hardware[n]))
         result.append({
@@ -72,7 +83,7 @@ def knee(widths: list[int], efficiencies: list[float], threshold: float) -> floa
     return max(ok) if ok else float("nan")
 
 
-def scaling_table(summary: pd.DataFrame, hardware: dict, threshold: float,
+def scaling_table(summary: pd.DataFrame, hardware: dict[str, Hardware], threshold: float,
                   baselines: dict | None = None) -> pd.DataFrame:
     """One row per dataset x model x scaling group x width (the baseline included as n = 1)."""
     index = {(r["dataset"], r["model"], r["hardware"]): r for r in summary.to_dict("records")}
@@ -146,8 +157,9 @@ NOTES = ("A row of dashes: the study has no hardware entry with a scaling mode (
 
 
 def build(summary: pd.DataFrame, hardware: dict, threshold: float, baselines: dict) -> tuple:
-    """The scaling table (registry entry ``scaling``): raw, display and notes."""
+    """The scaling table (registry entry ``scaling``): raw, display and notes; ``hardware`` is the
+    command line's JSON, read here once (hardware_entries)."""
     if not 0 < threshold <= 1:
         raise ValueError(f"--threshold: the knee threshold is an efficiency in (0, 1], got {threshold}")
-    table = scaling_table(summary, hardware, threshold, baselines)
+    table = scaling_table(summary, hardware_entries(hardware), threshold, baselines)
     return table, display(table), NOTES

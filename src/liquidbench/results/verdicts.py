@@ -9,17 +9,45 @@ the null, and is *undecidable* when a side has fewer than ``min_seeds`` ok runs.
 as soon as one comparison contradicts it, ``true`` when every comparison supports it,
 ``undecidable`` when some comparison lacks the seeds (or none exists), and otherwise ``not
 significant at 95 %``.
+
+The settings of that rule (config ``results.claims``) are ``ClaimsSettings``: here, below both
+tables that read them (results/claims.py, results/robustness.py).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from .tables import num
 
 TRUE, FALSE, UNDECIDABLE, NOT_SIGNIFICANT = "true", "false", "undecidable", "not significant at 95 %"
 VERDICTS = (TRUE, FALSE, NOT_SIGNIFICANT, UNDECIDABLE)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClaimsSettings:
+    """Config ``results.claims`` (defaults in the config schema), as the command line's ``--settings``
+    JSON gives it: read once, checked, so that a misspelt key is refused instead of read as absent."""
+
+    min_seeds: int  # ok seeds per side for a comparison to be decided
+    metric_tolerance_std: float  # non-inferiority margin of the metric claims, in pooled stds
+    speedup_min: float  # DDP reduces time when the speedup's interval lies above this
+
+    @classmethod
+    def from_dict(cls, settings: dict) -> ClaimsSettings:
+        """The settings of a JSON object; a missing or unknown key is refused, naming it and the keys
+        expected."""
+        expected = [f.name for f in fields(cls)]
+        if not isinstance(settings, dict):
+            raise ValueError(f"claims settings: expected a mapping with {expected}, got {settings!r}")
+        missing = [key for key in expected if key not in settings]
+        if missing:
+            raise ValueError(f"claims settings: missing {missing}, expected {expected}")
+        unknown = [key for key in settings if key not in expected]
+        if unknown:
+            raise ValueError(f"claims settings: unknown {unknown}, expected {expected}")
+        return cls(**settings)
 
 
 @dataclass(frozen=True)
@@ -70,7 +98,7 @@ def verdict(outcomes: list[str]) -> str:
     return NOT_SIGNIFICANT
 
 
-def _verdict(results: list[bool | None]) -> str:
+def verdict_of_decisions(results: list[bool | None]) -> str:
     """The verdict of comparisons decided elsewhere (True: supports, False: contradicts, None: too few
     seeds), e.g. the published table's."""
     return verdict(["too few seeds" if r is None else "supports" if r else "contradicts" for r in results])
