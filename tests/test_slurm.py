@@ -29,6 +29,7 @@ import yaml
 
 from conftest import REPO, copy_workflow, missing_part, planned_jobs, tool_env
 from liquidbench.slurm import job_resources
+from liquidbench.train.settings import Hardware
 
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 CONF = Path("/etc/slurm/slurm.conf")
@@ -214,20 +215,20 @@ def test_full_study_dry_run_lists_every_training_job_with_its_slurm_request(tmp_
     ],
 )
 def test_job_resources(hw, expected):
-    res = job_resources("x", hw)
+    res = job_resources(Hardware.from_entry("x", hw))
     assert {k: res[k] for k in expected} == expected
 
 
 def test_job_resources_rejects_cpus_not_divisible_by_ranks():
     hw = {"device": "cpu", "nodes": 1, "nproc_per_node": 2, "resources": {"cpus_per_task": 3, "mem_mb": 1, "runtime": 1}}
     with pytest.raises(ValueError, match=r"hardware 'odd': resources.cpus_per_task \(3, CPUs per node\)"):
-        job_resources("odd", hw)
+        job_resources(Hardware.from_entry("odd", hw))
 
 
 def test_job_resources_rejects_too_few_gpus():
     hw = {"device": "cuda", "nodes": 1, "nproc_per_node": 4, "resources": {"cpus_per_task": 4, "gpus": 2, "mem_mb": 1, "runtime": 1}}
     with pytest.raises(ValueError, match="hardware 'g'.*needs resources.gpus >= 4"):
-        job_resources("g", hw)
+        job_resources(Hardware.from_entry("g", hw))
 
 
 class _Resources(dict):
@@ -252,7 +253,7 @@ def plugin_request(name: str, hw: dict) -> tuple[str, str | None]:
     from snakemake_executor_plugin_slurm.utils import set_gres_string
     from snakemake_executor_plugin_slurm_jobstep import get_cpu_setting, get_gpu_setting, get_node_setting
 
-    res = {**job_resources(name, hw), "mem_mb": hw["resources"]["mem_mb"], "runtime": hw["resources"]["runtime"]}
+    res = {**job_resources(Hardware.from_entry(name, hw)), "mem_mb": hw["resources"]["mem_mb"], "runtime": hw["resources"]["runtime"]}
     job = _Job(res, threads=hw.get("nproc_per_node", 1) * hw.get("threads", 1))
     params = dict(run_uuid="r", slurm_logfile="l", comment_str="c", account="", partition="", workdir="")
     sbatch = get_submit_command(job, params) + set_gres_string(job)

@@ -213,14 +213,14 @@ def cmd_prepare_eval(args) -> None:
     import numpy as np
 
     from .data.sine import evaluation_sets
-    from .evaluate.settings import check
+    from .evaluate.settings import Evaluation, Grid
     from .io import atomic_path
 
-    families = check(args.settings)["families"]
-    shift = families.get("shift", {"levels": [], "n_sequences": 0})
-    horizon = families.get("horizon", {"steps": 0, "n_sequences": 0})
-    arrays = evaluation_sets(args.params, shift["levels"], shift["n_sequences"], horizon["steps"],
-                             horizon["n_sequences"], args.settings["seed"])
+    settings = Evaluation.from_settings(args.settings)
+    shift = settings.families.get("shift", Grid(levels=(), n_sequences=0))
+    horizon = settings.families.get("horizon", Grid(steps=0, n_sequences=0))
+    arrays = evaluation_sets(args.params, list(shift.levels), shift.n_sequences, horizon.steps,
+                             horizon.n_sequences, settings.seed)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     with atomic_path(args.out) as tmp:

@@ -10,6 +10,7 @@ missing only if it is on it.
 
 from __future__ import annotations
 
+import json
 import re
 from itertools import product
 
@@ -159,3 +160,44 @@ def run_of(config: dict, run: str) -> dict:
     return {"dataset": dataset, "model": model, "hardware": hardware, "seed": int(seed),
             "model_spec": model_of(config, model), "train_params": training_of(config, dataset, model),
             "hardware_spec": config["hardware"][hardware]}
+
+
+def check_evaluation_names(config: dict) -> None:
+    """A data set that `evaluation.families.horizon.datasets` names must be defined."""
+    grid = ((config.get("evaluation") or {}).get("families") or {}).get("horizon") or {}
+    for name in grid.get("datasets") or []:
+        if name not in config["datasets"]:
+            raise ValueError(
+                f"config key 'evaluation.families.horizon.datasets' names '{name}', which is not "
+                f"defined under 'datasets' (defined: {', '.join(sorted(config['datasets']))})"
+            )
+
+
+def model_type(spec: dict):
+    """A model entry's type, or {type, impl} for an implementation other than the reference ncps."""
+    impl = spec.get("impl", "ncps")
+    return spec["type"] if impl == "ncps" else {"type": spec["type"], "impl": impl}
+
+
+def table_settings(config: dict, hardware: dict) -> dict:
+    """What each setting of a table or figure (liquidbench.results.registry.SETTINGS) is in a
+    validated study (``hardware``: its entries with their defaults, as mappings), as the value its
+    command-line flag takes: JSON, or a number."""
+    study, results = config["study"], config["results"]
+    published = results.get("published")
+    if published:  # its file, name maps and sigmas; the claims' min_seeds; the study's data set entries and models
+        published = {**published, "min_seeds": results["claims"]["min_seeds"], "study_models": study["models"],
+                     "dataset_config": {n: config["datasets"][n] for n in published["datasets"] if n in config["datasets"]}}
+
+    def as_json(obj) -> str:
+        return json.dumps(obj, sort_keys=True)
+
+    return {
+        "hardware": as_json({name: hardware[name] for name in study["hardware"]}),
+        "threshold": results["knee_threshold"],
+        "baselines": as_json(results["scaling_baselines"]),
+        "model_types": as_json({name: model_type(config["models"][name]) for name in study["models"]}),
+        "targets": as_json(results["targets"]),
+        "settings": as_json(results["claims"]),
+        "published": as_json(published or None),
+    }

@@ -8,6 +8,7 @@ from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
 from liquidbench.image import container_problem
+from liquidbench.study import check_evaluation_names, check_names, check_results_names, yaml_numbers
 
 
 def typed_scalars(value):
@@ -45,10 +46,14 @@ def validate_config(config, schema_path):
 
 
 # numbers written 1e-3 (a string to YAML 1.1) are numbers (liquidbench.study.yaml_numbers)
-from liquidbench.study import yaml_numbers
 
 config.update(yaml_numbers(typed_scalars(config)))
 validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
+# names that tie one section to another are defined: what the study selects, what results.targets,
+# results.scaling_baselines and evaluation.families.horizon.datasets name
+check_names(config)
+check_results_names(config)
+check_evaluation_names(config)
 
 
 def check_container(container, workflow):

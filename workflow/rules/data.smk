@@ -3,7 +3,7 @@
 
 
 # Downloads need the network, which HPC compute nodes often lack: run them where Snakemake runs.
-# The data_mirror directories come through $LIQUIDBENCH_DATA_MIRROR (set in common.smk).
+# The data_mirror directories reach them through $LIQUIDBENCH_DATA_MIRROR (set in the Snakefile).
 envvars:
     "LIQUIDBENCH_DATA_MIRROR",
 
@@ -20,11 +20,11 @@ rule download_source:
     log:
         "logs/download/{file}.log",
     wildcard_constraints:
-        file=any_of(FILE_SOURCES),
+        file=any_of([key for key, s in SOURCES.items() if not s.manifest]),
     params:
-        url=lambda w: SOURCES[w.file]["url"],
-        sha256=lambda w: SOURCES[w.file]["sha256"] or "null",
-        sha256_of=lambda w: SOURCES[w.file]["sha256_of"],
+        url=lambda w: SOURCES[w.file].url,
+        sha256=lambda w: SOURCES[w.file].sha256 or "null",
+        sha256_of=lambda w: SOURCES[w.file].sha256_of,
     shell:
         "liquidbench download --url {params.url:q} --sha256 {params.sha256} --sha256-of {params.sha256_of} "
         "--name {wildcards.file:q} --out {output:q} > {log:q} 2>&1"
@@ -35,17 +35,17 @@ rule download_members:
     of its verified members. A data_mirror may hold the archive under its original name or one of
     source.mirror_names (a re-packed copy), or the extracted folder itself."""
     input:
-        manifest=lambda w: manifest_path(SOURCES[w.folder]["manifest"]),
+        manifest=lambda w: manifest_path(SOURCES[w.folder].manifest, workflow.basedir),
     output:
         directory("data/raw/{folder}"),
     log:
         "logs/download/{folder}.log",
     wildcard_constraints:
-        folder=any_of(MEMBER_SOURCES),
+        folder=any_of([key for key, s in SOURCES.items() if s.manifest]),
     params:
-        url=lambda w: SOURCES[w.folder]["url"],
-        name=lambda w: source_file_name(SOURCES[w.folder]),
-        also=lambda w: also_names(SOURCES[w.folder]),
+        url=lambda w: SOURCES[w.folder].url,
+        name=lambda w: SOURCES[w.folder].file_name,
+        also=lambda w: SOURCES[w.folder].also_names(),
     shell:
         "liquidbench download --url {params.url:q} --manifest {input.manifest:q} --name {params.name:q} "
         "{params.also} --out {output:q} > {log:q} 2>&1"
@@ -64,7 +64,7 @@ rule prepare_synthetic:
         runtime=15,
     params:
         kind=lambda w: config["datasets"][w.dataset]["kind"],
-        params=lambda w: as_json(config["datasets"][w.dataset].get("params", {})),
+        params=data_params,
         out=lambda w: processed_dir(w.dataset),
     shell:
         "liquidbench prepare --dataset {wildcards.dataset} --kind {params.kind} "
@@ -74,7 +74,7 @@ rule prepare_synthetic:
 rule prepare_traffic:
     """Metro Interstate Traffic, LTC-paper protocol (kind: traffic)."""
     input:
-        raw=lambda w: raw_file(w.dataset),
+        raw=raw_file,
     output:
         dataset_files("{dataset}"),
     log:
@@ -85,7 +85,7 @@ rule prepare_traffic:
         mem_mb=2000,
         runtime=15,
     params:
-        params=lambda w: as_json(config["datasets"][w.dataset].get("params", {})),
+        params=data_params,
         out=lambda w: processed_dir(w.dataset),
     shell:
         "liquidbench prepare --dataset {wildcards.dataset} --kind traffic --params {params.params:q} "
@@ -96,7 +96,7 @@ rule prepare_har:
     """UCI HAR, protocol features561 (LTC paper) or inertial (kind: har), from its archive or the
     folder of its verified members."""
     input:
-        raw=lambda w: raw_file(w.dataset),
+        raw=raw_file,
     output:
         dataset_files("{dataset}"),
     log:
@@ -107,7 +107,7 @@ rule prepare_har:
         mem_mb=8000,
         runtime=30,
     params:
-        params=lambda w: as_json(config["datasets"][w.dataset].get("params", {})),
+        params=data_params,
         out=lambda w: processed_dir(w.dataset),
     shell:
         "liquidbench prepare --dataset {wildcards.dataset} --kind har --params {params.params:q} "

@@ -20,8 +20,8 @@ if EVALUATION:
         wildcard_constraints:
             dataset=datasets_of_kind("sine"),
         params:
-            params=lambda w: as_json(config["datasets"][w.dataset].get("params", {})),
-            settings=lambda w: evaluation_sets_settings(w.dataset),
+            params=data_params,
+            settings=evaluation_sets_settings,
         shell:
             "liquidbench prepare-eval --params {params.params:q} --settings {params.settings:q} "
             "--out {output:q} > {log:q} 2>&1"
@@ -50,7 +50,7 @@ if EVALUATION:
 
     rule collect_evaluation:
         input:
-            evaluation_runs(),
+            expected_runs("evaluation.json"),
         output:
             rows=table_file("evaluation"),
             runs=table_file("evaluation_runs"),
@@ -63,7 +63,7 @@ if EVALUATION:
         input:
             evaluation=table_file("evaluation"),
         output:
-            evaluation_figure_outputs(),
+            figure_outputs(EVALUATION_FIGURES),
         log:
             log_file("results/plot_evaluation.log"),
         params:

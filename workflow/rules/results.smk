@@ -1,7 +1,7 @@
 # Aggregation: run directories -> tables (CSV, Markdown, LaTeX) -> figures, all in the report.
 # Cheap; runs where Snakemake runs. `snakemake --report ROOT/results/report.html` collects every
 # output wrapped in report() with its caption from workflow/report/. The tables and figures are
-# those of liquidbench.results.registry: one rule per table, declared in the loop below.
+# those of liquidbench.results.registry: one rule per table, declared below.
 
 
 localrules:
@@ -11,7 +11,7 @@ localrules:
 
 rule aggregate:
     input:
-        aggregate_inputs,
+        lambda w: expected_runs(),
     output:
         runs=report(
             table_file("runs"),
@@ -23,44 +23,148 @@ rule aggregate:
     log:
         log_file("results/aggregate.log"),
     params:
-        expected=expected_study(),
+        # the study's product: missing runs are shown
+        expected=as_json({k: STUDY[k] for k in ("datasets", "models", "hardware", "seeds", "exclude") if k in STUDY}),
     shell:
         "liquidbench aggregate {input} --expected {params.expected:q} "
         "--out-runs {output.runs} --out-history {output.history} > {log} 2>&1"
 
 
-for table_name, table in STUDY_TABLES.items():
+# One rule per table of liquidbench.results.registry.TABLES, named after its subcommand: each runs
+# `liquidbench SUBCOMMAND` on its input tables with its settings (common.smk: table_inputs,
+# table_outputs, table_params). tests/test_workflow.py checks that these rules and the registry agree.
+rule summarize:
+    input:
+        **table_inputs("summary"),
+    output:
+        **table_outputs("summary"),
+    log:
+        log_file("results/summarize.log"),
+    localrule: True
+    params:
+        **table_params("summary"),
+    shell:
+        "liquidbench {params.command} {params.args} "
+        "--out-csv {output.csv:q} --out-md {output.md:q} --out-tex {output.tex:q} "
+        "--out-html {output.html:q} > {log:q} 2>&1"
 
-    rule:
-        name:
-            table_rule(table)
+
+use rule summarize as headline with:
+    input:
+        **table_inputs("headline"),
+    output:
+        **table_outputs("headline"),
+    log:
+        log_file("results/headline.log"),
+    params:
+        **table_params("headline"),
+
+
+use rule summarize as scaling with:
+    input:
+        **table_inputs("scaling"),
+    output:
+        **table_outputs("scaling"),
+    log:
+        log_file("results/scaling.log"),
+    params:
+        **table_params("scaling"),
+
+
+use rule summarize as ratios with:
+    input:
+        **table_inputs("ratios"),
+    output:
+        **table_outputs("ratios"),
+    log:
+        log_file("results/ratios.log"),
+    params:
+        **table_params("ratios"),
+
+
+use rule summarize as time_to_target with:
+    input:
+        **table_inputs("time_to_target"),
+    output:
+        **table_outputs("time_to_target"),
+    log:
+        log_file("results/time_to_target.log"),
+    params:
+        **table_params("time_to_target"),
+
+
+use rule summarize as claims with:
+    input:
+        **table_inputs("claims"),
+    output:
+        **table_outputs("claims"),
+    log:
+        log_file("results/claims.log"),
+    params:
+        **table_params("claims"),
+
+
+if "published" in STUDY_TABLES:
+
+    use rule summarize as published with:
         input:
-            **table_inputs(table),
+            **table_inputs("published"),
         output:
-            html=report(
-                table_file(table_name, "html"),
-                caption=f"../report/{table_name}.rst",
-                category="Tables",
-                labels={"table": table_name},
-            ),
-            csv=report(
-                table_file(table_name),
-                caption=f"../report/{table_name}.rst",
-                category="Table data (CSV)",
-                labels={"table": table_name},
-            ),
-            md=table_file(table_name, "md"),
-            tex=table_file(table_name, "tex"),
+            **table_outputs("published"),
         log:
-            log_file(f"results/{table_rule(table)}.log"),
-        localrule: True
+            log_file("results/published.log"),
         params:
-            command=table.command,
-            args=table_args(table),
-        shell:
-            "liquidbench {params.command} {params.args} "
-            "--out-csv {output.csv:q} --out-md {output.md:q} --out-tex {output.tex:q} "
-            "--out-html {output.html:q} > {log:q} 2>&1"
+            **table_params("published"),
+
+
+use rule summarize as provenance with:
+    input:
+        **table_inputs("provenance"),
+    output:
+        **table_outputs("provenance"),
+    log:
+        log_file("results/provenance.log"),
+    params:
+        **table_params("provenance"),
+
+
+if "robustness" in STUDY_TABLES:
+
+    use rule summarize as robustness with:
+        input:
+            **table_inputs("robustness"),
+        output:
+            **table_outputs("robustness"),
+        log:
+            log_file("results/robustness.log"),
+        params:
+            **table_params("robustness"),
+
+
+if "memory" in STUDY_TABLES:
+
+    use rule summarize as memory with:
+        input:
+            **table_inputs("memory"),
+        output:
+            **table_outputs("memory"),
+        log:
+            log_file("results/memory.log"),
+        params:
+            **table_params("memory"),
+
+
+if "robustness_claims" in STUDY_TABLES:
+
+    use rule summarize as robustness_claims with:
+        input:
+            **table_inputs("robustness_claims"),
+        output:
+            **table_outputs("robustness_claims"),
+        log:
+            log_file("results/robustness_claims.log"),
+        params:
+            **table_params("robustness_claims"),
 
 
 # The study against its reference results (config results.reference): declared only where one is
@@ -69,7 +173,7 @@ if REFERENCE:
 
     rule compare:
         input:
-            **COMPARE_INPUTS,
+            **compare_inputs(),
         output:
             html=report(
                 table_file("compare", "html"),
@@ -89,8 +193,9 @@ if REFERENCE:
             log_file("results/compare.log"),
         localrule: True
         params:
-            reference=lambda w, input: folder_of_table(input.reference[-1]),
-            results=lambda w, input: folder_of_table(input.summary),
+            # the folders the tables lie in (FOLDER/tables/NAME.csv)
+            reference=lambda w, input: os.path.dirname(os.path.dirname(input.reference[-1])),
+            results=lambda w, input: os.path.dirname(os.path.dirname(input.summary)),
             min_seeds=RESULTS["claims"]["min_seeds"],
         shell:
             "liquidbench compare {params.reference:q} {params.results:q} --min-seeds {params.min_seeds} "
@@ -102,13 +207,13 @@ rule plot:
     input:
         **{name: table_file(name) for name in figure_inputs()},
     output:
-        figure_outputs(),
+        figure_outputs(figure_stems(STUDY["datasets"]), figure_kind),
     log:
         log_file("results/plot.log"),
     params:
         datasets=STUDY["datasets"],
         out_dir=lambda w, output: os.path.dirname(output[0]),
-        settings=setting_args(figure_settings()),
+        settings=setting_args(figure_settings(), TABLE_SETTINGS),
     shell:
         "liquidbench plot "
         + " ".join(f"--{name} {{input.{name}:q}}" for name in figure_inputs())

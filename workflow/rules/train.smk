@@ -18,7 +18,7 @@ rule train:
         seed=r"\d+",
     group:
         train_group
-    threads: lambda w: hardware_entry(w)["nproc_per_node"] * hardware_entry(w)["threads"]
+    threads: lambda w: HARDWARE[w.hardware].nproc_per_node * HARDWARE[w.hardware].threads
     # Slurm request from the hardware entry (resources per node; one task per DDP rank).
     resources:
         mem_mb=train_resource("mem_mb"),
@@ -33,9 +33,9 @@ rule train:
         mpi=train_resource("mpi"),
     params:
         model=lambda w: as_json(model_of(config, w.model)),
-        training=training_params,
-        hardware=lambda w: as_json(hardware_entry(w)),
-        launcher=launcher,
+        training=lambda w: as_json(training_of(config, w.dataset, w.model)),
+        hardware=lambda w: as_json(HARDWARE[w.hardware].as_dict()),
+        launcher=lambda w: launcher(HARDWARE[w.hardware]),
         data=lambda w: processed_dir(w.dataset),
     # train.log keeps the lines of the earlier segments of a resumed run: Snakemake removes a job's
     # log before it starts, so the log has a second name (a hard link) in the run directory, whose

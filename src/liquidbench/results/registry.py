@@ -19,6 +19,7 @@ Plain Python (no pandas, no matplotlib), so that the workflow can import it at s
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from importlib import import_module
 
@@ -171,3 +172,9 @@ def resolve(target: str):
     """The function named ``module:function`` under liquidbench.results."""
     module, function = target.split(":")
     return getattr(import_module(f"{__package__}.{module}"), function)
+
+
+def setting_args(keys, values: dict) -> str:
+    """Settings of a table or figure as shell-quoted command-line arguments (``values``: what each
+    setting is in the study, liquidbench.study.table_settings)."""
+    return " ".join(f"{SETTINGS[key].flag} {shlex.quote(str(values[key]))}" for key in keys)
