@@ -33,7 +33,7 @@ def test_a_manifest_source_becomes_the_folder_of_its_members(monkeypatch):
     source = Source.from_entry("d", {"url": URL, "manifest": MANIFEST, "mirror_names": ["a b.zip", "c.zip"]})
     assert source_key("har", source, str(REPO / "workflow")) == "UCI HAR Dataset"
     assert source.also_names() == "--also-name 'a b.zip' --also-name c.zip"
-    with pytest.raises(ValueError, match=r"config key 'datasets.har.source': pinned by `manifest` .* takes no `sha256`"):
+    with pytest.raises(ValueError, match=r"'datasets.har.source': pinned by `manifest` .* takes no `sha256`"):
         Source.from_entry("har", {"url": URL, "manifest": MANIFEST, "sha256": None})
     with pytest.raises(ValueError, match=r"config key 'datasets.har.source.manifest': "):
         source_key("har", Source.from_entry("d", {"url": URL, "manifest": "no/such.sha256"}), "workflow")

@@ -186,8 +186,9 @@ def table_settings(config: dict, hardware: dict) -> dict:
     study, results = config["study"], config["results"]
     published = results.get("published")
     if published:  # its file, name maps and sigmas; the claims' min_seeds; the study's data set entries and models
+        entries = {n: config["datasets"][n] for n in published["datasets"] if n in config["datasets"]}
         published = {**published, "min_seeds": results["claims"]["min_seeds"], "study_models": study["models"],
-                     "dataset_config": {n: config["datasets"][n] for n in published["datasets"] if n in config["datasets"]}}
+                     "dataset_config": entries}
 
     def as_json(obj) -> str:
         return json.dumps(obj, sort_keys=True)

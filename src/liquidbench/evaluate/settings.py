@@ -15,21 +15,35 @@ from dataclasses import dataclass, fields
 
 from ..data.sine import NEXT, target
 
-# family -> {key: (kind, lowest, highest, highest included)}; levels are lists of numbers, names a
-# list of data set names
+@dataclass(frozen=True, kw_only=True)
+class Check:
+    """What a value of the section must be: ``kind`` levels (a list of numbers), int or names (a list
+    of data set names), and for numbers the range [low, high], or [low, high) where not ``closed``."""
+
+    kind: str
+    low: float = 0
+    high: float = 0
+    closed: bool = True
+
+
+# family -> {key: its check}
 KEYS = {
-    "noise": {"levels": ("levels", 0.0, 10.0, True)},
-    "drop": {"levels": ("levels", 0.0, 1.0, False)},
-    "shift": {"levels": ("levels", 0.0, 10.0, True), "n_sequences": ("int", 1, 1_000_000, True)},
-    "horizon": {"steps": ("int", 1, 100_000, True), "n_sequences": ("int", 1, 1_000_000, True),
-                "datasets": ("names", 0, 0, True)},
+    "noise": {"levels": Check(kind="levels", low=0.0, high=10.0)},
+    "drop": {"levels": Check(kind="levels", low=0.0, high=1.0, closed=False)},
+    "shift": {"levels": Check(kind="levels", low=0.0, high=10.0),
+              "n_sequences": Check(kind="int", low=1, high=1_000_000)},
+    "horizon": {"steps": Check(kind="int", low=1, high=100_000),
+                "n_sequences": Check(kind="int", low=1, high=1_000_000),
+                "datasets": Check(kind="names")},
 }
 # keys a grid may leave out (absent: horizon runs on every forecasting data set)
 OPTIONAL = {"horizon": {"datasets"}}
 TOP = {"seed", "batch_size", "families"}
 
 
-def _check_value(where: str, value, kind: str, low: float, high: float, closed: bool):
+def _check_value(where: str, value, check: Check):
+    kind, low, high, closed = check.kind, check.low, check.high, check.closed
+
     def bad(x) -> bool:
         if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
             return True
@@ -92,8 +106,8 @@ class Evaluation:
         if unknown or missing:
             raise ValueError(f"evaluation: unknown key(s) {sorted(unknown)}, missing {sorted(missing)}; "
                              f"expected {sorted(TOP)}")
-        seed = _check_value("evaluation.seed", settings["seed"], "int", 0, 2**31 - 1, True)
-        batch = _check_value("evaluation.batch_size", settings["batch_size"], "int", 1, 1_000_000, True)
+        seed = _check_value("evaluation.seed", settings["seed"], Check(kind="int", low=0, high=2**31 - 1))
+        batch = _check_value("evaluation.batch_size", settings["batch_size"], Check(kind="int", low=1, high=1_000_000))
         families = {name: _grid(name, grid or {}) for name, grid in (settings["families"] or {}).items()}
         if "shift" in families and 0.0 in families["shift"].levels:
             raise ValueError("evaluation.families.shift.levels: level 0 is the training distribution; "
@@ -115,7 +129,7 @@ def _grid(name: str, grid: dict) -> Grid:
         raise ValueError(f"evaluation.families.{name}: unknown key(s) {sorted(extra)}, missing {sorted(absent)}; "
                          f"expected {sorted(KEYS[name])}" + (f" ({', '.join(sorted(optional))} optional)"
                                                               if optional else ""))
-    values = {key: _check_value(f"evaluation.families.{name}.{key}", grid[key], *KEYS[name][key])
+    values = {key: _check_value(f"evaluation.families.{name}.{key}", grid[key], KEYS[name][key])
               for key in KEYS[name] if key in grid}
     return Grid(**{key: tuple(v) if isinstance(v, list) else v for key, v in values.items()})
 
