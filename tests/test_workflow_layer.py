@@ -127,9 +127,10 @@ def test_stale_outputs_follow_the_steps_after_a_changed_or_missing_input(tmp_pat
 
 def test_every_table_has_its_rule_declared_by_name_in_results_smk():
     """Each TABLES entry has one rule in workflow/rules/results.smk, named after its subcommand and
-    built from that table's entry; a table the registry writes only `when` a key is set is declared
-    only then."""
+    built from that table's entry, running where Snakemake runs; a table the registry writes only
+    `when` a key is set is declared only then."""
     declared, rule, condition = {}, None, None  # rule -> (table, the `if` it is declared under)
+    local = set()  # `use rule ... with:` resets localrule: each table rule must say it
     for line in (REPO / "workflow/rules/results.smk").read_text().splitlines():
         if line and not line[0].isspace():  # a top-level statement ends the `if` block before it
             condition = None
@@ -139,7 +140,10 @@ def test_every_table_has_its_rule_declared_by_name_in_results_smk():
             rule = m.group(1) or m.group(2)
         for name in re.findall(r'table_(?:inputs|outputs|params)\("(\w+)"\)', line):
             assert declared.setdefault(rule, (name, condition)) == (name, condition), rule
+        if "localrule: True" in line:
+            local.add(rule)
     assert {rule: name for rule, (name, _) in declared.items()} == {
         t.command.replace("-", "_"): name for name, t in TABLES.items()}
     for rule, (name, condition) in declared.items():
         assert condition == (name if TABLES[name].when else None), rule
+    assert set(declared) <= local

@@ -150,13 +150,20 @@ def compare_inputs():
         raise ValueError(f"config key 'results.reference': {exc}") from None
 
 
+def figure_files(stems):
+    return [study_path(f"results/figures/{stem}.{ext}") for stem in stems for ext in ("png", "pdf")]
+
+
 def figure_outputs(stems, kind=lambda stem: stem):
-    """Figures as PNG (in the report, with the caption of their kind) and PDF."""
+    """Figures as PNG, in the report with the caption of their kind, and PDF (rule outputs only:
+    a caption's path is relative to the file report() is called from)."""
     out = []
     for stem in stems:
-        png = study_path(f"results/figures/{stem}.png")
-        out.append(report(png, caption=f"../report/fig_{kind(stem)}.rst", category="Figures", labels={"figure": stem}))
-        out.append(study_path(f"results/figures/{stem}.pdf"))
+        png, pdf = figure_files([stem])
+        out += [
+            report(png, caption=f"../report/fig_{kind(stem)}.rst", category="Figures", labels={"figure": stem}),
+            pdf,
+        ]
     return out
 
 
@@ -186,11 +193,11 @@ def result_steps():
     tables = lambda *names: [table_file(n, ext) for n in names for ext in TABLE_FORMATS]
     steps = [([table_file("runs"), table_file("history")], expected_runs())]
     steps += [(tables(name), list(table_inputs(name).values())) for name in STUDY_TABLES]
-    steps.append((figure_outputs(figure_stems(STUDY["datasets"])), [table_file(n) for n in figure_inputs()]))
+    steps.append((figure_files(figure_stems(STUDY["datasets"])), [table_file(n) for n in figure_inputs()]))
     if REFERENCE:
         reference = compare_inputs()
         steps.append((tables("compare"), reference.pop("reference") + list(reference.values())))
     if EVALUATION:
         steps.append(([table_file("evaluation"), table_file("evaluation_runs")], expected_runs("evaluation.json")))
-        steps.append((figure_outputs(EVALUATION_FIGURES), [table_file("evaluation")]))
+        steps.append((figure_files(EVALUATION_FIGURES), [table_file("evaluation")]))
     return steps

@@ -32,7 +32,8 @@ rule aggregate:
 
 # One rule per table of liquidbench.results.registry.TABLES, named after its subcommand: each runs
 # `liquidbench SUBCOMMAND` on its input tables with its settings (common.smk: table_inputs,
-# table_outputs, table_params). tests/test_workflow.py checks that these rules and the registry agree.
+# table_outputs, table_params); tests/test_workflow_layer.py checks that these rules and the registry
+# agree. Each runs where Snakemake runs; `use rule ... with:` resets `localrule`, so each says it again.
 rule summarize:
     input:
         **table_inputs("summary"),
@@ -56,6 +57,7 @@ use rule summarize as headline with:
         **table_outputs("headline"),
     log:
         log_file("results/headline.log"),
+    localrule: True
     params:
         **table_params("headline"),
 
@@ -67,6 +69,7 @@ use rule summarize as scaling with:
         **table_outputs("scaling"),
     log:
         log_file("results/scaling.log"),
+    localrule: True
     params:
         **table_params("scaling"),
 
@@ -78,6 +81,7 @@ use rule summarize as ratios with:
         **table_outputs("ratios"),
     log:
         log_file("results/ratios.log"),
+    localrule: True
     params:
         **table_params("ratios"),
 
@@ -89,6 +93,7 @@ use rule summarize as time_to_target with:
         **table_outputs("time_to_target"),
     log:
         log_file("results/time_to_target.log"),
+    localrule: True
     params:
         **table_params("time_to_target"),
 
@@ -100,6 +105,7 @@ use rule summarize as claims with:
         **table_outputs("claims"),
     log:
         log_file("results/claims.log"),
+    localrule: True
     params:
         **table_params("claims"),
 
@@ -113,6 +119,7 @@ if "published" in STUDY_TABLES:
             **table_outputs("published"),
         log:
             log_file("results/published.log"),
+        localrule: True
         params:
             **table_params("published"),
 
@@ -124,6 +131,7 @@ use rule summarize as provenance with:
         **table_outputs("provenance"),
     log:
         log_file("results/provenance.log"),
+    localrule: True
     params:
         **table_params("provenance"),
 
@@ -137,6 +145,7 @@ if "robustness" in STUDY_TABLES:
             **table_outputs("robustness"),
         log:
             log_file("results/robustness.log"),
+        localrule: True
         params:
             **table_params("robustness"),
 
@@ -150,6 +159,7 @@ if "memory" in STUDY_TABLES:
             **table_outputs("memory"),
         log:
             log_file("results/memory.log"),
+        localrule: True
         params:
             **table_params("memory"),
 
@@ -163,6 +173,7 @@ if "robustness_claims" in STUDY_TABLES:
             **table_outputs("robustness_claims"),
         log:
             log_file("results/robustness_claims.log"),
+        localrule: True
         params:
             **table_params("robustness_claims"),
 
