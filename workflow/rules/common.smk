@@ -160,10 +160,8 @@ def figure_outputs(stems, kind=lambda stem: stem):
     out = []
     for stem in stems:
         png, pdf = figure_files([stem])
-        out += [
-            report(png, caption=f"../report/fig_{kind(stem)}.rst", category="Figures", labels={"figure": stem}),
-            pdf,
-        ]
+        caption = f"../report/fig_{kind(stem)}.rst"
+        out.extend([report(png, caption=caption, category="Figures", labels={"figure": stem}), pdf])
     return out
 
 
