@@ -20,6 +20,7 @@ import yaml
 from liquidbench.results import claims, compare, scaling, summary
 from liquidbench.results.aggregate import load_histories, load_runs
 from liquidbench.results.tables import write_table
+from liquidbench.results.verdicts import ClaimsSettings
 from liquidbench.study import study_runs
 
 DATASETS = ["sine", "sine_irregular"]
@@ -76,13 +77,13 @@ def aggregate_all(files: list[Path], out: Path) -> int:
     history.to_csv(out / "history.csv", index=False)
     s = summary.summarize(runs)
     write_table(s, summary.display(s), out / "summary.csv", out / "summary.md", out / "summary.tex")
-    sc = scaling.scaling_table(s, HARDWARE, 0.7)
+    sc = scaling.scaling_table(s, scaling.hardware_entries(HARDWARE), 0.7)
     write_table(sc, scaling.display(sc), out / "scaling.csv", out / "scaling.md", out / "scaling.tex")
     r = compare.ratio_table(s, MODELS)
     write_table(r, compare.ratio_display(r), out / "ratios.csv", out / "ratios.md", out / "ratios.tex")
     t = compare.time_to_target(runs, history, {d: 0.05 for d in DATASETS})
     write_table(t, compare.target_display(t), out / "ttt.csv", out / "ttt.md", out / "ttt.tex")
-    c = claims.check_claims(s, sc, MODELS, CLAIM_SETTINGS)
+    c = claims.check_claims(s, sc, MODELS, ClaimsSettings.from_dict(CLAIM_SETTINGS))
     write_table(c, claims.display(c), out / "claims.csv", out / "claims.md", out / "claims.tex")
     return len(runs)
 

@@ -18,11 +18,12 @@ import torch
 from liquidbench.data.sine import evaluation_sets
 from liquidbench.evaluate import horizon
 from liquidbench.evaluate.common import Split, outputs
+from liquidbench.evaluate.settings import Grid
 from liquidbench.evaluate.stage import Context
 from liquidbench.models import build_model
 
 PARAMS = {"n_sequences": 512, "seq_len": 48, "noise_std": 0.05, "seed": 0, "target": "next"}  # config/local.yaml
-GRID = {"steps": 48, "n_sequences": 64}  # the schema's default horizon
+GRID = Grid(steps=48, n_sequences=64)  # the schema's default horizon
 MODELS = {  # config/local.yaml
     "ltc": {"type": "ltc", "units": 16},
     "cfc": {"type": "cfc", "units": 16, "backbone_units": 32},
@@ -33,7 +34,7 @@ MODELS = {  # config/local.yaml
 
 def main() -> None:
     torch.set_num_threads(1)
-    sets = evaluation_sets(PARAMS, [], 0, GRID["steps"], GRID["n_sequences"], seed=0)
+    sets = evaluation_sets(PARAMS, [], 0, GRID.steps, GRID.n_sequences, seed=0)
     split = Split.of({"x": sets["horizon_x"], "y": sets["horizon_y"]})
     ctx = Context(test=split, train_x=split.x, train_y=split.y, train_t=None, task="regression_per_step",
                   seq_len=PARAMS["seq_len"], seed=0, batch_size=512, train_batch=32, extra={"horizon": {0.0: split}})

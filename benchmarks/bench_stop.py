@@ -62,7 +62,7 @@ def worker(rounds: int) -> None:
     from liquidbench.data.sine import prepare
     from liquidbench.models import build_model
     from liquidbench.train.distributed import STOP_CHECK_STEPS, Control, StopAgreement, StopFlag
-    from liquidbench.train.loop import _tensors
+    from liquidbench.train.loop import split_tensors
     from liquidbench.train.tasks import loss_fn
 
     torch.set_num_threads(1)
@@ -73,7 +73,7 @@ def worker(rounds: int) -> None:
     with tempfile.TemporaryDirectory() as d:  # each rank prepares the (deterministic) data set itself
         prepare(SINE, d)
         meta = read_meta(d)
-        x, y = _tensors(load_split(d, "train"))[:2]
+        x, y = split_tensors(load_split(d, "train"))[:2]
     order = list(DistributedSampler(range(len(x)), num_replicas=world, rank=rank, shuffle=True, seed=0))
     per_rank = GLOBAL_BATCH // world
     batches = [torch.tensor(order[i : i + per_rank]) for i in range(0, len(order), per_rank)]
