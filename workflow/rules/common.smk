@@ -155,8 +155,8 @@ def figure_files(stems):
 
 
 def figure_outputs(stems, kind=lambda stem: stem):
-    """Figures as PNG, in the report with the caption of their kind, and PDF (rule outputs only:
-    a caption's path is relative to the file report() is called from)."""
+    """Figures as PNG, in the report with the caption of their kind, and PDF. For the outputs of the
+    plotting rules only, since a caption's path is relative to the file report() is called from."""
     out = []
     for stem in stems:
         png, pdf = figure_files([stem])
