@@ -601,13 +601,14 @@ def test_rank_killed_on_second_node_fails_the_job_on_both_nodes(slurm_cluster, t
 def test_time_limit_on_two_nodes_signals_every_rank_and_resumes_bit_identically(slurm_cluster, tmp_path):
     wd = slurm_workflow(tmp_path)
     # The same training twice on two nodes: once under a 1-minute time limit in its first attempt
-    # (Slurm kills a job 60 to 90 s after it starts; about 100 s of training on an idle machine
-    # cannot finish in one attempt, so completing needs a resume) and 30 minutes in the retry (a
+    # (Slurm kills a job 60 to 90 s after it starts; 80 epochs, about 120 s of training on an idle
+    # machine of this kind, where 25 epochs took 38 s and finished inside the limit, cannot finish in
+    # one attempt, so completing needs a resume) and 30 minutes in the retry (a
     # retry under 1 minute could finish training and be killed while Snakemake checks its outputs,
     # which would discard the run), and once without a limit that matters, as reference.
     config = {
         "study": {"datasets": ["long"], "models": ["lstm"], "hardware": ["limited", "reference"], "seeds": [0]},
-        "training": {"epochs": 25, "batch_size": 16, "lr": 0.005},
+        "training": {"epochs": 80, "batch_size": 16, "lr": 0.005},
         "datasets": {"long": {"kind": "sine", "params": {"n_sequences": 8192, "seq_len": 64, "seed": 0}}},
         "models": {"lstm": {"type": "lstm", "hidden_size": 64}},
         "hardware": {"limited": TWO_NODES, "reference": TWO_NODES},
