@@ -179,6 +179,12 @@ def model_type(spec: dict):
     return spec["type"] if impl == "ncps" else {"type": spec["type"], "impl": impl}
 
 
+def as_json(obj) -> str:
+    """A config value as JSON with sorted keys: what the workflow passes as a param (a changed param
+    reruns its jobs; the same value always reads the same) and what a table setting's flag takes."""
+    return json.dumps(obj, sort_keys=True)
+
+
 def table_settings(config: dict, hardware: dict) -> dict:
     """What each setting of a table or figure (liquidbench.results.registry.SETTINGS) is in a
     validated study (``hardware``: its entries with their defaults, as mappings), as the value its
@@ -189,9 +195,6 @@ def table_settings(config: dict, hardware: dict) -> dict:
         entries = {n: config["datasets"][n] for n in published["datasets"] if n in config["datasets"]}
         published = {**published, "min_seeds": results["claims"]["min_seeds"], "study_models": study["models"],
                      "dataset_config": entries}
-
-    def as_json(obj) -> str:
-        return json.dumps(obj, sort_keys=True)
 
     return {
         "hardware": as_json({name: hardware[name] for name in study["hardware"]}),

@@ -1,7 +1,6 @@
 # Config lookups and input functions shared by the rules. The config is validated (config.smk);
 # everything that computes lives in the liquidbench package.
 
-import json
 import os
 import re
 import shlex
@@ -19,7 +18,7 @@ from liquidbench.results.registry import (
     setting_args,
 )
 from liquidbench.slurm import job_group, job_resources, launcher
-from liquidbench.study import check_not_empty, model_of, study_runs, table_settings, training_of
+from liquidbench.study import as_json, check_not_empty, model_of, study_runs, table_settings, training_of
 from liquidbench.train.settings import Hardware
 
 STUDY = config["study"]
@@ -50,11 +49,6 @@ def study_path(path):
 RUN_DIR = study_path("results/runs/{dataset}/{model}/{hardware}/seed{seed}")
 # the sine task's extra test sets, beside (not inside) the prepared data set's folder
 EVALUATION_FILE = study_path("data/processed/{dataset}.evaluation.npz")
-
-
-def as_json(obj):
-    """A value as JSON for a param (a changed param reruns its jobs), passed shell-quoted ({params.x:q})."""
-    return json.dumps(obj, sort_keys=True)
 
 
 def any_of(names):

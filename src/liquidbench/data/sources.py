@@ -94,7 +94,6 @@ def collect_sources(datasets: dict, workflow_dir: str) -> dict[str, Source]:
     return sources
 
 
-
 def data_mirrors(data_mirror) -> list[str]:
     """config `data_mirror` (null, one directory or a list) as a list of directories."""
     return [] if data_mirror is None else [data_mirror] if isinstance(data_mirror, str) else list(data_mirror)

@@ -3,9 +3,9 @@
 Its defaults live in the config schema (workflow/schemas/config.schema.yaml, filled in when the
 workflow validates the study); the workflow passes the whole section to ``liquidbench evaluate``.
 ``Evaluation.from_settings`` is the one place that rejects what a person could get wrong by hand:
-an unknown family or key, a level outside its range — each error names it. ``horizon_applies`` is the one place that
-decides which data sets the closed-loop horizon runs on (the workflow, before any job, and
-``liquidbench evaluate`` ask it).
+an unknown family or key, a level outside its range — each error names it. ``horizon_applies`` is
+the one place that decides which data sets the closed-loop horizon runs on (the workflow, before
+any job, and ``liquidbench evaluate`` ask it).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, fields
 
 from ..data.sine import NEXT, target
+
 
 @dataclass(frozen=True, kw_only=True)
 class Check:
