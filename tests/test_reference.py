@@ -2,8 +2,8 @@
 folders: runs' metrics.json and history.csv files turned into tables by the results stage's own
 subcommands, exported, perturbed and compared; and the workflow's compare job (dry runs).
 
-The committed reference (reference/paper) is checked here for integrity and budget; comparing it
-with a fresh smoke run is `test_committed_reference_against_the_smoke_run` in
+The committed reference (reference/paper) is checked here for integrity and budget, and compared
+with itself; comparing it with a fresh smoke run is `test_committed_reference_against_the_smoke_run` in
 tests/test_workflow.py, where the smoke run is.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 
 import numpy as np
@@ -51,13 +52,14 @@ SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text
 CLAIMS = {k: v["default"] for k, v in SCHEMA["properties"]["results"]["properties"]["claims"]["properties"].items()}
 
 
-def write_run(results, dataset, model, seed, metric, time, env, status="ok"):
+def write_run(results, dataset, model, seed, metric, time, env, status="ok", settings=None):
+    """One run's files; ``settings``: metrics.json fields over the defaults (train_params, ...)."""
     folder = results / "runs" / dataset / model / "cpu" / f"seed{seed}"
     folder.mkdir(parents=True)
     metrics = dict(dataset=dataset, model=model, model_type=model.split("_")[0], hardware="cpu", seed=seed,
                    status=status, metric_name="accuracy" if dataset == "har" else "mse", test_metric=metric,
                    train_time_s=time, steady_epoch_time_s=time / 2, n_params=100, device="cpu", device_name=None,
-                   world_size=1, threads=1, epochs=2, env=env)
+                   world_size=1, threads=1, epochs=2, env=env, **(settings or {}))
     (folder / "metrics.json").write_text(json.dumps(metrics))
     pd.DataFrame({"epoch": [1, 2], "train_loss": [1.0, 0.5], "val_loss": [1.0, 0.6], "val_metric": [metric * 2, metric],
                   "epoch_time_s": [time / 2, time / 2]}).to_csv(folder / "history.csv", index=False)
@@ -66,12 +68,14 @@ def write_run(results, dataset, model, seed, metric, time, env, status="ok"):
     return folder / "metrics.json"
 
 
-def make_results(root, runs=REFERENCE_RUNS, env=ENV, failed=()):
+def make_results(root, runs=REFERENCE_RUNS, env=ENV, failed=(), settings=None):
     """A results folder as a finished study leaves it: runs, and every table the workflow writes
     for a study without `when` tables, each by its subcommand; ``failed`` (dataset, model, seed)
-    runs have status failed."""
+    runs have status failed; ``settings``: (dataset, model) -> its runs' recorded settings."""
     results = root / "results"
-    files = [write_run(results, d, m, seed, metric, time, env, "failed" if (d, m, seed) in failed else "ok")
+    settings = settings or {}
+    files = [write_run(results, d, m, seed, metric, time, env, "failed" if (d, m, seed) in failed else "ok",
+                       settings.get((d, m)))
              for (d, m), (metrics, times) in runs.items() for seed, (metric, time) in enumerate(zip(metrics, times))]
     tables = results / "tables"
     assert main(["aggregate", *map(str, files), "--out-runs", str(tables / "runs.csv"),
@@ -114,9 +118,9 @@ def check_comparison(reference, results, out) -> pd.DataFrame:
     keys = lambda folder: {tuple(r) for r in pd.read_csv(folder / "tables/summary.csv")[rf.KEY].to_numpy()}  # noqa: E731
     assert sorted(map(tuple, table[rf.KEY].to_numpy())) == sorted(keys(reference) | keys(results))
     assert set(table["metric_verdict"]) <= {rf.CONSISTENT, rf.BETTER, rf.WORSE, rf.UNDECIDABLE, rf.REFERENCE_ONLY,
-                                            rf.CURRENT_ONLY}
+                                            rf.CURRENT_ONLY, rf.NOT_COMPARABLE}
     assert set(table["time_verdict"]) <= {rf.FASTER, rf.SLOWER, rf.WITHIN_NOISE, rf.UNDECIDABLE, rf.REFERENCE_ONLY,
-                                          rf.CURRENT_ONLY}
+                                          rf.CURRENT_ONLY, rf.NOT_COMPARABLE}
     for ext in ("md", "tex", "html"):
         assert (out / f"compare.{ext}").stat().st_size > 0
     return table.set_index(rf.KEY)
@@ -174,6 +178,28 @@ def refusals():
     def lost_history(results, dest):
         (results / "runs/sine/ltc/cpu/seed1/history.csv").unlink()
 
+    def link_to(path, target):
+        """``path`` replaced by a symbolic link to ``target`` (a file outside the results folder is
+        written first)."""
+        if not target.exists():
+            target.write_text("root:x:0:0:root:/root:/bin/bash\n")
+        path.unlink()
+        os.symlink(target, path)
+
+    def linked_history(results, dest):
+        link_to(results / "runs/sine/ltc/cpu/seed1/history.csv", results.parent / "passwd")
+
+    def linked_table(results, dest):
+        link_to(results / "tables/summary.md", results.parent / "passwd")
+
+    def link_inside(results, dest):  # another run's file: inside RESULTS, refused all the same
+        link_to(results / "runs/sine/ltc/cpu/seed1/history.csv", results / "runs/sine/ltc/cpu/seed0/history.csv")
+
+    def linked_run_folder(results, dest):
+        seed = results / "runs/sine/cfc/cpu/seed2"
+        shutil.move(seed, results.parent / "elsewhere")
+        os.symlink(results.parent / "elsewhere", seed)
+
     return [
         ("not a results folder", lambda r, d: None, "is not a results folder", "empty"),
         ("no tables", no_tables, "is not a results folder; expected the results/ folder of a finished study", None),
@@ -182,6 +208,10 @@ def refusals():
         ("dest exists", dest_exists, "exists; expected a new folder", None),
         ("an old table", old_table, "no table_format column, expected table format 1", None),
         ("a lost history", lost_history, "runs/sine/ltc/cpu/seed1/history.csv is missing", None),
+        ("a linked history", linked_history, "runs/sine/ltc/cpu/seed1/history.csv is a symbolic link (to ", None),
+        ("a linked table", linked_table, "tables/summary.md is a symbolic link (to ", None),
+        ("a link inside", link_inside, "runs/sine/ltc/cpu/seed1/history.csv is a symbolic link (to ", None),
+        ("a linked run folder", linked_run_folder, "runs/sine/cfc/cpu/seed2 is a symbolic link (to ", None),
     ]
 
 
@@ -281,9 +311,111 @@ def test_versions_commit_and_machine_differences_are_shown(study, tmp_path):
     assert r"\caption{Comparison with reference first}" in (tmp_path / "compare.tex").read_text()
 
 
+# what a run of the paper study records of its settings (metrics.json): the data set as the run saw
+# it and as it was prepared, the budget, the training settings and the model's
+SPLITS = {split: {"x": split[0] * 64, "y": "f" * 64} for split in ("train", "val", "test")}  # sha256 per array
+PAPER_SETTINGS = {
+    "task": "regression_per_step", "samples_per_epoch": 9024, "global_batch_size": 16,
+    "data_params": {"params": {"seq_len": 32, "stride": 4}, "sha256": SPLITS},
+    "train_params": {"epochs": 200, "batch_size": 16, "eval_batch_size": 512, "lr": 0.01, "lr_decay": 1.0,
+                     "grad_clip": 0, "weight_decay": 0, "drop_last": True, "optimizer_impl": "default"},
+    "model_params": {"type": "ltc", "units": 32, "ode_unfolds": 6},
+}
+SETTINGS_RUNS = {  # three seeds a side everywhere: every comparable row is decided
+    ("sine", "ltc"): ([0.10, 0.11, 0.12], [10.0, 11.0, 12.0]),
+    ("sine", "cfc"): ([0.20, 0.21, 0.22], [4.0, 4.4, 4.8]),
+    ("sine", "gru"): ([0.30, 0.31, 0.32], [3.0, 3.1, 3.2]),
+    ("sine", "lstm"): ([0.30, 0.31, 0.32], [2.0, 2.1, 2.2]),
+    ("har", "cfc"): ([0.80, 0.82, 0.84], [5.0, 5.5, 6.0]),
+}
+
+
+def settings(train=None, model=None, **fields):
+    """PAPER_SETTINGS with training settings, model settings or fields changed (None: not recorded)."""
+    out = {**PAPER_SETTINGS, **fields}
+    for name, changes in (("train_params", train), ("model_params", model)):
+        merged = {**PAPER_SETTINGS[name], **(changes or {})}
+        out[name] = {k: v for k, v in merged.items() if v is not None}
+    return out
+
+
+@pytest.fixture(scope="module")
+def experiments(tmp_path_factory):
+    """An exported reference and a study that reruns it: sine ltc at 2 epochs and 8 units, sine cfc on
+    its data set cut into shorter windows (fewer training samples, other data), sine gru as recorded
+    but for the evaluation's batch (and worse and slower), sine lstm whose reference runs did not
+    record optimizer_impl, har cfc as recorded on data whose bytes differ."""
+    root = tmp_path_factory.mktemp("experiments")
+    recorded = {key: settings() for key in SETTINGS_RUNS}
+    first = make_results(root / "first", SETTINGS_RUNS,
+                         settings={**recorded, ("sine", "lstm"): settings(train={"optimizer_impl": None})})
+    assert main(["export-reference", str(first), str(root / "reference/paperlike")]) == 0
+    runs = {**SETTINGS_RUNS, ("sine", "gru"): ([m * 1.5 for m in SETTINGS_RUNS["sine", "gru"][0]],
+                                               [t * 2 for t in SETTINGS_RUNS["sine", "gru"][1]])}
+    current = make_results(root / "second", runs, settings={
+        **recorded, ("sine", "ltc"): settings(train={"epochs": 2}, model={"units": 8}),
+        ("sine", "cfc"): settings(samples_per_epoch=264, data_params={
+            "params": {"seq_len": 16, "stride": 128}, "sha256": {**SPLITS, "train": {"x": "1" * 64, "y": "2" * 64}}}),
+        ("sine", "gru"): settings(train={"eval_batch_size": 64}),
+        ("sine", "lstm"): settings(train={"optimizer_impl": "fused"}),
+        ("har", "cfc"): settings(data_params={"params": PAPER_SETTINGS["data_params"]["params"],
+                                              "sha256": {**SPLITS, "test": {"x": "3" * 64, "y": "f" * 64}}})})
+    return root / "reference/paperlike", current
+
+
+def test_different_experiments_are_not_comparable_and_say_why(experiments, tmp_path):
+    reference, current = experiments
+    table = check_comparison(reference, current, tmp_path)
+    why = table["settings_differ"].fillna("")
+    verdicts = table[["metric_verdict", "time_verdict"]]
+    assert why[("sine", "ltc", "cpu")] == "epochs 200 vs 2; units 32 vs 8"
+    assert why[("sine", "cfc", "cpu")] == ("training samples per epoch 9024 vs 264; data seq_len 32 vs 16; "
+                                          "data stride 4 vs 128")
+    # a setting that joined later counts at the value runs had before (LATER_DEFAULTS): torch's default
+    assert why[("sine", "lstm", "cpu")] == "optimizer_impl default vs fused"
+    for model in ("ltc", "cfc", "lstm"):
+        assert verdicts.loc[("sine", model, "cpu")].tolist() == [rf.NOT_COMPARABLE] * 2, model
+    # the same experiment (the evaluation's batch changes nothing run or timed): the usual verdicts
+    assert why[("sine", "gru", "cpu")] == why[("har", "cfc", "cpu")] == ""
+    assert verdicts.loc[("sine", "gru", "cpu")].tolist() == [rf.WORSE, rf.SLOWER]
+    assert verdicts.loc[("har", "cfc", "cpu")].tolist() == [rf.CONSISTENT, rf.WITHIN_NOISE]
+    # the prepared data's bytes are named where they differ, and stop nothing by themselves
+    differs = table["differs"].fillna("")
+    assert differs[("har", "cfc", "cpu")] == differs[("sine", "cfc", "cpu")] == "prepared data"
+    assert differs[("sine", "gru", "cpu")] == ""
+    # the CSV keeps every statistic; the Markdown shows no difference or ratio, and says why
+    assert table.loc[("sine", "ltc", "cpu"), "time_ratio"] == pytest.approx(1.0)
+    md = (tmp_path / "compare.md").read_text()
+    lines = md.splitlines()
+    cells = lambda line: [c.strip() for c in line.strip("|").split("|")]  # noqa: E731
+    header = cells(next(line for line in lines if line.startswith("| data set |")))
+    row = dict(zip(header, cells(next(line for line in lines if line.startswith("| sine | ltc | cpu |")))))
+    assert [row[c] for c in ("difference", "metric ratio", "time ratio")] == ["—"] * 3
+    assert row["settings differ (reference vs current)"] == "epochs 200 vs 2; units 32 vs 8"
+    assert row["reference"] == row["current"] != "—"
+    assert "not comparable (both verdicts, no difference or ratio shown): the sides ran different experiments" in md
+    assert "'not recorded' where a side's runs lack the setting" in md
+
+
+def test_a_study_against_itself_has_no_setting_differences(experiments, tmp_path):
+    reference, _ = experiments
+    table = check_comparison(reference, reference, tmp_path)
+    assert table["settings_differ"].isna().all()
+    assert set(table["metric_verdict"]) == {rf.CONSISTENT} and set(table["time_verdict"]) == {rf.WITHIN_NOISE}
+
+
 def spoil_reference(kind, reference):
-    if kind == "reference format":
-        info = json.loads((reference / "reference.json").read_text())
+    info = json.loads((reference / "reference.json").read_text()) if (reference / "reference.json").exists() else {}
+    files = info.get("files", {})
+    hashes = {"no files": None, "empty files": {}, "files a list": sorted(files),
+              "unrecorded table": {k: v for k, v in files.items() if k != "tables/runs.csv"},
+              "a bad hash": {**files, "tables/summary.csv": "edited"}}
+    if kind in hashes:
+        info = {k: v for k, v in info.items() if k != "files"}
+        if hashes[kind] is not None:
+            info["files"] = hashes[kind]
+        (reference / "reference.json").write_text(json.dumps(info))
+    elif kind == "reference format":
         (reference / "reference.json").write_text(json.dumps({**info, "format": 2}))
     elif kind == "table format":
         path = reference / "tables/summary.csv"
@@ -314,6 +446,12 @@ def spoil_reference(kind, reference):
     ("missing table", "table tables/summary.csv is missing; expected the summary table of a finished study"),
     ("no tables", "not a results folder or a reference folder; expected tables/"),
     ("not a folder", "not a folder; expected a results folder"),
+    ("no files", "reference.json: no 'files', so its files cannot be checked; expected 'files': a mapping of every "
+                 "exported file (its path in the folder) to its sha256"),
+    ("empty files", "reference.json: an empty 'files' mapping, so its files cannot be checked; expected 'files'"),
+    ("files a list", "reference.json: 'files' that is a list, not a mapping, so its files cannot be checked"),
+    ("unrecorded table", "reference.json records no sha256 of tables/runs.csv, so it cannot be checked"),
+    ("a bad hash", "reference.json: 'files' gives 'tables/summary.csv' 'edited', not a sha256"),
 ])
 def test_bad_input_is_refused_in_one_line_writing_nothing(study, tmp_path, caplog, kind, message):
     results, reference, _ = study
@@ -366,6 +504,18 @@ def test_workflow_plans_the_compare_job_only_with_a_reference(study, tmp_path):
 # The project's committed reference (README, "Reproducing the LTC paper"): the paper study at the
 # published budget; tests/test_workflow.py compares a fresh smoke run with it.
 PAPER_REFERENCE = REPO / "reference/paper"
+
+
+def test_the_committed_paper_reference_compared_with_itself(tmp_path):
+    """Its runs record the same settings on both sides (traffic lstm's lack optimizer_impl on both):
+    every row comparable, each verdict the rule's for identical samples."""
+    table = check_comparison(PAPER_REFERENCE, PAPER_REFERENCE, tmp_path)
+    assert table["settings_differ"].isna().all() and table["differs"].isna().all()
+    one_seed = table["reference_metric_n"] < 2  # ltc_ncps: one seed, no verdict
+    assert list(table.index[one_seed]) == [("traffic", "ltc_ncps", "cpu")]
+    assert set(table.loc[~one_seed, "metric_verdict"]) == {rf.CONSISTENT}
+    assert set(table.loc[~one_seed, "time_verdict"]) == {rf.WITHIN_NOISE}
+    assert set(table.loc[one_seed, "metric_verdict"]) == {rf.UNDECIDABLE}
 
 
 def test_the_committed_paper_reference_is_intact_and_at_the_published_budget():

@@ -23,18 +23,37 @@ rule every claim uses (verdicts.Comparison):
 - time: the ratio of geometric-mean training times, current / reference, with the log-scale t
   interval (stats.ratio) against 1: ``faster`` or ``slower`` when the whole interval lies below or
   above 1, ``within noise`` when it contains 1;
-- ``undecidable`` with fewer than ``min_seeds`` ok seeds on a side (or different metrics); rows of
-  one side only say ``reference only`` or ``current only``.
+- ``undecidable`` with fewer than ``min_seeds`` ok seeds on a side; rows of one side only say
+  ``reference only`` or ``current only``;
+- ``not comparable`` (both verdicts) when the sides' runs are different experiments: they differ in
+  a setting that decides the result (``setting_labels``, from each side's runs table, i.e. every
+  run's metrics.json): the data set (task, metric, training samples per epoch, and every parameter
+  it was prepared with, ``data_params``), the training budget and settings (the global batch size
+  and every recorded training setting but ``eval_batch_size``) or the model (every recorded model
+  setting, the parameter count). The column ``settings_differ`` names each,
+  ``name reference vs current``. A setting one side's runs recorded and the other's did not (a run
+  of an older liquidbench) reads ``not recorded`` and is a difference: nothing shows that the sides
+  agree in it, and a verdict asserts that they ran the same experiment. Two exceptions, for runs
+  recorded before a kind of setting was: a training setting that joined later counts at the value
+  such runs had (liquidbench.train.settings.LATER_DEFAULTS), and where one side's runs record no
+  data set parameters at all, those are not compared (the task, metric and training samples per
+  epoch still are).
 
-Differences between the sides that bear on the numbers (liquidbench, Python, torch, ncps and CUDA
-versions, source commit, CPU, device, threads, world size, from each side's provenance table; a
-model's parameter count) are named in the row's ``differs`` column and in the table's header lines;
-they never stop the comparison.
+Differences between the sides that leave the experiment the same (liquidbench, Python, torch, ncps
+and CUDA versions, source commit, CPU, device, threads, world size, from each side's provenance
+table; the prepared data's sha256 where both sides record it) are named in the row's ``differs``
+column (with the metric and the parameter count, which are settings too) and the provenance ones in
+the table's header lines; they never stop the comparison.
+
+A reference is compared only when it is intact: reference.json records the sha256 of every exported
+file (``files``), and each file compare reads must match it; a reference.json without them is
+refused, since nothing could tell an edited reference from the exported one.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -45,12 +64,13 @@ import pandas as pd
 
 from .. import __version__
 from ..envinfo import git_commit
-from ..io import read_json, sha256_file, umask, write_json, write_text
+from ..io import read_json, sha256_bytes, sha256_file, umask, write_json, write_text
 from .registry import TABLES
 from .stats import difference, estimate_of, mean_of, ratio
 from .summary import GROUP, LOWER_IS_BETTER
 from .tables import FORMAT as TABLE_FORMAT
 from .tables import FORMAT_COLUMN, compact, html_page, to_html, to_latex, to_markdown
+from ..train.settings import LATER_DEFAULTS
 from .verdicts import UNDECIDABLE, Comparison
 
 # the format of a reference folder (reference.json's "format"); raise it when the layout changes
@@ -59,8 +79,8 @@ REFERENCE_FILE = "reference.json"
 # the tables every finished study writes (its registry tables without a `when`, and the aggregate
 # rule's): an export refuses a results folder that lacks one
 STUDY_TABLES = ("runs", "history", *(name for name, table in TABLES.items() if not table.when))
-# what compare reads of each side
-COMPARED_TABLES = ("summary", "provenance")
+# what compare reads of each side: the statistics, the machines, and every run's recorded settings
+COMPARED_TABLES = ("summary", "provenance", "runs")
 # what an export keeps of each run: its metrics and learning curve (the evaluation where there is one);
 # not weights, checkpoints, telemetry samples or logs
 RUN_FILES = ("metrics.json", "history.csv")
@@ -74,6 +94,7 @@ MIN_SEEDS = 2
 CONSISTENT, BETTER, WORSE = "consistent", "better", "worse"  # and verdicts.UNDECIDABLE
 FASTER, SLOWER, WITHIN_NOISE = "faster", "slower", "within noise"
 BOTH, REFERENCE_ONLY, CURRENT_ONLY = "both", "reference only", "current only"
+NOT_COMPARABLE = "not comparable"  # both verdicts of a row whose sides ran different experiments
 METRIC_VERDICTS = {"supports": BETTER, "contradicts": WORSE, "not significant": CONSISTENT,
                    "too few seeds": UNDECIDABLE}
 TIME_VERDICTS = {"supports": FASTER, "contradicts": SLOWER, "not significant": WITHIN_NOISE,
@@ -85,6 +106,23 @@ PROVENANCE = {"liquidbench": "liquidbench", "commit": "commit", "python": "pytho
               "world size": "world_size"}
 KEY = GROUP  # a summary row's key: data set, model, hardware entry
 VERSIONS = ("liquidbench", "python", "torch", "ncps", "numpy", "cuda")  # recorded in reference.json, in this order
+# the settings that decide whether two sides' runs are the same experiment: runs table columns
+# (metrics.json fields, nested ones dotted) -> the name shown: the data set as the run saw it (and
+# the parameters it was prepared with, data_params.params, where the run records them)
+DATA_SETTINGS = {"task": "task", "metric_name": "metric", "samples_per_epoch": "training samples per epoch"}
+BUDGET_SETTINGS = {"global_batch_size": "global batch size"}
+DATA_PREFIX, TRAINING_PREFIX, MODEL_PREFIX = "data_params.params.", "train_params.", "model_params."
+# the prepared splits' sha256 (data_params.sha256.{split}.{array}), as one digest per run: named in
+# `differs` where both sides record it, never a reason for `not comparable` by itself, since the
+# bytes of a floating-point preparation may differ between machines and library versions while the
+# data set's parameters, its source pin and so the experiment are the same
+HASH_PREFIX, DATA_DIGEST = "data_params.sha256.", "data_params.sha256"
+# training settings that change neither the trained model nor the timed training: validation and
+# test run after each epoch's timer stops, and their batching changes no result beyond rounding
+UNCOMPARED_TRAINING = ("eval_batch_size",)
+MODEL_SIZE = {"n_params": "parameters"}
+NOT_RECORDED = "not recorded"  # a setting a side's runs lack (runs of an older liquidbench)
+SHA256 = re.compile(r"[0-9a-f]{64}")
 SUMMARY_COLUMNS = [*KEY, "runs", "metric_name", "n_params",
                    *(f"{m}_{f}" for m in ("test_metric", "train_time_s")
                      for f in ("n", "mean", "std", "gmean", "gsd", "ci_low", "ci_high"))]
@@ -98,7 +136,8 @@ def is_reference(folder: str | Path) -> bool:
 
 
 def read_info(folder: str | Path) -> dict:
-    """A reference folder's reference.json, checked: a mapping of this format."""
+    """A reference folder's reference.json, checked: a mapping of this format with every exported
+    file's sha256 (_check_hashes)."""
     path = Path(folder) / REFERENCE_FILE
     try:
         info = read_json(path)
@@ -109,7 +148,25 @@ def read_info(folder: str | Path) -> dict:
     if info.get("format") != FORMAT:
         raise ValueError(f"reference {path}: format {info.get('format')!r}, expected {FORMAT} (a reference of "
                          "another liquidbench: export it again, or compare with that version)")
+    _check_hashes(path, info.get("files"))
     return info
+
+
+def _check_hashes(path: Path, files) -> None:
+    """reference.json's ``files``: a non-empty mapping of each exported file (its path in the folder)
+    to its sha256. Without it compare could not tell an edited reference from the exported one, so a
+    reference lacking it is refused instead of being compared as if it were intact."""
+    expected = ("expected 'files': a mapping of every exported file (its path in the folder) to its sha256, as "
+                "export-reference writes it; export the reference again from its results folder")
+    if not isinstance(files, dict) or not files:
+        found = ("no 'files'" if files is None else "an empty 'files' mapping" if isinstance(files, dict)
+                 else f"'files' that is a {type(files).__name__}, not a mapping")
+        raise ValueError(f"reference {path}: {found}, so its files cannot be checked; {expected}")
+    bad = [rel for rel, sha in files.items() if not (isinstance(sha, str) and SHA256.fullmatch(sha))]
+    if bad:
+        more = f" ({len(bad)} such entries)" if len(bad) > 1 else ""
+        raise ValueError(f"reference {path}: 'files' gives {bad[0]!r} {files[bad[0]]!r}, not a sha256 (64 lowercase "
+                         f"hex digits){more}; {expected}")
 
 
 def side_files(folder: str | Path, role: str = "reference") -> list[str]:
@@ -162,16 +219,23 @@ class Side:
     provenance: pd.DataFrame
     rows: dict = field(default_factory=dict)  # (dataset, model, hardware) -> summary row
     machines: dict = field(default_factory=dict)  # hardware -> provenance row
+    settings: dict = field(default_factory=dict)  # (dataset, model, hardware) -> {runs column: values} (run_settings)
+    labels: dict = field(default_factory=dict)  # runs column -> name shown, of the settings it recorded
 
 
 def _check_recorded(folder: Path, info: dict, role: str) -> None:
     """A reference's compared tables are the files it was exported with: their sha256 as
     reference.json records them (an edited or damaged reference would be compared as if it were the
-    published one)."""
-    recorded = info.get("files") or {}
+    published one); a compared table it records no sha256 of could not be checked, and is refused."""
+    recorded = info["files"]  # read_info checked it: a non-empty mapping of sha256s
     for name in COMPARED_TABLES:
         rel = f"tables/{name}.csv"
-        if rel in recorded and sha256_file(folder / rel) != recorded[rel]:
+        if rel not in recorded:
+            read = ", ".join(f"tables/{n}.csv" for n in COMPARED_TABLES)
+            raise ValueError(f"{role} {folder}: {REFERENCE_FILE} records no sha256 of {rel}, so it cannot be checked; "
+                             f"expected one for every file compare reads ({read}): export the reference again from "
+                             "its results folder")
+        if sha256_file(folder / rel) != recorded[rel]:
             raise ValueError(f"{role} {folder}: {rel} is not the file it was exported with (its sha256 differs "
                              f"from {REFERENCE_FILE}'s); restore it from version control or export the reference again")
 
@@ -190,10 +254,126 @@ def load_side(folder: str | Path, role: str) -> Side:
     if "hardware" not in provenance:
         raise ValueError(f"{role} table {folder / 'tables/provenance.csv'}: no hardware column; expected a "
                          "provenance table (liquidbench provenance)")
-    _check_recorded(folder, info, role)
+    runs = read_runs(folder, role)
+    if info:
+        _check_recorded(folder, info, role)
     rows = {tuple(r[k] for k in KEY): r for r in summary.to_dict("records")}
     machines = {r["hardware"]: r for r in provenance.to_dict("records")}
-    return Side(role, folder, info, summary, provenance, rows, machines)
+    return Side(role, folder, info, summary, provenance, rows, machines, run_settings(runs),
+                setting_labels(runs.columns))
+
+
+def read_runs(folder: Path, role: str) -> pd.DataFrame:
+    """tables/runs.csv of a side (every run's metrics.json, nested fields dotted), every cell as it
+    is written: the settings each run recorded. It carries no table format column (aggregate writes
+    it from the runs' own files), so it is checked for what compare reads of it."""
+    path = folder / "tables" / "runs.csv"
+    if not path.is_file():
+        raise ValueError(f"{role} {folder}: table tables/runs.csv is missing; expected the runs table of a finished "
+                         "study (its aggregate step writes it)")
+    try:
+        runs = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise ValueError(f"{role} table {path}: cannot read it ({exc})") from exc
+    missing = [c for c in (*KEY, "status") if c not in runs]
+    if missing:
+        raise ValueError(f"{role} table {path}: missing column(s) {', '.join(missing)}; expected a runs table "
+                         "(liquidbench aggregate)")
+    return _with_data_digest(runs)
+
+
+def _with_data_digest(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs table with DATA_DIGEST: one digest of each run's split hashes ('' where it records
+    none), so that the prepared data is one value to compare and to name, not one per array."""
+    columns = sorted(c for c in runs.columns if c.startswith(HASH_PREFIX))
+    if not columns:
+        return runs
+
+    def digest(row) -> str:
+        if not any(row[c] for c in columns):
+            return ""
+        return sha256_bytes("\n".join(f"{c}={row[c]}" for c in columns).encode())[:12]
+
+    return runs.assign(**{DATA_DIGEST: runs[columns].apply(digest, axis=1)})
+
+
+# ---------------------------------------------------------------------------------------------- settings
+
+
+def setting_labels(columns) -> dict[str, str]:
+    """The runs table columns that decide whether two runs are the same experiment, with the names
+    shown, in the order shown: the data set (and its recorded parameters), the budget, every
+    training setting but those that change nothing run or timed (UNCOMPARED_TRAINING), every model
+    setting, the parameter count."""
+    labels = {**DATA_SETTINGS, **{c: f"data {c[len(DATA_PREFIX):]}" for c in columns if c.startswith(DATA_PREFIX)},
+              **BUDGET_SETTINGS}
+    for column in columns:
+        if column.startswith(TRAINING_PREFIX) and column[len(TRAINING_PREFIX):] not in UNCOMPARED_TRAINING:
+            labels[column] = column[len(TRAINING_PREFIX):]
+    labels.update({c: c[len(MODEL_PREFIX):] for c in columns if c.startswith(MODEL_PREFIX)})
+    return {**labels, **MODEL_SIZE}
+
+
+def _setting_value(cell: str) -> str:
+    """A runs table cell as compared and shown: ``not recorded`` where empty; a whole number
+    without its ``.0`` (a column with a gap is written as floats, 32 as 32.0, on one side only)."""
+    if cell == "":
+        return NOT_RECORDED
+    try:
+        number = float(cell)
+    except ValueError:
+        return cell
+    return str(int(number)) if number.is_integer() else repr(number)
+
+
+def run_settings(runs: pd.DataFrame) -> dict:
+    """(dataset, model, hardware) -> {runs column: the distinct values its ok runs recorded}, for
+    every column of setting_labels and DATA_DIGEST; the ok runs, as the summary's statistics are theirs."""
+    columns = [*setting_labels(runs.columns), DATA_DIGEST]
+    ok = runs[runs["status"] == "ok"]
+    settings = {}
+    for key, group in ok.groupby(KEY, sort=False):
+        settings[tuple(key)] = {c: tuple(sorted({_setting_value(v) for v in group[c]})) if c in group
+                                else (NOT_RECORDED,) for c in columns}
+    return settings
+
+
+def setting_differences(ref: Side, cur: Side, key: tuple) -> list[str]:
+    """What makes a row's sides different experiments, each ``name reference vs current`` (a side's
+    values joined by commas where its runs differ among themselves); a setting one side lacks reads
+    ``not recorded`` and counts. A side without an ok run has no settings and no verdict either
+    (undecidable): nothing to tell."""
+    if key not in ref.settings or key not in cur.settings:
+        return []
+    a, b = ref.settings[key], cur.settings[key]
+    out = []
+    for column, label in setting_labels([*ref.labels, *cur.labels]).items():
+        if column.startswith(DATA_PREFIX) and not (records_data(ref) and records_data(cur)):
+            continue  # a side from before runs recorded their data parameters (module docstring)
+        x, y = (_later_default(column, side.get(column, (NOT_RECORDED,))) for side in (a, b))
+        if x != y:
+            out.append(f"{label} {', '.join(x)} vs {', '.join(y)}")
+    return out
+
+
+def records_data(side: Side) -> bool:
+    """Whether a side's runs record the parameters of their prepared data (data_params)."""
+    return any(c.startswith(DATA_PREFIX) for c in side.labels)
+
+
+def _later_default(column: str, values: tuple) -> tuple:
+    """A training setting a run did not record because it joined later: the value the run had
+    (liquidbench.train.settings.LATER_DEFAULTS)."""
+    name = column[len(TRAINING_PREFIX):]
+    if values == (NOT_RECORDED,) and column.startswith(TRAINING_PREFIX) and name in LATER_DEFAULTS:
+        return (_setting_value(str(LATER_DEFAULTS[name])),)
+    return values
+
+
+def data_differs(ref: Side, cur: Side, key: tuple) -> bool:
+    """Whether both sides recorded their prepared data's hashes and these differ (DATA_DIGEST)."""
+    a, b = (side.settings.get(key, {}).get(DATA_DIGEST, (NOT_RECORDED,)) for side in (ref, cur))
+    return NOT_RECORDED not in (*a, *b) and a != b
 
 
 # ---------------------------------------------------------------------------------------------- comparing
@@ -219,7 +399,8 @@ def _machine(side: Side, hardware: str) -> dict:
 
 
 def _differs(ref: dict | None, cur: dict | None, ref_machine: dict, cur_machine: dict) -> list[str]:
-    """What differs between the sides of a row: provenance fields, metric, parameter count."""
+    """What differs between the sides of a row: provenance fields, metric, parameter count (the
+    prepared data: compare_table, from the runs' settings)."""
     names = [label for label in PROVENANCE if ref_machine[label] != cur_machine[label]]
     if ref is not None and cur is not None:
         if str(ref.get("metric_name")) != str(cur.get("metric_name")):
@@ -244,6 +425,8 @@ def compare_table(ref: Side, cur: Side, min_seeds: int) -> pd.DataFrame:
         metric_verdict = time_verdict = side
         ref_machine, cur_machine = _machine(ref, key[2]), _machine(cur, key[2])
         differs = _differs(r, c, ref_machine, cur_machine) if side == BOTH else []
+        if side == BOTH and data_differs(ref, cur, key):
+            differs.append("prepared data")
         if side == BOTH:
             name = "/".join(key)
             diff = difference(mean_of(c, "test_metric"), mean_of(r, "test_metric"))
@@ -251,20 +434,23 @@ def compare_table(ref: Side, cur: Side, min_seeds: int) -> pd.DataFrame:
             outcome = Comparison(name, "metric difference current - reference", diff["value"], diff["ci_low"],
                                  diff["ci_high"], (row["current_metric_n"], row["reference_metric_n"]), 0.0,
                                  "less" if lower else "greater").outcome(min_seeds)
-            metric_verdict = UNDECIDABLE if "metric" in differs else METRIC_VERDICTS[outcome]
+            metric_verdict = METRIC_VERDICTS[outcome]
             metric_ratio = ratio(estimate_of(c, "test_metric"), estimate_of(r, "test_metric"))
             time_ratio = ratio(estimate_of(c, "train_time_s"), estimate_of(r, "train_time_s"))
             outcome = Comparison(name, "time ratio current / reference", time_ratio["value"], time_ratio["ci_low"],
                                  time_ratio["ci_high"], (row["current_time_n"], row["reference_time_n"]), 1.0,
                                  "less").outcome(min_seeds)
             time_verdict = TIME_VERDICTS[outcome]
+        settings = setting_differences(ref, cur, key) if side == BOTH else []
+        if settings:  # different experiments: the CSV keeps the numbers, no verdict is drawn from them
+            metric_verdict = time_verdict = NOT_COMPARABLE
         row.update({
             "metric_difference": diff["value"], "metric_difference_ci_low": diff["ci_low"],
             "metric_difference_ci_high": diff["ci_high"], "metric_ratio": metric_ratio["value"],
             "metric_ratio_ci_low": metric_ratio["ci_low"], "metric_ratio_ci_high": metric_ratio["ci_high"],
             "metric_verdict": metric_verdict, "time_ratio": time_ratio["value"], "time_ratio_ci_low": time_ratio["ci_low"],
             "time_ratio_ci_high": time_ratio["ci_high"], "time_verdict": time_verdict, "min_seeds": min_seeds,
-            "differs": ", ".join(differs),
+            "differs": ", ".join(differs), "settings_differ": "; ".join(settings),
             **{f"reference_{col}": ref_machine[label] for label, col in PROVENANCE.items()},
             **{f"current_{col}": cur_machine[label] for label, col in PROVENANCE.items()},
         })
@@ -279,11 +465,16 @@ COLUMNS = [*KEY, "side", "metric_name",
            "metric_difference", "metric_difference_ci_low", "metric_difference_ci_high",
            "metric_ratio", "metric_ratio_ci_low", "metric_ratio_ci_high", "metric_verdict",
            "time_ratio", "time_ratio_ci_low", "time_ratio_ci_high", "time_verdict", "min_seeds", "differs",
-           *(f"{s}_{col}" for s in ("reference", "current") for col in PROVENANCE.values())]
+           "settings_differ", *(f"{s}_{col}" for s in ("reference", "current") for col in PROVENANCE.values())]
+
+
+SETTINGS_COLUMN = "settings differ (reference vs current)"
 
 
 def display(table: pd.DataFrame) -> pd.DataFrame:
-    """Compact cells: centre [95 % interval] n=k; — where a side has no row."""
+    """Compact cells: centre [95 % interval] n=k; — where a side has no row, and for the difference
+    and ratios of a row that is not comparable (the CSV keeps them: a figure between different
+    experiments is no finding to read off the table)."""
     out = []
     for r in table.to_dict("records"):
         cells = {}
@@ -293,7 +484,8 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
                                             r[f"{s}_metric_n"]) if present else "—")
             cells[f"{s} time [s]"] = (compact(r[f"{s}_time_gmean"], r[f"{s}_time_ci_low"], r[f"{s}_time_ci_high"],
                                               r[f"{s}_time_n"]) if present else "—")
-        both = r["side"] == BOTH
+        settings = r["settings_differ"] if isinstance(r["settings_differ"], str) else ""
+        both = r["side"] == BOTH and not settings  # no difference or ratio shown between different experiments
         out.append({
             "data set": r["dataset"], "model": r["model"], "hardware": r["hardware"], "metric": r["metric_name"] or "n/a",
             "reference": cells["reference metric"], "current": cells["current metric"],
@@ -307,10 +499,11 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
                                   digits=3) if both else "—",
             "time verdict": r["time_verdict"],
             "differs": r["differs"] if isinstance(r["differs"], str) and r["differs"] else "—",
+            SETTINGS_COLUMN: settings or "—",
         })
     return pd.DataFrame(out, columns=["data set", "model", "hardware", "metric", "reference", "current", "difference",
                                       "metric ratio", "metric verdict", "reference time [s]", "current time [s]",
-                                      "time ratio", "time verdict", "differs"])
+                                      "time ratio", "time verdict", "differs", SETTINGS_COLUMN])
 
 
 def _short(value: str) -> str:
@@ -354,9 +547,16 @@ def notes(min_seeds: int) -> str:
             "that side of 0 (mse: lower is better, accuracy: higher), consistent when it contains 0. Time verdict: "
             "ratio of geometric-mean training times, current / reference, with the log-scale 95 % t interval: "
             "faster / slower when the whole interval lies below / above 1, within noise when it contains 1. "
-            f"undecidable: fewer than {min_seeds} ok seeds on a side (or different metrics). differs: what differs "
-            "between the sides' runs (versions, commit, CPU, device, threads, world size; metric, parameter "
-            "count); compare.csv holds every statistic and both sides' values.")
+            f"undecidable: fewer than {min_seeds} ok seeds on a side. not comparable (both verdicts, no difference or "
+            "ratio shown): the sides ran different experiments; the last column names each setting that differs, "
+            "reference vs current: the data set (task, metric, training samples per epoch, and its recorded "
+            "parameters: data ...), the training budget and settings (global batch size and every recorded "
+            "training setting but eval_batch_size: epochs, batch_size, lr and the others), the model (every "
+            "recorded model setting, the parameter count); "
+            "'not recorded' where a side's runs lack the setting (an older liquidbench), which counts as a "
+            "difference. differs: the names of what differs between the sides' runs (versions, commit, CPU, "
+            "device, threads, world size, prepared data: the splits' sha256, which do not stop the comparison; "
+            "metric, parameter count); compare.csv holds every statistic and both sides' values.")
 
 
 def title(ref: Side) -> str:
@@ -429,14 +629,59 @@ def describe_runs(runs: pd.DataFrame) -> dict:
     }
 
 
-def _check_results(results: Path) -> pd.DataFrame:
-    """A results folder of a finished study whose every run is ok: its runs table."""
+def _refuse_link(results: Path, rel: Path) -> None:
+    """Neither a file an export copies nor a folder between it and RESULTS is a symbolic link. A
+    reference holds the study's own files: a link may lead anywhere on the machine (a table that is
+    a link to /etc/passwd would be published as a table), and a link inside RESULTS puts one file in
+    another's place (one run's history exported as another's). So every link is refused, wherever it
+    leads; RESULTS itself may be one (it is the folder the user named)."""
+    path = results
+    for part in rel.parts:
+        path = path / part
+        if path.is_symlink():
+            raise ValueError(f"export-reference: {path} is a symbolic link (to {os.readlink(path)}); expected the "
+                             "study's own file or folder there: replace the link by what the study wrote (or run "
+                             "the study again) and export again")
+
+
+def _table_files(results: Path) -> list[Path]:
+    """What an export keeps of tables/ (relative to results): every file but hidden ones; a link
+    among them is refused (_refuse_link) before any table is read."""
+    _refuse_link(results, Path("tables"))
+    files = []
+    for path in sorted((results / "tables").iterdir()):
+        if not path.name.startswith("."):
+            _refuse_link(results, Path("tables") / path.name)
+            if path.is_file():
+                files.append(Path("tables") / path.name)
+    return files
+
+
+def _figure_files(results: Path) -> list[Path]:
+    """What an export keeps of figures/ (relative to results): its PNG and PDF files, none a link."""
+    if not (results / "figures").is_dir():
+        return []
+    _refuse_link(results, Path("figures"))
+    files = []
+    for path in sorted((results / "figures").iterdir()):
+        if path.suffix in FIGURE_SUFFIXES:
+            _refuse_link(results, Path("figures") / path.name)
+            if path.is_file():
+                files.append(Path("figures") / path.name)
+    return files
+
+
+def _check_results(results: Path) -> tuple[pd.DataFrame, list[Path]]:
+    """A results folder of a finished study whose every run is ok: its runs table, and the table
+    files an export keeps."""
     where = f"export-reference: {results}"
     if not results.is_dir():
         raise ValueError(f"{where} is not a folder; expected the results/ folder of a finished study")
     if not ((results / "tables").is_dir() and (results / "runs").is_dir()):
         raise ValueError(f"{where} is not a results folder; expected the results/ folder of a finished study "
                          "(tables/ and runs/ in it)")
+    tables = _table_files(results)
+    _refuse_link(results, Path("runs"))
     missing = [f"tables/{name}.csv" for name in STUDY_TABLES if not (results / "tables" / f"{name}.csv").is_file()]
     if missing:
         raise ValueError(f"{where} lacks {', '.join(missing)}; expected every table of a finished study (run its "
@@ -457,7 +702,7 @@ def _check_results(results: Path) -> pd.DataFrame:
         named = [f"{r.dataset}/{r.model}/{r.hardware}/seed{r.seed} ({r.status})" for r in bad.itertuples()]
         raise ValueError(f"{where}: {len(bad)} run(s) not ok: {', '.join(named[:5])}{' ...' if len(named) > 5 else ''}; "
                          "a reference holds a finished study whose every run is ok")
-    return runs
+    return runs, tables
 
 
 def _run_files(results: Path, runs: pd.DataFrame) -> list[Path]:
@@ -467,6 +712,8 @@ def _run_files(results: Path, runs: pd.DataFrame) -> list[Path]:
     files = []
     for r in runs.itertuples():
         folder = Path("runs") / str(r.dataset) / str(r.model) / str(r.hardware) / f"seed{r.seed}"
+        for name in RUN_FILES + OPTIONAL_RUN_FILES:
+            _refuse_link(results, folder / name)
         for name in RUN_FILES:
             if not (results / folder / name).is_file():
                 raise ValueError(f"export-reference: {results / folder / name} is missing; expected every ok run's "
@@ -480,20 +727,16 @@ def _run_files(results: Path, runs: pd.DataFrame) -> list[Path]:
 
 def export(results: str | Path, dest: str | Path, command: str | None = None) -> dict:
     """Copy a finished study's results into a new reference folder ``dest`` (module docstring):
-    every check first, then written into a temporary folder beside ``dest`` and renamed onto it, so
-    that a refusal or failure leaves nothing. Returns reference.json's content."""
+    every check first (a symbolic link among what it copies is refused: _refuse_link), then written
+    into a temporary folder beside ``dest`` and renamed onto it, so that a refusal or failure leaves
+    nothing. Returns reference.json's content."""
     results, dest = Path(results), Path(dest)
     if dest.exists() or dest.is_symlink():
         raise ValueError(f"export-reference: {dest} exists; expected a new folder (a reference is never "
                          "overwritten: remove it or give another name)")
-    runs = _check_results(results)
-    files = [Path("tables") / p.name for p in sorted((results / "tables").iterdir())
-             if p.is_file() and not p.name.startswith(".")]
+    runs, files = _check_results(results)
     files += _run_files(results, runs)
-    figures = results / "figures"
-    if figures.is_dir():
-        files += [Path("figures") / p.name for p in sorted(figures.iterdir())
-                  if p.is_file() and p.suffix in FIGURE_SUFFIXES]
+    files += _figure_files(results)
     info = {
         "format": FORMAT, "table_format": TABLE_FORMAT, "name": dest.name, "command": command,
         "source": str(results),
