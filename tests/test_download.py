@@ -3,6 +3,7 @@
 import gzip
 import hashlib
 import http.server
+import re
 import shutil
 import ssl
 import subprocess
@@ -235,3 +236,109 @@ def test_unpinned_source_is_accepted_with_a_warning_that_names_its_hash(tmp_path
         got = download(url, tmp_path / "raw" / "h.zip", None, mirrors=[tmp_path / "mirror"])
     assert got["sha256"] == sha256(archive)
     assert f"no sha256 is pinned, so its content is NOT verified; sha256 of its file is {sha256(archive)}" in caplog.text
+
+
+# --- names that would leave their folder; mirrors that cannot be read ------------------------------
+
+ESCAPING_URL = "https://example.org/data/..%2F..%2Fx.csv.gz"
+
+
+@pytest.mark.parametrize("entry, key", [
+    ({"url": ESCAPING_URL, "sha256": None}, "config key 'datasets.traffic.source.url' (its last path component, decoded)"),
+    ({"url": "https://example.org/data/", "sha256": None},
+     "config key 'datasets.traffic.source.url' (its last path component, decoded)"),
+    ({"url": "https://example.org/t.csv.gz", "file": "..", "sha256": None}, "config key 'datasets.traffic.source.file'"),
+    ({"url": "https://example.org/t.csv.gz", "sha256": None, "mirror_names": ["a\0b"]},
+     "config key 'datasets.traffic.source.mirror_names'"),
+])
+def test_a_source_name_that_leaves_its_folder_is_refused_naming_the_key(entry, key):
+    from liquidbench.data.sources import Source
+
+    with pytest.raises(ValueError) as err:
+        Source.from_entry("traffic", entry)
+    assert str(err.value).startswith(f"{key}: ")
+    assert "is not a file name that stays in its folder" in str(err.value)
+
+
+@pytest.mark.parametrize("url, name, what", [
+    (ESCAPING_URL, None, "the file name of URL"),
+    ("https://example.org/t.csv.gz", "../x.csv.gz", "--name"),
+    ("https://example.org/t.csv.gz", "..", "--name"),
+])
+def test_download_refuses_a_name_that_leaves_its_folder_and_writes_nothing(tmp_path, url, name, what):
+    mirror = tmp_path / "a" / "mirror"
+    mirror.mkdir(parents=True)
+    (tmp_path / "a" / "x.csv.gz").write_bytes(b"x")  # what ../x.csv.gz would reach from the mirror
+    out = tmp_path / "raw" / "t.csv.gz"
+    with pytest.raises(ValueError, match=f"^{re.escape(what)}"):
+        download(url, out, None, mirrors=[mirror], name=name, retries=0)
+    assert leftovers(tmp_path / "raw") == [] and sorted(p.name for p in tmp_path.iterdir()) == ["a"]
+
+
+def unreadable(monkeypatch, path, kind):
+    """Make ``path`` (a mirror's file, or the mirror folder itself) unreadable: by its mode and,
+    since root reads anything whatever its mode, by refusing to open or list it as the kernel
+    would refuse a user without read permission."""
+    import errno
+    import os
+
+    from liquidbench.data import download as module
+
+    path.chmod(0)
+    if os.geteuid() != 0:
+        return
+    denied = PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+    if kind == "file":
+        real_open = open
+
+        def fake_open(file, *args, **kwargs):
+            if os.fspath(file) == str(path):
+                raise denied
+            return real_open(file, *args, **kwargs)
+
+        monkeypatch.setattr(module, "open", fake_open, raising=False)
+    else:
+        real_scandir = os.scandir
+
+        def fake_scandir(target="."):
+            if os.fspath(target) == str(path):
+                raise denied
+            return real_scandir(target)
+
+        monkeypatch.setattr(os, "scandir", fake_scandir)
+
+
+@pytest.mark.parametrize("kind", ["file", "directory"])
+def test_an_unreadable_mirror_is_skipped_for_the_next_one(tmp_path, monkeypatch, caplog, kind):
+    first, second = tmp_path / "first", tmp_path / "second"
+    for mirror in (first, second):
+        mirror.mkdir()
+        shutil.copyfile(TRAFFIC, mirror / TRAFFIC.name)
+    bad = first / TRAFFIC.name if kind == "file" else first
+    unreadable(monkeypatch, bad, kind)
+    try:
+        with caplog.at_level("WARNING", logger="liquidbench.data.download"):
+            got = download(TRAFFIC_URL, tmp_path / "raw" / "t.csv.gz", TRAFFIC_CSV_SHA, "decompressed",
+                           mirrors=[first, second])
+    finally:
+        bad.chmod(0o755)
+    assert got["source"] == str(second / TRAFFIC.name)
+    assert f"data mirror: {bad} cannot be read (Permission denied); skipped, trying the next mirror" in caplog.text
+
+
+def test_when_every_mirror_fails_the_error_names_each_and_why(tmp_path, monkeypatch):
+    unreadable_dir, not_a_dir, empty = tmp_path / "locked", tmp_path / "file", tmp_path / "empty"
+    unreadable_dir.mkdir()
+    empty.mkdir()
+    not_a_dir.write_bytes(b"x")
+    unreadable(monkeypatch, unreadable_dir, "directory")
+    mirrors = [unreadable_dir, not_a_dir, tmp_path / "none", empty]
+    try:
+        with pytest.raises(DownloadError) as err:
+            download(OFFLINE_URL, tmp_path / "raw" / "t.csv.gz", TRAFFIC_CSV_SHA, "decompressed", mirrors=mirrors,
+                     retries=0)
+    finally:
+        unreadable_dir.chmod(0o755)
+    assert (f"(mirrors searched: {', '.join(map(str, mirrors))}; skipped: {unreadable_dir} cannot be read "
+            f"(Permission denied), {not_a_dir} is not a directory, {tmp_path / 'none'} does not exist)") in str(err.value)
+    assert leftovers(tmp_path / "raw") == []

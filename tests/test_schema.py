@@ -26,6 +26,8 @@ BAD_VALUES = [
     ("epochz=3", "config: Additional properties are not allowed ('epochz' was unexpected)"),
     ("training={epochz: 3}", "config key 'training': Additional properties are not allowed ('epochz' was unexpected)"),
     ("training={epochs: many}", "config key 'training.epochs': 'many' is not of type 'integer'"),
+    # JSON Schema counts 2.0 as an integer; a run cannot train 2.0 epochs
+    ("training={epochs: 2.0}", "config key 'training.epochs': 2.0 is not of type 'integer'"),
     ("models={cfc: {units: eight}}", "config key 'models.cfc.units': 'eight' is not of type 'integer'"),
     ("models={cfc: {unitz: 8}}", "config key 'models.cfc': Additional properties are not allowed ('unitz' was unexpected)"),
     ("study={models: [cfc, transformer]}",
@@ -33,6 +35,10 @@ BAD_VALUES = [
     ("datasets={traffic: {source: {url: 'http://example.org/t.csv.gz'}}}",
      "config key 'datasets.traffic.source.url': 'http://example.org/t.csv.gz' does not match"),
     ("datasets={har: {source: {sha256: abc123}}}", "config key 'datasets.har.source.sha256'"),
+    # the file name a URL ends in, decoded, would be ../../x.csv.gz: outside data/raw/ and logs/
+    ("datasets={traffic: {source: {url: 'https://example.org/..%2F..%2Fx.csv.gz'}}}",
+     "config key 'datasets.traffic.source.url' (its last path component, decoded): '../../x.csv.gz' is not a file "
+     "name that stays in its folder"),
     ("study={exclude: [{modle: ltc}]}", "config key 'study.exclude.0': Additional properties are not allowed ('modle' was unexpected)"),
     ("datasets={sine: {params: {n_sequences: many}}}",
      "config key 'datasets.sine.params.n_sequences': 'many' is not of type 'integer'"),

@@ -104,3 +104,59 @@ def test_aggregate_counts_only_the_runs_a_narrowed_study_expects(tmp_path):
     runs = pd.read_csv(out)
     assert sorted(zip(runs.model, runs.hardware)) == [("cfc", "cpu"), ("cfc", "ddp-cpu-2"), ("ltc", "cpu")]
     assert set(runs.status) == {"missing"}
+
+
+# a study file whose sections also define entries named '..' (a study file given to `liquidbench
+# train --config` is not checked against the schema): only what the study selects may be run
+DOTTED = {
+    "study": {"datasets": ["sine"], "models": ["g"], "hardware": ["cpu"], "seeds": [3]},
+    "training": {"epochs": 1},
+    "datasets": {"sine": {"kind": "sine"}, "..": {"kind": "sine"}},
+    "models": {"g": {"type": "gru"}, "..": {"type": "gru"}},
+    "hardware": {"cpu": {"device": "cpu"}, "..": {"device": "cpu"}},
+}
+
+
+@pytest.mark.parametrize("run, message", [
+    ("../../../3", "--run '../../../3': '..' is not one of the datasets the study selects (study.datasets: sine); "
+                   "expected one of those"),
+    ("sine/../cpu/3", "--run 'sine/../cpu/3': '..' is not one of the models the study selects (study.models: g)"),
+    ("sine/g/../seed3", "--run 'sine/g/../seed3': '..' is not one of the hardware the study selects (study.hardware: cpu)"),
+    ("sine/g/cpu/0", "--run 'sine/g/cpu/0': seed 0 is not one of the study's seeds (study.seeds: 3); expected one of those"),
+])
+def test_a_run_must_be_one_the_study_selects(run, message):
+    from liquidbench.study import run_of
+
+    with pytest.raises(ValueError) as err:
+        run_of(DOTTED, run)
+    assert str(err.value).startswith(message)
+    assert run_of(DOTTED, "sine/g/cpu/seed3")["seed"] == 3
+
+
+def test_train_config_refuses_a_run_outside_the_study_and_writes_nothing(tmp_path, monkeypatch):
+    """`liquidbench train --config FILE --run ../../../0` would write its run above the study's root."""
+    import argparse
+
+    import yaml
+
+    from liquidbench.cli import _run_from_config
+
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump({**DOTTED, "study": {**DOTTED["study"], "seeds": [0]}}))
+    monkeypatch.chdir(tmp_path)
+    args = argparse.Namespace(config="study.yaml", run="../../../0", data=None, out=None, **dict.fromkeys(
+        ("dataset", "model", "hardware", "seed", "model_params", "train_params", "hardware_params")))
+    with pytest.raises(ValueError, match=r"^--run '../../../0': '..' is not one of the datasets the study selects"):
+        _run_from_config(args)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["study.yaml"]
+
+
+def test_compare_config_reads_the_study_file_as_the_workflow_does(tmp_path):
+    from liquidbench.cli import _study_results
+
+    (tmp_path / "study.yaml").write_text('root: "2020"\n')
+    assert str(_study_results(tmp_path / "study.yaml")) == "2020/results"
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+    (tmp_path / "bomb.yaml").write_text(bomb)
+    with pytest.raises(ValueError, match="^--config .*bomb.yaml: its YAML aliases"):
+        _study_results(tmp_path / "bomb.yaml")

@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from itertools import product
+from pathlib import Path
+
+import yaml
 
 # exclude key -> the study section it draws from
 SECTIONS = {"dataset": "datasets", "model": "models", "hardware": "hardware", "seed": "seeds"}
@@ -107,20 +111,140 @@ def check_not_empty(runs: list, study: dict) -> None:
         )
 
 
-# YAML 1.1 (PyYAML, Snakemake) reads 1e-3 as a string: a float needs a dot (1.0e-3)
-_EXPONENT_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+# Study files are read as Snakemake reads them (PyYAML: YAML 1.1), with one change: a float in
+# exponent notation without a dot or a signed exponent (1e-3, 2E5), a string to YAML 1.1, is a
+# float, as in YAML 1.2. The resolver applies to plain scalars only, so a quoted "1e-3" stays a string.
+_EXPONENT_FLOAT = re.compile(r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$")
+
+# What a study file may expand to through YAML aliases (*name), counted as values (each scalar,
+# list and mapping): a study file holds a few hundred (the shipped ones: under 300), so this
+# refuses only aliases nested inside aliases (a "billion laughs" file) and costs nothing to check.
+MAX_VALUES = 100_000
 
 
-def yaml_numbers(value):
-    """Strings written as floats in exponent notation without a dot (``1e-3``) as floats, as YAML 1.2
-    reads them; every other value as it is."""
-    if isinstance(value, dict):
-        return {k: yaml_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [yaml_numbers(v) for v in value]
-    if isinstance(value, str) and _EXPONENT_FLOAT.match(value):
-        return float(value)
+class StudyLoader(yaml.SafeLoader):
+    """PyYAML's safe YAML 1.1, except that 1e-3 is a float (see _EXPONENT_FLOAT)."""
+
+
+StudyLoader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789."))
+
+
+def check_expanded_size(value, where: str, limit: int = MAX_VALUES) -> int:
+    """The number of values ``value`` holds once its aliases are written out, refused above
+    ``limit`` or where an alias contains itself. PyYAML builds an alias as a shared reference, so
+    loading is cheap, but anything that walks or copies the tree (typing, validation, merging)
+    pays for every copy: 9 levels of 9 aliases are 9**9 values. Counting with the size of each
+    list and mapping remembered by identity visits each of them once, however often it is shared."""
+    sizes: dict[int, int] = {}
+    walking: set[int] = set()
+
+    def size(node) -> int:
+        if not isinstance(node, (Mapping, list, tuple)):
+            return 1
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in walking:
+            raise ValueError(f"{where}: a YAML alias (*name) refers to a value that contains it, which never ends; "
+                             "write the values out instead")
+        walking.add(key)
+        total = 1 + sum(size(child) for child in (node.values() if isinstance(node, Mapping) else node))
+        walking.discard(key)
+        if total > limit:
+            raise ValueError(f"{where}: its YAML aliases (*name) expand to more than {limit:,} values (aliases "
+                             "nested inside aliases multiply); write the values out or use fewer aliases")
+        sizes[key] = total
+        return total
+
+    try:
+        return size(value)
+    except RecursionError:
+        raise ValueError(f"{where}: nested too deeply; a study file is a few levels of mappings and lists") from None
+
+
+def load_study(path, label: str | None = None) -> dict:
+    """A study file (YAML or JSON, as Snakemake takes them) as a mapping, read with StudyLoader and
+    refused if its aliases expand too far (check_expanded_size) before anything walks it. The one
+    reader of study files: the workflow (rules/config.smk) and `liquidbench train/compare --config`.
+    ``label`` names the file in messages (default: "config file PATH")."""
+    label = label or f"config file {path}"
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"{label}: cannot read it ({exc.strerror or exc})") from None
+    try:  # JSON first, as Snakemake does; YAML otherwise
+        study = json.loads(text)
+    except ValueError:
+        try:
+            study = yaml.load(text, Loader=StudyLoader)  # noqa: S506 - a SafeLoader
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{label}: not valid YAML ({exc})") from None
+        except RecursionError:
+            raise ValueError(f"{label}: nested too deeply; a study file is a few levels of mappings and lists") from None
+    if not isinstance(study, dict):
+        raise ValueError(f"{label}: expected a study file (a mapping of keys to values), got {type(study).__name__}")
+    if study.get("__use_yte__"):  # Snakemake would render it; its values could not be read as written
+        raise ValueError(f"{label}: YTE templates (__use_yte__: true) are not taken; render it first "
+                         f"(yte --template {path} --output study.yaml) and give the result")
+    check_expanded_size(study, label)
+    return study
+
+
+def typed_scalars(value):
+    """Command-line values (--config) with their YAML types. Snakemake parses the values below the
+    top level with YAML's BaseLoader, which leaves every scalar a string: here each string that
+    reads as a number, boolean or null (1e-3 included, as in a study file) becomes one; every other
+    string stays as it is. Only for the command line: a study file keeps its own types, so that a
+    quoted "2020" there stays a string."""
+    if isinstance(value, Mapping):
+        return {k: typed_scalars(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [typed_scalars(v) for v in value]
+    if isinstance(value, str):
+        try:
+            parsed = yaml.load(value, Loader=StudyLoader)  # noqa: S506 - a SafeLoader
+        except yaml.YAMLError:
+            return value
+        if parsed is None or isinstance(parsed, (bool, int, float)):
+            return parsed
     return value
+
+
+def study_config(files, overrides) -> dict:
+    """The config Snakemake would build from config ``files`` (the Snakefile's, then each
+    --configfile, in order) and the command-line ``overrides`` (--config), each later one merged
+    over the earlier key by key as Snakemake's update_config does; the files read by load_study,
+    the overrides typed by typed_scalars."""
+    config: dict = {}
+    for path in files:
+        config = deep_merge(config, load_study(path))
+    check_expanded_size(overrides, "--config")
+    return deep_merge(config, typed_scalars(overrides))
+
+
+def strict_validator(schema: dict):
+    """A JSON Schema validator for ``schema`` whose `integer` is an int only: JSON Schema counts 2.0
+    as an integer, but a run given `epochs: 2.0` fails in every job; refused here, at plan time."""
+    import jsonschema
+
+    base = jsonschema.Draft202012Validator
+    checker = base.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool))
+    return jsonschema.validators.extend(base, type_checker=checker)(schema)
+
+
+def config_errors(config: dict, schema: dict) -> list[str]:
+    """Every schema problem of ``config``, one line each naming its config key."""
+    import jsonschema
+
+    errors = sorted(strict_validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
+    lines = []
+    for error in errors:
+        # errors inside if/then/allOf report their deepest cause
+        leaf = jsonschema.exceptions.best_match([error] + list(error.context or []))
+        key = ".".join(str(p) for p in leaf.absolute_path)
+        lines.append(f"config key '{key}': {leaf.message}" if key else f"config: {leaf.message}")
+    return list(dict.fromkeys(lines))
 
 
 def deep_merge(base: dict, override: dict | None) -> dict:
@@ -143,20 +267,38 @@ def model_of(config: dict, model: str) -> dict:
     return {k: v for k, v in config["models"][model].items() if k != "training"}
 
 
+# a name the study selects (the schema's $defs/names): one folder of a run's path
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
 def run_of(config: dict, run: str) -> dict:
     """One run of a study config, ``dataset/model/hardware/seed`` (seed as 0 or seed0), as the
-    arguments the train rule passes: names, seed, model, training and hardware settings."""
+    arguments the train rule passes: names, seed, model, training and hardware settings. The names
+    and the seed must be ones the study selects (``study``): they become the run's folder, and a
+    study file given to `liquidbench train` is not checked against the schema as the workflow's is."""
     parts = run.split("/")
     if len(parts) != 4:
         raise ValueError(f"--run: expected dataset/model/hardware/seed such as sine/cfc/cpu/0, got {run!r}")
     dataset, model, hardware, seed = parts
     seed = seed.removeprefix("seed")
-    if not seed.isdigit():
+    if not (seed.isascii() and seed.isdigit()):
         raise ValueError(f"--run {run!r}: the seed must be a non-negative integer, got {parts[3]!r}")
+    study = config.get("study") if isinstance(config.get("study"), dict) else {}
     for section, name in (("datasets", dataset), ("models", model), ("hardware", hardware)):
         if name not in (config.get(section) or {}):
             raise ValueError(f"--run {run!r}: '{name}' is not defined under '{section}' "
                              f"(defined: {', '.join(sorted(config.get(section) or {})) or 'none'})")
+        selected = study.get(section) or []
+        if name not in selected:
+            raise ValueError(f"--run {run!r}: '{name}' is not one of the {section} the study selects "
+                             f"(study.{section}: {', '.join(map(str, selected)) or 'none'}); expected one of those")
+        if not _NAME.fullmatch(name):  # the schema's `names`, which this file has not been checked against
+            raise ValueError(f"--run {run!r}: '{name}' is not a name a study may select: expected letters, digits, "
+                             "'_', '.' and '-', beginning with a letter or digit")
+    seeds = [s for s in study.get("seeds") or [] if isinstance(s, int) and not isinstance(s, bool)]
+    if int(seed) not in seeds:
+        raise ValueError(f"--run {run!r}: seed {int(seed)} is not one of the study's seeds "
+                         f"(study.seeds: {', '.join(map(str, seeds)) or 'none'}); expected one of those")
     return {"dataset": dataset, "model": model, "hardware": hardware, "seed": int(seed),
             "model_spec": model_of(config, model), "train_params": training_of(config, dataset, model),
             "hardware_spec": config["hardware"][hardware]}

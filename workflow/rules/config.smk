@@ -1,53 +1,64 @@
-# Loading the study: type command-line values, then validate against the schema with messages that
-# name the offending key. Included first; everything after may trust the config.
+# Loading the study: read the config files again with liquidbench's study reader, type the
+# command-line values, then validate against the schema with messages that name the offending key.
+# Included first; everything after may trust the config.
 
-import jsonschema
 import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
 from liquidbench.image import container_problem
-from liquidbench.study import check_evaluation_names, check_names, check_results_names, yaml_numbers
+from liquidbench.study import (
+    check_evaluation_names,
+    check_names,
+    check_results_names,
+    config_errors,
+    study_config,
+)
 
 
-def typed_scalars(value):
-    """--config values below the top level arrive as strings (Snakemake parses them with YAML's
-    BaseLoader): give numbers, booleans and null their YAML types, leave every other string as is."""
-    if isinstance(value, dict):
-        return {k: typed_scalars(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [typed_scalars(v) for v in value]
-    if isinstance(value, str):
-        try:
-            parsed = yaml.safe_load(value)
-        except yaml.YAMLError:
-            return value
-        if parsed is None or isinstance(parsed, (bool, int, float)):
-            return parsed
-    return value
+def config_sources(workflow):
+    """The config files in the order Snakemake merges them (the Snakefile's `configfile:`, unless
+    --replace-workflow-config, then each --configfile) and the --config values.
+
+    Why read the files again: Snakemake reads them with PyYAML (YAML 1.1), where 1e-3 is a string,
+    and gives --config values below the top level as strings. Typing every string of the merged
+    config would also turn a quoted "2020" or "on" of a study file into a number or a boolean. So
+    each file is read by liquidbench.study.load_study (quoted values stay strings, 1e-3 is a float,
+    aliases that expand too far are refused before anything walks them), and only the command-line
+    values are typed; later files and --config override earlier ones, as in Snakemake."""
+    settings = workflow.config_settings
+    from_command_line = [str(path) for path in settings.configfiles]
+    # workflow.configfiles: the --configfile paths, then those the Snakefile's `configfile:` added
+    from_snakefile = [] if settings.replace_workflow_config else [
+        str(path) for path in workflow.configfiles[len(from_command_line):]]
+    return from_snakefile + from_command_line, settings.config
 
 
 def validate_config(config, schema_path):
-    """Fail with one line per problem, each naming the config key; then fill schema defaults."""
+    """Fail with one line per problem, each naming the config key (integers must be ints: 2.0 is
+    refused, liquidbench.study.strict_validator); then fill schema defaults, which changes no value
+    that is given."""
     with open(schema_path) as fh:
         schema = yaml.safe_load(fh)
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
-    if errors:
-        lines = []
-        for error in errors:
-            # errors inside if/then/allOf report their deepest cause
-            leaf = jsonschema.exceptions.best_match([error] + list(error.context or []))
-            key = ".".join(str(p) for p in leaf.absolute_path)
-            lines.append(f"config key '{key}': {leaf.message}" if key else f"config: {leaf.message}")
-        raise WorkflowError("invalid configuration:\n  " + "\n  ".join(dict.fromkeys(lines)))
+    lines = config_errors(config, schema)
+    if lines:
+        raise WorkflowError("invalid configuration:\n  " + "\n  ".join(lines))
     validate(config, schema_path)
 
 
-# numbers written 1e-3 (a string to YAML 1.1) are numbers (liquidbench.study.yaml_numbers)
+def reload_config(config, workflow):
+    """Snakemake's config replaced, in place (the rules hold this object), by the same sources read
+    as config_sources says; a file that cannot be read so fails with one line naming it."""
+    try:
+        loaded = study_config(*config_sources(workflow))
+    except ValueError as exc:
+        raise WorkflowError(str(exc)) from None
+    config.clear()
+    config.update(loaded)
 
-config.update(yaml_numbers(typed_scalars(config)))
+
+reload_config(config, workflow)
 validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
 # names that tie one section to another are defined: what the study selects, what results.targets,
 # results.scaling_baselines and evaluation.families.horizon.datasets name

@@ -14,6 +14,7 @@ import shlex
 from dataclasses import dataclass
 from urllib.parse import unquote, urlparse
 
+from .download import check_file_name
 from .manifest import ManifestError, manifest_root
 
 
@@ -40,7 +41,25 @@ class Source:
         entry = {**entry, "mirror_names": tuple(entry.get("mirror_names", ()))}
         if "manifest" not in entry:
             entry.setdefault("sha256_of", "file")
-        return cls(**entry)
+        source = cls(**entry)
+        source.check_names(name)
+        return source
+
+    def check_names(self, name: str) -> None:
+        """Data set ``name``'s file names must each stay in their folder: the file's becomes
+        data/raw/NAME and logs/download/NAME.log, and every name is looked up in the mirrors. One
+        taken from the URL is checked decoded (..%2F..%2Fx.csv.gz is ../../x.csv.gz); refused here,
+        before any job runs, naming the key to fix."""
+        key = f"config key 'datasets.{name}.source"
+        if self.file is not None:
+            check_file_name(self.file, f"{key}.file'")
+        else:
+            try:
+                check_file_name(self.file_name, f"{key}.url' (its last path component, decoded)")
+            except ValueError as exc:
+                raise ValueError(f"{exc}; or give the file's own name as `source.file`") from None
+        for other in self.mirror_names:
+            check_file_name(other, f"{key}.mirror_names'")
 
     @property
     def file_name(self) -> str:
