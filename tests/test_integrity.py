@@ -440,7 +440,7 @@ def _train_config(tmp_path):
 @pytest.mark.parametrize("training, message", [
     ({"epochs": -1}, "training: epochs must be an integer >= 1, got -1"),
     ({"batch_size": 0}, "training: batch_size must be an integer >= 1, got 0"),
-    ({"lr": "fast"}, "training: lr must be a number > 0, got 'fast' (YAML reads 1e-3 as a string: write 1.0e-3 or 0.001)"),
+    ({"lr": "fast"}, "training: lr must be a number > 0, got 'fast' (a quoted number is a string: write it without quotes)"),
     ({"drop_last": "yes please"}, "training: drop_last must be true or false, got 'yes please'"),
 ])
 def test_cli_train_bad_values_are_named(tmp_path, sine_dir, training, message):

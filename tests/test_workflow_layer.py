@@ -85,12 +85,12 @@ def test_settings_are_built_once_with_their_defaults_and_name_a_bad_key():
     training = Training.from_params({"lr": 0.01})
     assert (training.lr, training.epochs, training.optimizer_impl) == (0.01, 10, "fused")
     assert list(training.as_dict()) == ["epochs", "batch_size", "eval_batch_size", "lr", "lr_decay", "grad_clip",
-                                        "weight_decay", "drop_last", "optimizer_impl"]
+                                        "weight_decay", "drop_last", "optimizer_impl", "divergence_factor"]
     with pytest.raises(ValueError, match=r"training: unknown parameter\(s\) \['lr_rate'\]"):
         Training.from_params({"lr_rate": 0.01})
     with pytest.raises(ValueError, match=r"training: epochs must be an integer >= 1, got 0"):
         Training.from_params({"epochs": 0})
-    with pytest.raises(ValueError, match=r"training: lr must be a number > 0, got '1e-3' \(YAML reads 1e-3"):
+    with pytest.raises(ValueError, match=r"training: lr must be a number > 0, got '1e-3' \(a quoted number is a string"):
         Training.from_params({"lr": "1e-3"})
     hw = Hardware.from_entry("ddp", {"device": "cpu", "nproc_per_node": 2, "resources": {"mem_mb": 5, "runtime": 1}})
     assert (hw.world, hw.timeout_s, hw.resources.cpus_per_task) == (2, 300, 1)

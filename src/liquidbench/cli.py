@@ -68,22 +68,14 @@ def cmd_prepare(args) -> None:
 def _run_from_config(args) -> dict:
     """The arguments of one run of a study file (--config FILE --run dataset/model/hardware/seed),
     as the workflow would pass them; data and output in the workflow's places unless given."""
-    import yaml
-
-    from .study import run_of, yaml_numbers
+    from .study import load_study, run_of
 
     explicit = [f"--{k.replace('_', '-')}" for k in ("dataset", "model", "hardware", "seed", "model_params",
                                                         "train_params", "hardware_params") if getattr(args, k) is not None]
     if explicit:
         raise ValueError(f"--config/--run name the run; leave out {', '.join(explicit)}")
-    try:
-        config = yaml.safe_load(Path(args.config).read_text())
-    except yaml.YAMLError as exc:
-        raise ValueError(f"--config {args.config}: not valid YAML ({exc})") from exc
-    if not isinstance(config, dict):
-        raise ValueError(f"--config {args.config}: expected a study file (a mapping), got {type(config).__name__}")
-    config = yaml_numbers(config)  # 1e-3 is a number, as in the workflow
-    run = run_of(config, args.run)
+    config = load_study(args.config, f"--config {args.config}")  # read as the workflow reads it
+    run = run_of(config, args.run)  # names and seed the study selects: they make the run's folder
     root = Path(config.get("root") or ".")  # the study's outputs (config `root`), as in the workflow
     run["data_dir"] = args.data or root / "data/processed" / run["dataset"]
     check_prepared(run["data_dir"], run["dataset"], config["datasets"][run["dataset"]], args.config)
@@ -239,8 +231,10 @@ def cmd_evaluate(args) -> None:
 
 def cmd_collect_evaluation(args) -> None:
     from .io import atomic_path
+    from .evaluate.identity import check_evaluations
     from .results.robustness import collect
 
+    check_evaluations(args.evaluations)  # each its folder's run, once, from its metrics.json as it is
     rows, runs = collect(args.evaluations)
     with atomic_path(args.out_rows) as tmp:
         rows.to_csv(tmp, index=False)
@@ -258,14 +252,9 @@ def cmd_plot_evaluation(args) -> None:
 
 def _study_results(config) -> Path:
     """The results folder of a study file: results/ under its root (config `root`, default .)."""
-    import yaml
+    from .study import load_study
 
-    try:
-        study = yaml.safe_load(Path(config).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"--config {config}: cannot read it as a study file ({exc})") from exc
-    if not isinstance(study, dict):
-        raise ValueError(f"--config {config}: expected a study file (a mapping), got {type(study).__name__}")
+    study = load_study(config, f"--config {config}")  # read as the workflow reads it
     return Path(study.get("root") or ".") / "results"
 
 
@@ -471,7 +460,24 @@ def main(argv: list[str] | None = None) -> int:
         # Bad input or an impossible request: one clear line, no traceback.
         logging.getLogger("liquidbench").error("%s", exc)
         return 1
+    except Exception as exc:  # noqa: BLE001 - every other failure of a job: one line too, the traceback with -v
+        log = logging.getLogger("liquidbench")
+        log.debug("traceback", exc_info=True)
+        log.error("liquidbench %s: %s", args.command, failure_line(exc))
+        return 1
     return 0
+
+
+def failure_line(exc: BaseException) -> str:
+    """What failed and what to do, in one line: out of memory (host or device) names the settings
+    that decide memory; anything else names its type and asks for -v."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    oom = isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or any(
+        s in str(exc) for s in ("can't allocate memory", "out of memory", "not enough memory"))
+    if oom:
+        return (f"out of memory ({text}): lower training.batch_size or eval_batch_size, or the model's size, or ask "
+                "for more memory (the hardware entry's resources.mem_mb, or a GPU with more memory)")
+    return f"failed with {type(exc).__name__}: {text} (run with -v for the traceback)"
 
 
 if __name__ == "__main__":

@@ -85,23 +85,55 @@ def remove_leftovers(run_dir: str | Path) -> None:
 
 def read(path: str | Path) -> dict:
     """A checkpoint file's content, its hash checked before it is unpickled (weights_only);
-    ValueError naming the file and what is wrong."""
+    ValueError naming the file and what is wrong. The file is hashed in chunks and unpickled from
+    disk, so that resuming holds the checkpoint in memory once (as tensors), not also as bytes."""
     path = Path(path)
-    header, _, payload = path.read_bytes().partition(b"\n")
-    if not header.startswith(MAGIC):
-        raise ValueError(f"checkpoint {path} is not a liquidbench checkpoint of format {FORMAT} (no hash header)")
-    recorded, actual = header[len(MAGIC):].decode(errors="replace"), hashlib.sha256(payload).hexdigest()
-    if recorded != actual:
-        raise ValueError(f"checkpoint {path} is damaged: its content has sha256 {actual[:12]}, "
-                         f"its header records {recorded[:12]}")
-    try:
-        state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
-    except Exception as exc:  # a foreign payload
-        raise ValueError(f"checkpoint {path} cannot be read ({exc})") from None
+    with open(path, "rb") as fh:
+        header = fh.readline(len(MAGIC) + 80)
+        if not header.startswith(MAGIC) or not header.endswith(b"\n"):
+            raise ValueError(f"checkpoint {path} is not a liquidbench checkpoint of format {FORMAT} (no hash header)")
+        start = fh.tell()
+        digest = hashlib.sha256()
+        while block := fh.read(1 << 20):
+            digest.update(block)
+        recorded, actual = header[len(MAGIC):-1].decode(errors="replace"), digest.hexdigest()
+        if recorded != actual:
+            raise ValueError(f"checkpoint {path} is damaged: its content has sha256 {actual[:12]}, "
+                             f"its header records {recorded[:12]}")
+        try:
+            state = torch.load(io.BufferedReader(_Payload(fh, start)), map_location="cpu", weights_only=True)
+        except Exception as exc:  # a foreign payload
+            raise ValueError(f"checkpoint {path} cannot be read ({exc})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise ValueError(f"checkpoint {path} has format {found}, expected {FORMAT}")
     return state
+
+
+class _Payload(io.RawIOBase):
+    """The part of an open file after ``start`` (the bytes torch.save wrote, after the hash header)
+    as a file of its own: torch.load's zip reader seeks from the start of what it is given."""
+
+    def __init__(self, fh, start: int):
+        self.fh, self.start = fh, start
+        fh.seek(start)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        return self.fh.readinto(buffer)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            offset += self.start
+        return self.fh.seek(offset, whence) - self.start
+
+    def tell(self) -> int:
+        return self.fh.tell() - self.start
 
 
 def load(run_dir: str | Path, expected_fingerprint: str) -> dict | None:

@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import resource
 import time
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -48,11 +50,12 @@ from . import checkpoint as ckpt
 from . import weights
 from .distributed import Control, FaultInjector, Place, StopAgreement, StopFlag, comm_probe, setup, sync, teardown
 from .errors import HardwareError, Preempted
+from .lock import run_lock
 from .metrics import RunFacts, build_metrics, history_csv
 from .numerics import numerics
 from .numerics import state as numerics_state
 from .optim import adam, clip_gradients
-from .settings import Hardware, Training
+from .settings import LATER_DEFAULTS, NOT_IN_RESULT, Hardware, Training
 from .state import TrainState
 from .tasks import loss_fn, metric_terms
 from .timing import StepTimer
@@ -83,7 +86,11 @@ def train(spec: RunSpec) -> dict | None:
     """
     training = Training.from_params(spec.train_params)
     hw = Hardware.from_entry(spec.hardware, spec.hardware_spec)
-    with StopFlag() as stop, numerics(tf32=hw.tf32, deterministic=hw.deterministic):  # before any CUDA work
+    # rank 0 (RANK, set by torchrun) holds the run folder; before the process group, so that a
+    # second process is refused at once
+    holds_folder = int(os.environ.get("RANK", "0")) == 0
+    with run_lock(spec.out_dir) if holds_folder else nullcontext(), StopFlag() as stop, \
+            numerics(tf32=hw.tf32, deterministic=hw.deterministic):  # before any CUDA work
         reset_kernel_status()
         place = setup(hw)
         try:
@@ -117,6 +124,8 @@ def _train(spec: RunSpec, training: Training, hw: Hardware, place: Place, stop: 
     log.info("rank %d/%d on %s: %s %s, %d parameters, batch %d per process, %d epochs",
              rank, world, device, spec.dataset, spec.model, count_parameters(model), batch, training.epochs)
 
+    if state.start_val_loss is None:  # the divergence bound's base, before any step
+        state.start_val_loss = evaluate(model, data.val, data.task, training.eval_batch_size, device)[0]
     status = "ok"
     ctrl.barrier()
     controls.telemetry.start()
@@ -128,7 +137,8 @@ def _train(spec: RunSpec, training: Training, hw: Hardware, place: Place, stop: 
                                state, controls, place)
             if result.stopped_mid_epoch:
                 checkpoints.save_and_exit(epoch, result.partial(ctrl), learner, state, controls, place)
-            if not end_epoch(learner, data, state, place, epoch, result, training.eval_batch_size):
+            state.diverged = end_epoch(learner, data, state, place, epoch, result, training)
+            if state.diverged:
                 status = "diverged"
                 break
             stopping = controls.agreement.at_epoch_end(epoch, training.epochs)
@@ -291,23 +301,39 @@ def run_epoch(learner: Learner, data: Data, batches: list[torch.Tensor], state: 
 
 
 def end_epoch(learner: Learner, data: Data, state: TrainState, place: Place, epoch: int, result: EpochResult,
-              eval_batch_size: int) -> bool:
-    """Schedule, evaluation, history, best weights; False when the loss diverged."""
+              training: Training) -> dict | None:
+    """Schedule, evaluation, history, best weights; ``{"epoch", "reason"}`` when the run diverged
+    (divergence()), else None."""
     learner.sched.step()
     if place.ddp:
         dist.all_reduce(result.loss_sum)
     train_loss = float(result.loss_sum[0] / result.loss_sum[1])
-    val_loss, val_metric = evaluate(learner.model, data.val, data.task, eval_batch_size, place.device)
+    val_loss, val_metric = evaluate(learner.model, data.val, data.task, training.eval_batch_size, place.device)
     state.record_epoch(dict(epoch=epoch, train_loss=train_loss, val_loss=val_loss, val_metric=val_metric,
                             epoch_time_s=result.elapsed_s), result.step_times)
     if place.rank == 0:  # the same figures on every rank (losses are averaged over ranks)
         log.info("epoch %d: train_loss %.6f val_loss %.6f val_%s %.6f time %.3fs",
                  epoch, train_loss, val_loss, data.meta["metric"], val_metric, result.elapsed_s)
-    if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
-        log.warning("loss is not finite at epoch %d: stopping", epoch)
-        return False
+    reason = divergence(train_loss, val_loss, state.start_val_loss, training.divergence_factor)
+    if reason:
+        log.warning("diverged at epoch %d: %s; stopping", epoch, reason)
+        return {"epoch": epoch, "reason": reason}
     state.keep_if_best(data.meta["metric"], learner.model)
-    return True
+    return None
+
+
+def divergence(train_loss: float, val_loss: float, start_val_loss: float | None, factor: float) -> str | None:
+    """Why a run has diverged, or None. Diverged: a loss that is not finite, or a validation loss
+    above ``factor`` times the untrained model's (``training.divergence_factor``). The base is the
+    run's own start, so the bound means the same for an MSE of 1e-2 or a cross-entropy of 1.8; the
+    validation loss (fixed data, eval mode) rather than the training loss, which mixes the epoch's
+    steps."""
+    if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+        return f"loss not finite (train {train_loss}, validation {val_loss})"
+    if start_val_loss is not None and math.isfinite(start_val_loss) and val_loss > factor * start_val_loss:
+        return (f"validation loss {val_loss:.4g} above {factor:g} x the untrained model's {start_val_loss:.4g} "
+                "(training.divergence_factor)")
+    return None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -332,9 +358,10 @@ def finish(spec: RunSpec, training: Training, hw: Hardware, place: Place, data: 
     if place.device.type == "cuda":
         mems = controls.ctrl.gather(torch.cuda.max_memory_allocated(place.device) / 2**20)
         torch_mem = max(mems) if mems else None
-    test_metric = float("nan")
+    test_metric, best_sha = float("nan"), None
     if state.best_state is not None:
         model.load_state_dict(state.best_state)
+        best_sha = params_sha256(model)
         test_metric = evaluate(model, data.test, data.task, training.eval_batch_size, place.device)[1]
     if place.rank != 0:
         return None
@@ -346,7 +373,8 @@ def finish(spec: RunSpec, training: Training, hw: Hardware, place: Place, data: 
         threads=torch.get_num_threads(), batch_per_process=outcome.batch, n_params=count_parameters(model),
         task=data.task, metric_name=data.meta["metric"], samples_per_epoch=outcome.per_rank * place.world,
         steps_per_epoch=math.ceil(outcome.per_rank / outcome.batch), step_timer=StepTimer(place.device).name,
-        comm_probe=outcome.comm, final_params_sha256=final_sha, test_metric=test_metric,
+        comm_probe=outcome.comm, final_params_sha256=final_sha, best_params_sha256=best_sha,
+        data_params=data_params(data.meta), test_metric=test_metric,
         peak_host_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         telemetry=summarize(state.telemetry, interval_s=telemetry.interval_s, epochs=len(state.history),
                             device=place.device.type, gpu_reason=telemetry.gpu_reason,
@@ -404,16 +432,22 @@ def resume(checkpoints: Checkpoints, ctrl: Control, model, opt, sched, place: Pl
 
 def run_fingerprint(spec: RunSpec, training: Training, hw: Hardware, world: int, meta: dict) -> str:
     """What a checkpoint must match to be resumed from (not the timeout, the telemetry interval or
-    the scheduler's resources). ``optimizer_impl`` joined the training settings after checkpoints
-    existed, which all ran torch's ``default`` Adam: at ``default`` it is left out, so that such a
-    checkpoint still resumes (the same computation), and under any other value it does not."""
-    train = {k: v for k, v in training.as_dict().items() if not (k == "optimizer_impl" and v == "default")}
-    ignored = ("timeout_s", "telemetry_interval_s", "resources")
+    the scheduler's resources). Settings that joined after checkpoints existed are left out at the
+    value those checkpoints ran with (LATER_DEFAULTS), so that such a checkpoint still resumes (the
+    same computation), and under any other value it does not."""
+    train = {k: v for k, v in training.as_dict().items() if LATER_DEFAULTS.get(k, MISSING) != v}
     return ckpt.fingerprint(
         dataset=spec.dataset, model=spec.model, hardware=spec.hardware, seed=spec.seed, model_spec=spec.model_spec,
-        train_params=train, hardware_spec={k: v for k, v in hw.as_dict().items() if k not in ignored},
+        train_params=train, hardware_spec={k: v for k, v in hw.as_dict().items() if k not in NOT_IN_RESULT},
         world=world, data=meta.get("sha256"),
     )
+
+
+def data_params(meta: dict) -> dict:
+    """What a run records of its prepared data set: the parameters it was made with (and its
+    protocol, for HAR) and the hashes of its splits (meta.json)."""
+    recorded = {**(meta.get("params") or {}), **({"protocol": meta["protocol"]} if "protocol" in meta else {})}
+    return {"params": recorded, "sha256": meta.get("sha256")}
 
 
 def seed_everything(seed: int) -> None:

@@ -42,6 +42,8 @@ class RunFacts:
     step_timer: str
     comm_probe: dict | None
     final_params_sha256: str
+    best_params_sha256: str | None  # the kept (best-validation) weights, as weights.pt holds them
+    data_params: dict  # the prepared data set's parameters (meta.json: params, protocol) and split hashes
     test_metric: float
     peak_host_rss_mb: float
     telemetry: dict
@@ -106,8 +108,14 @@ def build_metrics(facts: RunFacts, state: TrainState) -> dict:
         "segments": state.segments + 1,
         "telemetry": facts.telemetry,
         "status": facts.status,
+        "start_val_loss": state.start_val_loss,
+        "diverged_epoch": state.diverged["epoch"] if state.diverged else None,
+        "diverged_reason": state.diverged["reason"] if state.diverged else None,
+        "best_params_sha256": facts.best_params_sha256,
         "train_params": facts.training.as_dict(),
         "model_params": facts.model_spec,
+        "hardware_params": facts.hw.as_dict(),
+        "data_params": facts.data_params,
         "env": facts.env,
     }
 

@@ -33,7 +33,7 @@ def check_fields(where: str, obj) -> None:
         value = getattr(obj, f.name)
         typed = isinstance(value, types) and (bool in types or not isinstance(value, bool))
         if not typed or not ok(value):
-            hint = (" (YAML reads 1e-3 as a string: write 1.0e-3 or 0.001)"
+            hint = (" (a quoted number is a string: write it without quotes)"
                     if isinstance(value, str) and float in types else "")
             raise ValueError(f"{where}: {f.name} must be {what}, got {value!r}{hint}")
 
@@ -58,6 +58,10 @@ class Training:
     # how Adam and clipping run over the parameters (liquidbench.train.optim); fused: one kernel for
     # all parameters, every model alike (about 1 ms off a CPU step at the study's sizes, issue 23)
     optimizer_impl: str = setting("fused", (str,), lambda v: v in OPTIMIZER_IMPLS, f"one of {list(OPTIMIZER_IMPLS)}")
+    # a run diverges when its validation loss is not finite, or above this multiple of the untrained
+    # model's validation loss (measured before the first epoch): an optimiser that makes the model
+    # ten times worse than where it started has left the problem (lr 1e4 gave MSE 1e7 to 3.5e27)
+    divergence_factor: float = setting(10.0, _NUM, lambda v: v > 1, "a number > 1")
 
     def __post_init__(self):
         check_fields("training", self)
@@ -143,6 +147,17 @@ class Hardware:
             out["resources"] = self.resources.as_dict()
         return out
 
+
+# hardware settings that do not change what a run computes (its checkpoint still resumes, its
+# finished result still stands when they change): the collective timeout, the telemetry's sampling
+# interval and the scheduler's resources
+NOT_IN_RESULT = ("timeout_s", "telemetry_interval_s", "resources")
+
+# training settings that joined after runs and checkpoints existed, with the value those ran with:
+# torch's ``default`` Adam, and the divergence bound's default (it only ends a run that would have
+# gone on). A checkpoint still resumes (liquidbench.train.loop.run_fingerprint), and a run that did
+# not record one compares as having had it (liquidbench.results.reference).
+LATER_DEFAULTS = {"optimizer_impl": "default", "divergence_factor": 10.0}
 
 TRAINING_DEFAULTS = defaults_of(Training)
 HARDWARE_DEFAULTS = {k: v for k, v in defaults_of(Hardware).items() if k not in ("name", "resources")}

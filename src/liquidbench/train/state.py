@@ -26,6 +26,8 @@ class TrainState:
     best_epoch: int | None = None
     best_state: dict | None = None  # model weights of the best validation epoch
     telemetry: list[dict] = field(default_factory=list)  # samples of every rank (rank 0)
+    start_val_loss: float | None = None  # the untrained model's validation loss (the divergence bound's base)
+    diverged: dict | None = None  # {"epoch", "reason"} of a run that diverged
 
     @property
     def start_epoch(self) -> int:
@@ -55,4 +57,5 @@ class TrainState:
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         ckpt.set_rng_state(state["rng"][rank], device)
-        return cls(**{name: state[name] for name in cls.__dataclass_fields__})
+        # checkpoints written before a field existed lack it: its default
+        return cls(**{name: state[name] for name in cls.__dataclass_fields__ if name in state})

@@ -59,5 +59,11 @@ def rebuild(kept: dict) -> torch.nn.Module:
         raise ValueError(f"run {b.get('dataset')}/{b.get('model')}/seed{b.get('seed')}: no weights kept "
                          "(no epoch had a finite validation loss)")
     model = build_model(b["model_spec"], b["n_features"], b["n_outputs"], b["task"], b["irregular"])
-    model.load_state_dict(kept["state_dict"])
+    try:
+        model.load_state_dict(kept["state_dict"])
+    except (RuntimeError, KeyError) as exc:  # missing, unexpected or misshapen tensors
+        first = str(exc).strip().splitlines()[0]
+        raise ValueError(f"run {b.get('dataset')}/{b.get('model')}/seed{b.get('seed')}: the kept weights do not fit "
+                         f"the model they record ({b['model_spec']}): {first} (a weights file of another model; "
+                         "train this run again)") from None
     return model.eval()
