@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -89,9 +90,18 @@ def workflow_copy(tmp_path) -> Path:
     return copy_workflow(tmp_path / "wf")
 
 
+# A folder name no shell may see unquoted: a space, both quotes and a command substitution that
+# would leave a file named PWNED behind (tests/test_workflow.py looks for it).
+HOSTILE_NAME = """wf it's "$(touch PWNED)" `touch PWNED`"""
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> Path:
-    """One complete run of the smoke study, shared by the tests that only read its outputs."""
-    workdir = copy_workflow(tmp_path_factory.mktemp("smoke") / "wf")
+    """One complete run of the smoke study, shared by the tests that only read its outputs. It runs
+    in a folder named HOSTILE_NAME, which its study file (the copy's) gives as `root`, so that every
+    path the rules hand to a shell carries that name."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("smoke") / HOSTILE_NAME)
+    study = workdir / ".test/config/config.yaml"
+    study.write_text(study.read_text() + f"\nroot: {json.dumps(str(workdir))}\n")
     snakemake(workdir, "--cores", "2", "--configfile", ".test/config/config.yaml", *smoke_data_args(workdir))
     return workdir

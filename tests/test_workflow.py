@@ -265,3 +265,41 @@ def test_smoke_real_data_sets_come_through_the_mirror(smoke_run):
 def test_changing_the_data_mirror_reruns_nothing(smoke_run):
     proc = snakemake(smoke_run, "-n", "--configfile", ".test/config/config.yaml", "--config", "data_mirror=[/elsewhere]")
     assert planned_jobs(proc.stdout) == []
+
+
+def test_no_shell_runs_what_a_path_holds(smoke_run):
+    """The smoke study ran in a folder whose name holds a space, quotes and two command substitutions
+    (conftest.HOSTILE_NAME), given as its `root`: every job ran and none ran the name."""
+    from conftest import HOSTILE_NAME
+
+    assert smoke_run.name == HOSTILE_NAME
+    assert yaml.safe_load((smoke_run / ".test/config/config.yaml").read_text())["root"] == str(smoke_run)
+    assert len(list(smoke_run.glob("results/runs/*/*/*/seed*/metrics.json"))) == len(expected_runs())
+    assert not list(smoke_run.parent.rglob("PWNED")) and not (REPO / "PWNED").exists()
+
+
+def test_a_changed_setting_is_noticed_without_snakemakes_records(smoke_run, tmp_path):
+    """Finished results without .snakemake/ (a fresh checkout pointed at them): a changed model
+    setting trains that model's runs again, saying why, where Snakemake alone planned nothing; the
+    unchanged study plans nothing; a setting tried and given up leaves nothing to retrain."""
+    import os
+    import shutil
+
+    copy = tmp_path / "copy"  # hard links: the dry runs below write no file of the smoke run's
+    shutil.copytree(smoke_run, copy, ignore=shutil.ignore_patterns(".snakemake"), symlinks=True, copy_function=os.link)
+    study = copy / ".test/config/config.yaml"
+    text = study.read_text().replace(json.dumps(str(smoke_run)), json.dumps(str(copy)))
+    study.unlink()  # a file of its own, not the smoke run's study file
+    study.write_text(text)
+    plan = ["-n", "--configfile", ".test/config/config.yaml"]
+    assert planned_jobs(snakemake(copy, *plan).stdout) == []
+    units = SMOKE["models"]["cfc"]["units"] + 1
+    proc = snakemake(copy, *plan, "--config", f"models={{cfc: {{units: {units}}}}}")
+    train = [wc for rule, wc in planned_jobs(proc.stdout) if rule == "train"]
+    assert {wc["model"] for wc in train} == {"cfc"}
+    assert len(train) == len([r for r in expected_runs() if r[1] == "cfc"])
+    assert f"model.units: {units - 1} recorded, {units} in the study" in proc.stderr
+    marker = copy / "results/runs/sine/cfc/cpu/seed0/.stale"
+    assert "model.units" in marker.read_text()
+    assert planned_jobs(snakemake(copy, *plan).stdout) == []  # given up: the marker goes
+    assert not marker.exists()

@@ -19,7 +19,9 @@ from liquidbench.results.registry import (
 )
 from liquidbench.slurm import job_group, job_resources, launcher
 from liquidbench.study import as_json, check_not_empty, model_of, study_runs, table_settings, training_of
-from liquidbench.train.settings import Hardware
+from liquidbench.data import expected_params
+from liquidbench.train.recorded import STALE, stale_reason
+from liquidbench.train.settings import Hardware, Training
 
 STUDY = config["study"]
 RESULTS = config["results"]  # every default filled in by the schema
@@ -47,6 +49,8 @@ def study_path(path):
 
 
 RUN_DIR = study_path("results/runs/{dataset}/{model}/{hardware}/seed{seed}")
+# a finished run whose metrics.json records other settings than the study's (liquidbench.train.recorded)
+STALE_MARKER = f"{RUN_DIR}/{STALE}"
 # the sine task's extra test sets, beside (not inside) the prepared data set's folder
 EVALUATION_FILE = study_path("data/processed/{dataset}.evaluation.npz")
 
@@ -76,6 +80,31 @@ def raw_file(w):
     """Where a real data set's source lies: a file, or the folder of its verified members."""
     source = Source.from_entry(w.dataset, config["datasets"][w.dataset]["source"])
     return f"data/raw/{source_key(w.dataset, source, workflow.basedir)}"
+
+
+def stale_runs():
+    """{run folder: why its finished run is not this study's, or None} of every run of the study: a
+    finished run whose metrics.json records other settings than the study's is stale
+    (liquidbench.train.recorded), found without Snakemake's records too."""
+    found = {}
+    for dataset, model, hardware, seed in RUNS:
+        entry = config["datasets"][dataset]
+        run_dir = RUN_DIR.format(dataset=dataset, model=model, hardware=hardware, seed=seed)
+        found[run_dir] = stale_reason(
+            run_dir,
+            model=model_of(config, model),
+            training=Training.from_params(training_of(config, dataset, model)).as_dict(),
+            hardware=HARDWARE[hardware].as_dict(),
+            data=expected_params(entry["kind"], entry.get("params") or {}),
+        )
+    return found
+
+
+def train_inputs(w):
+    """The run's prepared data set, and its stale marker where there is one (the Snakefile writes it
+    for a finished run of other settings, so that the run is trained again)."""
+    marker = STALE_MARKER.format(**w)
+    return dataset_files(w.dataset) + ([marker] if os.path.exists(marker) else [])
 
 
 def log_file(path):

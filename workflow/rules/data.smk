@@ -68,7 +68,7 @@ rule prepare_synthetic:
         out=lambda w: processed_dir(w.dataset),
     shell:
         "liquidbench prepare --dataset {wildcards.dataset} --kind {params.kind} "
-        "--params {params.params:q} --out {params.out:q} > {log} 2>&1"
+        "--params {params.params:q} --out {params.out:q} > {log:q} 2>&1"
 
 
 rule prepare_traffic:
@@ -89,7 +89,7 @@ rule prepare_traffic:
         out=lambda w: processed_dir(w.dataset),
     shell:
         "liquidbench prepare --dataset {wildcards.dataset} --kind traffic --params {params.params:q} "
-        "--raw {input.raw:q} --out {params.out:q} > {log} 2>&1"
+        "--raw {input.raw:q} --out {params.out:q} > {log:q} 2>&1"
 
 
 rule prepare_har:
@@ -111,4 +111,4 @@ rule prepare_har:
         out=lambda w: processed_dir(w.dataset),
     shell:
         "liquidbench prepare --dataset {wildcards.dataset} --kind har --params {params.params:q} "
-        "--raw {input.raw:q} --out {params.out:q} > {log} 2>&1"
+        "--raw {input.raw:q} --out {params.out:q} > {log:q} 2>&1"

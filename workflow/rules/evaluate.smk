@@ -43,9 +43,9 @@ if EVALUATION:
         params:
             data=lambda w: processed_dir(w.dataset),
             settings=as_json(EVALUATION),
-            extra=lambda w, input: f"--extra {input.extra}" if "extra" in input.keys() else "",
+            extra=lambda w, input: f"--extra {shlex.quote(input.extra)}" if "extra" in input.keys() else "",
         shell:
-            "liquidbench evaluate --run-dir $(dirname {input.metrics}) --data {params.data:q} "
+            "liquidbench evaluate --run-dir \"$(dirname {input.metrics:q})\" --data {params.data:q} "
             "--settings {params.settings:q} {params.extra} --out {output:q} > {log:q} 2>&1"
 
     rule collect_evaluation:
@@ -57,7 +57,7 @@ if EVALUATION:
         log:
             log_file("results/collect_evaluation.log"),
         shell:
-            "liquidbench collect-evaluation {input} --out-rows {output.rows} --out-runs {output.runs} > {log} 2>&1"
+            "liquidbench collect-evaluation {input:q} --out-rows {output.rows:q} --out-runs {output.runs:q} > {log:q} 2>&1"
 
     rule plot_evaluation:
         input:
@@ -69,4 +69,4 @@ if EVALUATION:
         params:
             out_dir=lambda w, output: os.path.dirname(output[0]),
         shell:
-            "liquidbench plot-evaluation --evaluation {input.evaluation:q} --out-dir {params.out_dir:q} > {log} 2>&1"
+            "liquidbench plot-evaluation --evaluation {input.evaluation:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"

@@ -26,8 +26,8 @@ rule aggregate:
         # the study's product: missing runs are shown
         expected=as_json({k: STUDY[k] for k in ("datasets", "models", "hardware", "seeds", "exclude") if k in STUDY}),
     shell:
-        "liquidbench aggregate {input} --expected {params.expected:q} "
-        "--out-runs {output.runs} --out-history {output.history} > {log} 2>&1"
+        "liquidbench aggregate {input:q} --expected {params.expected:q} "
+        "--out-runs {output.runs:q} --out-history {output.history:q} > {log:q} 2>&1"
 
 
 # One rule per table of liquidbench.results.registry.TABLES, named after its subcommand: each runs
@@ -228,4 +228,4 @@ rule plot:
     shell:
         "liquidbench plot "
         + " ".join(f"--{name} {{input.{name}:q}}" for name in figure_inputs())
-        + " --out-dir {params.out_dir:q} --datasets {params.datasets} {params.settings} > {log} 2>&1"
+        + " --out-dir {params.out_dir:q} --datasets {params.datasets:q} {params.settings} > {log:q} 2>&1"

@@ -6,7 +6,7 @@
 
 rule train:
     input:
-        lambda w: dataset_files(w.dataset),
+        train_inputs,
     output:
         metrics=f"{RUN_DIR}/metrics.json",
         history=f"{RUN_DIR}/history.csv",
@@ -41,11 +41,11 @@ rule train:
     # log before it starts, so the log has a second name (a hard link) in the run directory, whose
     # content starts the log of a job that resumes from the checkpoint. Success removes that name.
     shell:
-        "d=$(dirname {output.metrics}); "
-        "if test -e $d/checkpoint.pt && test -e $d/.train.log.all; then cp $d/.train.log.all {log}; else : > {log}; fi; "
-        "ln -f {log} $d/.train.log.all 2> /dev/null || true; "
+        "d=$(dirname {output.metrics:q}); "
+        'if test -e "$d/checkpoint.pt" && test -e "$d/.train.log.all"; then cp "$d/.train.log.all" {log:q}; else : > {log:q}; fi; '
+        'ln -f {log:q} "$d/.train.log.all" 2> /dev/null || true; '
         "{params.launcher} liquidbench train --data {params.data:q} "
         "--dataset {wildcards.dataset} --model {wildcards.model} --hardware {wildcards.hardware} "
         "--seed {wildcards.seed} --model-params {params.model:q} --train-params {params.training:q} "
-        "--hardware-params {params.hardware:q} --out $d >> {log} 2>&1; "
-        "rm -f $d/.train.log.all"
+        '--hardware-params {params.hardware:q} --out "$d" >> {log:q} 2>&1; '
+        'rm -f "$d/.train.log.all" "$d/.stale"'

@@ -20,9 +20,11 @@ import torch
 
 from ..data import load_split, read_meta
 from ..data import sine
-from ..io import read_json, write_json
+from ..io import read_json, sha256_file, write_json
 from ..train import weights
+from ..train.loop import params_sha256
 from . import drop, horizon, noise, shift
+from .identity import check_run, check_weights_hash, clean_agrees
 from .common import Split, metric
 from .memory import measure
 from .settings import Evaluation, horizon_applies
@@ -79,15 +81,18 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, settings: dict, extr
     metrics = read_json(run_dir / "metrics.json")
     meta = read_meta(data_dir)
     b = kept["build"]
-    names = {"dataset": b["dataset"], "model": b["model"], "hardware": b["hardware"], "seed": b["seed"],
-             "metric_name": meta["metric"], "settings": settings.as_dict()}
+    # folder = metrics.json = weights.pt, or an error naming the file that is another run's
+    names = {**check_run(run_dir, metrics, b), "metric_name": meta["metric"], "settings": settings.as_dict(),
+             "test_metric": metrics.get("test_metric"), "metrics_sha256": sha256_file(run_dir / "metrics.json")}
     target = sine.target(meta.get("params") or {}) if meta.get("dataset") == "sine" else None
     horizon_grid = settings.families.get("horizon")
     # before any work: a data set that horizon.datasets names but that cannot take it is an error
     closed_loop = horizon_grid is not None and horizon_applies(horizon_grid, b["dataset"], target)
-    if kept["state_dict"] is None:  # a diverged run: nothing to evaluate, and the tables say so
-        return {**names, "status": "diverged", "rows": [], "skipped": {}, "memory": {}}
+    if metrics.get("status") != "ok":
+        # a diverged or failed run is not evaluated, and the tables say so
+        return {**names, "status": metrics.get("status") or "diverged", "rows": [], "skipped": {}, "memory": {}}
     model = weights.rebuild(kept)
+    check_weights_hash(run_dir, metrics, params_sha256(model))
     torch.manual_seed(settings.seed)
     train = load_split(data_dir, "train")
     ctx = Context(
@@ -98,6 +103,11 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, settings: dict, extr
         extra=load_extra(Path(extra)) if extra else {},
     )
     ctx.clean = metric(model, ctx.test, ctx.task, ctx.batch_size)
+    tf32 = bool((metrics.get("hardware_params") or {}).get("tf32"))
+    if not clean_agrees(ctx.clean, metrics.get("test_metric"), tf32):
+        raise ValueError(f"{run_dir}: the kept weights give test {meta['metric']} {ctx.clean:.6g}, metrics.json "
+                         f"records {metrics.get('test_metric')}: weights.pt and metrics.json are not of one "
+                         "training; train this run again")
     rows = [{"family": "clean", "level": 0.0, "metric": ctx.clean, "n": len(ctx.test.x)}]
     skipped = {}
     for name, grid in settings.families.items():
