@@ -82,9 +82,12 @@ def test_a_checkpoint_from_before_the_setting_resumes_only_under_torchs_default_
     hw, meta = Hardware.from_entry("cpu", {"device": "cpu", "threads": 1}), {"sha256": "x"}
     fp = {impl: run_fingerprint(spec, Training(optimizer_impl=impl), hw, 1, meta) for impl in OPTIMIZER_IMPLS}
     # the fingerprint of the same run made before the setting existed: its train_params without it
-    before = {k: v for k, v in TRAINING_DEFAULTS.items() if k != "optimizer_impl"}
+    # (and without divergence_factor, which joined later still: LATER_DEFAULTS)
+    before = {k: v for k, v in TRAINING_DEFAULTS.items() if k not in ("optimizer_impl", "divergence_factor")}
     hardware_spec = {k: v for k, v in hw.as_dict().items() if k not in ("timeout_s", "telemetry_interval_s")}
     assert fp["default"] == ckpt.fingerprint(dataset="sine", model="gru", hardware="cpu", seed=0,
                                              model_spec=spec.model_spec, train_params=before,
                                              hardware_spec=hardware_spec, world=1, data="x")
     assert len(set(fp.values())) == len(OPTIMIZER_IMPLS)
+    other_bound = run_fingerprint(spec, Training(optimizer_impl="default", divergence_factor=5), hw, 1, meta)
+    assert other_bound not in fp.values()
