@@ -298,7 +298,7 @@ def test_a_changed_setting_is_noticed_without_snakemakes_records(smoke_run, tmp_
     train = [wc for rule, wc in planned_jobs(proc.stdout) if rule == "train"]
     assert {wc["model"] for wc in train} == {"cfc"}
     assert len(train) == len([r for r in expected_runs() if r[1] == "cfc"])
-    assert f"model.units: {units - 1} recorded, {units} in the study" in proc.stderr
+    assert f"model.units: {units - 1} recorded, {units} in the study" in proc.stdout + proc.stderr
     marker = copy / "results/runs/sine/cfc/cpu/seed0/.stale"
     assert "model.units" in marker.read_text()
     assert planned_jobs(snakemake(copy, *plan).stdout) == []  # given up: the marker goes

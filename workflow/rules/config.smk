@@ -30,8 +30,11 @@ def config_sources(workflow):
     settings = workflow.config_settings
     from_command_line = [str(path) for path in settings.configfiles]
     # workflow.configfiles: the --configfile paths, then those the Snakefile's `configfile:` added
-    from_snakefile = [] if settings.replace_workflow_config else [
-        str(path) for path in workflow.configfiles[len(from_command_line):]]
+    from_snakefile = (
+        []
+        if settings.replace_workflow_config
+        else [str(path) for path in workflow.configfiles[len(from_command_line) :]]
+    )
     return from_snakefile + from_command_line, settings.config
 
 

@@ -45,7 +45,7 @@ if EVALUATION:
             settings=as_json(EVALUATION),
             extra=lambda w, input: f"--extra {shlex.quote(input.extra)}" if "extra" in input.keys() else "",
         shell:
-            "liquidbench evaluate --run-dir \"$(dirname {input.metrics:q})\" --data {params.data:q} "
+            'liquidbench evaluate --run-dir "$(dirname {input.metrics:q})" --data {params.data:q} '
             "--settings {params.settings:q} {params.extra} --out {output:q} > {log:q} 2>&1"
 
     rule collect_evaluation:

@@ -71,14 +71,16 @@ def load_runs(metrics_files: list[str | Path], expected: list[tuple] | None = No
 
 
 def load_histories(runs: pd.DataFrame) -> pd.DataFrame:
-    """history.csv of every run, tagged with its keys; runs without one are left out."""
+    """history.csv of every run, tagged with its keys and its status; runs without one are left out.
+    The status travels with each epoch so that what draws or averages histories can keep to the ok
+    runs (a diverged run's losses are kept for reading, never averaged with an ok run's)."""
     frames = []
     for run in runs.to_dict("records"):
         if not isinstance(run.get("run_dir"), str) or not run["run_dir"]:
             continue
         path = Path(run["run_dir"]) / "history.csv"
         if path.exists():
-            frames.append(pd.read_csv(path).assign(**{k: run[k] for k in KEYS}))
+            frames.append(pd.read_csv(path).assign(**{k: run[k] for k in KEYS}, status=run.get("status", "ok")))
     if not frames:
-        return pd.DataFrame(columns=KEYS + ["epoch", "train_loss", "val_loss", "val_metric", "epoch_time_s"])
+        return pd.DataFrame(columns=KEYS + ["epoch", "train_loss", "val_loss", "val_metric", "epoch_time_s", "status"])
     return pd.concat(frames, ignore_index=True)

@@ -34,7 +34,7 @@ import pandas as pd
 
 from .compare import split_types
 from .stats import CONFIDENCE, difference, estimate_of, mean_of, ratio, t_quantile
-from .summary import LOWER_IS_BETTER
+from .summary import LOWER_IS_BETTER, NO_OK_RUNS, fates, no_ok_note, status_text
 from .tables import num
 # the verdict words are re-exported: a claims table's readers find them with its claims
 from .verdicts import FALSE, NOT_SIGNIFICANT, TRUE, UNDECIDABLE, VERDICTS  # noqa: F401
@@ -269,6 +269,16 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
 NOTES = RULE
 
 
+def without_ok_runs(table: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """Where no run of the study ended ok, every claim (the evaluation's and the published table's
+    too) is undecidable, and its evidence says so in one line instead of listing comparisons of
+    zero seeds: no data can decide a claim, and the reader learns why at once."""
+    if not no_ok_note(summary) or not len(table):
+        return table
+    reason = f"{NO_OK_RUNS} ({status_text(fates(summary))}): nothing to compare; see the summary table's notes"
+    return table.assign(verdict=UNDECIDABLE, evidence=reason)
+
+
 def build(summary: pd.DataFrame, scaling: pd.DataFrame, model_types: dict[str, str], settings: dict,
           published: pd.DataFrame | None = None, robustness_claims: pd.DataFrame | None = None) -> tuple:
     """The claims table (registry entry ``claims``): raw, display and notes. With the published
@@ -283,4 +293,5 @@ def build(summary: pd.DataFrame, scaling: pd.DataFrame, model_types: dict[str, s
         from .robustness import claim_rows as evaluation_rows
 
         table = pd.concat([table, pd.DataFrame(evaluation_rows(robustness_claims))], ignore_index=True)
-    return table, display(table), NOTES
+    table = without_ok_runs(table, summary)
+    return table, display(table), " ".join(filter(None, (no_ok_note(summary), NOTES)))

@@ -58,6 +58,23 @@ def no_data(ax, why: str) -> None:
     ax.grid(False)
 
 
+def no_ok_runs(summary: pd.DataFrame) -> bool:
+    """True where the summary has rows but none of them an ok run (every run diverged, failed or is
+    missing): its figures then say so instead of "no data"."""
+    return len(summary) > 0 and "n_ok" in summary and not (pd.to_numeric(summary["n_ok"], errors="coerce") > 0).any()
+
+
+def why_empty(summary: pd.DataFrame, otherwise: str) -> str:
+    """The text of an empty panel: no ok runs where that is the cause, ``otherwise`` else."""
+    return "no ok runs in this study (see the summary table's runs column)" if no_ok_runs(summary) else otherwise
+
+
+def positive(values) -> bool:
+    """Whether a log axis can show ``values``: some are finite and above zero."""
+    v = np.asarray(values, dtype=float)
+    return bool((np.isfinite(v) & (v > 0)).any())
+
+
 def _value(summary: pd.DataFrame, col: str) -> np.ndarray:
     """The centre of ``col``'s interval: geometric mean (positive quantities) or mean."""
     return summary[f"{col}_{centre(col)}"].to_numpy(float)
@@ -105,7 +122,7 @@ def _points(ax, sub: pd.DataFrame, col: str, ylabel: str, hardware_order: list[s
             if not np.isfinite(v) and isinstance(runs, str):  # run, but no ok seed: say what happened
                 ax.annotate(runs.replace(", ", "\n"), (p, 0.02), xycoords=("data", "axes fraction"), rotation=90,
                             ha="center", va="bottom", fontsize=6, color="C3")
-    if log:
+    if log and positive(_value(sub, col)):  # a log axis over no positive value cannot be drawn
         ax.set_yscale("log")
     ax.set_xticks(x, hardware_order)
     ax.set_xlim(-0.5, len(hardware_order) - 0.5)
@@ -204,20 +221,35 @@ def _curves(g: pd.DataFrame) -> pd.DataFrame:
 SAME_RTOL = 1e-4  # loss curves closer than this (relative, every epoch) are drawn as one: "= the other"
 
 
+def ok_history(history: pd.DataFrame) -> pd.DataFrame:
+    """The epochs of ok runs (history tables written before they carried a status: every epoch),
+    with finite losses: a diverged run's curve is never averaged with an ok run's."""
+    if "status" in history:
+        history = history[history["status"] == "ok"]
+    if not len(history):
+        return history
+    finite = np.isfinite(history[["train_loss", "val_loss"]].to_numpy(float)).all(axis=1)
+    return history[finite]
+
+
 def loss_curves(history: pd.DataFrame, dataset: str, stem: str | Path) -> list[Path]:
     """Training and validation loss, mean over seeds with a ± one std band, per model x hardware:
     against the epoch (top) and against the mean cumulative training time (bottom, log scale: the
     question is which converges fastest in time). Curves identical to an earlier one (the same
     losses at every epoch, e.g. one model on one and on two CPU processes) are drawn dashed and
-    named after it."""
+    named after it. Ok runs only (ok_history); a data set without any gets panels that say so."""
     from matplotlib.ticker import MaxNLocator, NullFormatter
 
     sub = history[history["dataset"] == dataset] if len(history) else history
+    ran = len(sub)
+    sub = ok_history(sub)
     with plt.rc_context(STYLE):
         fig, axes = figure(2, 2)
-        if not len(sub):
+        if not len(sub) or not positive(sub[["train_loss", "val_loss"]]):
+            why = f"{dataset}: no ok runs (every run diverged, failed or is missing)" if ran else \
+                f"{dataset}: no run histories"
             for ax in axes.ravel():
-                no_data(ax, f"{dataset}: no run histories")
+                no_data(ax, why)
             return save(fig, stem)
         seen = []  # (losses, label) of the curves drawn
         for i, ((model, hw), g) in enumerate(sub.groupby(["model", "hardware"])):
@@ -249,7 +281,7 @@ def loss_curves(history: pd.DataFrame, dataset: str, stem: str | Path) -> list[P
             for ax in (top, bottom):
                 ax.set_yscale("log")
                 ax.set_ylabel("loss (log scale)")
-        fig.suptitle(f"{dataset}: losses, mean ± std over seeds (dashed: the same curve as the one named)", x=0.02, ha="left")
+        fig.suptitle(f"{dataset}: losses, mean ± std over ok seeds (dashed: the same curve as the one named)", x=0.02, ha="left")
         fig.legend(*axes[0, 1].get_legend_handles_labels(), loc="outside right upper", title="model / hardware")
         return save(fig, stem)
 
@@ -323,7 +355,7 @@ def gpu(summary: pd.DataFrame, stem: str | Path) -> list[Path]:
         fig, axes = plt.subplots(1, len(panels), figsize=(WIDTH_IN, ROW_IN), squeeze=False, layout="constrained",
                                  sharey=True)
         for i, (ax, (col, label, title)) in enumerate(zip(axes[0], panels)):
-            _config_bars(ax, summary, col, label, "no data", labels=i == 0)
+            _config_bars(ax, summary, col, label, why_empty(summary, "no data"), labels=i == 0)
             ax.set_title(title + ("" if len(panels) > 1 else " (no GPU telemetry in this study)"))
         return save(fig, stem)
 
@@ -334,8 +366,8 @@ def energy(summary: pd.DataFrame, stem: str | Path) -> list[Path]:
         fig, axes = figure(1, 1)
         ax = axes[0, 0]
         _config_bars(ax, summary, "telemetry.gpu.energy_per_epoch_j", "GPU energy per epoch [J]",
-                     "no GPU energy measurements in this study: only runs on cuda hardware entries\n"
-                     "with an NVML energy counter fill this figure")
+                     why_empty(summary, "no GPU energy measurements in this study: only runs on cuda hardware "
+                                        "entries\nwith an NVML energy counter fill this figure"))
         ax.set_title("GPU energy per epoch, geometric mean and 95 % CI over seeds")
         return save(fig, stem)
 

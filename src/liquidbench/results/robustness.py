@@ -33,14 +33,39 @@ from .tables import estimate, num
 from .verdicts import FALSE, NOT_SIGNIFICANT, TRUE, UNDECIDABLE, ClaimsSettings, Comparison, verdict
 
 LIQUID, BASELINE = ("ltc", "cfc"), ("lstm", "gru")
+# the columns of the two tables collect() writes, also when no run was evaluated: a reader of an
+# empty table still finds its header (an empty CSV without one cannot be read)
+ROW_COLUMNS = KEYS + ["metric_name", "family", "level", "step", "metric", "n", "degradation"]
+RUN_COLUMNS = KEYS + ["n_params", "activation_bytes", "activation_batch", "activation_seq_len",
+                      "activation_bytes_per_step", "skipped"]
+NOTHING_EVALUATED = ("No run of this study was evaluated: only runs that ended ok are (a diverged or failed run "
+                     "has no weights worth testing); the summary table counts the runs by status.")
+
+
+def run_status(path: str | Path, evaluation: dict) -> str:
+    """The status of the run an evaluation.json belongs to. Its own metrics.json, beside it, decides:
+    a run that diverged after a good epoch keeps that epoch's weights, and an evaluation written
+    before the evaluation stage read the run's status tested them; such figures must not count as an
+    ok run's. Without a metrics.json beside it (a file moved elsewhere), the evaluation's own status."""
+    metrics = Path(path).parent / "metrics.json"
+    if metrics.is_file():
+        return read_json(metrics).get("status", "missing")
+    return evaluation.get("status", "missing")
+
+
+def with_columns(records: list[dict], columns: list[str]) -> pd.DataFrame:
+    """A frame of ``records`` that has at least ``columns`` (in that order, other keys after them)."""
+    frame = pd.DataFrame(records)
+    return frame.reindex(columns=columns + [c for c in frame.columns if c not in columns])
 
 
 def collect(paths: list[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(evaluation rows, evaluation runs) from evaluation.json files."""
+    """(evaluation rows, evaluation runs) from evaluation.json files, of the runs that ended ok only;
+    both tables have their columns even when no run did."""
     rows, runs = [], []
     for path in paths:
         ev = read_json(path)
-        if ev.get("status") != "ok":  # a diverged run kept no weights: no rows
+        if ev.get("status") != "ok" or run_status(path, ev) != "ok":  # diverged, failed: no rows
             continue
         key = {k: ev[k] for k in KEYS}
         clean = next(r["metric"] for r in ev["rows"] if r["family"] == "clean")
@@ -50,8 +75,18 @@ def collect(paths: list[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
             rows.append({**key, "metric_name": ev["metric_name"], "family": r["family"], "level": r["level"],
                          "step": r.get("step"), "metric": r["metric"], "n": r["n"], "degradation": degradation})
         runs.append({**key, **ev["memory"], "skipped": "; ".join(f"{k}: {v}" for k, v in ev["skipped"].items())})
-    cols = KEYS + ["metric_name", "family", "level", "step", "metric", "n", "degradation"]
-    return pd.DataFrame(rows, columns=cols), pd.DataFrame(runs)
+    return pd.DataFrame(rows, columns=ROW_COLUMNS), with_columns(runs, RUN_COLUMNS)
+
+
+def ok_runs_only(frame: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``frame`` (keyed by run) whose run ended ok in the runs table: a second guard, so
+    that an evaluation written before its run was found diverged never enters a statistic."""
+    if "status" not in runs or not len(frame) or not set(KEYS) <= set(frame.columns):
+        return frame
+    ok = runs.loc[runs["status"] == "ok", KEYS].drop_duplicates()
+    keep = pd.MultiIndex.from_frame(frame[KEYS].astype({"seed": int})).isin(
+        pd.MultiIndex.from_frame(ok.astype({"seed": int})))
+    return frame[keep]
 
 
 def per_run(evaluation: pd.DataFrame) -> pd.DataFrame:
@@ -82,7 +117,9 @@ def build_robustness(evaluation: pd.DataFrame) -> tuple:
                     "metric_name": g["metric_name"].iloc[0], "metric_mean": m["mean"], "metric_ci_low": m["ci_low"],
                     "metric_ci_high": m["ci_high"], "n": m["n"], "degradation_mean": d["mean"],
                     "degradation_ci_low": d["ci_low"], "degradation_ci_high": d["ci_high"]})
-    raw = pd.DataFrame(out)
+    raw = pd.DataFrame(out, columns=["dataset", "model", "hardware", "family", "level", "metric_name", "metric_mean",
+                                     "metric_ci_low", "metric_ci_high", "n", "degradation_mean", "degradation_ci_low",
+                                     "degradation_ci_high"])
     display = pd.DataFrame({
         "data set": raw.get("dataset", []), "model": raw.get("model", []), "hardware": raw.get("hardware", []),
         "perturbation": [f"{f} {num(lv, 3)}" for f, lv in zip(raw.get("family", []), raw.get("level", []))],
@@ -93,7 +130,13 @@ def build_robustness(evaluation: pd.DataFrame) -> tuple:
     })
     notes = ("mean [95 % t interval] over seeds; degradation: change from the run's clean test metric, relative "
              "to it, positive = worse; horizon H: mean squared error over closed-loop horizon steps 1..H")
-    return raw, display, notes
+    return raw, display, _empty_says_why(raw, notes)
+
+
+def _empty_says_why(raw: pd.DataFrame, notes: str) -> str:
+    """``notes``, led by NOTHING_EVALUATED where the table has no row, so that an empty table reads
+    as an outcome of the study (every run diverged or failed) rather than as a fault."""
+    return notes if len(raw) else f"{NOTHING_EVALUATED} {notes}"
 
 
 def build_memory(runs: pd.DataFrame, evaluation_runs: pd.DataFrame) -> tuple:
@@ -102,10 +145,12 @@ def build_memory(runs: pd.DataFrame, evaluation_runs: pd.DataFrame) -> tuple:
     ok = runs[runs["status"] == "ok"] if "status" in runs else runs
     gpu_col = "telemetry.gpu.torch_max_memory_allocated_mb"
     keys = ["dataset", "model", "hardware"]
-    rss = ok.groupby(keys)["peak_host_rss_mb"].mean() if len(ok) else pd.Series(dtype=float)
+    has_rss = len(ok) and "peak_host_rss_mb" in ok
+    rss = ok.groupby(keys)["peak_host_rss_mb"].mean() if has_rss else pd.Series(dtype=float)
     gpu = ok.groupby(keys)[gpu_col].mean() if gpu_col in ok and len(ok) else pd.Series(dtype=float)
+    evaluated = ok_runs_only(evaluation_runs, runs)
     out = []
-    for key, g in evaluation_runs.groupby(keys, sort=True):
+    for key, g in (evaluated.groupby(keys, sort=True) if len(evaluated) else []):
         out.append({**dict(zip(keys, key)), "n_params": int(g["n_params"].iloc[0]),
                     "peak_host_rss_mb": rss.get(key, float("nan")), "peak_gpu_mb": gpu.get(key, float("nan")),
                     "activation_bytes_per_step": float(g["activation_bytes_per_step"].mean()), "n": len(g)})
@@ -118,8 +163,8 @@ def build_memory(runs: pd.DataFrame, evaluation_runs: pd.DataFrame) -> tuple:
         "activations per step (KiB)": (raw["activation_bytes_per_step"] / 1024).map(num), "runs": raw["n"].map(str),
     })
     notes = ("activations per step: bytes autograd keeps for the backward of one training forward (saved-tensor "
-             "hooks, parameters left out) / (batch x sequence length); peak GPU only where a GPU ran")
-    return raw, display, notes
+             "hooks, parameters left out) / (batch x sequence length); peak GPU only where a GPU ran; ok runs only")
+    return raw, display, _empty_says_why(raw, notes)
 
 
 # ---- claims ----------------------------------------------------------------------------------
@@ -233,7 +278,7 @@ def build_claims(evaluation: pd.DataFrame, evaluation_runs: pd.DataFrame, model_
     })
     notes = (f"true/false only when the 95 % interval excludes the null (a ratio's 1, a difference's 0); "
              f"undecidable with fewer than {k} runs a side")
-    return raw, display, notes
+    return raw, display, _empty_says_why(raw, notes)
 
 
 RULES = {
@@ -273,7 +318,7 @@ def family_figure(family: str):
         datasets = sorted(fam["dataset"].unique()) if len(fam) else []
         fig, axes = figure(len(datasets) or 1, 1)
         if not datasets:
-            no_data(axes[0][0], f"no {family} evaluation in this study")
+            no_data(axes[0][0], f"no {family} evaluation in this study:\nnot configured, or no ok run to evaluate")
         for ax, ds in zip(axes[:, 0], datasets):
             g = fam[fam["dataset"] == ds]
             for (model, hw), m in g.groupby(["model", "hardware"]):
@@ -299,7 +344,8 @@ def horizon_curves(evaluation: pd.DataFrame, stem) -> list[Path]:
     datasets = sorted(hz["dataset"].unique()) if len(hz) else []
     fig, axes = figure(len(datasets) or 1, 1)
     if not datasets:
-        no_data(axes[0][0], "no horizon evaluation in this study (forecasting sine data sets only)")
+        no_data(axes[0][0], "no horizon evaluation in this study (forecasting sine data sets only):\n"
+                            "not configured, or no ok run to evaluate")
     for ax, ds in zip(axes[:, 0], datasets):
         for (model, hw), m in hz[hz["dataset"] == ds].groupby(["model", "hardware"]):
             stats = [(s, describe(x["metric"], bounds=METRIC_BOUNDS["mse"])) for s, x in m.groupby("step")]

@@ -79,6 +79,32 @@ def status_text(counts: dict) -> str:
     return ", ".join(parts) or "0 runs"
 
 
+def fates(summary: pd.DataFrame) -> dict:
+    """Runs of the summary's rows counted by status (its n_ok, n_diverged ... columns): what became of
+    every expected run, for the notes of tables that would otherwise be silently empty."""
+    counts = {s: int(pd.to_numeric(summary[f"n_{s}"], errors="coerce").fillna(0).sum()) if f"n_{s}" in summary else 0
+              for s in STATUSES}
+    if "n_runs" in summary:
+        counts["other"] = int(pd.to_numeric(summary["n_runs"], errors="coerce").fillna(0).sum()) - sum(counts.values())
+    return counts
+
+
+NO_OK_RUNS = "No run of this study ended ok"
+# what a reader does about it: the runs' own logs name the epoch and the reason
+NO_OK_ADVICE = ("every statistic is n/a and no model is ranked. Each run's train.log (and metrics.json: "
+                "diverged_epoch, diverged_reason) says why; a diverging study usually needs a lower training.lr "
+                "or a gradient clip (training.grad_clip).")
+
+
+def no_ok_note(summary: pd.DataFrame) -> str:
+    """A sentence for a table's notes when no run of the study ended ok ('' otherwise): without it
+    a table of n/a cells, or one without rows, reads like a bug rather than an outcome."""
+    counts = fates(summary)
+    if counts["ok"] or not len(summary):
+        return ""
+    return f"{NO_OK_RUNS} ({status_text(counts)}): {NO_OK_ADVICE}"
+
+
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per group: run counts by status, parameter count, metric name and, for each
     measure, n, mean, median, std, geometric mean and std, and the 95 % interval (log-scale
@@ -160,4 +186,4 @@ def to_markdown(summary: pd.DataFrame) -> str:
 def build(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """The summary table (registry entry ``summary``): raw, display and notes."""
     table = summarize(runs)
-    return table, display(table), NOTES
+    return table, display(table), " ".join(filter(None, (no_ok_note(table), NOTES)))
