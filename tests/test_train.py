@@ -133,7 +133,7 @@ def test_metrics_json_is_built_from_the_state_without_training():
                      n_params=100, task="regression_per_step", metric_name="mse", samples_per_epoch=32,
                      steps_per_epoch=2, step_timer="perf_counter", comm_probe={"allreduce_s": 0.3},
                      final_params_sha256="ab", best_params_sha256="cd",
-                     data_params={"params": {"seed": 0}, "sha256": None}, test_metric=0.3, peak_host_rss_mb=50.0, telemetry={}, status="ok", env={})
+                     data_params={"params": {"seed": 0}, "sha256": None}, tuned=None, test_metric=0.3, peak_host_rss_mb=50.0, telemetry={}, status="ok", env={})
     m = build_metrics(facts, state)
     assert (m["warmup_time_s"], m["train_time_s"], m["steady_epoch_time_s"]) == (4.0, 9.0, 2.5)
     assert m["throughput_samples_per_s"] == 32 * 2 / 5.0

@@ -7,11 +7,18 @@ import pytest
 import yaml
 
 from conftest import REPO, planned_jobs, snakemake
+from liquidbench.results.registry import TABLES
 from liquidbench.study import study_runs
 
 pytestmark = pytest.mark.slow
 SMOKE = yaml.safe_load((REPO / ".test/config/config.yaml").read_text())
 STUDY = SMOKE["study"]
+
+
+# every rule after the runs: aggregation, one per table of the registry (summary's is summarize), the
+# figures, the evaluation stage's and the tuning stage's tables and figure
+RESULT_RULES = {"aggregate", "summarize", "plot", "all", "evaluate", "collect_evaluation", "plot_evaluation",
+                "collect_trials", "plot_tuning"} | set(TABLES) - {"summary"}
 
 
 def expected_runs():
@@ -78,10 +85,7 @@ def test_changing_one_model_reruns_only_its_jobs_and_the_results(smoke_run):
     assert len(train) == len([r for r in expected_runs() if r[1] == model])
     assert {wc["model"] for wc in train} == {model}
     other = {rule for rule, _ in jobs} - {"train"}
-    results = {"aggregate", "summarize", "scaling", "ratios", "time_to_target", "claims", "provenance", "headline",
-               "plot", "all", "evaluate", "collect_evaluation", "robustness", "memory", "robustness_claims",
-               "plot_evaluation"}
-    assert other <= results and "aggregate" in other
+    assert other <= RESULT_RULES and "aggregate" in other
     assert not any(rule.startswith("prepare") for rule, _ in jobs)
 
 
@@ -303,3 +307,43 @@ def test_a_changed_setting_is_noticed_without_snakemakes_records(smoke_run, tmp_
     assert "model.units" in marker.read_text()
     assert planned_jobs(snakemake(copy, *plan).stdout) == []  # given up: the marker goes
     assert not marker.exists()
+
+
+def test_smoke_tuning_stage(smoke_run):
+    """The smoke study tunes GRU at a tiny budget: every trial a training job scored on validation,
+    one selection per data set x hardware, and the study's GRU runs trained at the selected setting."""
+    tuning = SMOKE["tuning"]
+    workloads = sorted({(d, h) for d, m, h, _ in expected_runs() if m == "gru"})
+    trials = pd.read_csv(smoke_run / "results/tables/trials.csv")
+    assert len(trials) == len(workloads) * tuning["trials"] and set(trials["model"]) == {"gru"}
+    tuned = pd.read_csv(smoke_run / "results/tables/tuned.csv").set_index(["dataset", "hardware"])
+    assert sorted(tuned.index) == workloads
+    for dataset, hardware in workloads:
+        selection = json.loads((smoke_run / f"results/tuning/{dataset}/gru/{hardware}/selected.json").read_text())
+        assert selection["status"] == "selected"
+        chosen = trials[(trials.dataset == dataset) & trials.selected]
+        assert chosen["best_val_metric"].iloc[0] == trials[trials.dataset == dataset]["best_val_metric"].min()
+        for seed in STUDY["seeds"]:
+            run = json.loads((smoke_run / f"results/runs/{dataset}/gru/{hardware}/seed{seed}/metrics.json").read_text())
+            assert run["tuned"]["trial"] == selection["trial"] and run["status"] == "ok"
+            assert run["model_params"]["hidden_size"] == selection["point"]["hidden_size"]
+            assert run["train_params"]["lr"] == selection["point"]["lr"]
+            assert run["train_params"]["epochs"] == SMOKE["training"]["epochs"]  # the full budget, not the trials'
+        trial = json.loads((smoke_run / f"results/tuning/{dataset}/gru/{hardware}/trial0/metrics.json").read_text())
+        assert trial["train_params"]["epochs"] == tuning["epochs"]
+    assert "hidden_size=" in (smoke_run / "results/tables/tuned.md").read_text()
+    assert (smoke_run / "results/figures/tuning_search.png").stat().st_size > 1000
+
+
+def test_changing_the_search_space_reruns_the_tuning_and_the_tuned_runs_only(smoke_run):
+    """A changed search space plans its model's trials, selections and runs, and results; nothing
+    of another model."""
+    space = json.dumps({"gru": {**SMOKE["tuning"]["space"]["gru"], "lr": {"low": 0.001, "high": 0.03, "log": True}}})
+    proc = snakemake(smoke_run, "-n", "--configfile", ".test/config/config.yaml", "--config", f"tuning={{space: {space}}}")
+    jobs = planned_jobs(proc.stdout)
+    trained = {(rule, wc["model"]) for rule, wc in jobs if rule in ("train", "tune_trial", "select_trials")}
+    assert {model for _, model in trained} == {"gru"}
+    assert {rule for rule, _ in trained} == {"train", "tune_trial", "select_trials"}
+    n_gru = len([r for r in expected_runs() if r[1] == "gru"])
+    assert len([1 for rule, _ in jobs if rule == "train"]) == n_gru
+    assert {rule for rule, _ in jobs} - {"train", "tune_trial", "select_trials"} <= RESULT_RULES

@@ -17,6 +17,9 @@
     liquidbench evaluate  --run-dir DIR --data DIR --settings JSON [--extra FILE] --out JSON
     liquidbench collect-evaluation EVALUATION.json... --out-rows CSV --out-runs CSV
     liquidbench plot-evaluation --evaluation CSV --out-dir DIR
+    liquidbench select-trials TRIAL_METRICS.json... --points JSON --out SELECTED.json   (the tuning stage)
+    liquidbench collect-trials SELECTED.json... --out CSV
+    liquidbench plot-tuning --trials CSV --out-dir DIR
 """
 
 from __future__ import annotations
@@ -122,10 +125,18 @@ def cmd_train(args) -> None:
         run = dict(dataset=args.dataset, model=args.model, hardware=args.hardware, seed=args.seed,
                    data_dir=args.data, out_dir=args.out, model_spec=args.model_params,
                    train_params=args.train_params or {}, hardware_spec=args.hardware_params or {})
+    if args.tuned:  # a tuned run: the tuning stage's selection over the study's settings
+        from .tune.selected import apply_selection, provenance, read_selection
+
+        selection = read_selection(args.tuned)
+        run["model_spec"], run["train_params"] = apply_selection(run["model_spec"], run["train_params"], selection)
+        run["tuned"] = provenance(selection, args.tuned)
     metrics = train(RunSpec(**run))
-    if metrics:
+    if metrics and "train_time_s" in metrics:
         logging.info("done: status %s, test %s %.6g, train time %.2fs",
                      metrics["status"], metrics["metric_name"], metrics["test_metric"], metrics["train_time_s"])
+    elif metrics:  # not trained (liquidbench.train.loop.untrainable)
+        logging.info("done: status %s: %s", metrics["status"], metrics.get("failed_reason"))
 
 
 def cmd_gpu_check(args) -> None:
@@ -250,6 +261,38 @@ def cmd_plot_evaluation(args) -> None:
         resolve(draw)(evaluation, Path(args.out_dir) / name)
 
 
+def cmd_select_trials(args) -> None:
+    from .io import write_json
+    from .tune.trials import selection
+
+    try:
+        points = json.loads(args.points)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--points: not valid JSON ({exc})") from None
+    result = selection(args.metrics, points)
+    write_json(args.out, result)
+    logging.info("%s/%s/%s: %s", result["dataset"], result["model"], result["hardware"],
+                 f"trial {result['trial']} of {result['n_trials']} selected" if result["status"] == "selected"
+                 else result["reason"])
+
+
+def cmd_collect_trials(args) -> None:
+    from .io import atomic_path
+    from .results.tuning import collect
+
+    trials = collect(args.selections)
+    with atomic_path(args.out) as tmp:
+        trials.to_csv(tmp, index=False)
+
+
+def cmd_plot_tuning(args) -> None:
+    from .results.registry import TUNING_FIGURES, resolve
+
+    trials = _read_csv(args.trials)
+    for name, draw in TUNING_FIGURES.items():
+        resolve(draw)(trials, Path(args.out_dir) / name)
+
+
 def _study_results(config) -> Path:
     """The results folder of a study file: results/ under its root (config `root`, default .)."""
     from .study import load_study
@@ -343,6 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-params", type=_json_arg)
     p.add_argument("--seed", type=int)
     p.add_argument("--out", type=Path, help="run directory (default with --config: ROOT/results/runs/D/M/H/seedS)")
+    p.add_argument("--tuned", type=Path, metavar="SELECTED_JSON",
+                   help="a tuning selection (results/tuning/D/M/H/selected.json): its values over the model and "
+                        "training settings; where no trial was ok, the run is recorded as failed, saying so")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("gpu-check", help="prove a GPU node: GPU tests, tiny gpu/ddp-1gpu study, NVML, timing")
@@ -435,6 +481,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-rows", type=Path, required=True, help="one row per run x family x level (CSV)")
     p.add_argument("--out-runs", type=Path, required=True, help="one row per run: memory figures (CSV)")
     p.set_defaults(func=cmd_collect_evaluation)
+
+    p = sub.add_parser("select-trials", help="the best tuning trial of a data set x model x hardware (validation only)")
+    p.add_argument("metrics", nargs="+", type=Path, help="every trial's metrics.json, in trial order")
+    p.add_argument("--points", required=True,
+                   help='JSON list, in trial order, of each trial\'s searched values: [{"model": {...}, "training": {...}}]')
+    p.add_argument("--out", type=Path, required=True, help="selected.json to write")
+    p.set_defaults(func=cmd_select_trials)
+
+    p = sub.add_parser("collect-trials", help="every tuning trial of a study, one row each")
+    p.add_argument("selections", nargs="*", type=Path, help="every selected.json of the study")
+    p.add_argument("--out", type=Path, required=True, help="the trials table (CSV)")
+    p.set_defaults(func=cmd_collect_trials)
+
+    p = sub.add_parser("plot-tuning", help="the tuning stage's figures")
+    p.add_argument("--trials", type=Path, required=True, help="the trials table (CSV)")
+    p.add_argument("--out-dir", type=Path, required=True)
+    p.set_defaults(func=cmd_plot_tuning)
 
     p = sub.add_parser("plot-evaluation", help="the evaluation stage's figures")
     p.add_argument("--evaluation", type=Path, required=True, help="the evaluation table (CSV)")

@@ -347,3 +347,17 @@ def table_settings(config: dict, hardware: dict) -> dict:
         "settings": as_json(results["claims"]),
         "published": as_json(published or None),
     }
+
+
+def check_tuning(config: dict) -> None:
+    """A study's `tuning` section, when it has one, means what it says before any job runs: names,
+    ranges and the trial count (liquidbench.tune.space), and a budget no tuned run's epochs fall below."""
+    if not config.get("tuning"):
+        return
+    from .train.settings import Training
+    from .tune.space import Tuning
+
+    tuning = Tuning.from_settings(config["tuning"], config["models"], config["study"]["models"])
+    selected = study_runs(config["study"])
+    tuning.check_budget({(d, m): Training.from_params(training_of(config, d, m)).epochs
+                         for d, m, _, _ in selected if m in tuning.models})

@@ -11,6 +11,7 @@ from liquidbench.results.reference import COMPARED_TABLES, side_files
 from liquidbench.results.registry import (
     EVALUATION_FIGURES,
     TABLES,
+    TUNING_FIGURES,
     figure_inputs,
     figure_kind,
     figure_settings,
@@ -22,6 +23,8 @@ from liquidbench.study import as_json, check_not_empty, model_of, study_runs, ta
 from liquidbench.data import expected_params
 from liquidbench.train.recorded import STALE, stale_reason
 from liquidbench.train.settings import Hardware, Training
+from liquidbench.tune.space import Tuning, split_point, trial_points, trial_settings
+from liquidbench.tune.selected import apply_selection, read_selection
 
 STUDY = config["study"]
 RESULTS = config["results"]  # every default filled in by the schema
@@ -41,6 +44,8 @@ TABLE_FORMATS = ("csv", "md", "tex", "html")
 TABLE_SETTINGS = table_settings(config, {name: hw.as_dict() for name, hw in HARDWARE.items()})
 # the data sets the closed-loop horizon runs on
 HORIZON_DATASETS = horizon_datasets(EVALUATION, config["datasets"])
+# the tuning stage (liquidbench.tune), absent: every model trains at its given settings
+TUNING = Tuning.from_settings(config["tuning"], config["models"], STUDY["models"]) if config.get("tuning") else None
 
 
 def study_path(path):
@@ -51,6 +56,10 @@ def study_path(path):
 RUN_DIR = study_path("results/runs/{dataset}/{model}/{hardware}/seed{seed}")
 # a finished run whose metrics.json records other settings than the study's (liquidbench.train.recorded)
 STALE_MARKER = f"{RUN_DIR}/{STALE}"
+# the tuning stage's trials of a data set x model x hardware and the setting selected among them
+TUNING_DIR = study_path("results/tuning/{dataset}/{model}/{hardware}")
+TRIAL_DIR = f"{TUNING_DIR}/trial{{trial}}"
+SELECTED = f"{TUNING_DIR}/selected.json"
 # the sine task's extra test sets, beside (not inside) the prepared data set's folder
 EVALUATION_FILE = study_path("data/processed/{dataset}.evaluation.npz")
 
@@ -90,21 +99,62 @@ def stale_runs():
     for dataset, model, hardware, seed in RUNS:
         entry = config["datasets"][dataset]
         run_dir = RUN_DIR.format(dataset=dataset, model=model, hardware=hardware, seed=seed)
+        spec, training = model_of(config, model), training_of(config, dataset, model)
+        if tuned(model):  # the study's settings are those of its selection, once there is one
+            selected = SELECTED.format(dataset=dataset, model=model, hardware=hardware)
+            if not os.path.exists(selected):
+                found[run_dir] = None  # the selection will be newer than the run: it trains again
+                continue
+            spec, training = apply_selection(spec, training, read_selection(selected))
         found[run_dir] = stale_reason(
             run_dir,
-            model=model_of(config, model),
-            training=Training.from_params(training_of(config, dataset, model)).as_dict(),
+            model=spec,
+            training=Training.from_params(training).as_dict(),
             hardware=HARDWARE[hardware].as_dict(),
             data=expected_params(entry["kind"], entry.get("params") or {}),
         )
     return found
 
 
+def tuned(model):
+    """Whether the study tunes this model (config `tuning.models`, every model by default)."""
+    return TUNING is not None and model in TUNING.models
+
+
 def train_inputs(w):
-    """The run's prepared data set, and its stale marker where there is one (the Snakefile writes it
-    for a finished run of other settings, so that the run is trained again)."""
+    """The run's prepared data set; its tuning selection where the model is tuned; its stale marker
+    where there is one (the Snakefile writes it for a finished run of other settings, so that the
+    run is trained again)."""
     marker = STALE_MARKER.format(**w)
-    return dataset_files(w.dataset) + ([marker] if os.path.exists(marker) else [])
+    selected = [SELECTED.format(**w)] if tuned(w.model) else []
+    return dataset_files(w.dataset) + selected + ([marker] if os.path.exists(marker) else [])
+
+
+def tuned_arg(w):
+    """`--tuned selected.json` for a tuned model's run, else nothing."""
+    return f"--tuned {shlex.quote(SELECTED.format(**w))}" if tuned(w.model) else ""
+
+
+def tuned_workloads():
+    """(dataset, model, hardware) of every tuned model's runs, in study order, each once."""
+    return list(dict.fromkeys((d, m, h) for d, m, h, _ in RUNS if tuned(m)))
+
+
+def trial_files(w, name="metrics.json"):
+    """The trials' files of one data set x model x hardware."""
+    return [f"{TRIAL_DIR}/{name}".format(trial=k, **w) for k in range(TUNING.trials)]
+
+
+def trial_run(w):
+    """(model entry, training settings) of one trial (liquidbench.tune.space.trial_settings)."""
+    return trial_settings(TUNING, model_of(config, w.model), training_of(config, w.dataset, w.model), int(w.trial))
+
+
+def trial_points_of(w):
+    """Every trial's searched values, split into model and training keys, in trial order: what
+    `liquidbench select-trials` applies of the trial it selects."""
+    space = TUNING.params(model_of(config, w.model)["type"])
+    return [split_point(space, point) for point in trial_points(space, TUNING.trials, TUNING.seed)]
 
 
 def log_file(path):
@@ -218,6 +268,10 @@ def result_steps():
     if REFERENCE:
         reference = compare_inputs()
         steps.append((tables("compare"), reference.pop("reference") + list(reference.values())))
+    if TUNING:
+        selections = [SELECTED.format(dataset=d, model=m, hardware=h) for d, m, h in tuned_workloads()]
+        steps.append(([table_file("trials")], selections))
+        steps.append((figure_files(TUNING_FIGURES), [table_file("trials")]))
     if EVALUATION:
         steps.append(([table_file("evaluation"), table_file("evaluation_runs")], expected_runs("evaluation.json")))
         steps.append((figure_files(EVALUATION_FIGURES), [table_file("evaluation")]))

@@ -98,6 +98,46 @@ use rule summarize as time_to_target with:
         **table_params("time_to_target"),
 
 
+use rule summarize as profiles with:
+    input:
+        **table_inputs("profiles"),
+    output:
+        **table_outputs("profiles"),
+    log:
+        log_file("results/profiles.log"),
+    localrule: True
+    params:
+        **table_params("profiles"),
+
+
+if "tuning" in STUDY_TABLES:
+
+    use rule summarize as tuning with:
+        input:
+            **table_inputs("tuning"),
+        output:
+            **table_outputs("tuning"),
+        log:
+            log_file("results/tuning.log"),
+        localrule: True
+        params:
+            **table_params("tuning"),
+
+
+if "tuned" in STUDY_TABLES:
+
+    use rule summarize as tuned with:
+        input:
+            **table_inputs("tuned"),
+        output:
+            **table_outputs("tuned"),
+        log:
+            log_file("results/tuned.log"),
+        localrule: True
+        params:
+            **table_params("tuned"),
+
+
 use rule summarize as claims with:
     input:
         **table_inputs("claims"),

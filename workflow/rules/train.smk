@@ -37,6 +37,8 @@ rule train:
         hardware=lambda w: as_json(HARDWARE[w.hardware].as_dict()),
         launcher=lambda w: launcher(HARDWARE[w.hardware]),
         data=lambda w: processed_dir(w.dataset),
+        seed=lambda w: w.seed,
+        tuned=tuned_arg,
     # train.log keeps the lines of the earlier segments of a resumed run: Snakemake removes a job's
     # log before it starts, so the log has a second name (a hard link) in the run directory, whose
     # content starts the log of a job that resumes from the checkpoint. Success removes that name.
@@ -46,6 +48,6 @@ rule train:
         'ln -f {log:q} "$d/.train.log.all" 2> /dev/null || true; '
         "{params.launcher} liquidbench train --data {params.data:q} "
         "--dataset {wildcards.dataset} --model {wildcards.model} --hardware {wildcards.hardware} "
-        "--seed {wildcards.seed} --model-params {params.model:q} --train-params {params.training:q} "
-        '--hardware-params {params.hardware:q} --out "$d" >> {log:q} 2>&1; '
+        "--seed {params.seed} --model-params {params.model:q} --train-params {params.training:q} "
+        '--hardware-params {params.hardware:q} {params.tuned} --out "$d" >> {log:q} 2>&1; '
         'rm -f "$d/.train.log.all" "$d/.stale"'

@@ -26,7 +26,7 @@ from importlib import import_module
 # Where each table or figure input comes from: the aggregate rule writes runs and history, the
 # table rules the rest (results/tables/{name}.csv); the evaluation stage's inputs evaluation and
 # evaluation_runs come from its collect_evaluation rule.
-INPUTS = ("runs", "history", "summary", "scaling")
+INPUTS = ("runs", "history", "summary", "scaling", "profiles")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,6 +90,10 @@ TABLES = {
                             help="training time until the validation metric reaches a target",
                             title="Time to target", inputs=("runs", "history"), build="compare:build_time_to_target",
                             settings=("targets",)),
+    "profiles": Table(command="profiles",
+                      help="performance profiles (Dolan and Moré) of time to target and test metric over the "
+                           "workloads (data set x hardware)",
+                      title="Performance profiles", inputs=("summary", "time_to_target"), build="profiles:build"),
     "claims": Table(command="claims", help="check the study's claims on the data (interval-aware rule)",
                     title="Checked claims", inputs=("summary", "scaling"), build="claims:build",
                     settings=("model_types", "settings"), optional=("published", "robustness_claims")),
@@ -111,6 +115,12 @@ TABLES = {
                                title="Evaluation claims: comparisons", inputs=("evaluation", "evaluation_runs"),
                                build="robustness:build_claims", settings=("model_types", "settings"),
                                when="evaluation"),
+    # The tuning stage (config `tuning`; workflow/rules/tune.smk writes the trials table from every
+    # data set x model x hardware's selected.json).
+    "tuning": Table(command="tuning", help="every tuning trial: its setting, validation metric, time and status",
+                    title="Tuning trials", inputs=("trials",), build="tuning:build_trials", when="tuning"),
+    "tuned": Table(command="tuned", help="the setting selected per data set x model x hardware, and the spread",
+                   title="Tuned settings", inputs=("trials",), build="tuning:build_tuned", when="tuning"),
 }
 
 
@@ -132,6 +142,7 @@ FIGURES = {
     "energy": Figure(inputs=("summary",), draw="figures:energy"),
     "impl_speedup": Figure(inputs=("summary",), draw="figures:impl_speedup", settings=("model_types",)),
     "loss_curves": Figure(inputs=("history",), draw="figures:loss_curves", per_dataset=True),
+    "performance_profile": Figure(inputs=("profiles", "summary"), draw="profiles:performance_profile"),
 }
 
 
@@ -142,6 +153,13 @@ EVALUATION_FIGURES = {
     "robustness_drop": "robustness:drop_figure",
     "robustness_shift": "robustness:shift_figure",
     "horizon_error": "robustness:horizon_curves",
+}
+
+
+# The tuning stage's figures (`liquidbench plot-tuning`, from the trials table): validation metric
+# against each searched value; captions fig_{name}.rst.
+TUNING_FIGURES = {
+    "tuning_search": "tuning:search_figure",
 }
 
 

@@ -77,6 +77,7 @@ class RunSpec:
     model_spec: dict
     train_params: dict = field(default_factory=dict)
     hardware_spec: dict = field(default_factory=dict)
+    tuned: dict | None = None  # the tuning stage's selection this run's settings came from (selected.json)
 
 
 def train(spec: RunSpec) -> dict | None:
@@ -86,6 +87,8 @@ def train(spec: RunSpec) -> dict | None:
     """
     training = Training.from_params(spec.train_params)
     hw = Hardware.from_entry(spec.hardware, spec.hardware_spec)
+    if spec.tuned is not None and spec.tuned.get("status") != "selected":
+        return untrainable(spec, training, f"tuning selected no setting: {spec.tuned.get('reason')}")
     # rank 0 (RANK, set by torchrun) holds the run folder; before the process group, so that a
     # second process is refused at once
     holds_folder = int(os.environ.get("RANK", "0")) == 0
@@ -374,7 +377,7 @@ def finish(spec: RunSpec, training: Training, hw: Hardware, place: Place, data: 
         task=data.task, metric_name=data.meta["metric"], samples_per_epoch=outcome.per_rank * place.world,
         steps_per_epoch=math.ceil(outcome.per_rank / outcome.batch), step_timer=StepTimer(place.device).name,
         comm_probe=outcome.comm, final_params_sha256=final_sha, best_params_sha256=best_sha,
-        data_params=data_params(data.meta), test_metric=test_metric,
+        data_params=data_params(data.meta), tuned=spec.tuned, test_metric=test_metric,
         peak_host_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         telemetry=summarize(state.telemetry, interval_s=telemetry.interval_s, epochs=len(state.history),
                             device=place.device.type, gpu_reason=telemetry.gpu_reason,
@@ -441,6 +444,26 @@ def run_fingerprint(spec: RunSpec, training: Training, hw: Hardware, world: int,
         train_params=train, hardware_spec={k: v for k, v in hw.as_dict().items() if k not in NOT_IN_RESULT},
         world=world, data=meta.get("sha256"),
     )
+
+
+def untrainable(spec: RunSpec, training: Training, reason: str) -> dict:
+    """A run that cannot be trained as the study asks (every tuning trial of its model diverged):
+    metrics.json with status ``failed`` and the reason, and the run's other outputs empty, so that
+    the tables count it and the claims on it are undecidable instead of the study stopping."""
+    out = Path(spec.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = {"dataset": spec.dataset, "model": spec.model, "hardware": spec.hardware, "seed": spec.seed,
+               "model_type": spec.model_spec.get("type"), "status": "failed", "failed_reason": reason,
+               "model_params": spec.model_spec, "train_params": training.as_dict(), "tuned": spec.tuned,
+               "epochs": training.epochs, "epochs_run": 0, "env": {**environment(), **numerics_state()}}
+    weights.save(out, None, spec.model_spec, {"n_features": 0, "n_outputs": 0, "task": "", "irregular": False,
+                                             "metric": ""}, dataset=spec.dataset, model=spec.model,
+                 hardware=spec.hardware, seed=spec.seed, best_epoch=None)
+    write_csv(out / "telemetry.csv", [])
+    write_text(out / "history.csv", history_csv([]))
+    write_json(out / "metrics.json", metrics)
+    log.warning("run %s/%s/%s/seed%s not trained: %s", spec.dataset, spec.model, spec.hardware, spec.seed, reason)
+    return metrics
 
 
 def data_params(meta: dict) -> dict:

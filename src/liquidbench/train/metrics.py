@@ -44,6 +44,7 @@ class RunFacts:
     final_params_sha256: str
     best_params_sha256: str | None  # the kept (best-validation) weights, as weights.pt holds them
     data_params: dict  # the prepared data set's parameters (meta.json: params, protocol) and split hashes
+    tuned: dict | None  # the tuning stage's selection the settings came from (selected.json), if any
     test_metric: float
     peak_host_rss_mb: float
     telemetry: dict
@@ -116,6 +117,7 @@ def build_metrics(facts: RunFacts, state: TrainState) -> dict:
         "model_params": facts.model_spec,
         "hardware_params": facts.hw.as_dict(),
         "data_params": facts.data_params,
+        "tuned": facts.tuned,
         "env": facts.env,
     }
 

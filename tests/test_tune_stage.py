@@ -1,0 +1,83 @@
+"""The tuning stage's steps between the trials and the tables: select-trials checks each trial
+against its point and selects on validation only; a run whose selection chose nothing is recorded
+as failed, saying why; the tuning tables of a workload whose trials all diverged."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from liquidbench.cli import main
+from liquidbench.data.sine import prepare
+from liquidbench.results.tuning import build_trials, build_tuned, collect
+from liquidbench.train.loop import RunSpec, train
+
+POINTS = [{"model": {"hidden_size": 4}, "training": {"lr": 0.02}},
+          {"model": {"hidden_size": 6}, "training": {"lr": 0.005}}]
+
+
+@pytest.fixture(scope="module")
+def trials(tmp_path_factory):
+    """Two one-epoch GRU trials on a tiny sine set, at POINTS."""
+    root = tmp_path_factory.mktemp("tune")
+    prepare({"n_sequences": 32, "seq_len": 8, "seed": 0}, root / "sine")
+    paths = []
+    for k, point in enumerate(POINTS):
+        out = root / f"trial{k}"
+        train(RunSpec(dataset="sine", model="gru", hardware="cpu", seed=0, data_dir=root / "sine", out_dir=out,
+                      model_spec={"type": "gru", **point["model"]},
+                      train_params={"epochs": 1, "batch_size": 8, **point["training"]},
+                      hardware_spec={"device": "cpu", "threads": 1}))
+        paths.append(out / "metrics.json")
+    return root, paths
+
+
+def select(paths, points, out):
+    return main(["select-trials", *map(str, paths), "--points", json.dumps(points), "--out", str(out)])
+
+
+def test_select_trials_picks_the_best_validation_metric(trials, tmp_path):
+    _, paths = trials
+    assert select(paths, POINTS, tmp_path / "selected.json") == 0
+    chosen = json.loads((tmp_path / "selected.json").read_text())
+    vals = [json.loads(p.read_text())["best_val_metric"] for p in paths]
+    assert chosen["status"] == "selected" and chosen["trial"] == vals.index(min(vals))
+    assert chosen["apply"] == POINTS[chosen["trial"]] and len(chosen["trials"]) == 2
+    table = collect([tmp_path / "selected.json"])
+    assert table["selected"].sum() == 1 and list(table["point.hidden_size"]) == [4, 6]
+
+
+def test_select_trials_refuses_a_trial_that_is_not_its_point(trials, tmp_path, caplog):
+    _, paths = trials
+    swapped = [POINTS[1], POINTS[0]]  # each trial's metrics record the other's values
+    assert select(paths, swapped, tmp_path / "selected.json") == 1
+    assert "trained other values than its trial point" in caplog.text
+    assert not (tmp_path / "selected.json").exists()
+    assert select(paths[:1], POINTS, tmp_path / "selected.json") == 1  # a point without its trial
+    assert "one point per trial" in caplog.text
+
+
+def test_a_run_whose_tuning_selected_nothing_is_recorded_as_failed(trials, tmp_path):
+    root, _ = trials
+    selection = {"status": "no trial ok", "reason": "every trial diverged (2 of 2)", "n_trials": 2, "n_ok": 0}
+    (tmp_path / "selected.json").write_text(json.dumps(selection))
+    args = ["train", "--data", str(root / "sine"), "--dataset", "sine", "--model", "gru", "--model-params",
+            '{"type": "gru", "hidden_size": 4}', "--hardware", "cpu", "--hardware-params", '{"device": "cpu"}',
+            "--seed", "0", "--tuned", str(tmp_path / "selected.json"), "--out", str(tmp_path / "run")]
+    assert main(args) == 0
+    metrics = json.loads((tmp_path / "run/metrics.json").read_text())
+    assert metrics["status"] == "failed" and "every trial diverged" in metrics["failed_reason"]
+    assert metrics["tuned"]["status"] == "no trial ok"
+    assert all((tmp_path / "run" / name).exists() for name in ("history.csv", "telemetry.csv", "weights.pt"))
+
+
+def test_the_tables_of_a_workload_whose_trials_all_diverged():
+    trials = pd.DataFrame({"dataset": "sine", "model": "gru", "hardware": "cpu", "model_type": "gru", "trial": [0, 1],
+                           "status": "diverged", "metric_name": "mse", "best_val_metric": float("nan"),
+                           "train_time_s": 0.1, "selected": False, "reason": "loss not finite",
+                           "point.lr": [0.1, 1.0]})
+    raw, display, notes = build_tuned(trials)
+    assert raw["selected_trial"].isna().all() and "no trial ended ok (2 of 2 diverged)" in raw["note"].iloc[0]
+    assert "no trial ended ok" in display["selected setting"].iloc[0]
+    raw, display, _ = build_trials(trials)
+    assert list(display["status"]) == ["diverged", "diverged"]
