@@ -81,3 +81,60 @@ def test_the_tables_of_a_workload_whose_trials_all_diverged():
     assert "no trial ended ok" in display["selected setting"].iloc[0]
     raw, display, _ = build_trials(trials)
     assert list(display["status"]) == ["diverged", "diverged"]
+
+
+CLAIMS_SETTINGS = {"min_seeds": 2, "metric_tolerance_std": 1.0, "speedup_min": 1.0}
+
+
+def tuned_study_runs():
+    """Runs of a study that tunes CfC and LTC and keeps a fixed twin of each: tuned, CfC trains in
+    half LTC's time; at fixed settings it takes twice as long."""
+    rows = []
+    times = {"cfc": 1.0, "ltc": 2.0, "cfc_fixed": 4.0, "ltc_fixed": 2.0}
+    for model, base in times.items():
+        tuned = not model.endswith("_fixed")
+        for seed, jitter in enumerate((0.98, 1.0, 1.02)):
+            row = {"dataset": "sine", "model": model, "hardware": "cpu", "seed": seed, "status": "ok",
+                   "train_time_s": base * jitter, "test_metric": 0.1 * jitter, "metric_name": "mse",
+                   "model_type": model.split("_")[0], "n_params": 100, "epochs": 10}
+            if tuned:
+                row.update({"tuned.status": "selected", "tuned.n_trials": 4, "tuned.trial_epochs": 2})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_claims_are_reached_on_tuned_runs_and_say_whether_tuning_changed_them():
+    from liquidbench.results import claims
+    from liquidbench.results.summary import summarize
+
+    summary = summarize(tuned_study_runs())
+    assert dict(zip(summary["model"], summary["settings"])) == {
+        "cfc": "tuned", "cfc_fixed": "fixed", "ltc": "tuned", "ltc_fixed": "fixed"}
+    types = {"cfc": "cfc", "ltc": "ltc", "cfc_fixed": "cfc", "ltc_fixed": "ltc"}
+    scaling = pd.DataFrame(columns=["dataset", "model", "hardware"])
+    table, shown, _ = claims.build(summary, scaling, types, CLAIMS_SETTINGS)
+    table = table.set_index("claim_id")
+    faster = table.loc["cfc_faster"]
+    assert faster["verdict"] == claims.TRUE and "cfc_fixed" not in faster["evidence"]
+    assert faster["settings"] == ("tuned: cfc (4 trials of 2 epochs; runs of 10 epochs), "
+                                  "ltc (4 trials of 2 epochs; runs of 10 epochs)")
+    same = table.loc["cfc_faster_same_with_tuning"]
+    assert same["verdict"] == claims.FALSE  # at fixed settings CfC was the slower one
+    assert "fixed: false" in same["evidence"] and "tuned: true" in same["evidence"]
+    assert "settings" in shown.columns
+
+
+def test_a_study_without_tuning_states_its_fixed_settings():
+    from liquidbench.results import claims
+    from liquidbench.results.summary import summarize
+
+    runs = tuned_study_runs()
+    runs = runs[runs["model"].str.endswith("_fixed")].drop(columns=["tuned.status", "tuned.n_trials",
+                                                                    "tuned.trial_epochs"])
+    summary = summarize(runs)
+    types = {"cfc_fixed": "cfc", "ltc_fixed": "ltc"}
+    table, _, _ = claims.build(summary, pd.DataFrame(columns=["dataset", "model", "hardware"]), types, CLAIMS_SETTINGS)
+    row = table.set_index("claim_id").loc["cfc_faster"]
+    assert row["verdict"] == claims.FALSE and row["settings"] == ("fixed: cfc_fixed (runs of 10 epochs), "
+                                                                 "ltc_fixed (runs of 10 epochs)")
+    assert not table["claim_id"].str.endswith("_same_with_tuning").any()

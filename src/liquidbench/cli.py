@@ -12,7 +12,7 @@
     liquidbench gpu-check [--out results/gpu-check]   (a GPU node's sanity suite; not a workflow rule)
     liquidbench compare   REFERENCE [RESULTS] [--min-seeds N] [--out-csv CSV --out-md MD ...]   (a study against a reference)
     liquidbench export-reference RESULTS DEST [--command CMD]   (a finished study as a reference folder; not a workflow rule)
-    liquidbench plot      --summary CSV --history CSV --scaling CSV --out-dir DIR --datasets NAME...
+    liquidbench plot      --summary CSV --history CSV --scaling CSV --profiles CSV --out-dir DIR --datasets NAME...
     liquidbench prepare-eval --params JSON --settings JSON --out FILE      (the sine task's evaluation sets)
     liquidbench evaluate  --run-dir DIR --data DIR --settings JSON [--extra FILE] --out JSON
     liquidbench collect-evaluation EVALUATION.json... --out-rows CSV --out-runs CSV

@@ -197,6 +197,7 @@ class Claim:
     text: str
     compare: Callable[[Study], list[Comparison]]
     rule: str  # how each comparison's quantity is formed; the verdict rule is the module's
+    about: tuple[str, ...] = ()  # the model types it compares (empty: every model), for its settings
 
 
 TIME = "time ratio = geometric mean train_time_s of the first model / the second's (ratios table)"
@@ -205,20 +206,21 @@ METRIC = ("worse-by = difference of mean test metrics oriented by the data set's
 
 CLAIMS = {
     "cfc_faster": Claim(text="CfC trains faster than LTC", compare=_faster("cfc", "ltc"),
-                        rule=f"{TIME} < 1 on every data set x hardware"),
+                        rule=f"{TIME} < 1 on every data set x hardware", about=("cfc", "ltc")),
     "cfc_metric": Claim(text="CfC's test metric (MSE or accuracy, per data set) is as good as LTC's or better",
-                        compare=_as_good("cfc", "ltc"), rule=METRIC),
+                        compare=_as_good("cfc", "ltc"), rule=METRIC, about=("cfc", "ltc")),
     "order_both_impls": Claim(text="The CfC vs LTC ordering of training time holds under both implementations",
                               compare=_order_both_impls,
-                              rule="the fast pair's time ratio on the side of 1 the ncps pair's is on"),
+                              rule="the fast pair's time ratio on the side of 1 the ncps pair's is on",
+                              about=("cfc", "ltc")),
     "cfc_faster_than_lstm": Claim(text="CfC trains faster than LSTM", compare=_faster("cfc", "lstm"),
-                                  rule=f"{TIME} < 1"),
+                                  rule=f"{TIME} < 1", about=("cfc", "lstm")),
     "ltc_faster_than_lstm": Claim(text="LTC trains faster than LSTM", compare=_faster("ltc", "lstm"),
-                                  rule=f"{TIME} < 1"),
+                                  rule=f"{TIME} < 1", about=("ltc", "lstm")),
     "cfc_metric_vs_lstm": Claim(text="CfC's test metric is as good as LSTM's or better",
-                                compare=_as_good("cfc", "lstm"), rule=METRIC),
+                                compare=_as_good("cfc", "lstm"), rule=METRIC, about=("cfc", "lstm")),
     "ltc_metric_vs_lstm": Claim(text="LTC's test metric is as good as LSTM's or better",
-                                compare=_as_good("ltc", "lstm"), rule=METRIC),
+                                compare=_as_good("ltc", "lstm"), rule=METRIC, about=("ltc", "lstm")),
     "ddp_faster": Claim(text="DDP reduces training time", compare=_ddp_faster,
                         rule="speedup T(1)/T(n) of geometric means (scaling table) > speedup_min for every width n > 1"),
     "best_at_2": Claim(text="The best gain is at 2 GPUs", compare=_best_at_2,
@@ -263,6 +265,8 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
         "claim": table["claim"], "verdict": table["verdict"],
         "comparisons": [counts(r) for r in table.to_dict("records")],
         "evidence": table["evidence"], "rule": table["rule"],
+        # the settings and budget the claim's models held (tuned or fixed; blank for other tables' claims)
+        "settings": table["settings"].fillna("") if "settings" in table else "",
     })
 
 
@@ -279,12 +283,98 @@ def without_ok_runs(table: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
     return table.assign(verdict=UNDECIDABLE, evidence=reason)
 
 
+# ------------------------------------------------------------------------------ tuned and fixed settings
+
+
+def _settings_of(summary: pd.DataFrame) -> dict[str, str]:
+    """model -> how its runs got their settings (summary ``settings``: tuned, fixed, ...)."""
+    if "settings" not in summary:
+        return {}
+    return {m: str(s) for m, s in zip(summary["model"], summary["settings"].fillna("fixed"))}
+
+
+def views(summary: pd.DataFrame, model_types: dict) -> tuple[set, set]:
+    """(the models the claims are checked on, the fixed twins of tuned models). In a study that tunes,
+    every claim is reached on tuned runs: a model at fixed settings enters only where no tuned model
+    has its type and implementation (ncps's LTC beside a tuned fast LTC); the fixed twins, models
+    at fixed settings of a type and implementation that is also tuned, give the claims "without
+    tuning"."""
+    types, impls = split_types(model_types)
+    how = _settings_of(summary)
+    tuned_kinds = {(types.get(m), impls.get(m)) for m, s in how.items() if s.startswith("tuned")}
+    checked = {m for m, s in how.items() if s.startswith("tuned") or (types.get(m), impls.get(m)) not in tuned_kinds}
+    twins = {m for m, s in how.items() if s == "fixed" and (types.get(m), impls.get(m)) in tuned_kinds}
+    return checked, twins
+
+
+def _restricted(summary: pd.DataFrame, scaling: pd.DataFrame, models: set) -> tuple[pd.DataFrame, pd.DataFrame]:
+    keep = lambda df: df[df["model"].isin(models)] if "model" in df else df  # noqa: E731
+    return keep(summary), keep(scaling)
+
+
+def budget_text(summary: pd.DataFrame, model_types: dict, about: tuple[str, ...], models: set) -> str:
+    """Which of a claim's models held which settings and budget: 'tuned: cfc (8 trials of 5 epochs;
+    runs of 30 epochs); fixed: ltc (30 epochs)'."""
+    types, _ = split_types(model_types)
+    rows = summary[summary["model"].isin(models)]
+    parts = {}
+    for r in rows.to_dict("records"):
+        if about and types.get(r["model"]) not in about:
+            continue
+        how = r.get("settings") or "fixed"
+        epochs = r.get("epochs")
+        runs = f"runs of {int(epochs)} epochs" if epochs is not None and not pd.isna(epochs) else "runs"
+        if how == "tuned" and not pd.isna(r.get("tuning_trials")) and r.get("tuning_trials") is not None:
+            detail = f"{int(r['tuning_trials'])} trials of {int(r['tuning_epochs'])} epochs; {runs}"
+        else:
+            detail = runs
+        parts.setdefault(how, {}).setdefault(r["model"], detail)
+    return "; ".join(f"{how}: " + ", ".join(f"{m} ({d})" for m, d in sorted(ms.items()))
+                     for how, ms in sorted(parts.items()))
+
+
+def same_with_and_without_tuning(tuned: pd.DataFrame, fixed: pd.DataFrame) -> list[dict]:
+    """Per claim decided on both the tuned runs and the fixed twins: whether tuning changed its verdict
+    (true: the same verdict; false: another; undecidable where either is)."""
+    rows = []
+    for a, b in zip(tuned.to_dict("records"), fixed.to_dict("records")):
+        if not a["comparisons"] or not b["comparisons"]:
+            continue
+        if UNDECIDABLE in (a["verdict"], b["verdict"]):
+            word = UNDECIDABLE
+        else:
+            word = TRUE if a["verdict"] == b["verdict"] else FALSE
+        rows.append({"claim_id": f"{a['claim_id']}_same_with_tuning",
+                     "claim": f"{a['claim']}: the verdict is the same with and without tuning", "verdict": word,
+                     "supports": None, "contradicts": None, "not_significant": None,
+                     "decided": int(word != UNDECIDABLE), "comparisons": 1,
+                     "evidence": f"tuned: {a['verdict']} ({a['evidence']}); fixed: {b['verdict']} ({b['evidence']})",
+                     "rule": "the claim's verdict on the tuned runs and on the fixed twins of the tuned models",
+                     "settings": f"{a['settings']} | {b['settings']}"})
+    return rows
+
+
+def check_study_claims(summary: pd.DataFrame, scaling: pd.DataFrame, model_types: dict,
+                       settings: ClaimsSettings) -> pd.DataFrame:
+    """Every claim with the settings and budget its models held: on the tuned runs where the study
+    tunes (views), and then whether each verdict is the same on the fixed twins."""
+    checked, twins = views(summary, model_types)
+    table = check_claims(*_restricted(summary, scaling, checked), model_types, settings)
+    table["settings"] = [budget_text(summary, model_types, CLAIMS[k].about, checked) for k in table["claim_id"]]
+    if not twins:
+        return table
+    plain = {m for m, s in _settings_of(summary).items() if s == "fixed"}
+    fixed = check_claims(*_restricted(summary, scaling, plain), model_types, settings)
+    fixed["settings"] = [budget_text(summary, model_types, CLAIMS[k].about, plain) for k in fixed["claim_id"]]
+    return pd.concat([table, pd.DataFrame(same_with_and_without_tuning(table, fixed))], ignore_index=True)
+
+
 def build(summary: pd.DataFrame, scaling: pd.DataFrame, model_types: dict[str, str], settings: dict,
           published: pd.DataFrame | None = None, robustness_claims: pd.DataFrame | None = None) -> tuple:
     """The claims table (registry entry ``claims``): raw, display and notes. With the published
     table (results.published), one claim per compared data set joins it. ``settings`` is the
     command line's JSON (config results.claims), checked here once."""
-    table = check_claims(summary, scaling, model_types, ClaimsSettings.from_dict(settings))
+    table = check_study_claims(summary, scaling, model_types, ClaimsSettings.from_dict(settings))
     if published is not None:
         from .published import claim_rows
 
@@ -292,6 +382,9 @@ def build(summary: pd.DataFrame, scaling: pd.DataFrame, model_types: dict[str, s
     if robustness_claims is not None:  # the evaluation stage's claims (results/robustness.py)
         from .robustness import claim_rows as evaluation_rows
 
-        table = pd.concat([table, pd.DataFrame(evaluation_rows(robustness_claims))], ignore_index=True)
+        checked, _ = views(summary, model_types)
+        rows = pd.DataFrame(evaluation_rows(robustness_claims))
+        rows["settings"] = budget_text(summary, model_types, (), checked)
+        table = pd.concat([table, rows], ignore_index=True)
     table = without_ok_runs(table, summary)
     return table, display(table), " ".join(filter(None, (no_ok_note(summary), NOTES)))

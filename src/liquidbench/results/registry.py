@@ -112,7 +112,8 @@ TABLES = {
                     when="evaluation"),
     "robustness_claims": Table(command="robustness-claims",
                                help="the comparisons behind the evaluation stage's claims",
-                               title="Evaluation claims: comparisons", inputs=("evaluation", "evaluation_runs"),
+                               title="Evaluation claims: comparisons",
+                               inputs=("evaluation", "evaluation_runs", "summary"),
                                build="robustness:build_claims", settings=("model_types", "settings"),
                                when="evaluation"),
     # The tuning stage (config `tuning`; workflow/rules/tune.smk writes the trials table from every

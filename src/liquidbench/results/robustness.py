@@ -263,10 +263,17 @@ def comparisons(evaluation: pd.DataFrame, evaluation_runs: pd.DataFrame, model_t
     return out
 
 
-def build_claims(evaluation: pd.DataFrame, evaluation_runs: pd.DataFrame, model_types: dict, settings: dict) -> tuple:
+def build_claims(evaluation: pd.DataFrame, evaluation_runs: pd.DataFrame, summary: pd.DataFrame, model_types: dict,
+                 settings: dict) -> tuple:
     """The comparisons behind the evaluation claims (registry entry ``robustness_claims``); ``settings``
-    is the command line's JSON (config results.claims), checked here once."""
+    is the command line's JSON (config results.claims), checked here once. In a study that tunes, on
+    the tuned runs (claims.views: a fixed twin of a tuned model is left out), as every claim."""
+    from .claims import views
+
     k = ClaimsSettings.from_dict(settings).min_seeds
+    checked, _ = views(summary, model_types)
+    keep = lambda df: df[df["model"].isin(checked)] if len(df) and "model" in df else df  # noqa: E731
+    evaluation, evaluation_runs = keep(evaluation), keep(evaluation_runs)
     cols = ["claim_id", "comparison", "estimate", "ci_low", "ci_high", "n_a", "n_b", "null", "verdict"]
     raw = pd.DataFrame(comparisons(evaluation, evaluation_runs, model_types, k), columns=cols)
     display = pd.DataFrame({

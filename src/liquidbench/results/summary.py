@@ -105,6 +105,21 @@ def no_ok_note(summary: pd.DataFrame) -> str:
     return f"{NO_OK_RUNS} ({status_text(counts)}): {NO_OK_ADVICE}"
 
 
+def run_settings(group: pd.DataFrame) -> dict:
+    """How a group's runs got their settings: ``settings`` ``tuned`` (the tuning stage selected them,
+    metrics.json ``tuned``), ``tuned (nothing selected)`` or ``fixed`` (as the study file gives them),
+    with the budget: ``epochs`` of the runs, and for tuned ones the trials and their epochs."""
+    def column(name):
+        return first(group[name]) if name in group else None
+
+    status = column("tuned.status")
+    settings = "fixed" if status is None else ("tuned" if status == "selected" else "tuned (nothing selected)")
+    epochs, trials, trial_epochs = column("epochs"), column("tuned.n_trials"), column("tuned.trial_epochs")
+    as_int = lambda v: int(v) if v is not None and not pd.isna(v) else None  # noqa: E731
+    return dict(settings=settings, epochs=as_int(epochs), tuning_trials=as_int(trials),
+                tuning_epochs=as_int(trial_epochs))
+
+
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per group: run counts by status, parameter count, metric name and, for each
     measure, n, mean, median, std, geometric mean and std, and the 95 % interval (log-scale
@@ -125,6 +140,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
             model_type=first(group["model_type"]) if "model_type" in group else None,
             metric_name=first(group["metric_name"]) if "metric_name" in group else None,
             n_params=int(n_params) if n_params is not None else None,
+            **run_settings(group),
         )
         for m in MEASURES:
             values = pd.to_numeric(ok[m], errors="coerce") if m in ok else []

@@ -41,4 +41,5 @@ def apply_selection(model_spec: dict, training: dict, selection: dict) -> tuple[
 def provenance(selection: dict, path: str | Path) -> dict:
     """What a run records of the selection it was trained from (metrics.json ``tuned``)."""
     return {"file": str(path), "status": selection.get("status"), "trial": selection.get("trial"),
-            "point": selection.get("point"), "reason": selection.get("reason")}
+            "point": selection.get("point"), "reason": selection.get("reason"),
+            "n_trials": selection.get("n_trials"), "trial_epochs": selection.get("trial_epochs")}

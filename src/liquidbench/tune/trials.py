@@ -54,7 +54,9 @@ def selection(paths: list[str | Path], points: list[dict]) -> dict:
                   "metric_name": t.get("metric_name"), "best_val_metric": t.get("best_val_metric"),
                   "train_time_s": t.get("train_time_s"),
                   "reason": t.get("diverged_reason") or t.get("failed_reason")} for t in trials]
-    out = {**names, "model_type": first.get("model_type"), **chosen, "trials": summaries}
+    # the tuning budget, as the trials trained it: what a claim on the tuned model names
+    trial_epochs = (first.get("train_params") or {}).get("epochs")
+    out = {**names, "model_type": first.get("model_type"), "trial_epochs": trial_epochs, **chosen, "trials": summaries}
     if chosen.get("status") == "selected":
         out["apply"] = points[chosen["trial"]]
     return out
