@@ -241,7 +241,7 @@ NARROW = ["--configfile", ".test/config/config.yaml", "--config",
 def test_failed_aggregation_leaves_no_current_looking_table(workflow_copy):
     from conftest import snakemake
 
-    from liquidbench.results.registry import EVALUATION_FIGURES
+    from liquidbench.results.registry import EVALUATION_FIGURES, TUNING_FIGURES
 
     wd = workflow_copy
     snakemake(wd, "--cores", "2", *NARROW)
@@ -258,7 +258,9 @@ def test_failed_aggregation_leaves_no_current_looking_table(workflow_copy):
     assert "run metrics results/runs/sine/cfc/cpu/seed1/metrics.json: field 'status' is missing" in log
     # what depends on the runs' table is gone; only the evaluation stage's own products, which do not
     # depend on aggregation (evaluation.json files -> evaluation tables and figures), may stay
-    independent = {"evaluation", "evaluation_runs", "robustness", "robustness_claims", *EVALUATION_FIGURES}
+    # and the tuning stage's (selections -> trials table -> tuning tables and figure)
+    independent = {"evaluation", "evaluation_runs", "robustness", "robustness_claims", *EVALUATION_FIGURES,
+                   "trials", "tuning", "tuned", *TUNING_FIGURES}
     left = [p for p in products if (wd / p).exists()]
     assert all(p.name.split(".")[0] in independent for p in left), left
     assert not any(p.name.split(".")[0] in ("runs", "summary", "claims", "memory", "headline", "loss_curves_sine")

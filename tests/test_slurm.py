@@ -319,16 +319,22 @@ def test_grouping_puts_only_one_process_cpu_training_jobs_into_groups(tmp_path):
     wd = slurm_workflow(tmp_path)
     plain = snakemake_here(wd, "--profile", "profiles/slurm", "-n", "--configfile", ".test/config/config.yaml")
     grouped = snakemake_here(wd, "--profile", "profiles/slurm", "-n", "--configfile", ".test/config/config.yaml",
-                             "--group-components", "cpu-short=4")
+                             "--group-components", "cpu-short=4", "cpu-short-trials=2")
     assert plain.returncode == 0 and grouped.returncode == 0, (plain.stderr + grouped.stderr)[-3000:]
     assert "Group job" not in plain.stdout + plain.stderr
     out = grouped.stdout + grouped.stderr
-    # Jobs inside a group are printed indented under "Group job cpu-short".
+    # Jobs inside a group are printed indented under "Group job cpu-short". The tuning stage's trials
+    # (the smoke study tunes gru) group apart, in cpu-short-trials: a trial feeds its selection,
+    # which feeds the runs, so one group of both would depend on itself.
     inside = re.findall(r"^    rule train:\n(?:    .*\n)*?\s+wildcards: .*hardware=([^,\s]+)", out, re.M)
     outside = re.findall(r"^rule train:\n(?:.*\n)*?\s+wildcards: .*hardware=([^,\s]+)", out, re.M)
     assert set(inside) == {"cpu"} and set(outside) == {"ddp-cpu-2"}, (inside, outside)
-    n_groups = len(re.findall(r"Group job cpu-short", out))
+    n_groups = len(re.findall(r"Group job cpu-short \(", out))
     assert n_groups == -(-len(inside) // 4), (n_groups, len(inside))
+    trials = re.findall(r"^    rule tune_trial:\n(?:    .*\n)*?\s+wildcards: .*hardware=([^,\s]+)", out, re.M)
+    ungrouped = re.findall(r"^rule tune_trial:\n(?:.*\n)*?\s+wildcards: .*hardware=([^,\s]+)", out, re.M)
+    assert trials and set(trials) == {"cpu"} and set(ungrouped) <= {"ddp-cpu-2"}, (trials, ungrouped)
+    assert len(re.findall(r"Group job cpu-short-trials \(", out)) == -(-len(trials) // 2)
 
 
 # --- a real cluster ------------------------------------------------------------------------------
@@ -469,15 +475,18 @@ def test_smoke_study_through_slurm(slurm_cluster, tmp_path):
     # Every job went through Slurm: one submission per prepare/train/evaluate job (the smoke study's
     # evaluation stage: one job per run, and the sine task's evaluation sets), each with its own
     # Slurm job id, Slurm log and a COMPLETED record; aggregation stayed on the submitting host.
+    # the tuning stage's trials (the smoke study tunes gru) are training jobs too
+    trials = [(m, h, k) for m, h in runs if m in config["tuning"]["models"] for k in range(config["tuning"]["trials"])]
     ids = submitted(log)
-    assert len(ids) == 2 + 2 * len(runs), log[-3000:]
+    assert len(ids) == 2 + 2 * len(runs) + len(trials), log[-3000:]
     jobs = slurm_jobs(run_id(log))
     assert set(jobs) == set(ids.values())
     assert all(job["JobState"] == "COMPLETED" for job in jobs.values()), jobs
     comments = sorted(job["Comment"] for job in jobs.values())
     assert comments == sorted(["rule_prepare_synthetic_wildcards_sine", "rule_prepare_evaluation_sets_wildcards_sine"]
                               + [f"rule_{rule}_wildcards_sine_{m}_{h}_0" for m, h in runs
-                                 for rule in ("train", "evaluate")])
+                                 for rule in ("train", "evaluate")]
+                              + [f"rule_tune_trial_wildcards_sine_{m}_{h}_{k}" for m, h, k in trials])
     for jid, job in jobs.items():
         logs = list((wd / ".snakemake/slurm_logs").rglob(f"{jid}.log"))
         assert len(logs) == 1, f"no Slurm log for job {jid}"

@@ -307,6 +307,13 @@ def test_a_changed_setting_is_noticed_without_snakemakes_records(smoke_run, tmp_
     assert "model.units" in marker.read_text()
     assert planned_jobs(snakemake(copy, *plan).stdout) == []  # given up: the marker goes
     assert not marker.exists()
+    # a changed search space: the tuning trials record other settings, and are trained again
+    space = json.dumps({"gru": {**SMOKE["tuning"]["space"]["gru"], "lr": {"low": 0.001, "high": 0.03, "log": True}}})
+    jobs = planned_jobs(snakemake(copy, *plan, "--config", f"tuning={{space: {space}}}").stdout)
+    trials = [wc for rule, wc in jobs if rule == "tune_trial"]
+    workloads = {(d, h) for d, m, h, _ in expected_runs() if m == "gru"}
+    assert len(trials) == len(workloads) * SMOKE["tuning"]["trials"] and {wc["model"] for wc in trials} == {"gru"}
+    assert {wc["model"] for rule, wc in jobs if rule == "train"} == {"gru"}
 
 
 def test_smoke_tuning_stage(smoke_run):

@@ -27,6 +27,9 @@ KEYS = ("nodes", "tasks", "tasks_per_node", "tasks_per_gpu", "cpus_per_task", "m
 # (README, "Grouping short CPU jobs"). Multi-process and GPU jobs are never grouped: each needs its
 # own allocation and launcher.
 SHORT_CPU_GROUP = "cpu-short"
+# the tuning stage's trials group apart: a trial feeds its selection, which feeds the runs, so one
+# group holding both would depend on itself (--group-components cpu-short-trials=N)
+SHORT_CPU_TRIALS = "cpu-short-trials"
 
 
 def job_resources(hw: Hardware) -> dict:
@@ -100,8 +103,9 @@ def launcher(hw: Hardware) -> str:
     )
 
 
-def job_group(hw: Hardware, components: int) -> str | None:
-    """The job group of a training job: SHORT_CPU_GROUP for a one-process CPU entry when grouping
-    was asked for (``components``, the group's --group-components, above 1), else none."""
+def job_group(hw: Hardware, components: int, name: str = SHORT_CPU_GROUP) -> str | None:
+    """The job group of a training job: ``name`` (SHORT_CPU_GROUP, or SHORT_CPU_TRIALS for tuning
+    trials) for a one-process CPU entry when grouping was asked for (``components``, the group's
+    --group-components, above 1), else none."""
     one_cpu_process = hw.device == "cpu" and hw.world == 1 and hw.backend is None
-    return SHORT_CPU_GROUP if one_cpu_process and components > 1 else None
+    return name if one_cpu_process and components > 1 else None

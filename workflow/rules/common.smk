@@ -18,7 +18,7 @@ from liquidbench.results.registry import (
     figure_stems,
     setting_args,
 )
-from liquidbench.slurm import job_group, job_resources, launcher
+from liquidbench.slurm import SHORT_CPU_GROUP, SHORT_CPU_TRIALS, job_group, job_resources, launcher
 from liquidbench.study import as_json, check_not_empty, model_of, study_runs, table_settings, training_of
 from liquidbench.data import expected_params
 from liquidbench.train.recorded import STALE, stale_reason
@@ -54,8 +54,6 @@ def study_path(path):
 
 
 RUN_DIR = study_path("results/runs/{dataset}/{model}/{hardware}/seed{seed}")
-# a finished run whose metrics.json records other settings than the study's (liquidbench.train.recorded)
-STALE_MARKER = f"{RUN_DIR}/{STALE}"
 # the tuning stage's trials of a data set x model x hardware and the setting selected among them
 TUNING_DIR = study_path("results/tuning/{dataset}/{model}/{hardware}")
 TRIAL_DIR = f"{TUNING_DIR}/trial{{trial}}"
@@ -92,12 +90,11 @@ def raw_file(w):
 
 
 def stale_runs():
-    """{run folder: why its finished run is not this study's, or None} of every run of the study: a
-    finished run whose metrics.json records other settings than the study's is stale
+    """{folder: why its finished run is not this study's, or None} of every run and tuning trial of
+    the study: a finished run whose metrics.json records other settings than the study's is stale
     (liquidbench.train.recorded), found without Snakemake's records too."""
     found = {}
     for dataset, model, hardware, seed in RUNS:
-        entry = config["datasets"][dataset]
         run_dir = RUN_DIR.format(dataset=dataset, model=model, hardware=hardware, seed=seed)
         spec, training = model_of(config, model), training_of(config, dataset, model)
         if tuned(model):  # the study's settings are those of its selection, once there is one
@@ -106,14 +103,31 @@ def stale_runs():
                 found[run_dir] = None  # the selection will be newer than the run: it trains again
                 continue
             spec, training = apply_selection(spec, training, read_selection(selected))
-        found[run_dir] = stale_reason(
-            run_dir,
-            model=spec,
-            training=Training.from_params(training).as_dict(),
-            hardware=HARDWARE[hardware].as_dict(),
-            data=expected_params(entry["kind"], entry.get("params") or {}),
-        )
+        found[run_dir] = recorded_differs(run_dir, dataset, hardware, spec, training)
+    for dataset, model, hardware in tuned_workloads() if TUNING else []:
+        for k in range(TUNING.trials):
+            spec, training = trial_settings(TUNING, model_of(config, model), training_of(config, dataset, model), k)
+            trial_dir = TRIAL_DIR.format(dataset=dataset, model=model, hardware=hardware, trial=k)
+            found[trial_dir] = recorded_differs(trial_dir, dataset, hardware, spec, training)
     return found
+
+
+def recorded_differs(folder, dataset, hardware, spec, training):
+    """Why the run in ``folder`` records other settings than these, or None."""
+    entry = config["datasets"][dataset]
+    return stale_reason(
+        folder,
+        model=spec,
+        training=Training.from_params(training).as_dict(),
+        hardware=HARDWARE[hardware].as_dict(),
+        data=expected_params(entry["kind"], entry.get("params") or {}),
+    )
+
+
+def with_stale_marker(files, folder):
+    """``files``, and the stale marker of ``folder`` where there is one (the Snakefile writes it)."""
+    marker = f"{folder}/{STALE}"
+    return files + ([marker] if os.path.exists(marker) else [])
 
 
 def tuned(model):
@@ -125,9 +139,13 @@ def train_inputs(w):
     """The run's prepared data set; its tuning selection where the model is tuned; its stale marker
     where there is one (the Snakefile writes it for a finished run of other settings, so that the
     run is trained again)."""
-    marker = STALE_MARKER.format(**w)
     selected = [SELECTED.format(**w)] if tuned(w.model) else []
-    return dataset_files(w.dataset) + selected + ([marker] if os.path.exists(marker) else [])
+    return with_stale_marker(dataset_files(w.dataset) + selected, RUN_DIR.format(**w))
+
+
+def trial_inputs(w):
+    """A trial's prepared data set, and its stale marker where there is one (as train_inputs)."""
+    return with_stale_marker(dataset_files(w.dataset), TRIAL_DIR.format(**w))
 
 
 def tuned_arg(w):
@@ -179,7 +197,13 @@ def train_resource(key):
 
 def train_group(w):
     """`--group-components cpu-short=N` groups one-process CPU training jobs (liquidbench.slurm)."""
-    return job_group(HARDWARE[w.hardware], workflow.group_settings.group_components.get("cpu-short", 1))
+    return job_group(HARDWARE[w.hardware], workflow.group_settings.group_components.get(SHORT_CPU_GROUP, 1))
+
+
+def trial_group(w):
+    """`--group-components cpu-short-trials=N` groups one-process CPU tuning trials (liquidbench.slurm)."""
+    components = workflow.group_settings.group_components.get(SHORT_CPU_TRIALS, 1)
+    return job_group(HARDWARE[w.hardware], components, SHORT_CPU_TRIALS)
 
 
 def table_file(name, ext="csv"):

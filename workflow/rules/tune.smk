@@ -15,7 +15,7 @@ if TUNING:
     # a trial is a training job: the train rule's command, resources and grouping, another folder
     use rule train as tune_trial with:
         input:
-            lambda w: dataset_files(w.dataset),
+            trial_inputs,
         output:
             metrics=f"{TRIAL_DIR}/metrics.json",
             history=f"{TRIAL_DIR}/history.csv",
@@ -25,6 +25,8 @@ if TUNING:
             f"{TRIAL_DIR}/train.log",
         wildcard_constraints:
             trial=r"\d+",
+        group:
+            trial_group
         params:
             model=lambda w: as_json(trial_run(w)[0]),
             training=lambda w: as_json(trial_run(w)[1]),

@@ -28,7 +28,21 @@ class RunBusy(ValueError):
 def run_lock(run_dir: str | Path):
     """Hold ``run_dir``'s lock for the block; RunBusy naming the holder if another process has it."""
     run_dir = Path(run_dir)
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with _held(run_dir):
+            yield
+    except BaseException:
+        # a run that failed before writing anything (a CUDA entry without CUDA) leaves no folder
+        if created and [p.name for p in run_dir.iterdir()] == [NAME]:
+            (run_dir / NAME).unlink(missing_ok=True)
+            run_dir.rmdir()
+        raise
+
+
+@contextmanager
+def _held(run_dir: Path):
     with open(run_dir / NAME, "a+") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
