@@ -253,12 +253,18 @@ def cmd_collect_evaluation(args) -> None:
         runs.to_csv(tmp, index=False)
 
 
-def cmd_plot_evaluation(args) -> None:
-    from .results.registry import EVALUATION_FIGURES, resolve
+def _draw_each(figures: dict, table, out_dir) -> None:
+    """Every figure of a stage's registry (``{name: module:function}``) from its one table."""
+    from .results.registry import resolve
 
-    evaluation = _read_csv(args.evaluation)
-    for name, draw in EVALUATION_FIGURES.items():
-        resolve(draw)(evaluation, Path(args.out_dir) / name)
+    for name, draw in figures.items():
+        resolve(draw)(table, Path(out_dir) / name)
+
+
+def cmd_plot_evaluation(args) -> None:
+    from .results.registry import EVALUATION_FIGURES
+
+    _draw_each(EVALUATION_FIGURES, _read_csv(args.evaluation), args.out_dir)
 
 
 def cmd_select_trials(args) -> None:
@@ -286,11 +292,9 @@ def cmd_collect_trials(args) -> None:
 
 
 def cmd_plot_tuning(args) -> None:
-    from .results.registry import TUNING_FIGURES, resolve
+    from .results.registry import TUNING_FIGURES
 
-    trials = _read_csv(args.trials)
-    for name, draw in TUNING_FIGURES.items():
-        resolve(draw)(trials, Path(args.out_dir) / name)
+    _draw_each(TUNING_FIGURES, _read_csv(args.trials), args.out_dir)
 
 
 def _study_results(config) -> Path:
