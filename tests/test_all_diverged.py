@@ -171,15 +171,14 @@ def test_figures_of_a_study_without_ok_runs_are_drawn(tmp_path):
 # ---- the whole workflow ---------------------------------------------------------------------------
 
 def diverging_study() -> dict:
-    """The smoke study cut to the sine data sets (no downloads), a liquid model and a baseline and a
-    DDP configuration of one, at the learning rate that used to end every run `ok` with test MSE
-    from 1e7 to 3.5e27 (lr 1e4): every run diverges in its first epoch, by a loss past the
-    divergence bound or not finite."""
+    """The smoke study cut to its forecasting sine data set (no downloads; shift and the closed-loop
+    horizon run on it), a liquid model, a baseline and a DDP configuration of one, at the learning
+    rate that used to end every run `ok` with test MSE from 1e7 to 3.5e27 (lr 1e4): every run
+    diverges in its first epoch, by a loss past the divergence bound or not finite."""
     cfg = yaml.safe_load((REPO / ".test/config/config.yaml").read_text())
-    cfg["study"] = {"datasets": ["sine", "sine_forecast"], "models": ["cfc", "lstm"],
+    cfg["study"] = {"datasets": ["sine_forecast"], "models": ["cfc", "lstm"],
                     "hardware": ["cpu", "ddp-cpu-2"], "seeds": [0, 1],
-                    "exclude": [{"hardware": "ddp-cpu-2", "model": "lstm"},
-                                {"hardware": "ddp-cpu-2", "dataset": "sine_forecast"}]}
+                    "exclude": [{"hardware": "ddp-cpu-2", "model": "lstm"}]}
     cfg["training"] = {**cfg["training"], "epochs": 1, "lr": 1.0e4}
     cfg["datasets"] = {k: v for k, v in cfg["datasets"].items() if k in cfg["study"]["datasets"]}
     cfg["results"]["targets"] = {k: v for k, v in cfg["results"]["targets"].items() if k in cfg["datasets"]}
