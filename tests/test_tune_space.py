@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from collections import Counter
 from dataclasses import fields
 
@@ -409,3 +410,67 @@ def test_trials_of_different_metrics_or_indices_are_refused():
         select([trial(0, 0.1), trial(1, 0.9, metric="accuracy")])
     with pytest.raises(ValueError, match="its own integer index"):
         select([trial(0, 0.1), trial(0, 0.2)])
+
+
+# --- tuning.share --------------------------------------------------------------------------------
+
+SHARE_MODELS = {**MODELS, "ltc_fast": {"type": "ltc", "impl": "fast"}, "gru": {"type": "gru"}}
+HARDWARE = {
+    "cpu": {"device": "cpu"},
+    "gpu": {"device": "cuda"},
+    "ddp-2gpu": {"device": "cuda", "nproc_per_node": 2, "backend": "nccl", "scaling": "weak"},
+    "ddp-2gpu-strong": {"device": "cuda", "nproc_per_node": 2, "backend": "nccl", "scaling": "strong"},
+    "ddp-cpu-2": {"device": "cpu", "nproc_per_node": 2, "backend": "gloo", "scaling": "strong"},
+}
+
+
+def shared(share, models=None, study=("ltc", "cfc", "lstm", "ltc_fast")) -> Tuning:
+    extra = {} if models is None else {"models": models}
+    return Tuning.from_settings(section(share=share, **extra), SHARE_MODELS, list(study), HARDWARE)
+
+
+def test_a_shared_model_or_hardware_entry_trains_at_the_selection_it_names():
+    t = shared({"models": {"ltc_fast": "ltc"}, "hardware": {"ddp-2gpu-strong": "gpu", "ddp-cpu-2": "cpu"}})
+    assert t.models == ("ltc", "cfc", "lstm")  # without tuning.models: the study's, less those shared
+    assert t.tunes("ltc_fast") and t.tunes("ltc") and not t.tunes("gru")
+    assert t.source("sine", "ltc_fast", "ddp-2gpu-strong") == ("sine", "ltc", "gpu")
+    assert t.source("har", "cfc", "ddp-cpu-2") == ("har", "cfc", "cpu")
+    assert t.source("har", "cfc", "ddp-2gpu") == ("har", "cfc", "ddp-2gpu")  # a weak entry: its own trials
+    # the shared model's runs count for the budget: a trial may not train longer than they do
+    with pytest.raises(ValueError, match="model 'ltc_fast': 3"):
+        t.check_budget({("sine", "ltc"): 5, ("sine", "ltc_fast"): 3})
+    # its model need not be in the study (narrowed on the command line) for the trials to run on it
+    assert shared({"models": {"ltc_fast": "ltc"}}, study=["ltc_fast"]).source("s", "ltc_fast", "cpu")[1] == "ltc"
+
+
+SHARE_BAD = [
+    ({"models": {"ltc_fast": "lstm"}}, None, "tuning.share.models.ltc_fast: 'ltc_fast' is a ltc and 'lstm' a lstm"),
+    ({"models": {"ltc_fast": "ltc_ncps"}}, None, "tuning.share.models.ltc_fast: 'ltc_ncps' is not one of the study's "
+                                                  "models"),
+    ({"models": {"ltc": "ltc"}}, None, "tuning.share.models.ltc: a name cannot share its own selection"),
+    ({"models": {"ltc_fast": "ltc", "ltc": "ltc_fast"}}, None, "tuning.share.models.ltc_fast: 'ltc' shares a selection itself"),
+    ({"models": {"ltc_fast": "ltc"}}, ["ltc", "ltc_fast"], "'ltc_fast' is also in tuning.models"),
+    ({"models": {"ltc_fast": "ltc"}}, ["cfc"], "tuning.share.models.ltc_fast: 'ltc' runs no trials"),
+    ({"hardware": {"ddp-2gpu": "gpu"}}, None, "tuning.share.hardware.ddp-2gpu: 'ddp-2gpu' steps on 2 x batch_size "
+                                              "sequences and 'gpu' on 1 x batch_size"),
+    ({"hardware": {"ddp-4gpu": "gpu"}}, None, "tuning.share.hardware.ddp-4gpu: 'ddp-4gpu' is not one of the study's "
+                                              "hardware"),
+    ({"hardware": {"ddp-cpu-2": "gpu", "gpu": "cpu"}}, None, "'gpu' shares a selection itself"),
+    ({"hardware": ["gpu"]}, None, "tuning.share.hardware: expected a mapping of names to names"),
+    ({"seeds": {}}, None, "tuning.share: expected a mapping with models and/or hardware"),
+]
+
+
+@pytest.mark.parametrize("share,models,message", SHARE_BAD, ids=[m.split(":")[0] + str(i) for i, (_, _, m)
+                                                                  in enumerate(SHARE_BAD)])
+def test_a_bad_share_is_refused_naming_its_key(share, models, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        shared(share, models)
+
+
+def test_points_handed_out_are_the_callers_own():
+    """trial_points draws a space once; a caller changing a point changes nobody else's."""
+    space = params("lstm", TWO)
+    first = trial_points(space, 4, 0)
+    first[0]["lr"] = -1.0
+    assert trial_points(space, 4, 0)[0]["lr"] > 0

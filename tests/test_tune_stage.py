@@ -138,3 +138,20 @@ def test_a_study_without_tuning_states_its_fixed_settings():
     assert row["verdict"] == claims.FALSE and row["settings"] == ("fixed: cfc_fixed (runs of 10 epochs), "
                                                                  "ltc_fixed (runs of 10 epochs)")
     assert not table["claim_id"].str.endswith("_same_with_tuning").any()
+
+
+def test_the_summary_names_the_selection_a_shared_model_trained_at():
+    """A model or hardware entry of tuning.share records whose selection it took (metrics.json
+    tuned.model and tuned.hardware); the summary's tuned_on names it, and is empty for a run
+    tuned on its own trials or one at fixed settings."""
+    from liquidbench.results.summary import summarize
+
+    runs = tuned_study_runs()
+    own = runs["model"] == "ltc"
+    runs.loc[own, "tuned.model"], runs.loc[own, "tuned.hardware"] = "ltc", runs.loc[own, "hardware"]
+    fast = runs[own].assign(model="ltc_fast")
+    summary = summarize(pd.concat([runs, fast], ignore_index=True)).set_index("model")
+    hardware = runs.loc[own, "hardware"].iloc[0]
+    assert summary.loc["ltc_fast", "tuned_on"] == f"ltc on {hardware}"
+    assert summary.loc["ltc", "tuned_on"] == "" and summary.loc["ltc_fixed", "tuned_on"] == ""
+    assert summary.loc["cfc", "tuned_on"] == ""  # recorded before runs named their selection's workload

@@ -1,6 +1,7 @@
 """The whole DAG end to end on the smoke study, incremental reruns, and the linter."""
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -115,12 +116,24 @@ def test_smoke_study_leaves_out_what_it_excludes(smoke_run):
 
 def test_full_study_dry_run_plans_every_job(workflow_copy):
     proc = snakemake(workflow_copy, "-n")
-    full = yaml.safe_load((REPO / "config/config.yaml").read_text())["study"]
-    train = [wc for rule, wc in planned_jobs(proc.stdout) if rule == "train"]
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    full, tuning = config["study"], config["tuning"]
+    jobs = planned_jobs(proc.stdout)
+    train = [wc for rule, wc in jobs if rule == "train"]
     # the product of the study's names, less its exclude (the forecasting sine signal's DDP runs)
     product = len(full["datasets"]) * len(full["models"]) * len(full["hardware"]) * len(full["seeds"])
     assert len(train) == len(study_runs(full)) < product
     assert {wc["hardware"] for wc in train} == set(full["hardware"])
+    # every model tuned: trials only where tuning.share names no other model or hardware entry
+    shared_models, shared_hardware = tuning["share"]["models"], tuning["share"]["hardware"]
+    source = {(d, shared_models.get(m, m), shared_hardware.get(h, h)) for d, m, h, _ in study_runs(full)}
+    trials = [(wc["dataset"], wc["model"], wc["hardware"]) for rule, wc in jobs if rule == "tune_trial"]
+    assert set(trials) == source and len(trials) == len(source) * tuning["trials"]
+    assert len([1 for rule, _ in jobs if rule == "select_trials"]) == len(source)
+    # a run of a shared model or hardware entry trains at its source's selection (an input of its job)
+    (block,) = [b for b in re.split(r"\n(?=rule \S+:)", proc.stdout) if b.startswith("rule train:")
+                and "wildcards: dataset=sine, model=ltc_fast, hardware=ddp-2gpu-strong, seed=0" in b]
+    assert "results/tuning/sine/ltc/gpu/selected.json" in block
 
 
 def test_lint_reports_nothing(workflow_copy):

@@ -357,7 +357,7 @@ def check_tuning(config: dict) -> None:
     from .train.settings import Training
     from .tune.space import Tuning
 
-    tuning = Tuning.from_settings(config["tuning"], config["models"], config["study"]["models"])
+    tuning = Tuning.from_settings(config["tuning"], config["models"], config["study"]["models"], config["hardware"])
     selected = study_runs(config["study"])
     tuning.check_budget({(d, m): Training.from_params(training_of(config, d, m)).epochs
-                         for d, m, _, _ in selected if m in tuning.models})
+                         for d, m, _, _ in selected if tuning.tunes(m)})

@@ -18,6 +18,7 @@ from liquidbench.results.registry import (
     figure_stems,
     setting_args,
 )
+from liquidbench.slurm import KEYS as RESOURCE_KEYS
 from liquidbench.slurm import SHORT_CPU_GROUP, SHORT_CPU_TRIALS, job_group, job_resources, launcher
 from liquidbench.study import as_json, check_not_empty, model_of, study_runs, table_settings, training_of
 from liquidbench.data import expected_params
@@ -45,7 +46,11 @@ TABLE_SETTINGS = table_settings(config, {name: hw.as_dict() for name, hw in HARD
 # the data sets the closed-loop horizon runs on
 HORIZON_DATASETS = horizon_datasets(EVALUATION, config["datasets"])
 # the tuning stage (liquidbench.tune), absent: every model trains at its given settings
-TUNING = Tuning.from_settings(config["tuning"], config["models"], STUDY["models"]) if config.get("tuning") else None
+TUNING = (
+    Tuning.from_settings(config["tuning"], config["models"], STUDY["models"], config["hardware"])
+    if config.get("tuning")
+    else None
+)
 
 
 def study_path(path):
@@ -98,7 +103,7 @@ def stale_runs():
         run_dir = RUN_DIR.format(dataset=dataset, model=model, hardware=hardware, seed=seed)
         spec, training = model_of(config, model), training_of(config, dataset, model)
         if tuned(model):  # the study's settings are those of its selection, once there is one
-            selected = SELECTED.format(dataset=dataset, model=model, hardware=hardware)
+            selected = selection_file(dataset, model, hardware)
             if not os.path.exists(selected):
                 found[run_dir] = None  # the selection will be newer than the run: it trains again
                 continue
@@ -131,15 +136,23 @@ def with_stale_marker(files, folder):
 
 
 def tuned(model):
-    """Whether the study tunes this model (config `tuning.models`, every model by default)."""
-    return TUNING is not None and model in TUNING.models
+    """Whether the study tunes this model (config `tuning.models`, every model by default, or
+    `tuning.share`)."""
+    return TUNING is not None and TUNING.tunes(model)
+
+
+def selection_file(dataset, model, hardware):
+    """The selected.json a tuned run trains at: its own data set x model x hardware's, or the one
+    `tuning.share` names."""
+    d, m, h = TUNING.source(dataset, model, hardware)
+    return SELECTED.format(dataset=d, model=m, hardware=h)
 
 
 def train_inputs(w):
     """The run's prepared data set; its tuning selection where the model is tuned; its stale marker
     where there is one (the Snakefile writes it for a finished run of other settings, so that the
     run is trained again)."""
-    selected = [SELECTED.format(**w)] if tuned(w.model) else []
+    selected = [selection_file(w.dataset, w.model, w.hardware)] if tuned(w.model) else []
     return with_stale_marker(dataset_files(w.dataset) + selected, RUN_DIR.format(**w))
 
 
@@ -150,12 +163,13 @@ def trial_inputs(w):
 
 def tuned_arg(w):
     """`--tuned selected.json` for a tuned model's run, else nothing."""
-    return f"--tuned {shlex.quote(SELECTED.format(**w))}" if tuned(w.model) else ""
+    return f"--tuned {shlex.quote(selection_file(w.dataset, w.model, w.hardware))}" if tuned(w.model) else ""
 
 
 def tuned_workloads():
-    """(dataset, model, hardware) of every tuned model's runs, in study order, each once."""
-    return list(dict.fromkeys((d, m, h) for d, m, h, _ in RUNS if tuned(m)))
+    """(dataset, model, hardware) whose trials select the setting of a tuned run, in study order,
+    each once (a run's own, or the one `tuning.share` names)."""
+    return list(dict.fromkeys(TUNING.source(d, m, h) for d, m, h, _ in RUNS if tuned(m)))
 
 
 def trial_files(w, name="metrics.json"):
@@ -190,9 +204,14 @@ def expected_runs(name="metrics.json"):
     return [f for metrics, f in files if not RESULTS["allow_missing"] or os.path.exists(metrics)]
 
 
-def train_resource(key):
-    """One Slurm resource of a training job (liquidbench.slurm); None leaves it unset."""
-    return lambda w: job_resources(HARDWARE[w.hardware])[key]
+def train_resources():
+    """The Slurm resources of a training job or trial (liquidbench.slurm) by hardware wildcard: only
+    the keys some entry the study trains on sets (each is a function Snakemake calls per job: a key
+    no entry sets would cost the plan time and leave nothing set)."""
+    names = set(STUDY["hardware"]) | set(TUNING.share_hardware.values() if TUNING else ())
+    requests = {name: job_resources(HARDWARE[name]) for name in names}
+    keys = [k for k in RESOURCE_KEYS if any(r[k] is not None for r in requests.values())]
+    return {k: lambda w, k=k: requests[w.hardware][k] for k in keys}
 
 
 def train_group(w):

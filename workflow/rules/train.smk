@@ -21,16 +21,7 @@ rule train:
     threads: lambda w: HARDWARE[w.hardware].nproc_per_node * HARDWARE[w.hardware].threads
     # Slurm request from the hardware entry (resources per node; one task per DDP rank).
     resources:
-        mem_mb=train_resource("mem_mb"),
-        runtime=train_resource("runtime"),
-        cpus_per_task=train_resource("cpus_per_task"),
-        nodes=train_resource("nodes"),
-        tasks=train_resource("tasks"),
-        tasks_per_node=train_resource("tasks_per_node"),
-        tasks_per_gpu=train_resource("tasks_per_gpu"),
-        gpus=train_resource("gpus"),
-        gres=train_resource("gres"),
-        mpi=train_resource("mpi"),
+        **train_resources(),
     params:
         model=lambda w: as_json(model_of(config, w.model)),
         training=lambda w: as_json(training_of(config, w.dataset, w.model)),

@@ -117,7 +117,20 @@ def run_settings(group: pd.DataFrame) -> dict:
     epochs, trials, trial_epochs = column("epochs"), column("tuned.n_trials"), column("tuned.trial_epochs")
     as_int = lambda v: int(v) if v is not None and not pd.isna(v) else None  # noqa: E731
     return dict(settings=settings, epochs=as_int(epochs), tuning_trials=as_int(trials),
-                tuning_epochs=as_int(trial_epochs))
+                tuning_epochs=as_int(trial_epochs), tuned_on=tuned_on(group))
+
+
+def tuned_on(group: pd.DataFrame) -> str:
+    """Where a group's selection came from when not from its own trials (tuning.share): ``ltc on
+    gpu``; '' for its own trials, fixed settings, or runs recorded before the selection named them."""
+    def column(name):
+        return first(group[name]) if name in group else None
+
+    model, hardware = column("tuned.model"), column("tuned.hardware")
+    if not isinstance(model, str) or not isinstance(hardware, str):
+        return ""
+    own = (column("model"), column("hardware"))
+    return "" if (model, hardware) == own else f"{model} on {hardware}"
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:

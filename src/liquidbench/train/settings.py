@@ -139,6 +139,13 @@ class Hardware:
         """Processes in all (DDP ranks)."""
         return self.nodes * self.nproc_per_node
 
+    @property
+    def batch_factor(self) -> int:
+        """The global batch over the batch_size setting: weak scaling keeps batch_size per process
+        (the world's processes step together on world x batch_size sequences), strong scaling splits
+        one batch_size over them (liquidbench.train.loop.per_process_batch)."""
+        return 1 if self.scaling == "strong" else self.world
+
     def as_dict(self) -> dict:
         """The entry with its defaults, as the config's mapping (the name left out; resources only
         where the entry has them)."""

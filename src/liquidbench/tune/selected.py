@@ -39,7 +39,10 @@ def apply_selection(model_spec: dict, training: dict, selection: dict) -> tuple[
 
 
 def provenance(selection: dict, path: str | Path) -> dict:
-    """What a run records of the selection it was trained from (metrics.json ``tuned``)."""
-    return {"file": str(path), "status": selection.get("status"), "trial": selection.get("trial"),
+    """What a run records of the selection it was trained from (metrics.json ``tuned``): the file,
+    the data set x model x hardware whose trials made it (another model's or hardware entry's where
+    the study's tuning.share says so), and what was selected."""
+    return {"file": str(path), "model": selection.get("model"), "hardware": selection.get("hardware"),
+            "status": selection.get("status"), "trial": selection.get("trial"),
             "point": selection.get("point"), "reason": selection.get("reason"),
             "n_trials": selection.get("n_trials"), "trial_epochs": selection.get("trial_epochs")}

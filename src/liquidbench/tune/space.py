@@ -37,11 +37,12 @@ than what it learns (``eval_batch_size``, ``optimizer_impl``, ``impl``, ``checkp
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass, field
 
-from ..train.settings import check_fields, setting
+from ..train.settings import Hardware, check_fields, setting
 
 _INT, _NUM = (int,), (int, float)
 
@@ -245,11 +246,17 @@ def _sobol(d: int, n: int, seed: int):
 def trial_points(params: tuple[Param, ...], trials: int, seed: int) -> list[dict]:
     """The ``trials`` points of the search over ``params``, each {name: value} in sorted name order;
     the same space and seed give the same points, and more trials extend them."""
-    params = tuple(sorted(params, key=lambda p: p.name))
+    return [dict(point) for point in _points(tuple(sorted(params, key=lambda p: p.name)), trials, seed)]
+
+
+@functools.lru_cache(maxsize=64)
+def _points(params: tuple[Param, ...], trials: int, seed: int) -> tuple[dict, ...]:
+    """trial_points, drawn once per space (a plan asks for them for every trial job of every data
+    set and hardware entry)."""
     if not params:
-        return [{} for _ in range(trials)]
+        return tuple({} for _ in range(trials))
     u = _sobol(len(params), trials, seed)
-    return [{p.name: p.value_at(float(row[i])) for i, p in enumerate(params)} for row in u]
+    return tuple({p.name: p.value_at(float(row[i])) for i, p in enumerate(params)} for row in u)
 
 
 def split_point(params: tuple[Param, ...], point: dict) -> dict:
@@ -273,20 +280,26 @@ class Tuning:
     epochs: int = _required(_INT, lambda v: v >= 1, "an integer >= 1")
     models: tuple[str, ...] = ()
     space: dict = field(default_factory=dict, hash=False)
+    # tuning.share: a model (hardware entry) that trains at the selection of another instead of
+    # running trials of its own
+    share_models: dict = field(default_factory=dict, hash=False)
+    share_hardware: dict = field(default_factory=dict, hash=False)
 
     def __post_init__(self):
         check_fields("tuning", self)
 
     @classmethod
-    def from_settings(cls, section: dict, models: dict, study_models: list | None = None) -> Tuning:
+    def from_settings(cls, section: dict, models: dict, study_models: list | None = None,
+                      hardware: dict | None = None) -> Tuning:
         """The `tuning:` section checked against ``models`` (the config's `models:`, name -> entry
-        with its ``type``) and ``study_models`` (the names `study.models` selects; None: every
-        model of ``models``), which are tuned when `tuning.models` is absent; a ValueError naming
+        with its ``type``), ``study_models`` (the names `study.models` selects; None: every
+        model of ``models``), which are tuned when `tuning.models` is absent, and ``hardware`` (the
+        config's `hardware:` entries, which `tuning.share.hardware` names); a ValueError naming
         the key otherwise. A name of `tuning.models` must be defined under `models:`; one defined
         but not selected tunes nothing (so narrowing `study.models` keeps the section valid)."""
         if not isinstance(section, dict):
             raise ValueError(f"tuning: expected a mapping with trials, epochs and space, got {section!r}")
-        known = ("trials", "seed", "epochs", "models", "space")
+        known = ("trials", "seed", "epochs", "models", "space", "share")
         unknown = set(section) - set(known)
         if unknown:
             raise ValueError(f"tuning: unknown key(s) {sorted(unknown)}, expected {', '.join(known)}")
@@ -294,8 +307,18 @@ class Tuning:
             if key not in section:
                 raise ValueError(f"tuning: missing key '{key}'")
         tuned = _tuned_models(section.get("models"), models, study_models)
+        share_models, share_hardware = _share(section.get("share"), models, hardware or {})
+        if section.get("models") is None:  # every model of the study, less those that share a selection
+            tuned = tuple(m for m in tuned if m not in share_models)
+        for name, target in share_models.items():
+            if name in tuned:
+                raise ValueError(f"tuning.share.models.{name}: '{name}' is also in tuning.models; a model either "
+                                 f"runs trials of its own (tuning.models) or trains at '{target}'s selection")
+            if section.get("models") is not None and target not in tuned:
+                raise ValueError(f"tuning.share.models.{name}: '{target}' runs no trials (it is not in "
+                                 f"tuning.models); add it there or name a model that does")
         space = _space(section["space"])
-        for name in tuned:
+        for name in dict.fromkeys([*tuned, *share_models.values()]):
             entry = models.get(name)
             model_type = entry.get("type") if isinstance(entry, dict) else None
             if model_type not in MODEL_TYPES:
@@ -306,12 +329,22 @@ class Tuning:
                                  f"{model_type}; add tuning.space.{model_type} or leave '{name}' out of tuning.models")
             _check_wiring(name, entry, space[model_type])
         return cls(trials=section["trials"], seed=section.get("seed", 0), epochs=section["epochs"],
-                   models=tuned, space=space)
+                   models=tuned, space=space, share_models=share_models, share_hardware=share_hardware)
+
+    def tunes(self, model: str) -> bool:
+        """Whether a model's runs train at a selection: its own trials', or those of the model it
+        shares one with."""
+        return model in self.models or model in self.share_models
+
+    def source(self, dataset: str, model: str, hardware: str) -> tuple[str, str, str]:
+        """The data set x model x hardware whose trials select a tuned run's setting: its own, or
+        the model's and hardware entry's that tuning.share names."""
+        return dataset, self.share_models.get(model, model), self.share_hardware.get(hardware, hardware)
 
     def check_budget(self, run_epochs: dict) -> None:
         """A trial trains at most as long as the runs it tunes: ``run_epochs`` maps (data set, model)
         to that run's epochs (training_of); a tuned one below tuning.epochs is a ValueError naming it."""
-        short = [(d, m, e) for (d, m), e in sorted(run_epochs.items()) if m in self.models and e < self.epochs]
+        short = [(d, m, e) for (d, m), e in sorted(run_epochs.items()) if self.tunes(m) and e < self.epochs]
         if short:
             runs = "; ".join(f"data set '{d}', model '{m}': {e}" for d, m, e in short)
             raise ValueError(f"tuning.epochs: {self.epochs} is above the epochs of a tuned run ({runs}); "
@@ -345,6 +378,49 @@ def _tuned_models(names, models: dict, study_models: list | None) -> tuple[str, 
     if len(set(names)) < len(names):
         raise ValueError(f"tuning.models: a model is named twice in {names!r}")
     return tuple(names)
+
+
+def _share(share, models: dict, hardware: dict) -> tuple[dict, dict]:
+    """tuning.share checked: ``models`` maps a model to a model of the same type whose selection it
+    trains at (a fast implementation and ncps's compute the same model: one search serves both,
+    and their comparison stays one of the same setting); ``hardware`` maps a hardware entry to one
+    of the same global batch (a strong-scaling entry to its one-process baseline: the same
+    optimisation on more processes). A name shared is never itself a target."""
+    if share is None:
+        return {}, {}
+    if not isinstance(share, dict) or not share or set(share) - {"models", "hardware"}:
+        raise ValueError("tuning.share: expected a mapping with models and/or hardware, each mapping a name to "
+                         f"the one whose selection it takes, got {share!r}")
+    out = {}
+    for part, known in (("models", models), ("hardware", hardware)):
+        entries = share.get(part, {})
+        if not isinstance(entries, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                     for k, v in entries.items()):
+            raise ValueError(f"tuning.share.{part}: expected a mapping of names to names, got {entries!r}")
+        for name, target in entries.items():
+            for n in (name, target):
+                if n not in known:
+                    raise ValueError(f"tuning.share.{part}.{name}: '{n}' is not one of the study's {part} "
+                                     f"({', '.join(known) or 'none'})")
+            if name == target:
+                raise ValueError(f"tuning.share.{part}.{name}: a name cannot share its own selection")
+            if target in entries:
+                raise ValueError(f"tuning.share.{part}.{name}: '{target}' shares a selection itself; name the "
+                                 f"one whose trials run ('{entries[target]}')")
+        out[part] = dict(entries)
+    for name, target in out["models"].items():
+        types = [models[n].get("type") if isinstance(models[n], dict) else None for n in (name, target)]
+        if types[0] != types[1]:
+            raise ValueError(f"tuning.share.models.{name}: '{name}' is a {types[0]} and '{target}' a {types[1]}; "
+                             "a model can only take the selection of a model of its type")
+    for name, target in out["hardware"].items():
+        a, b = (Hardware.from_entry(n, hardware[n]) for n in (name, target))
+        if a.batch_factor != b.batch_factor:
+            raise ValueError(f"tuning.share.hardware.{name}: '{name}' steps on {a.batch_factor} x batch_size "
+                             f"sequences and '{target}' on {b.batch_factor} x batch_size; a setting selected at "
+                             "one global batch is not the one for another: share with an entry of the same "
+                             "global batch (a strong-scaling entry with its one-process baseline)")
+    return out["models"], out["hardware"]
 
 
 def _space(space) -> dict:
