@@ -20,6 +20,9 @@
     liquidbench select-trials TRIAL_METRICS.json... --points JSON --out SELECTED.json   (the tuning stage)
     liquidbench collect-trials SELECTED.json... --out CSV
     liquidbench plot-tuning --trials CSV --out-dir DIR
+    liquidbench probe-step --model-params JSON (--data DIR | --features N --outputs N --task T --seq-len N)
+                           --batches 1,2,...,B [--device cpu|cuda] --out JSON   (the scaling model's compute probe)
+    liquidbench probe-allreduce (--world N | under torchrun) [--backend gloo|nccl] [--sizes BYTES,...] --out JSON
 """
 
 from __future__ import annotations
@@ -149,6 +152,89 @@ def cmd_gpu_check(args) -> None:
     print(f"gpu-check: {report['verdict']} (report: {args.out / 'report.md'})")
     if report["verdict"] != "pass":
         raise HardwareError(f"gpu-check: some checks failed, see {args.out / 'report.md'}")
+
+
+def cmd_probe_step(args) -> None:
+    import torch
+
+    from .io import write_json
+    from .train.numerics import numerics
+    from .train.probes import parse_int_list, step_probe
+
+    batches = parse_int_list(args.batches, "--batches")
+    data = None if args.data is None or args.data.lower() in ("none", "null") else Path(args.data)
+    flags = {"--features": args.features, "--outputs": args.outputs, "--task": args.task, "--seq-len": args.seq_len}
+    if data is not None:
+        from .data import read_meta
+
+        given = [flag for flag, value in flags.items() if value is not None]
+        if given or args.irregular:
+            raise ValueError(f"probe-step: --data {data} gives the task, shapes and sampling (its meta.json); "
+                             f"leave out {', '.join(given + ['--irregular'] * args.irregular)}")
+        try:
+            meta = read_meta(data)
+        except FileNotFoundError:
+            raise ValueError(f"--data: {data} holds no prepared data set (no meta.json); give a prepared data set's "
+                             "folder, or none with --features, --outputs, --task and --seq-len") from None
+        shape = dict(n_features=int(meta["n_features"]), n_outputs=int(meta["n_outputs"]), task=meta["task"],
+                     seq_len=int(meta["seq_len"]), irregular=bool(meta.get("irregular", False)))
+    else:
+        missing = [flag for flag, value in flags.items() if value is None]
+        if missing:
+            raise ValueError(f"probe-step: without --data, give {', '.join(missing)}")
+        shape = dict(n_features=args.features, n_outputs=args.outputs, task=args.task, seq_len=args.seq_len,
+                     irregular=args.irregular)
+    if args.threads < 1:
+        raise ValueError(f"--threads: expected an integer >= 1, got {args.threads}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise HardwareError(f"probe-step: --device cuda, but CUDA is not available on this machine "
+                            f"(torch {torch.__version__}); give --device cpu")
+    torch.set_num_threads(args.threads)
+    device = torch.device("cuda", 0) if args.device == "cuda" else torch.device("cpu")
+    with numerics(tf32=args.tf32, deterministic=False):
+        result = step_probe(args.model_params, batches=batches, device=device, warmup=args.warmup,
+                            repeats=args.repeats, seed=args.seed, optimizer_impl=args.optimizer_impl, **shape)
+    write_json(args.out, {**result.to_json(), "data": None if data is None else str(data)})
+    logging.info("probe-step: %s, %d parameters, median step %s s at batches %s", args.model_params.get("type"),
+                 result.n_params, ", ".join(f"{p.median_s:.3g}" for p in result.points), batches)
+
+
+def cmd_probe_allreduce(args) -> None:
+    import torch
+
+    from .io import write_json
+    from .train.distributed import teardown
+    from .train.probes import (DEFAULT_SIZES_BYTES, allreduce_probe, check_backend, check_counts, check_sizes,
+                               init_from_env, parse_int_list, run_allreduce_probe)
+
+    sizes = list(DEFAULT_SIZES_BYTES) if args.sizes is None else parse_int_list(args.sizes, "--sizes")
+    if args.threads < 1:
+        raise ValueError(f"--threads: expected an integer >= 1, got {args.threads}")
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:  # under torchrun: this process is one rank
+        world = int(os.environ["WORLD_SIZE"])
+        if args.world is not None and args.world != world:
+            raise ValueError(f"--world {args.world}, but torchrun started WORLD_SIZE={world} processes; "
+                             "leave out --world under torchrun")
+        if world < 2:
+            raise ValueError(f"probe-allreduce: expected a world of at least 2 processes, torchrun started {world}")
+        check_sizes(sizes), check_counts(args.warmup, args.repeats), check_backend(args.backend)
+        torch.set_num_threads(args.threads)
+        place = init_from_env(args.backend, args.timeout)
+        try:
+            result = allreduce_probe(sizes, args.backend, place.device, args.warmup, args.repeats, args.timeout)
+        finally:
+            teardown()
+        if result is None:  # rank 0 writes
+            return
+    else:
+        if args.world is None:
+            raise ValueError("--world: expected the number of processes to start on this host (at least 2), "
+                             "or start probe-allreduce under torchrun")
+        result = run_allreduce_probe(args.world, sizes, args.backend, args.warmup, args.repeats, args.threads,
+                                     args.timeout)
+    write_json(args.out, result.to_json())
+    logging.info("probe-allreduce: world %d (%s), median %s s at sizes %s bytes", result.world, result.backend,
+                 ", ".join(f"{p.median_s:.3g}" for p in result.points), sizes)
 
 
 def cmd_aggregate(args) -> None:
@@ -507,6 +593,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--evaluation", type=Path, required=True, help="the evaluation table (CSV)")
     p.add_argument("--out-dir", type=Path, required=True)
     p.set_defaults(func=cmd_plot_evaluation)
+
+    from .train.settings import OPTIMIZER_IMPLS, TRAINING_DEFAULTS
+
+    p = sub.add_parser("probe-step", help="one optimisation step's time against the per-process batch size (JSON)",
+                       description="Times forward, loss, backward, clipping and Adam on a synthetic batch at each "
+                                   "batch size (warm-up steps untimed; device synchronised before each clock "
+                                   "reading): per batch the samples, their median and its 95 %% order-statistic "
+                                   "interval, with the model's gradient bytes and the environment.")
+    p.add_argument("--model-params", type=_json_arg, required=True,
+                   help='the model entry as JSON, with its type, e.g. {"type": "cfc", "units": 32}')
+    p.add_argument("--data", help="a prepared data set's folder: task, features, outputs, sequence length and "
+                                  "sampling from its meta.json (none: give them as flags)")
+    p.add_argument("--features", type=int, help="input features per step (without --data)")
+    p.add_argument("--outputs", type=int, help="outputs, or classes (without --data)")
+    p.add_argument("--task", help="regression_per_step, classification_per_step or classification_per_sequence "
+                                  "(without --data)")
+    p.add_argument("--seq-len", type=int, help="steps per sequence (without --data)")
+    p.add_argument("--irregular", action="store_true", help="irregular sampling: elapsed times too (without --data)")
+    p.add_argument("--batches", required=True, help="per-process batch sizes, increasing, e.g. 1,2,4,8,16,32,64")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda: GPU 0")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--tf32", action="store_true", help="allow TF32 on a GPU (default: float32 throughout)")
+    p.add_argument("--optimizer-impl", choices=list(OPTIMIZER_IMPLS), default=TRAINING_DEFAULTS["optimizer_impl"],
+                   help=f"Adam and clipping as the training setting (default {TRAINING_DEFAULTS['optimizer_impl']})")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps per batch size (default 3)")
+    p.add_argument("--repeats", type=int, default=20, help="timed steps per batch size, at least 6 (default 20)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the model and the synthetic batch")
+    p.add_argument("--out", type=Path, required=True, help="the JSON file to write")
+    p.set_defaults(func=cmd_probe_step)
+
+    p = sub.add_parser("probe-allreduce", help="one all_reduce's time against the message size (JSON)",
+                       description="Starts --world processes on this host (gloo on the CPU, nccl on GPUs), or runs "
+                                   "as one rank under torchrun (RANK, WORLD_SIZE set; rank 0 writes): per size the "
+                                   "samples (max over ranks), their median and its 95 %% order-statistic interval.")
+    p.add_argument("--world", type=int, help="processes to start on this host (at least 2); not under torchrun")
+    p.add_argument("--backend", choices=["gloo", "nccl"], default="gloo")
+    p.add_argument("--sizes", help="message sizes in bytes, increasing multiples of 4 (default 4096,8192,...,1048576)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed all_reduces per size (default 5)")
+    p.add_argument("--repeats", type=int, default=20, help="timed all_reduces per size, at least 6 (default 20)")
+    p.add_argument("--timeout", type=int, default=300, help="seconds a collective may wait (default 300)")
+    p.add_argument("--out", type=Path, required=True, help="the JSON file to write")
+    p.set_defaults(func=cmd_probe_allreduce)
     return parser
 
 
