@@ -79,3 +79,30 @@ def test_report_lists_versions_and_every_check(tmp_path):
     assert "| NVML energy counter increases | pass | 212.7 J | source counter |" in md
     failing, md = build_report(facts, checks + [decide_equality(1e-3)])
     assert failing["verdict"] == "fail" and "| fast vs ncps on CUDA | FAIL | 0.001 max abs difference |" in md
+
+
+def _step_probe(c0: float, c1: float) -> dict:
+    """A probe-step JSON's points timed exactly c0 + c1 b (jitter of 1e-7 s around it)."""
+    points = [{"batch": b, "samples_s": [c0 + c1 * b + d for d in (-1e-7, 0.0, 0.0, 1e-7, 0.0, 0.0)]}
+              for b in (1, 2, 4, 8, 16, 32, 64)]
+    return {"model_spec": {"type": "cfc"}, "points": points}
+
+
+def test_scaling_probe_decisions():
+    """gpu-check fits the scaling model's probes as the model does: c0 + c1 b from the CUDA step
+    probe, alpha-beta from NCCL's all-reduce sweep; a probe that failed or a fit below zero fails."""
+    from liquidbench.gpucheck import decide_allreduce_probe, decide_step_probe
+
+    step = decide_step_probe(_step_probe(2e-3, 1e-5))
+    assert step.passed and step.figure == pytest.approx(2e-3, rel=1e-3) and "c1 = 1e-05 s/sample" in step.detail
+    launched = decide_step_probe(_step_probe(-5e-4, 1e-3))  # an overhead below zero: not the model's shape
+    assert launched.passed is False and "c0 = " in launched.detail and "below 0" in launched.detail
+    assert decide_step_probe(None, "Traceback\nRuntimeError: CUDA error: out of memory\n").detail.startswith(
+        "RuntimeError: CUDA error")
+    sizes = [4096 * 2 ** k for k in range(6)]
+    alpha, beta = 20e-6, 1 / 50e9  # ring, n = 2: t = 2 alpha + m beta
+    nccl = {"world": 2, "points": [{"size_bytes": m, "samples_s": [2 * alpha + m * beta] * 6} for m in sizes]}
+    fit = decide_allreduce_probe(nccl)
+    assert fit.passed and fit.figure == pytest.approx(alpha, rel=1e-6) and "(50 GB/s)" in fit.detail
+    assert decide_allreduce_probe(None).passed is None  # one GPU: not run, and said so
+    assert decide_allreduce_probe(None, "NCCL error: unhandled system error").passed is False

@@ -17,9 +17,11 @@ STUDY = SMOKE["study"]
 
 
 # every rule after the runs: aggregation, one per table of the registry (summary's is summarize), the
-# figures, the evaluation stage's and the tuning stage's tables and figure
+# figures, the evaluation stage's, the tuning stage's and the scaling model's tables and figures; and
+# the step probes, which time the models themselves (a changed model's probes run again)
 RESULT_RULES = {"aggregate", "summarize", "plot", "all", "evaluate", "collect_evaluation", "plot_evaluation",
-                "collect_trials", "plot_tuning"} | set(TABLES) - {"summary"}
+                "collect_trials", "plot_tuning", "probe_step", "collect_probes", "plot_scaling_model"} \
+    | set(TABLES) - {"summary"}
 
 
 def expected_runs():
@@ -88,6 +90,7 @@ def test_changing_one_model_reruns_only_its_jobs_and_the_results(smoke_run):
     other = {rule for rule, _ in jobs} - {"train"}
     assert other <= RESULT_RULES and "aggregate" in other
     assert not any(rule.startswith("prepare") for rule, _ in jobs)
+    assert {wc["model"] for rule, wc in jobs if rule == "probe_step"} == {model}  # cfc has DDP runs: probed
 
 
 def test_one_models_training_reruns_only_its_jobs(smoke_run):
@@ -367,3 +370,41 @@ def test_changing_the_search_space_reruns_the_tuning_and_the_tuned_runs_only(smo
     n_gru = len([r for r in expected_runs() if r[1] == "gru"])
     assert len([1 for rule, _ in jobs if rule == "train"]) == n_gru
     assert {rule for rule, _ in jobs} - {"train", "tune_trial", "select_trials"} <= RESULT_RULES
+
+
+def test_smoke_scaling_model(smoke_run):
+    """The smoke study probes the sine models with DDP runs (cfc, lstm) and ddp-cpu-2's all-reduce,
+    fits them and predicts to 64 processes beside the measured two-process speedup."""
+    probes = pd.read_csv(smoke_run / "results/tables/probes.csv")
+    step = probes[probes["kind"] == "step"]
+    assert set(zip(step["dataset"], step["model"], step["device"])) == {("sine", "cfc", "cpu"), ("sine", "lstm", "cpu")}
+    assert sorted(set(step["x"])) == SMOKE["scaling_model"]["batches"]
+    allreduce = probes[probes["kind"] == "allreduce"]
+    assert set(allreduce["hardware"]) == {"ddp-cpu-2"} and set(allreduce["world"]) == {2}
+    assert sorted(set(allreduce["x"])) == SMOKE["scaling_model"]["sizes"]
+    assert (probes["median_s"] > 0).all()
+    table = pd.read_csv(smoke_run / "results/tables/scaling_model.csv")
+    for model in ("cfc", "lstm"):
+        rows = table[(table["dataset"] == "sine") & (table["model"] == model)]
+        assert rows["fit_ok"].all() and sorted(rows["width"]) == list(range(1, 65))
+        two = rows[rows["width"] == 2].iloc[0]
+        assert two["speedup_low"] <= two["speedup"] <= two["speedup_high"] and two["measured_speedup"] > 0
+        assert two["rel_error"] == pytest.approx((two["speedup"] - two["measured_speedup"]) / two["measured_speedup"])
+        assert rows["knee_width"].notna().all() and isinstance(rows["knee_dominant"].iloc[0], str)
+    assert (smoke_run / "results/figures/scaling_model.png").stat().st_size > 1000
+
+
+def test_changing_the_probe_grid_reruns_only_the_probes_and_the_model(smoke_run):
+    """A changed step-probe grid plans the step probes and what follows them; a grid above a probed
+    model's batch is refused before any job, naming the data set and model."""
+    grid = "scaling_model={batches: [1, 2, 4, 8]}"
+    jobs = planned_jobs(snakemake(smoke_run, "-n", "--configfile", ".test/config/config.yaml", "--config", grid).stdout)
+    rules = {rule for rule, _ in jobs}
+    assert {"probe_step", "collect_probes", "scaling_model", "plot_scaling_model"} <= rules
+    assert rules <= {"probe_step", "collect_probes", "scaling_model", "plot_scaling_model", "all"}
+    proc = snakemake(smoke_run, "-n", "--configfile", ".test/config/config.yaml", "--config",
+                     "scaling_model={batches: [1, 2, 64]}", check=False)
+    assert proc.returncode != 0
+    assert ("scaling_model.batches: 64 is above the batch size 16 of data set 'sine', model 'cfc'"
+            in proc.stdout + proc.stderr)
+

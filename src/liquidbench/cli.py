@@ -23,6 +23,8 @@
     liquidbench probe-step --model-params JSON (--data DIR | --features N --outputs N --task T --seq-len N)
                            --batches 1,2,...,B [--device cpu|cuda] --out JSON   (the scaling model's compute probe)
     liquidbench probe-allreduce (--world N | under torchrun) [--backend gloo|nccl] [--sizes BYTES,...] --out JSON
+    liquidbench collect-probes --index JSON --out CSV
+    liquidbench plot-scaling-model --table CSV --out-dir DIR
 """
 
 from __future__ import annotations
@@ -191,8 +193,13 @@ def cmd_probe_step(args) -> None:
                             f"(torch {torch.__version__}); give --device cpu")
     torch.set_num_threads(args.threads)
     device = torch.device("cuda", 0) if args.device == "cuda" else torch.device("cpu")
+    model_params = args.model_params
+    if args.tuned:  # a tuned model: the model its runs train, the selection's values over the entry
+        from .tune.selected import apply_selection, read_selection
+
+        model_params, _ = apply_selection(model_params, {}, read_selection(args.tuned))
     with numerics(tf32=args.tf32, deterministic=False):
-        result = step_probe(args.model_params, batches=batches, device=device, warmup=args.warmup,
+        result = step_probe(model_params, batches=batches, device=device, warmup=args.warmup,
                             repeats=args.repeats, seed=args.seed, optimizer_impl=args.optimizer_impl, **shape)
     write_json(args.out, {**result.to_json(), "data": None if data is None else str(data)})
     logging.info("probe-step: %s, %d parameters, median step %s s at batches %s", args.model_params.get("type"),
@@ -375,6 +382,25 @@ def cmd_collect_trials(args) -> None:
     trials = collect(args.selections)
     with atomic_path(args.out) as tmp:
         trials.to_csv(tmp, index=False)
+
+
+def cmd_collect_probes(args) -> None:
+    from .io import atomic_path
+    from .results.scaling_table import collect
+
+    index = args.index
+    if not isinstance(index, dict) or set(index) != {"step", "allreduce"}:
+        raise ValueError("--index: expected JSON {step: [[identity, file], ...], allreduce: [[identity, file], ...]}")
+    probes = collect([(ident, Path(f)) for ident, f in index["step"]],
+                     [(ident, Path(f)) for ident, f in index["allreduce"]])
+    with atomic_path(args.out) as tmp:
+        probes.to_csv(tmp, index=False)
+
+
+def cmd_plot_scaling_model(args) -> None:
+    from .results.registry import SCALING_MODEL_FIGURES
+
+    _draw_each(SCALING_MODEL_FIGURES, _read_csv(args.table), args.out_dir)
 
 
 def cmd_plot_tuning(args) -> None:
@@ -584,6 +610,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="the trials table (CSV)")
     p.set_defaults(func=cmd_collect_trials)
 
+    p = sub.add_parser("collect-probes", help="every scaling-model probe point of a study, one row each")
+    p.add_argument("--index", type=_json_arg, required=True,
+                   help="JSON {step: [[{dataset, model, device}, FILE], ...], allreduce: [[{hardware}, FILE], ...]}")
+    p.add_argument("--out", type=Path, required=True, help="the probes table (CSV)")
+    p.set_defaults(func=cmd_collect_probes)
+
+    p = sub.add_parser("plot-scaling-model", help="the scaling model's figure")
+    p.add_argument("--table", type=Path, required=True, help="the scaling_model table (CSV)")
+    p.add_argument("--out-dir", type=Path, required=True)
+    p.set_defaults(func=cmd_plot_scaling_model)
+
     p = sub.add_parser("plot-tuning", help="the tuning stage's figures")
     p.add_argument("--trials", type=Path, required=True, help="the trials table (CSV)")
     p.add_argument("--out-dir", type=Path, required=True)
@@ -612,6 +649,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", type=int, help="steps per sequence (without --data)")
     p.add_argument("--irregular", action="store_true", help="irregular sampling: elapsed times too (without --data)")
     p.add_argument("--batches", required=True, help="per-process batch sizes, increasing, e.g. 1,2,4,8,16,32,64")
+    p.add_argument("--tuned", type=Path, metavar="SELECTED_JSON",
+                   help="a tuning selection: its model values over --model-params (the model the runs train)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda: GPU 0")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--tf32", action="store_true", help="allow TF32 on a GPU (default: float32 throughout)")

@@ -5,7 +5,9 @@ It runs: the suite's GPU tests (where tests/ exists); a tiny study with the ``gp
 ``ddp-1gpu`` (NCCL) configurations, and a 2-process NCCL run when two GPUs are visible; the fast
 LTC and CfC against ncps on CUDA; NVML sanity on the ``gpu`` run (utilisation above 0 during
 training, the energy counter increasing, memory used at least torch's peak allocation); CUDA-event
-step times against host-clock times with the device synchronised. It writes
+step times against host-clock times with the device synchronised; the scaling model's probes (a
+step probe on CUDA, and NCCL's all-reduce sweep where two GPUs are visible), fitted as the model
+fits them, so that the first GPU run gives the model its costs (``probes/``). It writes
 ``results/gpu-check/report.json`` and ``report.md``: device, driver, CUDA, torch, triton and NCCL
 versions, and each check's figure and verdict. Without a GPU it stops at once with one line.
 
@@ -109,6 +111,40 @@ def decide_step_times(event_s: list[float], host_s: list[float], tolerance: floa
     return Check("CUDA-event vs host step time", rel <= tolerance, rel, "relative difference",
                  f"medians over {len(event_s)} steps: events {ev * 1e3:.3f} ms, host {host * 1e3:.3f} ms; "
                  f"tolerance {tolerance:.0%}")
+
+
+def decide_step_probe(probe: dict | None, error: str = "") -> Check:
+    """The scaling model's compute fit from a CUDA step probe (probe-step JSON): c0 + c1 b fits
+    (liquidbench.results.scaling_model.fit_compute)."""
+    from .results.scaling_model import fit_compute
+
+    name = "step probe on CUDA (c0 + c1 b)"
+    if probe is None:
+        return Check(name, False, detail=error.strip().splitlines()[-1] if error.strip() else "no probe written")
+    fit = fit_compute([p["batch"] for p in probe["points"]], [p["samples_s"] for p in probe["points"]],
+                      where=f"gpu-check {probe['model_spec'].get('type')}")
+    detail = (f"c1 = {fit.c1.value:.3g} s/sample [{fit.c1.low:.3g}, {fit.c1.high:.3g}], R^2 {fit.r2:.3f}, "
+              f"batches {probe['points'][0]['batch']}-{probe['points'][-1]['batch']}")
+    return Check(name, fit.ok, fit.c0.value, "s per step (c0)", detail if fit.ok else fit.reason)
+
+
+def decide_allreduce_probe(probe: dict | None, error: str = "") -> Check:
+    """The scaling model's all-reduce fit from an NCCL probe (probe-allreduce JSON): latency and
+    bandwidth (liquidbench.results.scaling_model.fit_allreduce); not run with one GPU."""
+    from .results.scaling_model import fit_allreduce
+
+    name = "NCCL all-reduce (alpha-beta)"
+    if probe is None:
+        return Check(name, None if not error else False, detail=error.strip().splitlines()[-1] if error.strip()
+                     else "one GPU visible: an all-reduce needs two")
+    rows = [(probe["world"], p["size_bytes"], p["samples_s"]) for p in probe["points"]]
+    fit = fit_allreduce(rows, where=f"gpu-check nccl world {probe['world']}")
+    if not fit.ok:
+        return Check(name, False, detail=fit.reason)
+    ab = fit.model
+    gbps = 1 / ab.beta.value / 1e9 if ab.beta.value > 0 else float("inf")
+    return Check(name, True, ab.alpha.value, "s latency (alpha)",
+                 f"{ab.form}: beta {ab.beta.value:.3g} s/byte ({gbps:.3g} GB/s), world {probe['world']}")
 
 
 def build_report(facts: dict, checks: list[Check]) -> tuple[dict, str]:
@@ -226,6 +262,13 @@ def measure_step_times(steps: int = 30) -> tuple[list[float], list[float]]:
     return events, host
 
 
+def probe(kind: str, out: Path, *args: str) -> tuple[dict | None, str]:
+    """``liquidbench probe-step`` or ``probe-allreduce`` (``kind``) in a subprocess: its JSON, or None and its stderr."""
+    proc = subprocess.run([sys.executable, "-m", "liquidbench.cli", f"probe-{kind}", *args, "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    return (json.loads(out.read_text()) if proc.returncode == 0 and out.exists() else None), proc.stderr
+
+
 def gpu_check(out_dir: Path, repo: Path) -> dict:
     """Run every check and write the report; returns report.json's content."""
     import torch
@@ -254,6 +297,19 @@ def gpu_check(out_dir: Path, repo: Path) -> dict:
     telemetry = (gpu_metrics or {}).get("telemetry", {})
     checks += decide_nvml(telemetry.get("gpu"), telemetry.get("gpu_reason"))
     checks.append(decide_step_times(*measure_step_times()))
+    # the scaling model's probes on this node (README, "Results": scaling_model): step time against
+    # the batch on CUDA, and NCCL's all-reduce against the message size where two GPUs are visible
+    probes = out_dir / "probes"
+    probes.mkdir(parents=True, exist_ok=True)
+    checks.append(decide_step_probe(*probe("step", probes / "step_cfc_fast.json", "--model-params",
+                                           json.dumps(MODELS["cfc_fast"]), "--features", "2", "--outputs", "1",
+                                           "--task", "regression_per_step", "--seq-len", "32", "--batches",
+                                           "1,2,4,8,16,32,64", "--device", "cuda", "--threads", "4")))
+    if torch.cuda.device_count() >= 2:
+        checks.append(decide_allreduce_probe(*probe("allreduce", probes / "allreduce_nccl.json", "--world", "2",
+                                                    "--backend", "nccl")))
+    else:
+        checks.append(decide_allreduce_probe(None))
     report, md = build_report(facts, checks)
     write_json(out_dir / "report.json", report)
     write_text(out_dir / "report.md", md)

@@ -346,7 +346,18 @@ def table_settings(config: dict, hardware: dict) -> dict:
         "targets": as_json(results["targets"]),
         "settings": as_json(results["claims"]),
         "published": as_json(published or None),
+        "scaling_model": as_json(scaling_model_settings(config.get("scaling_model"))),
     }
+
+
+def scaling_model_settings(section: dict | None) -> dict | None:
+    """What the scaling_model table takes of the `scaling_model` section, checked, defaults filled in."""
+    if section is None:
+        return None
+    from .results.scaling_settings import ScalingModel
+
+    sm = ScalingModel.from_section(section)
+    return {"widths": sm.widths, "exposed": sm.exposed, "interconnect": sm.interconnect, "seed": sm.seed}
 
 
 def check_tuning(config: dict) -> None:
@@ -361,3 +372,21 @@ def check_tuning(config: dict) -> None:
     selected = study_runs(config["study"])
     tuning.check_budget({(d, m): Training.from_params(training_of(config, d, m)).epochs
                          for d, m, _, _ in selected if tuning.tunes(m)})
+
+
+def check_scaling_model(config: dict) -> None:
+    """A study's `scaling_model` section, when it has one, before any job runs: its keys and values
+    (liquidbench.results.scaling_settings), and a step-probe grid no higher than the batch of any
+    data set x model it probes."""
+    if config.get("scaling_model") is None:
+        return
+    from .results.scaling_settings import ScalingModel, probe_plan
+    from .train.settings import Hardware, Training
+
+    sm = ScalingModel.from_section(config["scaling_model"])
+    hardware = {name: Hardware.from_entry(name, config["hardware"][name]) for name in config["study"]["hardware"]}
+    _, step, _ = probe_plan(study_runs(config["study"]), hardware, config["results"].get("scaling_baselines"))
+    for dataset, model, _ in step:
+        sm.grid(Training.from_params(training_of(config, dataset, model)).batch_size,
+                f"data set '{dataset}', model '{model}'")
+

@@ -10,6 +10,7 @@ from liquidbench.evaluate.settings import horizon_datasets
 from liquidbench.results.reference import COMPARED_TABLES, side_files
 from liquidbench.results.registry import (
     EVALUATION_FIGURES,
+    SCALING_MODEL_FIGURES,
     TABLES,
     TUNING_FIGURES,
     figure_inputs,
@@ -19,6 +20,7 @@ from liquidbench.results.registry import (
     setting_args,
 )
 from liquidbench.slurm import KEYS as RESOURCE_KEYS
+from liquidbench.results.scaling_settings import ScalingModel, probe_plan
 from liquidbench.slurm import SHORT_CPU_GROUP, SHORT_CPU_TRIALS, job_group, job_resources, launcher
 from liquidbench.study import as_json, check_not_empty, model_of, study_runs, table_settings, training_of
 from liquidbench.data import expected_params
@@ -39,7 +41,9 @@ check_not_empty(RUNS, STUDY)
 # data/raw/ name -> liquidbench.data.sources.Source; data/raw/ and logs/download/ are shared by studies
 SOURCES = collect_sources(config["datasets"], workflow.basedir)
 # the tables of this study: one with `when` only where that key of `results` or a top-level section is set
-STUDY_TABLES = {name: t for name, t in TABLES.items() if not t.when or RESULTS.get(t.when) or config.get(t.when)}
+STUDY_TABLES = {
+    name: t for name, t in TABLES.items() if not t.when or RESULTS.get(t.when) or config.get(t.when) is not None
+}
 TABLE_FORMATS = ("csv", "md", "tex", "html")
 # what each table and figure setting is in this study (liquidbench.results.registry.SETTINGS)
 TABLE_SETTINGS = table_settings(config, {name: hw.as_dict() for name, hw in HARDWARE.items()})
@@ -53,6 +57,16 @@ TUNING = (
 )
 
 
+# the scaling model's probes (liquidbench.results.scaling_settings), absent: no probes, no model
+SCALING_MODEL = ScalingModel.from_section(config["scaling_model"]) if config.get("scaling_model") is not None else None
+# device -> the entry its step probes run as; (data set, model, device) step probes; DDP entries probed
+PROBE_ENTRIES, STEP_PROBES, ALLREDUCE_PROBES = (
+    probe_plan(RUNS, {name: HARDWARE[name] for name in STUDY["hardware"]}, RESULTS["scaling_baselines"])
+    if SCALING_MODEL
+    else ({}, [], [])
+)
+
+
 def study_path(path):
     """``path`` under this study's root (config `root`): studies of other roots never meet."""
     return os.path.normpath(os.path.join(config["root"], path))
@@ -63,6 +77,9 @@ RUN_DIR = study_path("results/runs/{dataset}/{model}/{hardware}/seed{seed}")
 TUNING_DIR = study_path("results/tuning/{dataset}/{model}/{hardware}")
 TRIAL_DIR = f"{TUNING_DIR}/trial{{trial}}"
 SELECTED = f"{TUNING_DIR}/selected.json"
+# the scaling model's probes: a step probe per data set x model x device, an all-reduce probe per DDP entry
+STEP_PROBE = study_path("results/probes/step/{dataset}/{model}/{device}.json")
+ALLREDUCE_PROBE = study_path("results/probes/allreduce/{hardware}.json")
 # the sine task's extra test sets, beside (not inside) the prepared data set's folder
 EVALUATION_FILE = study_path("data/processed/{dataset}.evaluation.npz")
 
@@ -189,6 +206,40 @@ def trial_points_of(w):
     return [split_point(space, point) for point in trial_points(space, TUNING.trials, TUNING.seed)]
 
 
+def probe_entry(w):
+    """The hardware entry a step probe runs as (its threads and Slurm request)."""
+    return HARDWARE[PROBE_ENTRIES[w.device]]
+
+
+def step_probe_inputs(w):
+    """A step probe's prepared data set, and the tuning selection its model trains at where tuned
+    (the selection of the entry it runs as: the model it times is the one that entry trains)."""
+    entry = PROBE_ENTRIES[w.device]
+    selected = [selection_file(w.dataset, w.model, entry)] if tuned(w.model) else []
+    return dataset_files(w.dataset) + selected
+
+
+def step_probe_args(w):
+    """The step probe's settings: its model, its batch grid up to the runs' batch, the tuning selection."""
+    training = training_of(config, w.dataset, w.model)
+    where = f"data set '{w.dataset}', model '{w.model}'"
+    batches = SCALING_MODEL.grid(Training.from_params(training).batch_size, where)
+    tuned_file = selection_file(w.dataset, w.model, PROBE_ENTRIES[w.device]) if tuned(w.model) else None
+    args = [f"--batches {','.join(map(str, batches))}"]
+    args += [f"--tuned {shlex.quote(tuned_file)}"] if tuned_file else []
+    return " ".join(args)
+
+
+def probe_files():
+    """Every probe's file, and its identity, as the collect-probes job reads them."""
+    step = [
+        ({"dataset": d, "model": m, "device": dev}, STEP_PROBE.format(dataset=d, model=m, device=dev))
+        for d, m, dev in STEP_PROBES
+    ]
+    allreduce = [({"hardware": h}, ALLREDUCE_PROBE.format(hardware=h)) for h in ALLREDUCE_PROBES]
+    return {"step": step, "allreduce": allreduce}
+
+
 def log_file(path):
     return study_path(f"logs/{path}")
 
@@ -204,14 +255,14 @@ def expected_runs(name="metrics.json"):
     return [f for metrics, f in files if not RESULTS["allow_missing"] or os.path.exists(metrics)]
 
 
-def train_resources():
-    """The Slurm resources of a training job or trial (liquidbench.slurm) by hardware wildcard: only
-    the keys some entry the study trains on sets (each is a function Snakemake calls per job: a key
-    no entry sets would cost the plan time and leave nothing set)."""
+def train_resources(entry=lambda w: w.hardware):
+    """The Slurm resources of a training job, trial or probe (liquidbench.slurm) of the hardware
+    entry ``entry(wildcards)`` names: only the keys some entry the study trains on sets (each is a
+    function Snakemake calls per job: a key no entry sets would cost the plan time and leave nothing set)."""
     names = set(STUDY["hardware"]) | set(TUNING.share_hardware.values() if TUNING else ())
     requests = {name: job_resources(HARDWARE[name]) for name in names}
     keys = [k for k in RESOURCE_KEYS if any(r[k] is not None for r in requests.values())]
-    return {k: lambda w, k=k: requests[w.hardware][k] for k in keys}
+    return {k: lambda w, k=k: requests[entry(w)][k] for k in keys}
 
 
 def train_group(w):
@@ -315,6 +366,10 @@ def result_steps():
         selections = [SELECTED.format(dataset=d, model=m, hardware=h) for d, m, h in tuned_workloads()]
         steps.append(([table_file("trials")], selections))
         steps.append((figure_files(TUNING_FIGURES), [table_file("trials")]))
+    if SCALING_MODEL:
+        probes = [path for kind in probe_files().values() for _, path in kind]
+        steps.append(([table_file("probes")], probes))
+        steps.append((figure_files(SCALING_MODEL_FIGURES), [table_file("scaling_model")]))
     if EVALUATION:
         steps.append(([table_file("evaluation"), table_file("evaluation_runs")], expected_runs("evaluation.json")))
         steps.append((figure_files(EVALUATION_FIGURES), [table_file("evaluation")]))

@@ -12,6 +12,7 @@ from liquidbench.study import (
     check_evaluation_names,
     check_names,
     check_results_names,
+    check_scaling_model,
     check_tuning,
     config_errors,
     study_config,
@@ -69,8 +70,10 @@ validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
 check_names(config)
 check_results_names(config)
 check_evaluation_names(config)
-try:  # the tuning section's names, ranges and budget (liquidbench.tune.space), before any job
+try:  # the tuning section's names, ranges and budget (liquidbench.tune.space), the scaling model's
+    # probe settings (liquidbench.results.scaling_settings), before any job
     check_tuning(config)
+    check_scaling_model(config)
 except ValueError as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
 

@@ -269,3 +269,17 @@ rule plot:
         "liquidbench plot "
         + " ".join(f"--{name} {{input.{name}:q}}" for name in figure_inputs())
         + " --out-dir {params.out_dir:q} --datasets {params.datasets:q} {params.settings} > {log:q} 2>&1"
+
+
+if "scaling_model" in STUDY_TABLES:
+
+    use rule summarize as scaling_model with:
+        input:
+            **table_inputs("scaling_model"),
+        output:
+            **table_outputs("scaling_model"),
+        log:
+            log_file("results/scaling_model.log"),
+        localrule: True
+        params:
+            **table_params("scaling_model"),

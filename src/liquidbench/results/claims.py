@@ -369,11 +369,25 @@ def check_study_claims(summary: pd.DataFrame, scaling: pd.DataFrame, model_types
     return pd.concat([table, pd.DataFrame(same_with_and_without_tuning(table, fixed))], ignore_index=True)
 
 
+def knee_text(scaling_model: pd.DataFrame) -> str:
+    """What bounds each scaling group at its predicted knee (the scaling_model table), for the
+    evidence of "The best gain is at 2 GPUs"; '' where nothing was predicted."""
+    if scaling_model is None or not len(scaling_model) or "fit_ok" not in scaling_model:
+        return ""
+    ok = scaling_model[scaling_model["fit_ok"].astype(str).isin(["True", "true", "1"])]
+    groups = ok.drop_duplicates(["dataset", "model", "device", "scaling"])
+    parts = [f"{r['dataset']}/{r['model']} {r['device']} {r['scaling']}: knee n = {int(r['knee_width'])}, "
+             f"bound by {r['knee_dominant']}" for r in groups.to_dict("records") if pd.notna(r["knee_width"])]
+    return ("scaling model (predicted knee, and the term that costs most there): " + "; ".join(parts)) if parts else ""
+
+
 def build(summary: pd.DataFrame, scaling: pd.DataFrame, model_types: dict[str, str], settings: dict,
-          published: pd.DataFrame | None = None, robustness_claims: pd.DataFrame | None = None) -> tuple:
+          published: pd.DataFrame | None = None, robustness_claims: pd.DataFrame | None = None,
+          scaling_model: pd.DataFrame | None = None) -> tuple:
     """The claims table (registry entry ``claims``): raw, display and notes. With the published
-    table (results.published), one claim per compared data set joins it. ``settings`` is the
-    command line's JSON (config results.claims), checked here once."""
+    table (results.published), one claim per compared data set joins it; with the scaling_model
+    table, the evidence of "The best gain is at 2 GPUs" names what bounds each group at its
+    predicted knee. ``settings`` is the command line's JSON (config results.claims), checked here once."""
     table = check_study_claims(summary, scaling, model_types, ClaimsSettings.from_dict(settings))
     if published is not None:
         from .published import claim_rows
@@ -386,5 +400,9 @@ def build(summary: pd.DataFrame, scaling: pd.DataFrame, model_types: dict[str, s
         rows = pd.DataFrame(evaluation_rows(robustness_claims))
         rows["settings"] = budget_text(summary, model_types, (), checked)
         table = pd.concat([table, rows], ignore_index=True)
+    knees = knee_text(scaling_model)
+    if knees:
+        at2 = table["claim_id"] == "best_at_2"
+        table.loc[at2, "evidence"] = [f"{e} | {knees}" if e else knees for e in table.loc[at2, "evidence"]]
     table = without_ok_runs(table, summary)
     return table, display(table), " ".join(filter(None, (no_ok_note(summary), NOTES)))

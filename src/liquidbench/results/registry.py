@@ -53,6 +53,8 @@ SETTINGS = {
                        help="JSON {dataset: target validation metric} (config results.targets)"),
     "settings": Setting(flag="--settings", json=True,
                         help="JSON {min_seeds, metric_tolerance_std, speedup_min} (config results.claims)"),
+    "scaling_model": Setting(flag="--scaling-model", json=True,
+                             help="JSON {widths, exposed, interconnect, seed} (config scaling_model, checked)"),
     "published": Setting(flag="--published-settings", json=True,
                          help="JSON {file, datasets, models, sigmas, min_seeds, dataset_config, study_models} "
                               "(config results.published; the published numbers are in file)"),
@@ -96,7 +98,8 @@ TABLES = {
                       title="Performance profiles", inputs=("summary", "time_to_target"), build="profiles:build"),
     "claims": Table(command="claims", help="check the study's claims on the data (interval-aware rule)",
                     title="Checked claims", inputs=("summary", "scaling"), build="claims:build",
-                    settings=("model_types", "settings"), optional=("published", "robustness_claims")),
+                    settings=("model_types", "settings"),
+                    optional=("published", "robustness_claims", "scaling_model")),
     "published": Table(command="published", help="published results against the reproduced ones, with verdicts",
                        title="Published and reproduced results", inputs=("summary",), build="published:build",
                        settings=("published",), when="published"),
@@ -122,6 +125,14 @@ TABLES = {
                     title="Tuning trials", inputs=("trials",), build="tuning:build_trials", when="tuning"),
     "tuned": Table(command="tuned", help="the setting selected per data set x model x hardware, and the spread",
                    title="Tuned settings", inputs=("trials",), build="tuning:build_tuned", when="tuning"),
+    # The scaling model (config `scaling_model`; workflow/rules/probes.smk writes the probes table from
+    # every step and all-reduce probe).
+    "scaling_model": Table(command="scaling-model",
+                           help="the DDP scaling model: fitted step and all-reduce costs, predicted speedup to "
+                                "the widest width against the measured one, the knee and what bounds it",
+                           title="Scaling model: predicted and measured speedup", inputs=("probes", "runs", "scaling"),
+                           build="scaling_table:build", settings=("hardware", "threshold", "scaling_model"),
+                           when="scaling_model"),
 }
 
 
@@ -161,6 +172,13 @@ EVALUATION_FIGURES = {
 # against each searched value; captions fig_{name}.rst.
 TUNING_FIGURES = {
     "tuning_search": "tuning:search_figure",
+}
+
+
+# The scaling model's figure (`liquidbench plot-scaling-model`, from its table): predicted speedup to
+# the widest width with its band, the measured points and the knee; caption fig_scaling_model.rst.
+SCALING_MODEL_FIGURES = {
+    "scaling_model": "scaling_table:figure",
 }
 
 
