@@ -258,9 +258,10 @@ def test_failed_aggregation_leaves_no_current_looking_table(workflow_copy):
     assert "run metrics results/runs/sine/cfc/cpu/seed1/metrics.json: field 'status' is missing" in log
     # what depends on the runs' table is gone; only the evaluation stage's own products, which do not
     # depend on aggregation (evaluation.json files -> evaluation tables and figures), may stay
-    # and the tuning stage's (selections -> trials table -> tuning tables and figure)
+    # and the tuning stage's (selections -> trials table -> tuning tables and figure), and the scaling
+    # model's probes table (probe files -> probes table)
     independent = {"evaluation", "evaluation_runs", "robustness", "robustness_claims", *EVALUATION_FIGURES,
-                   "trials", "tuning", "tuned", *TUNING_FIGURES}
+                   "trials", "tuning", "tuned", *TUNING_FIGURES, "probes"}
     left = [p for p in products if (wd / p).exists()]
     assert all(p.name.split(".")[0] in independent for p in left), left
     assert not any(p.name.split(".")[0] in ("runs", "summary", "claims", "memory", "headline", "loss_curves_sine")

@@ -16,9 +16,9 @@ pytestmark = pytest.mark.slow
 # The smoke study narrowed to two cheap runs on the synthetic signal (no downloads).
 NARROW = ["--configfile", ".test/config/config.yaml", "--config", "study={datasets: [sine], models: [cfc], hardware: [cpu], seeds: [0, 1]}"]
 # every rule after the runs: aggregation, one per table of the registry (summary's is summarize), the
-# figures and the evaluation stage's
+# figures, the evaluation stage's and the scaling model's figure
 RESULT_RULES = {"aggregate", "summarize", "plot", "all", "evaluate", "collect_evaluation",
-                "plot_evaluation"} | set(TABLES) - {"summary"}
+                "plot_evaluation", "plot_scaling_model"} | set(TABLES) - {"summary"}
 
 
 def run_dir(wd, seed):

@@ -177,7 +177,7 @@ def test_build_predicts_the_hand_computed_speedup_and_compares_it(tmp_path):
     assert d2["error"] == "+2.0 % (outside the band)" and d2["dominant term"] == "compute"
     assert display["knee"].iloc[0].startswith("knee n = 1: compute no longer shrinks")
     assert (display["knee"].iloc[1:] == "").all()
-    assert "liquidbench.results.scaling_model" in notes and "cpu/strong: ring" in notes
+    assert "liquidbench.results.scaling_model" in notes and "cpu/strong intra-node: ring" in notes
     assert "Exposed fraction of the all-reduce: 1 (config" in notes
     assert "ring chosen" in notes  # the fit's note: one width measured
 
@@ -317,3 +317,30 @@ def test_the_best_gain_claim_names_what_bounds_each_knee():
     assert knee_text(table) == ("scaling model (predicted knee, and the term that costs most there): "
                                 "sine/cfc cuda weak: knee n = 2, bound by all-reduce")
     assert knee_text(table[table["model"] == "lstm"]) == "" and knee_text(None) == ""
+
+
+def test_entries_on_one_node_and_across_nodes_are_predicted_apart(tmp_path):
+    """Two entries of one scaling group at the same width, one on one node and one across two nodes,
+    talk over different links: each gets its own all-reduce fit and its own measured speedup
+    (the Slurm test cluster's ddp-cpu-2 and ddp-2node)."""
+    hardware = {**HARDWARE, "ddp-2node": {"device": "cpu", "nodes": 2, "backend": "gloo", "scaling": "strong"}}
+    steps = [({"dataset": "sine", "model": "cfc", "device": "cpu"},
+              write(tmp_path / "probes/step/sine/cfc/cpu.json", step_json()))]
+    ars = [({"hardware": "ddp-cpu-2"}, write(tmp_path / "probes/allreduce/ddp-cpu-2.json", allreduce_json())),
+           ({"hardware": "ddp-2node"}, write(tmp_path / "probes/allreduce/ddp-2node.json",
+                                              allreduce_json(alpha=10 * ALPHA, beta=10 * BETA)))]
+    runs = pd.concat([runs_table(), runs_table().query("hardware == 'ddp-cpu-2'").assign(hardware="ddp-2node")])
+    slow = {"dataset": "sine", "model": "cfc", "device": "cpu", "scaling": "strong", "baseline": "cpu",
+            "hardware": "ddp-2node", "n": 2, "speedup": 0.8, "speedup_ci_low": 0.7, "speedup_ci_high": 0.9}
+    scaling = pd.concat([scaling_rows(), pd.DataFrame([slow])], ignore_index=True)
+    raw, display, _ = st.build(st.collect(steps, ars), runs, scaling, hardware=hardware, threshold=0.7,
+                               scaling_model=MODEL)
+    two = raw[raw["width"] == 2].set_index("link")
+    assert sorted(two.index) == ["inter-node", "intra-node"]
+    assert two.loc["intra-node", "hardware"] == "ddp-cpu-2" and two.loc["inter-node", "hardware"] == "ddp-2node"
+    assert two.loc["intra-node", "speedup"] == pytest.approx(S2, rel=1e-6)
+    across = STEPS * T1 / (STEPS * (T2_COMPUTE + 10 * T2_ALLREDUCE))  # the same compute, ten times the all-reduce
+    assert two.loc["inter-node", "speedup"] == pytest.approx(across, rel=1e-6)
+    assert two.loc["inter-node", "alpha"] == pytest.approx(10 * ALPHA, rel=1e-6)
+    assert (two.loc["intra-node", "measured_speedup"], two.loc["inter-node", "measured_speedup"]) == (1.2, 0.8)
+    assert set(display["mode"]) == {"cpu/strong, intra-node", "cpu/strong, inter-node"}

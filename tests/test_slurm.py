@@ -477,8 +477,12 @@ def test_smoke_study_through_slurm(slurm_cluster, tmp_path):
     # Slurm job id, Slurm log and a COMPLETED record; aggregation stayed on the submitting host.
     # the tuning stage's trials (the smoke study tunes gru) are training jobs too
     trials = [(m, h, k) for m, h in runs if m in config["tuning"]["models"] for k in range(config["tuning"]["trials"])]
+    # and the scaling model's probes: a step probe per model with DDP runs (on the CPU), an all-reduce
+    # probe per DDP entry, the two-node one across both nodes
+    step_probes = sorted({m for m, h in runs if h != "cpu"})
+    allreduce_probes = sorted({h for _, h in runs if h != "cpu"})
     ids = submitted(log)
-    assert len(ids) == 2 + 2 * len(runs) + len(trials), log[-3000:]
+    assert len(ids) == 2 + 2 * len(runs) + len(trials) + len(step_probes) + len(allreduce_probes), log[-3000:]
     jobs = slurm_jobs(run_id(log))
     assert set(jobs) == set(ids.values())
     assert all(job["JobState"] == "COMPLETED" for job in jobs.values()), jobs
@@ -486,10 +490,14 @@ def test_smoke_study_through_slurm(slurm_cluster, tmp_path):
     assert comments == sorted(["rule_prepare_synthetic_wildcards_sine", "rule_prepare_evaluation_sets_wildcards_sine"]
                               + [f"rule_{rule}_wildcards_sine_{m}_{h}_0" for m, h in runs
                                  for rule in ("train", "evaluate")]
-                              + [f"rule_tune_trial_wildcards_sine_{m}_{h}_{k}" for m, h, k in trials])
+                              + [f"rule_tune_trial_wildcards_sine_{m}_{h}_{k}" for m, h, k in trials]
+                              + [f"rule_probe_step_wildcards_sine_{m}_cpu" for m in step_probes]
+                              + [f"rule_probe_allreduce_wildcards_{h}" for h in allreduce_probes])
     for jid, job in jobs.items():
         logs = list((wd / ".snakemake/slurm_logs").rglob(f"{jid}.log"))
         assert len(logs) == 1, f"no Slurm log for job {jid}"
+        if job["Comment"] == "rule_probe_allreduce_wildcards_ddp-2node":
+            assert (job["NumNodes"], job["NumTasks"], job["NodeList"]) == ("2", "2", "lbnode[1-2]"), job
         if not job["Comment"].startswith("rule_train"):
             continue
         if "ddp-2node" in job["Comment"]:

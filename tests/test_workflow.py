@@ -401,7 +401,8 @@ def test_changing_the_probe_grid_reruns_only_the_probes_and_the_model(smoke_run)
     jobs = planned_jobs(snakemake(smoke_run, "-n", "--configfile", ".test/config/config.yaml", "--config", grid).stdout)
     rules = {rule for rule, _ in jobs}
     assert {"probe_step", "collect_probes", "scaling_model", "plot_scaling_model"} <= rules
-    assert rules <= {"probe_step", "collect_probes", "scaling_model", "plot_scaling_model", "all"}
+    # the claims name each group's knee beside "The best gain is at 2 GPUs", and the headline shows the claims
+    assert rules <= {"probe_step", "collect_probes", "scaling_model", "plot_scaling_model", "claims", "headline", "all"}
     proc = snakemake(smoke_run, "-n", "--configfile", ".test/config/config.yaml", "--config",
                      "scaling_model={batches: [1, 2, 64]}", check=False)
     assert proc.returncode != 0

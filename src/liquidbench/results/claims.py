@@ -375,8 +375,10 @@ def knee_text(scaling_model: pd.DataFrame) -> str:
     if scaling_model is None or not len(scaling_model) or "fit_ok" not in scaling_model:
         return ""
     ok = scaling_model[scaling_model["fit_ok"].astype(str).isin(["True", "true", "1"])]
-    groups = ok.drop_duplicates(["dataset", "model", "device", "scaling"])
-    parts = [f"{r['dataset']}/{r['model']} {r['device']} {r['scaling']}: knee n = {int(r['knee_width'])}, "
+    keys = ["dataset", "model", "device", "scaling"] + (["link"] if "link" in ok else [])
+    groups = ok.drop_duplicates(keys)
+    parts = [f"{r['dataset']}/{r['model']} {r['device']} {r['scaling']}"
+             + (f" {r['link']}" if "link" in r else "") + f": knee n = {int(r['knee_width'])}, "
              f"bound by {r['knee_dominant']}" for r in groups.to_dict("records") if pd.notna(r["knee_width"])]
     return ("scaling model (predicted knee, and the term that costs most there): " + "; ".join(parts)) if parts else ""
 

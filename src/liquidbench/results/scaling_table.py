@@ -116,7 +116,10 @@ def collect(step: list, allreduce: list) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------------ the table
 
-GROUP = ["dataset", "model", "device", "scaling"]
+GROUP = ["dataset", "model", "device", "scaling"]  # a group of the measured scaling table
+# a prediction's group: a scaling group's DDP entries on one node and those across nodes differ in
+# their interconnect (loopback or shared memory, or the network), so each has its own all-reduce fit
+TABLE_GROUP = GROUP + ["link"]
 DISPLAY_WIDTHS = (1, 2, 4, 8, 16, 32, 64)  # besides every measured width
 PREDICTED = sm.TABLE_COLUMNS[1:]  # the prediction's columns after width
 MEASURED = ["measured_speedup", "measured_speedup_low", "measured_speedup_high", "rel_error", "in_band", "width_note"]
@@ -125,7 +128,7 @@ GROUP_COLUMNS = ["batch_size", "n_train", "gradient_bytes", "c0", "c0_low", "c0_
                  "compute_r2", "alpha", "alpha_low", "alpha_high", "beta", "beta_low", "beta_high", "form",
                  "allreduce_source", "allreduce_hardware", "exposed", "exposed_source", "knee_threshold",
                  "knee_width", "knee_at", "knee_dominant", "knee_cause", "knee_reason", "fit_ok", "reason"]
-RAW_COLUMNS = GROUP + ["width", "hardware"] + PREDICTED + MEASURED + GROUP_COLUMNS
+RAW_COLUMNS = TABLE_GROUP + ["width", "hardware"] + PREDICTED + MEASURED + GROUP_COLUMNS
 DISPLAY_COLUMNS = ["data set", "model", "mode", "n", "hardware", "predicted speedup [low, high]",
                    "measured speedup [low, high]", "error", "dominant term", "knee"]
 MODEL_KEYS = ("widths", "exposed", "interconnect", "seed")  # what the model reads of config scaling_model
@@ -277,12 +280,17 @@ def _exposed(cfg: dict, runs: pd.DataFrame, dataset: str, model: str, members: l
     return clipped, text
 
 
+def link_of(hw) -> str:
+    """Where a DDP entry's processes talk: ``intra-node`` (one node) or ``inter-node``."""
+    return "intra-node" if hw.nodes == 1 else "inter-node"
+
+
 def _group(key: tuple, g: pd.DataFrame, probes: pd.DataFrame, runs: pd.DataFrame, entries: dict, cfg: dict,
-           threshold: float, cache: dict) -> tuple[list[dict], list[str]]:
-    """The rows of one scaling group (widths 1..max, or one row saying why there is no prediction)."""
-    dataset, model, device, scaling = key
-    label = f"{dataset} / {model} / {device} {scaling}"
-    members = [name for name, hw in entries.items() if hw.device == device and hw.scaling == scaling and hw.world > 1]
+           threshold: float, cache: dict, members: list[str]) -> tuple[list[dict], list[str]]:
+    """The rows of one prediction group (widths 1..max, or one row saying why there is no
+    prediction); ``members``: its DDP entries (one link)."""
+    dataset, model, device, scaling, link = key
+    label = f"{dataset} / {model} / {device} {scaling} {link}"
     info = {c: np.nan for c in GROUP_COLUMNS}
     info.update(knee_threshold=threshold, fit_ok=False, reason="")
     notes: list[str] = []
@@ -321,7 +329,7 @@ def _group(key: tuple, g: pd.DataFrame, probes: pd.DataFrame, runs: pd.DataFrame
             raise _NoPrediction(f"{label}: {exc}") from None
     except _NoPrediction as exc:
         info["reason"] = str(exc)
-        return [{**dict(zip(GROUP, key)), **info}], notes
+        return [{**dict(zip(TABLE_GROUP, key)), **info}], notes
     table = pred.table.set_index("width")
     predicted = set(table.index)
     notes += [f"{label}: {n}" for n in pred.notes if not n.startswith(("all-reduce:", "strong scaling: widths"))]
@@ -339,7 +347,7 @@ def _group(key: tuple, g: pd.DataFrame, probes: pd.DataFrame, runs: pd.DataFrame
                 knee_reason=k.reason, fit_ok=True)
     rows = []
     for w in widths:
-        row = {**dict(zip(GROUP, key)), "width": w, "hardware": names.get(w, np.nan)}
+        row = {**dict(zip(TABLE_GROUP, key)), "width": w, "hardware": names.get(w, np.nan)}
         if w in predicted:
             row.update(table.loc[w, PREDICTED].to_dict())
             row["width_note"] = ""
@@ -361,9 +369,10 @@ def _group(key: tuple, g: pd.DataFrame, probes: pd.DataFrame, runs: pd.DataFrame
 
 def _display(raw: pd.DataFrame) -> pd.DataFrame:
     out = []
-    for _, g in raw.groupby(GROUP, sort=False, dropna=False):
+    for _, g in raw.groupby(TABLE_GROUP, sort=False, dropna=False):
         first = g.iloc[0]
-        base = {"data set": first["dataset"], "model": first["model"], "mode": f"{first['device']}/{first['scaling']}"}
+        base = {"data set": first["dataset"], "model": first["model"],
+                "mode": f"{first['device']}/{first['scaling']}, {first['link']}"}
         if not bool(first["fit_ok"]):
             out.append({**base, "n": NOT_AVAILABLE, "hardware": "", "predicted speedup [low, high]": NOT_AVAILABLE,
                         "measured speedup [low, high]": "", "error": "", "dominant term": "",
@@ -400,19 +409,19 @@ MODEL_NOTE = ("Predicted speedup: the DDP scaling model of liquidbench.results.s
 
 def _notes(raw: pd.DataFrame, cfg: dict, fit_notes: list[str]) -> str:
     parts = [MODEL_NOTE]
-    ok = raw[raw["fit_ok"].astype(bool)].drop_duplicates(GROUP) if len(raw) else raw
+    ok = raw[raw["fit_ok"].astype(bool)].drop_duplicates(TABLE_GROUP) if len(raw) else raw
     if cfg["interconnect"] is not None:
         ic = cfg["interconnect"]
         parts.append(f"All-reduce: given by the config (scaling_model.interconnect: alpha {ic['alpha']:g} s, beta "
                      f"{ic['beta']:g} s/byte, {ic.get('form', 'ring')} form), not fitted.")
     elif len(ok):
-        forms = ok.drop_duplicates(["device", "scaling"])
+        forms = ok.drop_duplicates(["device", "scaling", "link"])
         parts.append("All-reduce: fitted to the probes; form used: " + "; ".join(
-            f"{r['device']}/{r['scaling']}: {r['form']}" for r in forms.to_dict("records"))
+            f"{r['device']}/{r['scaling']} {r['link']}: {r['form']}" for r in forms.to_dict("records"))
             + " (the lower residual sum of squares of ring and tree; one measured width: ring).")
     if cfg["exposed"] == "measured":
         fallback = ok[ok["exposed_source"].astype(str).str.contains("no ok DDP run")] if len(ok) else ok
-        without = ", ".join("/".join(map(str, k)) for k in fallback[GROUP].itertuples(index=False))
+        without = ", ".join("/".join(map(str, k)) for k in fallback[TABLE_GROUP].itertuples(index=False))
         parts.append("Exposed fraction of the all-reduce: measured per group (DDP runs' comm_probe allreduce_s over "
                      "the fitted all-reduce at their width, median, clipped to [0, 1]; column exposed)"
                      + (f"; without a comm_probe, 1 (no overlap) for {without}" if without else "") + ".")
@@ -448,9 +457,16 @@ def build(probes: pd.DataFrame, runs: pd.DataFrame, scaling: pd.DataFrame, *, ha
         for key, g in scaling.groupby(GROUP, sort=False):
             if not (g["n"] > 1).any():
                 continue
-            group_rows, group_notes = _group(key, g, probes, runs, entries, cfg, threshold, cache)
-            rows += group_rows
-            notes += group_notes
+            device, scaling = key[2], key[3]
+            measured = {link_of(entries[h]) for h in g.loc[g["n"] > 1, "hardware"] if h in entries}
+            for link in sorted(measured):
+                members = [name for name, hw in entries.items() if hw.device == device and hw.scaling == scaling
+                           and hw.world > 1 and link_of(hw) == link]
+                sub = g[(g["n"] == 1) | g["hardware"].isin(members)]
+                group_rows, group_notes = _group((*key, link), sub, probes, runs, entries, cfg, threshold, cache,
+                                                 members)
+                rows += group_rows
+                notes += group_notes
     raw = pd.DataFrame(rows, columns=RAW_COLUMNS)
     return raw, _display(raw), _notes(raw, cfg, notes)
 
@@ -494,14 +510,14 @@ def figure(table: pd.DataFrame, stem) -> list[Path]:
             fig, axes = panels(1, 1)
             no_data(axes[0][0], "no scaling group with DDP runs to predict")
             return save(fig, stem)
-        groups = list(table.groupby(GROUP, sort=False, dropna=False))
+        groups = list(table.groupby(TABLE_GROUP, sort=False, dropna=False))
         if len(groups) <= MAX_PANELS:
-            layout = [(f"{d} / {m} / {dev} {s}", [(None, g)]) for (d, m, dev, s), g in groups]
+            layout = [(f"{d} / {m} / {dev} {s}, {link}", [(None, g)]) for (d, m, dev, s, link), g in groups]
         else:
             by: dict = {}
-            for (d, m, dev, s), g in groups:
-                by.setdefault((d, dev, s), []).append((m, g))
-            layout = [(f"{d} / {dev} {s}", curves) for (d, dev, s), curves in by.items()]
+            for (d, m, dev, s, link), g in groups:
+                by.setdefault((d, dev, s, link), []).append((m, g))
+            layout = [(f"{d} / {dev} {s}, {link}", curves) for (d, dev, s, link), curves in by.items()]
         many = len(groups) > MAX_PANELS  # a legend beside each panel: one column of panels
         cols = 1 if len(layout) == 1 or many else 2 if len(layout) <= 4 else 3
         rows = math.ceil(len(layout) / cols)
