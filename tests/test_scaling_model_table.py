@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from liquidbench.results import scaling_table as st
 from liquidbench.results.scaling_model import TABLE_COLUMNS
@@ -85,13 +86,29 @@ def scaling_rows():
     base = {"dataset": "sine", "model": "cfc", "device": "cpu", "scaling": "strong", "baseline": "cpu"}
     return pd.DataFrame([
         {**base, "hardware": "cpu", "n": 1, "speedup": 1.0, "speedup_ci_low": 1.0, "speedup_ci_high": 1.0},
-        {**base, "hardware": "ddp-cpu-2", "n": 2, "speedup": 1.2, "speedup_ci_low": 1.1, "speedup_ci_high": 1.3},
+        # the training time's speedup (first epoch included): not what the model is set against
+        {**base, "hardware": "ddp-cpu-2", "n": 2, "speedup": 1.5, "speedup_ci_low": 1.4, "speedup_ci_high": 1.6},
     ])
+
+
+# the measured steady epoch times (summary over 3 seeds, geometric sd 1.05 each): the baseline's 72 ms
+# over the DDP entry's 60 ms is a measured speedup of 1.2, with the log-scale t interval by hand
+SEEDS, GSD = 3, 1.05
+HALF = stats.t.ppf(0.975, SEEDS - 1) * math.sqrt(2) * math.log(GSD) / math.sqrt(SEEDS)
+MEASURED = (1.2, 1.2 * math.exp(-HALF), 1.2 * math.exp(HALF))
+
+
+def summary_rows(speedups=(("ddp-cpu-2", 1.2),), base_s=0.072):
+    rows = [{"dataset": "sine", "model": "cfc", "hardware": name, "steady_epoch_time_s_n": SEEDS,
+             "steady_epoch_time_s_gmean": t, "steady_epoch_time_s_gsd": GSD,
+             "train_time_s_gmean": 10 * t, "train_time_s_n": SEEDS, "train_time_s_gsd": GSD}
+            for name, t in [("cpu", base_s)] + [(h, base_s / s) for h, s in speedups]]
+    return pd.DataFrame(rows)
 
 
 def build(tmp_path, model=MODEL, runs=None, **kw):
     return st.build(probes_table(tmp_path, **kw), runs if runs is not None else runs_table(), scaling_rows(),
-                    hardware=HARDWARE, threshold=0.7, scaling_model=model)
+                    summary_rows(), hardware=HARDWARE, threshold=0.7, scaling_model=model)
 
 
 # ---------------------------------------------------------------------------------------------- collect
@@ -148,8 +165,11 @@ def test_build_predicts_the_hand_computed_speedup_and_compares_it(tmp_path):
     assert two["allreduce_s"] == pytest.approx(T2_ALLREDUCE, rel=1e-6)
     assert two["steps"] == STEPS and two["per_process_batch"] == 16 and two["dominant"] == "compute"
     assert two["hardware"] == "ddp-cpu-2"
-    # the measured speedup beside it: (1.2244898 - 1.2) / 1.2 = +2.04 %, outside the (exact) predicted band
-    assert two["measured_speedup"] == 1.2 and (two["measured_speedup_low"], two["measured_speedup_high"]) == (1.1, 1.3)
+    # the measured speedup beside it, of the steady epoch times (not the scaling table's 1.5 of the training
+    # time): (1.2244898 - 1.2) / 1.2 = +2.04 %, outside the (exact) predicted band
+    assert (two["measured_speedup"], two["measured_speedup_low"], two["measured_speedup_high"]) == \
+        pytest.approx(MEASURED, rel=1e-9)
+    assert MEASURED[1:] == pytest.approx((1.0110, 1.4244), abs=1e-4)  # t(0.975, 2 df) = 4.303
     assert two["rel_error"] == pytest.approx((S2 - 1.2) / 1.2, rel=1e-6)
     assert two["in_band"] is False or two["in_band"] == False  # noqa: E712
     one = raw[raw["width"] == 1].iloc[0]
@@ -173,7 +193,7 @@ def test_build_predicts_the_hand_computed_speedup_and_compares_it(tmp_path):
     assert list(display.columns) == st.DISPLAY_COLUMNS
     d2 = display[display["n"] == 2].iloc[0]
     assert d2["predicted speedup [low, high]"].startswith("1.22")
-    assert d2["measured speedup [low, high]"] == "1.2 [1.1, 1.3]"
+    assert d2["measured speedup [low, high]"] == "1.2 [1.01, 1.42]"
     assert d2["error"] == "+2.0 % (outside the band)" and d2["dominant term"] == "compute"
     assert display["knee"].iloc[0].startswith("knee n = 1: compute no longer shrinks")
     assert (display["knee"].iloc[1:] == "").all()
@@ -237,7 +257,7 @@ def test_an_unfit_compute_probe_is_refused_with_its_reason(tmp_path):
         point("batch", b, 10e-3 - 1e-4 * b + (1e-6 if b % 2 else 0)) for b in BATCHES]})
     probes = st.collect([({"dataset": "sine", "model": "cfc", "device": "cpu"}, path)],
                         [({"hardware": "ddp-cpu-2"}, write(tmp_path / "ar.json", allreduce_json()))])
-    raw, _, _ = st.build(probes, runs_table(), scaling_rows(), hardware=HARDWARE, threshold=0.7,
+    raw, _, _ = st.build(probes, runs_table(), scaling_rows(), summary_rows(), hardware=HARDWARE, threshold=0.7,
                          scaling_model=MODEL)
     assert len(raw) == 1 and not raw["fit_ok"].iloc[0] and math.isnan(raw["speedup"].iloc[0])
     assert "compute fit of data set sine, model cfc on device cpu is unfit" in raw["reason"].iloc[0]
@@ -249,9 +269,10 @@ def test_build_refuses_bad_settings_and_builds_an_empty_table(tmp_path):
     for bad, match in (({"widths": 0}, "widths"), ({"exposed": 1.5}, "exposed"), ({"exposed": "all"}, "exposed"),
                        ({"interconnect": {"alpha": -1, "beta": 0}}, "alpha")):
         with pytest.raises(ValueError, match=match):
-            st.build(probes, runs_table(), scaling_rows(), hardware=HARDWARE, threshold=0.7, scaling_model=bad)
-    raw, display, notes = st.build(probes, runs_table(), scaling_rows().iloc[:0], hardware=HARDWARE, threshold=0.7,
-                                   scaling_model={})
+            st.build(probes, runs_table(), scaling_rows(), summary_rows(), hardware=HARDWARE, threshold=0.7,
+                     scaling_model=bad)
+    raw, display, notes = st.build(probes, runs_table(), scaling_rows().iloc[:0], summary_rows(), hardware=HARDWARE,
+                                   threshold=0.7, scaling_model={})
     assert raw.empty and list(raw.columns) == st.RAW_COLUMNS and display.empty
     assert "No scaling group with DDP runs" in notes
 
@@ -282,8 +303,8 @@ def test_weak_scaling_by_hand_and_tables_read_back_from_csv(tmp_path):
     def back(frame):  # what the workflow hands over: CSV files
         return pd.read_csv(io.StringIO(frame.to_csv(index=False)))
 
-    raw, display, _ = st.build(back(probes_table(tmp_path)), back(runs_table()), back(weak), hardware=hardware,
-                               threshold=0.7, scaling_model=MODEL)
+    raw, display, _ = st.build(back(probes_table(tmp_path)), back(runs_table()), back(weak), back(summary_rows()),
+                               hardware=hardware, threshold=0.7, scaling_model=MODEL)
     two = raw[raw["width"] == 2].iloc[0]
     s2 = (20 * T1) / (10 * (T1 + T2_ALLREDUCE))  # 72 ms / 37.4 ms = 1.925134
     assert s2 == pytest.approx(1.925134, rel=1e-6)
@@ -333,7 +354,8 @@ def test_entries_on_one_node_and_across_nodes_are_predicted_apart(tmp_path):
     slow = {"dataset": "sine", "model": "cfc", "device": "cpu", "scaling": "strong", "baseline": "cpu",
             "hardware": "ddp-2node", "n": 2, "speedup": 0.8, "speedup_ci_low": 0.7, "speedup_ci_high": 0.9}
     scaling = pd.concat([scaling_rows(), pd.DataFrame([slow])], ignore_index=True)
-    raw, display, _ = st.build(st.collect(steps, ars), runs, scaling, hardware=hardware, threshold=0.7,
+    summary = summary_rows((("ddp-cpu-2", 1.2), ("ddp-2node", 0.8)))
+    raw, display, _ = st.build(st.collect(steps, ars), runs, scaling, summary, hardware=hardware, threshold=0.7,
                                scaling_model=MODEL)
     two = raw[raw["width"] == 2].set_index("link")
     assert sorted(two.index) == ["inter-node", "intra-node"]
@@ -342,5 +364,18 @@ def test_entries_on_one_node_and_across_nodes_are_predicted_apart(tmp_path):
     across = STEPS * T1 / (STEPS * (T2_COMPUTE + 10 * T2_ALLREDUCE))  # the same compute, ten times the all-reduce
     assert two.loc["inter-node", "speedup"] == pytest.approx(across, rel=1e-6)
     assert two.loc["inter-node", "alpha"] == pytest.approx(10 * ALPHA, rel=1e-6)
-    assert (two.loc["intra-node", "measured_speedup"], two.loc["inter-node", "measured_speedup"]) == (1.2, 0.8)
+    assert (two.loc["intra-node", "measured_speedup"], two.loc["inter-node", "measured_speedup"]) == \
+        pytest.approx((1.2, 0.8), rel=1e-12)
     assert set(display["mode"]) == {"cpu/strong, intra-node", "cpu/strong, inter-node"}
+
+
+def test_measured_speedups_are_of_steady_epochs_and_missing_ones_are_not_compared():
+    """The model predicts a steady epoch: the measurement set beside it is the steady epoch time's ratio
+    (the scaling table's baseline kept), exactly 1 for the baseline, NaN where a side has no steady time."""
+    out = st.steady_speedups(scaling_rows(), summary_rows((("ddp-cpu-2", 1.25),)))
+    assert out["speedup"].tolist() == pytest.approx([1.0, 1.25], rel=1e-12)
+    assert list(out.columns) == list(scaling_rows().columns)
+    assert out["speedup_ci_low"].iloc[0] == 1.0 and out["speedup_ci_low"].iloc[1] < 1.25 < out["speedup_ci_high"].iloc[1]
+    lacking = summary_rows().query("hardware == 'cpu'")  # no row of ddp-cpu-2
+    gone = st.steady_speedups(scaling_rows(), lacking)
+    assert gone["speedup"].iloc[0] == 1.0 and math.isnan(gone["speedup"].iloc[1])

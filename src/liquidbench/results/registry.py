@@ -130,7 +130,8 @@ TABLES = {
     "scaling_model": Table(command="scaling-model",
                            help="the DDP scaling model: fitted step and all-reduce costs, predicted speedup to "
                                 "the widest width against the measured one, the knee and what bounds it",
-                           title="Scaling model: predicted and measured speedup", inputs=("probes", "runs", "scaling"),
+                           title="Scaling model: predicted and measured speedup",
+                           inputs=("probes", "runs", "scaling", "summary"),
                            build="scaling_table:build", settings=("hardware", "threshold", "scaling_model"),
                            when="scaling_model"),
 }

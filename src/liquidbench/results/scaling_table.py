@@ -29,6 +29,7 @@ import pandas as pd
 from . import scaling_model as sm
 from .scaling_settings import ScalingModel
 from .scaling import hardware_entries
+from .stats import estimate_of, ratio
 from .tables import NOT_AVAILABLE, compact
 
 # ----------------------------------------------------------------------------------------- probes table
@@ -132,6 +133,10 @@ RAW_COLUMNS = TABLE_GROUP + ["width", "hardware"] + PREDICTED + MEASURED + GROUP
 DISPLAY_COLUMNS = ["data set", "model", "mode", "n", "hardware", "predicted speedup [low, high]",
                    "measured speedup [low, high]", "error", "dominant term", "knee"]
 MODEL_KEYS = ("widths", "exposed", "interconnect", "seed")  # what the model reads of config scaling_model
+# the measured speedup the prediction is set against: the model predicts a steady epoch (no warm-up,
+# no compilation), so the measurement is the steady epoch time (the epochs after the first, summary
+# column steady_epoch_time_s), not the scaling table's training time, which includes the first epoch
+MEASURE = "steady_epoch_time_s"
 
 
 def settings(scaling_model: Mapping | None) -> dict:
@@ -285,6 +290,26 @@ def link_of(hw) -> str:
     return "intra-node" if hw.nodes == 1 else "inter-node"
 
 
+def steady_speedups(scaling: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """The scaling table with its speedup and interval recomputed from the steady epoch time (MEASURE)
+    of each row's entry and of its baseline (the scaling table's choice of baseline is kept): the
+    ratio of geometric means over seeds with the log-scale t interval (stats.ratio); a baseline row
+    is exactly 1. A row whose entry or baseline has no steady epoch time gets NaN (not compared)."""
+    index = {(r["dataset"], r["model"], r["hardware"]): r for r in summary.to_dict("records")} \
+        if {"dataset", "model", "hardware"} <= set(summary.columns) else {}
+    out = []
+    for r in scaling.to_dict("records"):
+        here = index.get((r["dataset"], r["model"], r["hardware"]))
+        base = r.get("baseline")
+        tn = estimate_of(here, MEASURE)
+        if base == r["hardware"]:  # the baseline against itself: exactly 1 where it has a steady time
+            s = {"value": 1.0, "ci_low": 1.0, "ci_high": 1.0} if tn["n"] else ratio(tn, tn)
+        else:
+            s = ratio(estimate_of(index.get((r["dataset"], r["model"], base)), MEASURE), tn)
+        out.append({**r, "speedup": s["value"], "speedup_ci_low": s["ci_low"], "speedup_ci_high": s["ci_high"]})
+    return pd.DataFrame(out, columns=list(scaling.columns))
+
+
 def _group(key: tuple, g: pd.DataFrame, probes: pd.DataFrame, runs: pd.DataFrame, entries: dict, cfg: dict,
            threshold: float, cache: dict, members: list[str]) -> tuple[list[dict], list[str]]:
     """The rows of one prediction group (widths 1..max, or one row saying why there is no
@@ -400,8 +425,10 @@ def _display(raw: pd.DataFrame) -> pd.DataFrame:
 MODEL_NOTE = ("Predicted speedup: the DDP scaling model of liquidbench.results.scaling_model, a step time "
               "t_c(b) = c0 + c1 b fitted to the step probe (b: per-process batch) plus the exposed fraction of an "
               "alpha-beta all-reduce of the gradient fitted to the all-reduce probes; speedup = epoch(1)/epoch(n), "
-              "[95 % Monte Carlo band over the fits' intervals]. Measured speedup: the scaling table's "
-              "[95 % t interval]. error = (predicted - measured) / measured; inside the band: the measured value "
+              "[95 % Monte Carlo band over the fits' intervals]. Measured speedup: the ratio of the steady epoch "
+              "times (epochs after the first: the model predicts no warm-up) of the scaling table's baseline and "
+              "of the width, geometric means over seeds [95 % log-scale t interval]; the scaling table's speedup "
+              "uses the whole training time, first epoch included. error = (predicted - measured) / measured; inside the band: the measured value "
               "lies in the predicted 95 % band. dominant term: the larger of compute and exposed all-reduce in a "
               "step. knee: the largest n whose predicted efficiency is still at or above the threshold, and what "
               "loses efficiency there.")
@@ -438,12 +465,13 @@ def _notes(raw: pd.DataFrame, cfg: dict, fit_notes: list[str]) -> str:
     return " ".join(parts)
 
 
-def build(probes: pd.DataFrame, runs: pd.DataFrame, scaling: pd.DataFrame, *, hardware: dict, threshold: float,
-          scaling_model: dict) -> tuple:
+def build(probes: pd.DataFrame, runs: pd.DataFrame, scaling: pd.DataFrame, summary: pd.DataFrame, *,
+          hardware: dict, threshold: float, scaling_model: dict) -> tuple:
     """The scaling_model table (registry entry ``scaling_model``): raw (one row per scaling group and
-    width 1..widths, or one row per group without a prediction), display and notes. ``hardware``: the
-    study's hardware entries (the command line's JSON); ``scaling_model``: the config section
-    {widths, exposed, interconnect, seed}."""
+    width 1..widths, or one row per group without a prediction), display and notes. ``scaling``: the
+    scaling table (its groups, widths and baselines); ``summary``: the summary over seeds (the measured
+    steady epoch times, steady_speedups); ``hardware``: the study's hardware entries (the command
+    line's JSON); ``scaling_model``: the config section {widths, exposed, interconnect, seed}."""
     if not 0 < threshold <= 1:
         raise ValueError(f"--threshold: the knee threshold is an efficiency in (0, 1], got {threshold}")
     cfg = settings(scaling_model)
@@ -453,7 +481,7 @@ def build(probes: pd.DataFrame, runs: pd.DataFrame, scaling: pd.DataFrame, *, ha
         runs = pd.DataFrame(columns=["dataset", "model", "hardware", "status"])
     rows, notes, cache = [], [], {}
     if len(scaling):
-        scaling = scaling.assign(n=pd.to_numeric(scaling["n"]).astype(int))
+        scaling = steady_speedups(scaling.assign(n=pd.to_numeric(scaling["n"]).astype(int)), summary)
         for key, g in scaling.groupby(GROUP, sort=False):
             if not (g["n"] > 1).any():
                 continue
