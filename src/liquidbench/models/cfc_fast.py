@@ -15,6 +15,7 @@ which takes ncps's parameters as they are and layer 0's input share inside the c
 CUDA (:class:`_CfcSequenceCompiled`, :mod:`.cfc_triton`). Wired (NCP) CfC and ``backbone_layers=0``:
 ncps's cell layers, with the masked weights formed once per sequence rather than once per step,
 through autograd. A backbone of another activation: ncps's own cell, step by step.
+Operation counts of a training step (flops, transcendentals; forward, backward, weight gradients): :mod:`.cost`.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ starts from the same weights. The computation is this module's own:
 The unfold is ``v' = (cm_t v + gleak vleak + N_s + N(v)) / (cm_t + gleak + D_s + D(v) + eps)`` with
 ``N(v)_j = sum_i w_ij erev_ij s_ij``, ``D(v)_j = sum_i w_ij s_ij`` and
 ``s_ij = sigmoid(sigma_ij (v_i - mu_ij))`` (``w`` already made positive and masked by the wiring).
+Operation counts of a training step (flops, transcendentals; forward, backward, weight gradients): :mod:`.cost`.
 """
 
 from __future__ import annotations
