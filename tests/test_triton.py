@@ -2,8 +2,10 @@
 interpreter (``TRITON_INTERPRET=1``, CPU tensors) against ncps, and compiled ahead of time for
 sm_80 and sm_90 with the ptxas that the Triton wheel ships, checking its register spills."""
 
+import functools
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -12,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from conftest import missing_part, tool_env
+
+from liquidbench.models import cfc_triton, grid, ltc_triton
 
 
 def require_triton():
@@ -108,25 +112,85 @@ def test_interpreted_ltc_kernels_match_ncps():
     assert {c["motor"] is None for c in result["cases"]} == {True, False}
 
 
-FORWARD = ["pre0", "ts", "h0", "w0t", "hwt", "hb", "wht", "bh", "wtau", "amp", "out", "tanhs", "aux"]
-BACKWARD = ["grad", "ts", "w0h", "hw", "wh", "wtau", "amp", "tanhs", "aux", "g_pre0", "g_hid", "g_heads", "g_wtau",
-            "g_amp", "g_h0"]
+# The tiled kernels forced at widths that the resident ones take, with tiles smaller still: every
+# loop over tiles runs several times, its last tile partly masked (CfC: 20 units in tiles of 16,
+# a backbone of 40 in tiles of 16; LTC: 10 units in tiles of 4).
+TILED = r"""
+import dataclasses, json, torch
+from ncps import torch as nt
+from liquidbench import fast
+from liquidbench.models import cfc_triton, ltc_triton
+
+tiled = []
+for module, tiles in ((cfc_triton, dict(tu=16, tk=16)), (ltc_triton, dict(tile=4))):
+    def blocks(*widths, real=module.blocks, tiles=tiles, **kw):
+        b = dataclasses.replace(real(*widths, **kw), **tiles)
+        tiled.append(b.tiled)
+        return b
+    module.blocks = blocks
+worst, cases = 0.0, []
+for seed, (kind, units, kw) in enumerate([
+        ("CfC", 20, dict(mode="default", backbone_units=40, backbone_layers=1)),
+        ("CfC", 20, dict(mode="no_gate", backbone_units=40, backbone_layers=2)),
+        ("CfC", 20, dict(mode="pure", backbone_units=40, backbone_layers=3)),
+        ("LTC", 10, dict(ode_unfolds=3))]):
+    models = []
+    for cls in (getattr(nt, kind), getattr(fast, kind)):
+        torch.manual_seed(seed)
+        models.append(cls(3, units, **kw))
+    gen = torch.Generator().manual_seed(seed)
+    bsz, steps = 3, 3
+    x, h0 = torch.randn(bsz, steps, 3, generator=gen), torch.randn(bsz, units, generator=gen)
+    ts = torch.rand(bsz, steps, generator=gen) * 2 + 0.1
+    for irregular in (False, True) if kind == "CfC" else (False,):  # the LTC's kernels take no times
+        results = []
+        for m in models:
+            h = h0.clone().requires_grad_()
+            if irregular:
+                outs = [m(x[b:b + 1], h[b:b + 1], ts[b:b + 1]) for b in range(bsz)]
+                out, hn = torch.cat([o for o, _ in outs]), torch.cat([s for _, s in outs])
+            else:
+                out, hn = m(x, h)
+            w = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+            ((out * w).sum() + hn.sum()).backward()
+            results.append([out.detach(), h.grad] + [p.grad.clone() for p in m.parameters() if p.requires_grad])
+        for a, b in zip(*results, strict=True):
+            worst = max(worst, ((a - b).abs() - 1e-5 * b.abs()).max().item())
+        cases.append(dict(kind=kind, irregular=irregular, **kw))
+print(json.dumps({"worst": worst, "tiled": tiled, "cases": cases}))
+"""
 
 
-def compile_ahead(kernel, pointers, constexprs, capability, ints="TBUKL", module=None):
-    """(cubin bytes, ptxas's resource report) of one kernel for sm_<capability>, without a GPU,
-    with the warps its module launches it with."""
+def test_interpreted_tiled_kernels_match_ncps():
+    """The tiled kernels (the wide widths' path) against ncps within 1e-5, outputs, the initial
+    state's and every parameter's gradient, at a tiny shape with several tiles a width: every
+    CfC mode, one to three backbone layers, regular and irregular times; the LTC."""
+    require_triton()
+    env = {**tool_env(), "TRITON_INTERPRET": "1"}
+    run = subprocess.run([sys.executable, "-c", TILED], capture_output=True, text=True, env=env, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["worst"] <= 1e-5, result
+    assert result["tiled"] and all(result["tiled"]), result  # every launch took the tiled kernels
+    assert len(result["cases"]) == 7
+
+
+# The kernels' arguments that are sizes (int32); every other one that is not a constexpr is a
+# float32 pointer.
+SIZES = ("T", "B", "U", "K", "L")
+
+
+@functools.lru_cache(maxsize=None)
+def _compile(kernel, constexprs: tuple, capability: int, options: tuple):
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from liquidbench.models import cfc_triton
-
-    signature = {**{name: "*fp32" for name in pointers}, **{name: "i32" for name in ints},
-                 **{name: "constexpr" for name in constexprs}}
-    warps = (module or cfc_triton).NUM_WARPS
-    compiled = triton.compile(ASTSource(kernel, signature, constexprs=constexprs),
-                              target=GPUTarget("cuda", capability, 32), options={"num_warps": warps})
+    consts = dict(constexprs)
+    signature = {name: "constexpr" if name in consts else "i32" if name in SIZES else "*fp32"
+                 for name in kernel.arg_names}
+    compiled = triton.compile(ASTSource(kernel, signature, constexprs=consts),
+                              target=GPUTarget("cuda", capability, 32), options=dict(options))
     ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
     arch = f"sm_{capability}a" if capability >= 90 else f"sm_{capability}"
     with tempfile.TemporaryDirectory() as tmp:
@@ -137,60 +201,90 @@ def compile_ahead(kernel, pointers, constexprs, capability, ints="TBUKL", module
     return compiled.asm["cubin"], report
 
 
+def compile_ahead(kernel, constexprs: dict, capability: int, options: dict):
+    """(cubin bytes, ptxas's resource report) of one kernel for sm_<capability> with compiler
+    ``options`` (num_warps, num_stages: a launch's), without a GPU. Kept per process: widths that
+    take the same blocks (every tiled width) compile once."""
+    return _compile(kernel, tuple(sorted(constexprs.items())), capability, tuple(sorted(options.items())))
+
+
 def spill_bytes(report: str) -> int:
     """Spill stores plus loads in ptxas -v's report."""
-    import re
-
     return sum(int(n) for n in re.findall(r"(\d+) bytes spill (?:stores|loads)", report))
 
 
-# the study's shape (32 units, backbone 64: blocks of 32 and 64) and a small one
-SHAPES = [{"BU": 32, "BK": 64}, {"BU": 16, "BK": 16}]
+def _powers(low: int, high: int) -> list[int]:
+    return [1 << n for n in range(low.bit_length() - 1, high.bit_length())]
 
 
-@pytest.mark.parametrize("capability", [80, 90])
-@pytest.mark.parametrize("mode", [0, 2], ids=["default", "pure"])
-def test_backward_kernel_compiles_for_sm80_and_sm90_without_spills(capability, mode):
+CAPABILITIES = (80, 90)
+MODES = ("default", "no_gate", "pure")
+# every units value of the grid with each backbone width of its CfC variants (the tiled kernels
+# take them); and every block the resident kernels take (units 16 and 32, backbone 16 to 64: the
+# study's 32 and 64 among them), so that every width takes blocks compiled here
+CFC_RESIDENT = [(units, width) for units in _powers(16, cfc_triton.RESIDENT_UNITS)
+                for width in _powers(16, cfc_triton.RESIDENT_WIDTH)]
+CFC_WIDTHS = [(units, width) for units in grid.UNITS for width in grid.BACKBONE_UNITS] + CFC_RESIDENT
+# Both capabilities for the grid's widths, the study's block (32 x 64), the smallest and the one where
+# 8 warps spilled on sm_80 only (16 x 32); the other resident blocks on sm_90 alone (the suite's time:
+# each block is 12 compilations per capability)
+BOTH = {(units, width) for units, width in CFC_WIDTHS if (units, width) not in CFC_RESIDENT} | {(32, 64), (16, 16),
+                                                                                             (16, 32)}
+CFC_CASES = [pytest.param(kernel, mode, steps, units, width, cap,
+                          id=f"cfc_{kernel}-{mode}-{steps}-units{units}-backbone{width}-sm{cap}")
+             for kernel in ("forward", "backward") for mode in MODES for steps in ("regular", "irregular")
+             for units, width in CFC_WIDTHS for cap in CAPABILITIES if cap == 90 or (units, width) in BOTH]
+LTC_CASES = [pytest.param(kernel, units, cap, id=f"ltc_{kernel}-units{units}-sm{cap}")
+             for kernel in ("forward", "backward") for units in grid.UNITS for cap in CAPABILITIES]
+
+
+def assert_clean(kernel, constexprs, capability, options):
+    cubin, report = compile_ahead(kernel, constexprs, capability, options)
+    assert len(cubin) > 1000 and kernel.__name__ in report
+    assert spill_bytes(report) == 0, report
+
+
+@pytest.mark.parametrize("kernel, mode, steps, units, width, capability", CFC_CASES)
+def test_cfc_kernels_compile_without_spills_at_every_grid_width(kernel, mode, steps, units, width, capability):
+    """The kernel that :func:`cfc_triton.blocks` picks for these widths, with its blocks, warps and
+    stages (the launches' own choice), builds for sm_80 and sm_90 with no register spills, for
+    regular steps (no elapsed times) and irregular ones."""
     require_triton()
-    from liquidbench.models import cfc_triton
+    from liquidbench.models import cfc_kernel
 
-    for shape in SHAPES:
-        constexprs = {"MODE": mode, "HAS_TS": True, "BB": cfc_triton.BB, **shape}
-        cubin, report = compile_ahead(cfc_triton.cfc_backward_kernel, BACKWARD, constexprs, capability)
-        assert len(cubin) > 1000 and "cfc_backward_kernel" in report
-        assert spill_bytes(report) == 0, report
+    b = cfc_triton.blocks(units, width, backward=kernel == "backward")
+    forward, backward = cfc_triton.kernels(b)
+    constexprs = {"MODE": cfc_kernel.MODES[mode], "HAS_TS": steps == "irregular", **b.constexprs}
+    if kernel == "forward" and not b.tiled:
+        constexprs["HAS_H0"] = True
+    assert_clean(forward if kernel == "forward" else backward, constexprs, capability, b.options)
 
 
-@pytest.mark.parametrize("capability", [80, 90])
-def test_forward_kernel_compiles_for_sm80_and_sm90_without_spills(capability):
+@pytest.mark.parametrize("kernel, units, capability", LTC_CASES)
+def test_ltc_kernels_compile_without_spills_at_every_grid_width(kernel, units, capability):
+    """As for the CfC: :func:`ltc_triton.blocks`'s kernel and blocks for each units value."""
     require_triton()
-    from liquidbench.models import cfc_triton
-
-    for mode in (0, 1, 2):
-        for shape in SHAPES:
-            constexprs = {"MODE": mode, "HAS_TS": True, "HAS_H0": True, "BB": cfc_triton.BB, **shape}
-            cubin, report = compile_ahead(cfc_triton.cfc_forward_kernel, FORWARD, constexprs, capability)
-            assert len(cubin) > 1000 and "cfc_forward_kernel" in report
-            assert spill_bytes(report) == 0, report
+    b = ltc_triton.blocks(units)
+    forward, backward = ltc_triton.kernels(b)
+    assert_clean(forward if kernel == "forward" else backward, b.constexprs, capability, b.options)
 
 
-LTC_FORWARD = ["v0", "nc", "dt", "cm", "sig", "nsm", "we", "w", "vs", "dens"]
-LTC_BACKWARD = ["g", "vs", "dens", "cm", "sig", "nsm", "mu", "we", "w", "g_n", "g_d", "g_cm", "g_sig", "g_mu", "g_we",
-                "g_w"]
+def test_every_width_takes_blocks_compiled_above():
+    """The tiled kernels' code does not depend on the widths (their loops run to the sizes given
+    at launch), and the compile tests build every block of the resident ones: whatever the
+    widths, the launches take a kernel, blocks and options built above without spills."""
+    def key(b):
+        return b.tiled, tuple(sorted(b.constexprs.items())), tuple(sorted(b.options.items()))
 
-
-@pytest.mark.parametrize("capability", [80, 90])
-def test_ltc_kernels_compile_for_sm80_and_sm90_without_spills(capability):
-    require_triton()
-    from liquidbench.models import ltc_triton
-
-    for kernel, pointers in ((ltc_triton.ltc_forward_kernel, LTC_FORWARD),
-                             (ltc_triton.ltc_backward_kernel, LTC_BACKWARD)):
-        for units in (16, 32):  # blocks of the study's 32 units and of fewer
-            constexprs = {"BB": ltc_triton.BB, "BU": units}
-            cubin, report = compile_ahead(kernel, pointers, constexprs, capability, ints="BUK", module=ltc_triton)
-            assert len(cubin) > 1000 and kernel.__name__ in report
-            assert spill_bytes(report) == 0, report
+    for backward in (False, True):
+        built = {key(cfc_triton.blocks(units, width, backward)) for units, width in CFC_WIDTHS}
+        for units in range(1, 300, 7):
+            for width in range(1, 300, 5):
+                assert key(cfc_triton.blocks(units, width, backward)) in built, (units, width, backward)
+    built = {key(ltc_triton.blocks(units)) for units in grid.UNITS}
+    assert all(key(ltc_triton.blocks(units)) in built for units in range(1, 1000))
+    assert not cfc_triton.blocks(32, 64).tiled and not ltc_triton.blocks(32).tiled  # the study's widths
+    assert cfc_triton.blocks(33, 64).tiled and cfc_triton.blocks(32, 65).tiled and ltc_triton.blocks(33).tiled
 
 
 def test_triton_path_is_chosen_under_the_interpreter_and_falls_back_when_disabled(monkeypatch):
