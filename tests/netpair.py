@@ -484,7 +484,7 @@ def analyse(phases: dict, baseline=None) -> dict:
       t_c' + t_allreduce_L(2, g) with that limit's all-reduce fit.
 
     The baseline's entry also has ``exposed_fit`` = (step(none) - t_c(b)) / t_allreduce_none(2, g), the
-    exposed fraction the unlimited case implies (above 1 when DDP costs more per step than compute plus
+    exposed factor the unlimited case implies (above 1 when DDP costs more per step than compute plus
     all-reduce: then exposed cannot explain the difference, and 1 is used) and ``ddp_overhead``
     = step(none) - t_c(b) - t_allreduce_none(2, g)."""
     from liquidbench.results.scaling_model import fit_allreduce

@@ -17,7 +17,7 @@ test runs loaded it (load average 3 to 24; ranks under SCHED_FIFO, see tests/net
 - TOL_PROBES (40 %): the model from the probes alone (t_c(b) from the step probe, exposed 1). It misses
   DDP's own per-step cost (hooks, bucket copies, waiting for the peer: 0.25-0.9 ms of a 5 ms unlimited
   step here, 1.5-1.8 ms at load average 15-24); exposed cannot take that up (it exceeds the unlimited
-  all-reduce several times over: the exposed fraction it implies is 3-12). That cost raises the
+  all-reduce several times over: the exposed factor it implies is 3-12). That cost raises the
   measured unlimited step and so the predicted slowdown is too high by up to its share: +3 to +16 %
   at 20 Mbit/s when the machine was lightly loaded, +30 to +36 % under heavy load, -11 to +10 % at
   the other limits.
@@ -105,7 +105,7 @@ def limits():
               f"{r['compute'].median * 1e3:7.2f} {r['t_allreduce'] * 1e3:8.2f} {r['ddp'].median * 1e3:7.2f} "
               f"{r['slowdown']:7.3f} [{lo:.2f}, {hi:.2f}] {r['slowdown_probes']:6.3f} ({r['error_probes']:+6.1%}) "
               f"{r['slowdown_calibrated']:6.3f} ({r['error_calibrated']:+6.1%})")
-    print(f"unlimited: DDP's own per-step cost {base['ddp_overhead'] * 1e3:.2f} ms, exposed fraction it implies "
+    print(f"unlimited: DDP's own per-step cost {base['ddp_overhead'] * 1e3:.2f} ms, exposed factor it implies "
           f"{base['exposed_fit']:.2f} (1 used)")
     return res
 

@@ -101,14 +101,17 @@ def test_hand_computed_speedups_weak_and_strong():
     assert list(strong.columns) == sm.TABLE_COLUMNS
 
 
-def test_hand_computed_tree_form_and_exposed_fraction():
+def test_hand_computed_tree_form_and_exposed_factor():
     # tree, n = 2: 2 * 50 us + 2 * 40 us = 180 us -> epoch 50 * 1.82 ms; n = 4: 4 * 50 + 4 * 40 = 360 us
     tree = hand_prediction("weak", form="tree").table
     assert tree["speedup"].tolist() == pytest.approx([1.0, 164 / 91, 164 / 50], rel=1e-9)
     # half the ring all-reduce exposed: n = 2 step 1.64 + 0.07 ms, n = 4 step 1.64 + 0.18 ms
     half = hand_prediction("weak", exposed=0.5)
     assert half.table["step_s"].tolist() == pytest.approx([1.64e-3, 1.71e-3, 1.82e-3], rel=1e-9)
-    assert half.exposed == 0.5 and "exposed fraction 0.5" in half.notes[-1]
+    assert half.exposed == 0.5 and "exposed factor 0.5" in half.notes[-1]
+    # three times the isolated all-reduce (ranks waiting for each other): n = 2 step 1.64 + 0.42 ms
+    triple = hand_prediction("weak", exposed=3.0)
+    assert triple.table["step_s"].tolist() == pytest.approx([1.64e-3, 2.06e-3, 2.72e-3], rel=1e-9)
 
 
 def test_knee_where_latency_dominates():
@@ -218,7 +221,8 @@ def test_bad_prediction_arguments_refused():
     for change, message in [({"widths": [1, 0, 2]}, "width 0 .*expected an integer >= 1"),
                             ({"batch_size": 0}, "batch_size 0"), ({"n_train": 0}, "n_train 0"),
                             ({"gradient_bytes": -1}, "gradient_bytes -1"), ({"scaling": "both"}, "'weak' or 'strong'"),
-                            ({"exposed": 1.5}, r"exposed 1.5 .*\[0, 1\]"), ({"threshold": 0}, "threshold 0")]:
+                            ({"exposed": -0.5}, r"exposed -0.5 .*a number >= 0"),
+                            ({"exposed": float("inf")}, "exposed inf"), ({"threshold": 0}, "threshold 0")]:
         with pytest.raises(ValueError, match=message):
             sm.predict(compute, comm, **{**kw, **change})
     with pytest.raises(ValueError, match="alpha = -1e-05 s"):

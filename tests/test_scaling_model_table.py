@@ -198,11 +198,11 @@ def test_build_predicts_the_hand_computed_speedup_and_compares_it(tmp_path):
     assert display["knee"].iloc[0].startswith("knee n = 1: compute no longer shrinks")
     assert (display["knee"].iloc[1:] == "").all()
     assert "liquidbench.results.scaling_model" in notes and "cpu/strong intra-node: ring" in notes
-    assert "Exposed fraction of the all-reduce: 1 (config" in notes
+    assert "Exposed factor of the all-reduce: 1 (config" in notes
     assert "ring chosen" in notes  # the fit's note: one width measured
 
 
-def test_measured_exposed_fraction_is_comm_probe_over_the_fitted_allreduce(tmp_path):
+def test_measured_exposed_factor_is_comm_probe_over_the_fitted_allreduce(tmp_path):
     # comm_probe: 70 us exposed per step against the fitted 140 us at n = 2
     raw, _, notes = build(tmp_path, model={**MODEL, "exposed": "measured"}, runs=runs_table(T2_ALLREDUCE / 2))
     two = raw[raw["width"] == 2].iloc[0]
@@ -215,10 +215,13 @@ def test_measured_exposed_fraction_is_comm_probe_over_the_fitted_allreduce(tmp_p
     # no comm_probe in the runs: the upper bound 1, said so
     raw, _, notes = build(tmp_path / "b", model={**MODEL, "exposed": "measured"}, runs=runs_table())
     assert raw["exposed"].eq(1.0).all() and raw["exposed_source"].str.contains("no ok DDP run").all()
-    assert "without a comm_probe, 1 (no overlap) for sine/cfc/cpu/strong" in notes
-    # more exposed than the fit: clipped to 1
+    assert "without a comm_probe, 1 (the isolated all-reduce) for sine/cfc/cpu/strong" in notes
+    # a step that pays three isolated all-reduces (ranks waiting for each other): a factor of 3, not cut
     raw, _, _ = build(tmp_path / "c", model={**MODEL, "exposed": "measured"}, runs=runs_table(3 * T2_ALLREDUCE))
-    assert raw["exposed"].eq(1.0).all() and raw["exposed_source"].str.contains("clipped").all()
+    two = raw[raw["width"] == 2].iloc[0]
+    assert raw["exposed"].tolist() == pytest.approx([3.0] * 64, rel=1e-6)
+    assert two["allreduce_s"] == pytest.approx(3 * T2_ALLREDUCE, rel=1e-6)
+    assert two["speedup"] == pytest.approx(T1 / (T2_COMPUTE + 3 * T2_ALLREDUCE), rel=1e-6)
 
 
 def test_a_given_interconnect_replaces_the_fit(tmp_path):
@@ -266,7 +269,7 @@ def test_an_unfit_compute_probe_is_refused_with_its_reason(tmp_path):
 
 def test_build_refuses_bad_settings_and_builds_an_empty_table(tmp_path):
     probes = probes_table(tmp_path)
-    for bad, match in (({"widths": 0}, "widths"), ({"exposed": 1.5}, "exposed"), ({"exposed": "all"}, "exposed"),
+    for bad, match in (({"widths": 0}, "widths"), ({"exposed": -1}, "exposed"), ({"exposed": "all"}, "exposed"),
                        ({"interconnect": {"alpha": -1, "beta": 0}}, "alpha")):
         with pytest.raises(ValueError, match=match):
             st.build(probes, runs_table(), scaling_rows(), summary_rows(), hardware=HARDWARE, threshold=0.7,

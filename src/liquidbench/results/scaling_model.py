@@ -39,9 +39,14 @@ is clamped to 0, its interval cut at 0, and a note says so. The all-reduce fit i
 width's line is, or (with several widths) when both forms are; with one unfit form the other is used.
 Predictions refuse unfit fits.
 
-Exposed fraction. DDP overlaps the gradient all-reduce with the backward pass, so only a fraction
-``exposed`` in [0, 1] of it adds to the step (1: no overlap, the default and the upper bound; 0:
-hidden completely).
+Exposed factor. What a DDP step pays for its gradient all-reduce, as a multiple ``exposed`` (>= 0)
+of the isolated all-reduce t(n, g) that the probe times: below 1 where DDP hides part of it behind
+the backward pass (0: all of it), 1 (the default) where none is hidden, above 1 where the step pays
+more than the collective alone: the ranks reach it when each one's backward ends, so the first
+waits for the last, and on the CPU gloo's thread shares the core with the backward (on a quiet
+2-core machine a 2-rank gloo step paid 1.3-2.3 ms against an isolated all-reduce of 0.34 ms,
+docs/measurements.md, issue 36). liquidbench.results.scaling_table measures it from the runs'
+communication probe (config ``exposed: measured``).
 
 Prediction (:func:`predict`) for width n, batch B (``batch_size``: per process in weak scaling,
 global in strong scaling), N training samples (``n_train``):
@@ -486,8 +491,9 @@ def predict(compute: ComputeFit, comm: AllReduceFit, *, batch_size: int, n_train
         raise ValueError(f"predict: n_train {n_train!r} (expected an integer >= 1, training samples per epoch)")
     if not math.isfinite(gradient_bytes) or gradient_bytes < 0:
         raise ValueError(f"predict: gradient_bytes {gradient_bytes!r} (expected finite >= 0)")
-    if not 0 <= exposed <= 1:
-        raise ValueError(f"predict: exposed {exposed!r} (expected the exposed fraction of the all-reduce, in [0, 1])")
+    if isinstance(exposed, bool) or not isinstance(exposed, (int, float)) or not 0 <= exposed < math.inf:
+        raise ValueError(f"predict: exposed {exposed!r} (expected the exposed factor of the all-reduce, a number "
+                         f">= 0)")
     if not 0 < threshold <= 1:
         raise ValueError(f"predict: threshold {threshold!r} (expected an efficiency in (0, 1])")
     if int(samples) != samples or samples < 1:
@@ -534,7 +540,7 @@ def predict(compute: ComputeFit, comm: AllReduceFit, *, batch_size: int, n_train
         "dominant": np.where(comp >= ar, "compute", "all-reduce"),
     }, columns=TABLE_COLUMNS)
     knee = _knee(table, compute, comm, threshold, scaling, gradient_bytes, exposed)
-    notes.append(f"all-reduce: {comm.form} form ({comm.source}), exposed fraction {exposed:g}")
+    notes.append(f"all-reduce: {comm.form} form ({comm.source}), exposed factor {exposed:g}")
     return Prediction(table, knee, scaling, comm.form, float(exposed), tuple(notes))
 
 

@@ -7,9 +7,10 @@ per-process batch, ``batches``: by default the powers of two up to the runs' bat
 batch size itself), and per DDP hardware entry one all-reduce probe (all-reduce time against
 message size, ``sizes``) launched as that entry's training runs are. ``warmup`` repetitions are not
 timed, ``repeats`` are (at least 6: the 95 % order-statistic interval of a median needs them,
-liquidbench.train.probes). The model predicts widths 1 to ``widths``; ``exposed`` is the fraction of
-an all-reduce that adds to a step (1: none hidden behind the backward pass, the upper bound;
-"measured": from the runs' communication probe); ``interconnect`` ({alpha, beta, form}) replaces the
+liquidbench.train.probes). The model predicts widths 1 to ``widths``; ``exposed`` is what a step
+pays for its all-reduce as a multiple of the isolated one (1: the all-reduce alone, none hidden
+behind the backward pass; below 1: partly hidden; above 1: ranks waiting for each other;
+"measured": from the runs' communication probe; liquidbench.results.scaling_model); ``interconnect`` ({alpha, beta, form}) replaces the
 fitted all-reduce with a known interconnect's.
 
 Plain Python: the workflow reads it when it starts.
@@ -18,6 +19,7 @@ Plain Python: the workflow reads it when it starts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from math import inf
 
 from ..train.settings import check_fields, setting
 
@@ -56,8 +58,9 @@ class ScalingModel:
     def __post_init__(self):
         check_fields("scaling_model", self)
         if not (self.exposed == "measured" or (isinstance(self.exposed, (int, float))
-                                               and not isinstance(self.exposed, bool) and 0 <= self.exposed <= 1)):
-            raise ValueError(f"scaling_model.exposed: expected a number in [0, 1] or measured, got {self.exposed!r}")
+                                               and not isinstance(self.exposed, bool) and 0 <= self.exposed < inf)):
+            raise ValueError(f"scaling_model.exposed: expected a number >= 0 (a multiple of the isolated all-reduce) "
+                             f"or measured, got {self.exposed!r}")
 
     @classmethod
     def from_section(cls, section: dict) -> ScalingModel:

@@ -124,7 +124,7 @@ TABLE_GROUP = GROUP + ["link"]
 DISPLAY_WIDTHS = (1, 2, 4, 8, 16, 32, 64)  # besides every measured width
 PREDICTED = sm.TABLE_COLUMNS[1:]  # the prediction's columns after width
 MEASURED = ["measured_speedup", "measured_speedup_low", "measured_speedup_high", "rel_error", "in_band", "width_note"]
-# per group, repeated on each of its rows: the fits, the exposed fraction and the knee
+# per group, repeated on each of its rows: the fits, the exposed factor and the knee
 GROUP_COLUMNS = ["batch_size", "n_train", "gradient_bytes", "c0", "c0_low", "c0_high", "c1", "c1_low", "c1_high",
                  "compute_r2", "alpha", "alpha_low", "alpha_high", "beta", "beta_low", "beta_high", "form",
                  "allreduce_source", "allreduce_hardware", "exposed", "exposed_source", "knee_threshold",
@@ -263,8 +263,10 @@ def _allreduce_fit(probes: pd.DataFrame, device: str, scaling: str, members: lis
 
 def _exposed(cfg: dict, runs: pd.DataFrame, dataset: str, model: str, members: list[str], entries: dict,
              comm, gradient_bytes: float) -> tuple[float, str]:
-    """The exposed fraction and where it comes from (module docstring of scaling_model; "measured":
-    comm_probe's allreduce_s over the fitted all-reduce at the run's width, median over the runs)."""
+    """The exposed factor and where it comes from (module docstring of scaling_model; "measured":
+    comm_probe's allreduce_s, what the run's synchronised steps paid over its no_sync steps, over
+    the fitted isolated all-reduce at the run's width, median over the runs; above 1 where the step
+    pays more than the isolated collective)."""
     if cfg["exposed"] != "measured":
         return float(cfg["exposed"]), "config"
     ddp = runs[(runs["dataset"] == dataset) & (runs["model"] == model) & runs["hardware"].isin(members)
@@ -276,13 +278,9 @@ def _exposed(cfg: dict, runs: pd.DataFrame, dataset: str, model: str, members: l
         if s is not None and t > 0:
             ratios.append(s / t)
     if not ratios:
-        return 1.0, "measured: no ok DDP run has a comm_probe; 1 (no overlap, the upper bound) used"
-    median = float(np.median(ratios))
-    clipped = min(1.0, max(0.0, median))
-    text = f"measured: median of comm_probe allreduce_s / fitted all-reduce over {len(ratios)} DDP run(s)"
-    if clipped != median:
-        text += f" ({median:.3g}, clipped to [0, 1])"
-    return clipped, text
+        return 1.0, "measured: no ok DDP run has a comm_probe; 1 (the isolated all-reduce) used"
+    factor = float(np.median(ratios))
+    return factor, f"measured: median of comm_probe allreduce_s / fitted all-reduce over {len(ratios)} DDP run(s)"
 
 
 def link_of(hw) -> str:
@@ -423,7 +421,7 @@ def _display(raw: pd.DataFrame) -> pd.DataFrame:
 
 
 MODEL_NOTE = ("Predicted speedup: the DDP scaling model of liquidbench.results.scaling_model, a step time "
-              "t_c(b) = c0 + c1 b fitted to the step probe (b: per-process batch) plus the exposed fraction of an "
+              "t_c(b) = c0 + c1 b fitted to the step probe (b: per-process batch) plus the exposed factor times an "
               "alpha-beta all-reduce of the gradient fitted to the all-reduce probes; speedup = epoch(1)/epoch(n), "
               "[95 % Monte Carlo band over the fits' intervals]. Measured speedup: the ratio of the steady epoch "
               "times (epochs after the first: the model predicts no warm-up) of the scaling table's baseline and "
@@ -449,11 +447,12 @@ def _notes(raw: pd.DataFrame, cfg: dict, fit_notes: list[str]) -> str:
     if cfg["exposed"] == "measured":
         fallback = ok[ok["exposed_source"].astype(str).str.contains("no ok DDP run")] if len(ok) else ok
         without = ", ".join("/".join(map(str, k)) for k in fallback[TABLE_GROUP].itertuples(index=False))
-        parts.append("Exposed fraction of the all-reduce: measured per group (DDP runs' comm_probe allreduce_s over "
-                     "the fitted all-reduce at their width, median, clipped to [0, 1]; column exposed)"
-                     + (f"; without a comm_probe, 1 (no overlap) for {without}" if without else "") + ".")
+        parts.append("Exposed factor of the all-reduce (what a step pays for it over the isolated all-reduce): "
+                     "measured per group (DDP runs' comm_probe allreduce_s, synchronised over no_sync steps, over "
+                     "the fitted all-reduce at their width, median; column exposed)"
+                     + (f"; without a comm_probe, 1 (the isolated all-reduce) for {without}" if without else "") + ".")
     else:
-        parts.append(f"Exposed fraction of the all-reduce: {cfg['exposed']:g} (config scaling_model.exposed).")
+        parts.append(f"Exposed factor of the all-reduce: {cfg['exposed']:g} (config scaling_model.exposed).")
     failed = raw[~raw["fit_ok"].astype(bool)] if len(raw) else raw
     if len(failed):
         parts.append(f"{len(failed)} group(s) without a prediction (probe missing or fit unfit): see their rows.")

@@ -25,7 +25,9 @@ from .errors import HardwareError
 from .settings import Hardware
 from .tasks import loss_fn
 
-COMM_PROBE_STEPS = 10
+# synchronised and no_sync steps each: the difference of two medians, a millisecond or two out of a
+# step of several, needs more than a handful (10 gave 0.3-1.5 ms for one LSTM over three seeds)
+COMM_PROBE_STEPS = 30
 STOP_CHECK_STEPS = 10  # with several processes, ranks agree on a SIGTERM every this many steps
 
 
