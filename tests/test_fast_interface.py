@@ -2,12 +2,16 @@
 torch tests (shapes for the default, batch_first, proj_size and unbatched input), then values, not
 only shapes, for every constructor option: outputs, final states and every gradient within 1e-5."""
 
+import shutil
+
 import pytest
 import torch
+from conftest import missing_part
 from ncps import torch as ncps_torch
 from ncps.wirings import AutoNCP
 
 from liquidbench import fast
+from liquidbench.models import paths
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 
@@ -85,9 +89,12 @@ CFC_OPTIONS = [
     {"batch_first": False, "mixed_memory": True},
     {"backbone_units": 7, "backbone_layers": 3},
     {"backbone_layers": 0},
+    {"backbone_layers": 0, "mode": "pure"},
+    {"backbone_layers": 0, "mode": "no_gate", "proj_size": 3},
     {"backbone_layers": 0, "mode": "pure", "mixed_memory": True},
     *({"activation": a, "backbone_units": 9, "backbone_layers": 2} for a in ("silu", "relu", "tanh", "gelu")),
     {"wiring": 4, "mode": "default"},
+    {"wiring": 4, "mode": "pure"},
     {"wiring": 4, "mode": "pure", "mixed_memory": True, "proj_size": 2},
     {"wiring": 4, "mode": "no_gate", "return_sequences": False},
 ]
@@ -194,3 +201,17 @@ def test_cfc_engines_say_how_each_option_runs():
     assert fast.CfC(3, 5, activation="relu").engine == "ncps cell"
     with pytest.raises(ValueError, match="Unknown activation swish"):  # ncps's own check, unchanged
         fast.CfC(3, 5, activation="swish")
+
+
+@pytest.mark.parametrize("options", [{"backbone_layers": 0}, {"wiring": 4, "mode": "no_gate"}],
+                         ids=["backbone_layers=0", "wired"])
+def test_cfc_without_backbone_runs_its_layers_in_the_compiled_kernel(options):
+    """A CfC without backbone (one cell, or a wired NCP's layers) runs each layer's sequence in one
+    call of the compiled C each way on the CPU, with ncps's results."""
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        missing_part("compiled CfC kernel", "no C compiler on this machine (apt-get install gcc)")
+    ref, new = twins("CfC", 5, 13 if "wiring" in options else 11, seed=4, **options)
+    gen = torch.Generator().manual_seed(5)
+    paths.reset()
+    assert_same(ref, new, torch.randn(9, 7, 5, generator=gen), hx=torch.randn(9, ref.state_size, generator=gen))
+    assert paths.taken() == "cfc: compiled"

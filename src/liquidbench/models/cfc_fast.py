@@ -13,8 +13,10 @@ backbone dropout active, the recurrence runs as one kernel call forward and one 
 :func:`.paths.choose` decides: compiled C on the CPU (:class:`_CfcSequenceC`, :mod:`.cfc_kernel`,
 which takes ncps's parameters as they are and layer 0's input share inside the call), Triton on
 CUDA (:class:`_CfcSequenceCompiled`, :mod:`.cfc_triton`). Wired (NCP) CfC and ``backbone_layers=0``:
-ncps's cell layers, with the masked weights formed once per sequence rather than once per step,
-through autograd. A backbone of another activation: ncps's own cell, step by step.
+ncps's cell layers with the masked weights formed once per sequence rather than once per step; on
+the CPU without mixed memory each layer's whole sequence is one call of the same compiled C each
+way (the heads taking the input and state directly), else step by step through autograd. A
+backbone of another activation: ncps's own cell, step by step.
 Operation counts of a training step (flops, transcendentals; forward, backward, weight gradients): :mod:`.cost`.
 """
 
@@ -282,15 +284,21 @@ class _CfcSequenceC(torch.autograd.Function):
     (B, T, F) and ``ts`` (B, T) or None batch-major; ``h0`` (B, U) or None; ``w0`` (K, F + U), ``b0``
     backbone layer 0; ``hw`` (L-1, K, K), ``hb`` (L-1, K) the other layers or None; the heads ``w1, b1``
     (ff1), ``w2, b2`` (ff2), ``wa, ba`` (time_a), ``wb, bb`` (time_b), the last three pairs None in pure
-    mode with ``w_tau``, ``amp`` (else None). Returns every step's state (B, T, U). The C source states
+    mode with ``w_tau``, ``amp`` (else None). Without a backbone (``backbone_layers=0``, or one layer
+    of a wired CfC with its masked weights) ``w0``, ``b0``, ``hw`` and ``hb`` are None and the heads
+    take (U, F + U) weights. Returns every step's state (B, T, U). The C source states
     the backward's derivation at its top. With steps of 1 (``ts`` None) the gate's two heads enter
     the kernel as one (time_a + time_b) and share their gradient."""
 
     @staticmethod
     def forward(ctx, mode: str, x, ts, h0, w0, b0, hw, hb, w1, b1, w2, b2, wa, ba, wb, bb, w_tau, amp):
-        width = w0.shape[0]
-        hwt = hw.transpose(1, 2).contiguous() if hw is not None else x.new_empty(0, width, width)
-        hbs = hb if hb is not None else x.new_empty(0, width)
+        if w0 is None:
+            w0t = hwt = hbs = None
+        else:
+            width = w0.shape[0]
+            w0t = w0.t()
+            hwt = hw.transpose(1, 2).contiguous() if hw is not None else x.new_empty(0, width, width)
+            hbs = hb if hb is not None else x.new_empty(0, width)
         if mode == "pure":
             wh, bh = w1, b1
         elif ts is None:  # qa + qb = (Wa + Wb) y + (ba + bb)
@@ -298,7 +306,7 @@ class _CfcSequenceC(torch.autograd.Function):
         else:
             wh, bh = torch.cat((w1, w2, wa, wb)), torch.cat((b1, b2, ba, bb))
         wtau1, amp1 = (None, None) if w_tau is None else (w_tau.reshape(-1), amp.reshape(-1))
-        out, xh, tanhs, aux = cfc_kernel.forward(mode, x, ts, h0, w0.t(), b0, hwt, hbs, wh.t(), bh, wtau1, amp1)
+        out, xh, tanhs, aux = cfc_kernel.forward(mode, x, ts, h0, w0t, b0, hwt, hbs, wh.t(), bh, wtau1, amp1)
         if any(ctx.needs_input_grad):
             ctx.mode, ctx.has_h0, ctx.has_hw = mode, h0 is not None, hw is not None
             ctx.save_for_backward(ts, w0, hw if hw is not None else hwt, wh, w_tau, amp, xh, tanhs, aux)
@@ -315,10 +323,14 @@ class _CfcSequenceC(torch.autograd.Function):
         # y_l = A tanh(B a_l): the products take the stored tanh values and are scaled by A after
         # as (F + U, K) and transposed after: MKL takes 35 % less time for this shape than for
         # g_pre0^T xh directly (F + U = 39 columns), measured at the study's shape
-        g_w0 = (flat(xh).t() @ flat(g_pre0)).t().contiguous()
+        if w0 is None:  # no backbone: the heads took [x, h]
+            g_w0 = g_b0 = None
+            g_wh = flat(g_heads).t() @ flat(xh)
+        else:
+            g_w0 = (flat(xh).t() @ flat(g_pre0)).t().contiguous()
+            g_wh = (flat(g_heads).t() @ flat(tanhs[-1])).mul_(LECUN_A)
         g_hw = torch.stack([(flat(g_hid[layer]).t() @ flat(tanhs[layer])).mul_(LECUN_A)
                             for layer in range(g_hid.shape[0])]) if ctx.has_hw else None
-        g_wh = (flat(g_heads).t() @ flat(tanhs[-1])).mul_(LECUN_A)
         units = grad.shape[2]
         if mode == "pure":
             heads = (g_wh, g_bh, None, None, None, None, None, None)
@@ -353,7 +365,8 @@ FUSED, LAYERS, NCPS_CELL = "fused", "layers", "ncps cell"
 def engine(rnn: nn.Module) -> str:
     """How the fast CfC runs ncps module ``rnn``: ``"fused"`` (one autograd.Function for the
     recurrence: a backbone of lecun_tanh layers), ``"layers"`` (cells without backbone: wired NCPs
-    and ``backbone_layers=0``; masked weights formed once per sequence, autograd) or ``"ncps cell"``
+    and ``backbone_layers=0``; masked weights formed once per sequence, a layer's sequence at a time
+    in the compiled C, or autograd step by step) or ``"ncps cell"``
     (backbones of another activation: ncps's own cell, step by step)."""
     cell = rnn.rnn_cell
     if hasattr(cell, "_layers") or cell.backbone_layers < 1:
@@ -403,11 +416,20 @@ def backbone_sequence(rnn: nn.Module, x: torch.Tensor, elapsed: torch.Tensor | N
 
 def layers_sequence(rnn: nn.Module, x: torch.Tensor, elapsed: torch.Tensor | None, h0, c0):
     """CfCs whose cells have no backbone: ncps's wired (NCP) cell, layer after layer, or one cell
-    with ``backbone_layers=0``; the masked weights are formed once per sequence. Returns (every
-    step's output (B, T, O), last state (B, H), last cell or None)."""
+    with ``backbone_layers=0``; the masked weights are formed once per sequence. Without mixed
+    memory each layer runs its whole sequence in one call of the compiled C each way where
+    :func:`.paths.choose` says so (a layer's state depends on its own and on the layer below's
+    outputs of the same step only, so one layer's sequence can run before the next one's); else
+    step by step through autograd. Returns (every step's output (B, T, O), last state (B, H), last
+    cell or None)."""
     cell = rnn.rnn_cell
     layers = cell._layers if hasattr(cell, "_layers") else [cell]
     sizes = cell.layer_sizes if hasattr(cell, "_layers") else [rnn.state_size]
+    params = [p for layer in layers for p in layer.parameters()]
+    tensors = [t for t in (x, h0, elapsed, *params) if t is not None]
+    unsupported = "mixed memory" if rnn.use_mixed else None
+    if paths.choose("cfc", *tensors, unsupported=unsupported, triton=False) == paths.COMPILED:
+        return (*_compiled_layers(layers, sizes, x, elapsed, h0), None)
     weights = []
     for layer in layers:
         n_in = layer.ff1.weight.shape[1] - layer.hidden_size
@@ -442,6 +464,26 @@ def layers_sequence(rnn: nn.Module, x: torch.Tensor, elapsed: torch.Tensor | Non
     return torch.stack(outputs, dim=1), torch.cat(hs, 1), c
 
 
+def _compiled_layers(layers, sizes, x: torch.Tensor, elapsed: torch.Tensor | None, h0):
+    """:func:`layers_sequence` without mixed memory through :class:`_CfcSequenceC` (no backbone),
+    one layer's whole sequence at a time: (every step's output (B, T, O), last state (B, H))."""
+    hs = [None] * len(layers) if h0 is None else h0.split(sizes, dim=1)
+    xin, last = x, []
+    for layer, h in zip(layers, hs):
+        mask = layer.sparsity_mask
+        masked = lambda lin: lin.weight if mask is None else lin.weight * mask  # noqa: E731
+        if layer.mode == "pure":
+            heads = (masked(layer.ff1), layer.ff1.bias) + (None,) * 6
+            w_tau, amp = layer.w_tau, layer.A
+        else:
+            heads = (masked(layer.ff1), layer.ff1.bias, masked(layer.ff2), layer.ff2.bias, layer.time_a.weight,
+                     layer.time_a.bias, layer.time_b.weight, layer.time_b.bias)
+            w_tau = amp = None
+        xin = _CfcSequenceC.apply(layer.mode, xin, elapsed, h, None, None, None, None, *heads, w_tau, amp)
+        last.append(xin[:, -1])
+    return xin, torch.cat(last, 1)
+
+
 class CfC(ncps_torch.CfC):
     """ncps's ``CfC`` (1.0.1: the same constructor, defaults, parameters, state dict and initial
     weights from the same seed) computed by this package's fast recurrences; ``forward(input,
@@ -459,7 +501,7 @@ class CfC(ncps_torch.CfC):
                          backbone_units=backbone_units, backbone_layers=backbone_layers,
                          backbone_dropout=backbone_dropout)
         self.engine = engine(self)
-        if self.engine == FUSED:
+        if self.engine in (FUSED, LAYERS):
             # build (or load) the compiled recurrence now, so that its one-time compilation is part
             # of the job's set-up and never of a training epoch's time
             cfc_kernel.library()

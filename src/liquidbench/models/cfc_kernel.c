@@ -5,6 +5,8 @@
    A = LA, B = LB, [x, h] the input and state side by side):
      a_0 = W0 [x, h] + b0;  y_l = A tanh(B a_l);  a_l = W_l y_{l-1} + b_l (l >= 1)
      q = Wh y_{L-1} + bh, split into heads q1 (ff1), q2 (ff2), qa (time_a), qb (time_b)
+     without a backbone (L = 0: ncps's backbone_layers=0 and each layer of a wired CfC, whose
+     masked weights the caller forms): q = Wh [x, h] + bh
      default:  f1 = tanh q1, f2 = tanh q2, g = sigmoid(qa s + qb), h' = f1 (1 - g) + g f2
      no_gate:  the same f1, f2, g, h' = f1 + g f2
      pure:     e = exp(-s (|w_tau| + |q1|)), h' = amp - amp e q1 (one head)
@@ -21,8 +23,10 @@
      heads:    dy_{L-1} = Wh^T dq, d bh += dq
      layers:   da_l = dy_l A B (1 - tanh(B a_l)^2), d b_l += da_l;  dy_{l-1} = W_l^T da_l
      layer 0:  d b0 += da_0;  [dx, dh] = W0^T da_0: dL/dh to step t-1, dL/dx the input's gradient
+     no backbone: [dx, dh] = Wh^T dq
    The bias gradients are summed here (in double); the weight gradients (sums over steps and rows
-   of da_l y_{l-1}^T, dq y_{L-1}^T, da_0 [x, h]^T) are left to the caller: one matrix product each
+   of da_l y_{l-1}^T, dq y_{L-1}^T (no backbone: dq [x, h]^T), da_0 [x, h]^T) are left to the
+   caller: one matrix product each
    over the whole sequence, from the pre-activation gradients written here and the forward's
    [x, h] rows and tanh values. */
 #include <math.h>
@@ -115,7 +119,8 @@ static void block_sum(int nr, int N, const float *R v, double *R acc) {
    NULL (zeros). Weights: w0t (F + U, K) layer 0's weight transposed (input columns first), b0 (K);
    hwt (L-1, K, K) the other layers' weights transposed, hb (L-1, K); wht (K, H) the heads transposed
    (ff1, ff2, time_a, time_b; H = 3U: ff1, ff2, time_a + time_b; pure: ff1, H = U), bh (H); wtau, amp
-   (U) pure mode's w_tau and A. mode: 0 default, 1 no_gate, 2 pure. Writes, time-major, xh (T, B, F + U)
+   (U) pure mode's w_tau and A. mode: 0 default, 1 no_gate, 2 pure. Without a backbone (L = 0; K, w0t,
+   b0, hwt, hb unused) wht is (F + U, H): the heads take [x, h]. Writes, time-major, xh (T, B, F + U)
    every step's [x, h] rows, tanhs (L, T, B, K) every backbone layer's tanh and aux (T, B, 3, U) the
    heads' activations (f1, f2, sigmoid gate; pure: ff1, exp term), which the backward needs. Batch
    rows are taken RB at a time. */
@@ -123,8 +128,8 @@ void cfc_forward(int T, int B, int F, int U, int K, int L, int H, int mode, cons
                  const float *R h0, const float *R w0t, const float *R b0, const float *R hwt, const float *R hb,
                  const float *R wht, const float *R bh, const float *R wtau, const float *R amp, float *R out,
                  float *R xh, float *R tanhs, float *R aux) {
-    int M = F + U, split = H == 3 * U;
-    float a[RB * K], y[RB * K], heads[RB * H];
+    int M = F + U, split = H == 3 * U, KA = K > 0 ? K : 1;
+    float a[RB * KA], y[RB * KA], heads[RB * H];
     float keep1 = mode == 0 ? 1.f : 0.f;  /* default: f1 (1 - gate) + gate f2; no_gate: f1 + gate f2 */
     for (int t = 0; t < T; t++) {
         for (int b0r = 0; b0r < B; b0r += RB) {
@@ -138,7 +143,8 @@ void cfc_forward(int T, int B, int F, int U, int K, int L, int H, int mode, cons
                 else if (h0) memcpy(xr + (size_t)r * M + F, h0 + (size_t)(b0r + r) * U, sizeof(float) * U);
                 else memset(xr + (size_t)r * M + F, 0, sizeof(float) * U);
             }
-            rows_times(nr, M, K, xr, M, w0t, K, b0, 0, a, K);
+            if (!L) rows_times(nr, M, H, xr, M, wht, H, bh, 0, heads, H);
+            else rows_times(nr, M, K, xr, M, w0t, K, b0, 0, a, K);
             for (int l = 0; l < L; l++) {
                 if (l) rows_times(nr, K, K, y, K, hwt + (size_t)(l - 1) * K * K, K, hb + (size_t)(l - 1) * K, 0, a, K);
                 float *tl = tanhs + ((size_t)l * T * B + tb) * K;
@@ -147,7 +153,7 @@ void cfc_forward(int T, int B, int F, int U, int K, int L, int H, int mode, cons
                     y[i] = LA * tl[i];
                 }
             }
-            rows_times(nr, K, H, y, K, wht, H, bh, 0, heads, H);
+            if (L) rows_times(nr, K, H, y, K, wht, H, bh, 0, heads, H);
             for (int r = 0; r < nr; r++) {
                 const float *q = heads + (size_t)r * H;
                 size_t bt = (size_t)(b0r + r) * T + t;
@@ -181,7 +187,8 @@ void cfc_forward(int T, int B, int F, int U, int K, int L, int H, int mode, cons
 }
 
 /* The sequence backward from grad (B, T, U) = dL/dout (batch-major). Weights in torch's layout: w0
-   (K, F + U), hw (L-1, K, K), wh (H, K) (the heads as the forward took them). Writes the gradients
+   (K, F + U), hw (L-1, K, K), wh (H, K) (the heads as the forward took them; without a backbone
+   (H, F + U), and w0, hw, g_pre0, g_hid, g_b0, g_hb unused). Writes the gradients
    of the pre-activations, time-major, from which the caller forms the weight gradients as one matrix
    product each over all steps: g_pre0 (T, B, K), g_hid (L-1, T, B, K), g_heads (T, B, H); the bias
    gradients g_b0 (K), g_hb (L-1, K), g_bh (H); pure mode's g_wtau, g_amp (U); g_h (B, U) dL/dh0;
@@ -191,10 +198,14 @@ void cfc_backward(int T, int B, int F, int U, int K, int L, int H, int mode, con
                   const float *R amp, const float *R tanhs, const float *R aux, float *R g_pre0, float *R g_hid,
                   float *R g_heads, float *R g_b0, float *R g_hb, float *R g_bh, float *R g_wtau, float *R g_amp,
                   float *R g_h, float *R g_x) {
-    int M = F + U, split = H == 3 * U;
-    float dy[RB * K], dn[RB * K], dx[RB * F], w0h[K * U];
-    for (int k = 0; k < K; k++) memcpy(w0h + (size_t)k * U, w0 + (size_t)k * M + F, sizeof(float) * U);
-    double sb0[K], shb[(L - 1) * K + 1], sbh[H], swtau[U], samp[U];
+    int M = F + U, split = H == 3 * U, KA = K > 0 ? K : 1;
+    /* the matrix that maps the first layer's pre-activation gradients to [dx, dh]: W0 (KI, F + U),
+       or the heads' Wh without a backbone; its state columns are copied to wsh (KI, U), contiguous */
+    int KI = L ? K : H;
+    const float *win = L ? w0 : wh;
+    float dy[RB * KA], dn[RB * KA], dx[RB * F], wsh[KI * U];
+    for (int k = 0; k < KI; k++) memcpy(wsh + (size_t)k * U, win + (size_t)k * M + F, sizeof(float) * U);
+    double sb0[KA], shb[L > 1 ? (L - 1) * K : 1], sbh[H], swtau[U], samp[U];
     float keep1 = mode == 0 ? 1.f : 0.f;
     memset(sb0, 0, sizeof sb0);
     memset(shb, 0, sizeof shb);
@@ -235,7 +246,7 @@ void cfc_backward(int T, int B, int F, int U, int K, int L, int H, int mode, con
                 }
             }
             block_sum(nr, H, g_heads + tb * H, sbh);
-            rows_times(nr, H, K, g_heads + tb * H, H, wh, K, 0, 0, dy, K);
+            if (L) rows_times(nr, H, K, g_heads + tb * H, H, wh, K, 0, 0, dy, K);
             for (int l = L - 1; l >= 0; l--) {
                 const float *tl = tanhs + ((size_t)l * T * B + tb) * K;
                 float *da = l ? g_hid + ((size_t)(l - 1) * T * B + tb) * K : g_pre0 + tb * K;
@@ -247,11 +258,12 @@ void cfc_backward(int T, int B, int F, int U, int K, int L, int H, int mode, con
                     memcpy(dy, dn, sizeof(float) * nr * K);
                 }
             }
-            /* [dx, dh] = W0^T da_0: the state's columns of w0 (copied to w0h, contiguous), and the
+            /* [dx, dh] = W0^T da_0 (no backbone: Wh^T dq): the state's columns (wsh), and the
                input's only where its gradient is wanted */
-            rows_times(nr, K, U, g_pre0 + tb * K, K, w0h, U, 0, 0, g_h + (size_t)b0r * U, U);
+            const float *gin = L ? g_pre0 + tb * K : g_heads + tb * H;
+            rows_times(nr, KI, U, gin, KI, wsh, U, 0, 0, g_h + (size_t)b0r * U, U);
             if (g_x) {
-                rows_times(nr, K, F, g_pre0 + tb * K, K, w0, M, 0, 0, dx, F);
+                rows_times(nr, KI, F, gin, KI, win, M, 0, 0, dx, F);
                 for (int r = 0; r < nr; r++)
                     memcpy(g_x + ((size_t)(b0r + r) * T + t) * F, dx + (size_t)r * F, sizeof(float) * F);
             }

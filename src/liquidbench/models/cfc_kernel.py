@@ -1,8 +1,9 @@
 """The fast CfC's recurrence as compiled C on the CPU (optional): one call for a whole sequence's
 forward, one for its backward.
 
-Covers the fully connected (backbone) CfC in all three modes, with any number of backbone layers
-and regular or irregular elapsed times, when no backbone dropout is active and without mixed
+Covers the fully connected CfC in all three modes, with any number of backbone layers (none:
+``backbone_layers=0``, and each layer of a wired CfC, whose masked weights the caller forms) and
+regular or irregular elapsed times, when no backbone dropout is active and without mixed
 memory; the other cases, and tensors off the CPU or not float32, take the torch implementation in
 :mod:`~liquidbench.models.cfc_fast` (same results within float32 rounding; ``LIQUIDBENCH_CFC_KERNEL=0``
 forces it). Per step and block of 8 batch rows the C code does the small matrix products (state
@@ -38,10 +39,14 @@ def _c(t: torch.Tensor | None) -> torch.Tensor | None:
 def forward(mode: str, x, ts, h0, w0t, b0, hwt, hb, wht, bh, wtau, amp):
     """(out (B, T, U), xh (T, B, F + U), tanhs (L, T, B, K), aux (T, B, 3, U)) from batch-major ``x``
     (B, T, F) and ``ts`` (B, T) or None; see the C source for the other arguments, which are float32
-    on the CPU (made contiguous here); ``h0`` None starts from zeros."""
+    on the CPU (made contiguous here); ``h0`` None starts from zeros. Without a backbone ``w0t``,
+    ``b0``, ``hwt`` and ``hb`` are None, ``wht`` is (F + U, H) and ``tanhs`` is empty (L = K = 0)."""
     bsz, steps, n_in = x.shape
-    width, heads = w0t.shape[1], wht.shape[1]
-    units, layers = w0t.shape[0] - n_in, hwt.shape[0] + 1
+    heads = wht.shape[1]
+    if w0t is None:
+        width, layers, units = 0, 0, wht.shape[0] - n_in
+    else:
+        width, layers, units = w0t.shape[1], hwt.shape[0] + 1, w0t.shape[0] - n_in
     args = [_c(t) for t in (x, ts, h0, w0t, b0, hwt, hb, wht, bh, wtau, amp)]  # kept alive over the call
     out = x.new_empty(bsz, steps, units)
     xh = x.new_empty(steps, bsz, n_in + units)
@@ -55,14 +60,16 @@ def forward(mode: str, x, ts, h0, w0t, b0, hwt, hb, wht, bh, wtau, amp):
 def backward(mode: str, grad, ts, w0, hw, wh, wtau, amp, tanhs, aux, input_grad: bool):
     """(g_pre0 (T, B, K), g_hid (L-1, T, B, K), g_heads (T, B, H), g_b0 (K), g_hb (L-1, K), g_bh (H),
     g_wtau (U), g_amp (U), g_h0 (B, U), g_x (B, T, F) or None without ``input_grad``); ``grad``
-    (B, T, U) batch-major."""
+    (B, T, U) batch-major. Without a backbone ``w0`` and ``hw`` are None, ``wh`` is (H, F + U) and
+    the backbone's outputs are empty."""
     layers, steps, bsz, width = tanhs.shape
     units = grad.shape[2]
-    n_in, heads = w0.shape[1] - units, wh.shape[0]
+    n_in, heads = wh.shape[1] - units if w0 is None else w0.shape[1] - units, wh.shape[0]
     args = [_c(t) for t in (grad, ts, w0, hw, wh, wtau, amp, tanhs, aux)]
     new = grad.new_empty
-    outs = (new(steps, bsz, width), new(layers - 1, steps, bsz, width), new(steps, bsz, heads), new(width),
-            new(layers - 1, width), new(heads), new(units), new(units), new(bsz, units),
+    hidden = max(layers - 1, 0)
+    outs = (new(steps, bsz, width), new(hidden, steps, bsz, width), new(steps, bsz, heads), new(width),
+            new(hidden, width), new(heads), new(units), new(units), new(bsz, units),
             new(bsz, steps, n_in) if input_grad else None)
     KERNEL.library().cfc_backward(steps, bsz, n_in, units, width, layers, heads, MODES[mode], *map(ptr, args),
                                   *map(ptr, outs))

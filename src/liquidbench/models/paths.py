@@ -32,23 +32,24 @@ def reset() -> None:
     _TAKEN.clear()
 
 
-def choose(model: str, *tensors: torch.Tensor, unsupported: str | None = None) -> str:
+def choose(model: str, *tensors: torch.Tensor, unsupported: str | None = None, triton: bool = True) -> str:
     """The path for ``model`` ("ltc" or "cfc") on these tensors: Triton for float32 CUDA tensors
     (CPU tensors under Triton's interpreter) where Triton is usable, compiled C for float32 CPU
     tensors where the kernel is built (and not disabled), else torch. ``unsupported`` is the
     caller's own reason to take the torch version (e.g. mixed memory), recorded with the compiled
-    kernel's status (``env.ltc_kernel``, ``env.cfc_kernel``)."""
+    kernel's status (``env.ltc_kernel``, ``env.cfc_kernel``); ``triton=False``: the case has no
+    Triton kernel (compiled C or torch)."""
     if model not in KERNELS:
         raise ValueError(f"fast model '{model}' is unknown, expected one of {sorted(KERNELS)}")
-    path = TORCH if unsupported else _choose(model, tensors)
+    path = TORCH if unsupported else _choose(model, tensors, triton)
     if unsupported:
         KERNELS[model].usable(*tensors, unsupported=unsupported)
     _TAKEN.setdefault(model, set()).add(path)
     return path
 
 
-def _choose(model: str, tensors) -> str:
-    kernel = TRITON_KERNELS.get(model)
+def _choose(model: str, tensors, triton: bool) -> str:
+    kernel = TRITON_KERNELS.get(model) if triton else None
     if kernel is not None and kernel.available() is None and all(t.dtype == torch.float32 for t in tensors):
         device = "cpu" if kernel.interpreted() else "cuda"
         if all(t.device.type == device for t in tensors):
