@@ -291,6 +291,27 @@ def test_sigmoids_far_in_their_lower_tail_stay_finite_and_equal_ncps():
     assert paths.taken() == "cfc: compiled; ltc: compiled"
 
 
+def test_ltc_sensory_synapses_are_one_compiled_call_each_way(monkeypatch):
+    """On the CPU the LTC's sensory synapses of every batch row and step are one call of the compiled
+    C each way (forward: the sums, backward: the activations computed again), with ncps's outputs and
+    gradients: many inputs (the case where they dominate a step) and a wiring's sparse sensory
+    synapses (inputs without a mapping, whose gradient is not wanted: tests/test_fast_interface.py)."""
+    from liquidbench.models import ltc_kernel
+
+    require_c_compiler()
+    calls = []
+    for name in ("sensory_forward", "sensory_backward"):
+        real = getattr(ltc_kernel, name)
+        monkeypatch.setattr(ltc_kernel, name, lambda *a, name=name, real=real: calls.append(name) or real(*a))
+    for spec in ({"type": "ltc", "units": 6, "ode_unfolds": 2},
+                 {"type": "ltc", "units": 10, "wiring": "autoncp", "motor_neurons": 2, "ode_unfolds": 2}):
+        calls.clear()
+        ref, fast = pair(spec, 40, 2)
+        x = torch.randn(3, 4, 40)
+        assert_equal_outputs_and_gradients(ref, fast, x, torch.rand(3, 4) * 3 + 0.1)
+        assert calls == ["sensory_forward", "sensory_backward"], spec
+
+
 @pytest.mark.parametrize("name", ["ltc_kernel", "cfc_kernel"])
 def test_kernel_is_built_and_used_where_a_compiler_exists(name, tmp_path, monkeypatch):
     module = importlib.import_module(f"liquidbench.models.{name}")

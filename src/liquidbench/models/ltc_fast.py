@@ -5,7 +5,8 @@ its constructor and state dict are ncps's, key for key, and a model built from t
 starts from the same weights. The computation is this module's own:
 
 * the sensory synapses depend only on the inputs, so they are computed for every step at once,
-  outside the recurrent loop, with ordinary autograd;
+  outside the recurrent loop: on the CPU in one call of the compiled C each way
+  (:class:`_LtcSensory`), elsewhere with ordinary autograd;
 * without mixed memory and on the compiled C path, the whole sequence runs in one
   ``autograd.Function`` (:class:`_LtcSequence`), one C call each way;
 * otherwise each step's ``ode_unfolds`` semi-implicit Euler unfolds run in one ``autograd.Function``
@@ -34,9 +35,11 @@ from . import interface, ltc_kernel, ltc_triton, paths
 _sigmoid_backward = torch.ops.aten.sigmoid_backward
 
 # Largest memory the compiled LTC step keeps for a sequence's backward (its synapse activations,
-# steps x unfolds x batch x units^2 floats): 48 MB for the traffic data set at batch 64; the paper's
-# 12,043-step sequences are far above and recompute them.
-STORE_LIMIT_BYTES = 512 * 2**20
+# steps x unfolds x batch x units^2 floats): 48 MB for the traffic data set at batch 64; above it
+# the backward computes them again. Storing saved 4-20 % of a training step at 6-48 MB and cost
+# 16 % more at 384 MB (256 x 16 x 32 x 64: writing and reading them back outweighs the sigmoids;
+# one thread, docs/measurements.md, issue 34); the paper's 12,043-step sequences are far above.
+STORE_LIMIT_BYTES = 64 * 2**20
 
 
 class _LtcStep(torch.autograd.Function):
@@ -183,6 +186,33 @@ class _LtcSequence(torch.autograd.Function):
         return g, g_n, g_d, g_cm, g_sig, g_mu, g_we, g_w, None, None
 
 
+class _LtcSensory(torch.autograd.Function):
+    """The sensory synapses of every batch row and step in one call of the compiled C each way
+    (:func:`.ltc_kernel.sensory_forward`; the C source states the backward): ``xs`` (B, T, S) the
+    mapped inputs; ``sig``, ``mu``, ``we`` (w erev), ``w`` (S, U) in ncps's layout. Returns the sums
+    (B, T, U) ``sum_s we s`` and ``sum_s w s`` with ``s = sigmoid(sig (x - mu))``; nothing of size
+    (B, T, S, U) is kept (the backward computes the activations again)."""
+
+    @staticmethod
+    def forward(ctx, xs, sig, mu, we, w):
+        bsz, steps, n_in = xs.shape
+        x2 = xs.reshape(bsz * steps, n_in).contiguous()
+        sig, mu, we, w = (t.contiguous() for t in (sig, mu, we, w))
+        neg_sm = (sig * mu).neg_()
+        nc, dc = ltc_kernel.sensory_forward(x2, sig, neg_sm, we, w)
+        if any(ctx.needs_input_grad):
+            ctx.save_for_backward(x2, sig, mu, neg_sm, we, w)
+        return nc.view(bsz, steps, -1), dc.view(bsz, steps, -1)
+
+    @staticmethod
+    def backward(ctx, g_nc, g_dc):
+        x2, sig, mu, neg_sm, we, w = ctx.saved_tensors
+        units = sig.shape[1]
+        g_x, g_sig, g_mu, g_we, g_w = ltc_kernel.sensory_backward(
+            x2, sig, neg_sm, mu, we, w, g_nc.reshape(-1, units), g_dc.reshape(-1, units), ctx.needs_input_grad[0])
+        return None if g_x is None else g_x.view(g_nc.shape[0], g_nc.shape[1], -1), g_sig, g_mu, g_we, g_w
+
+
 def _lstm_step(lstm: nn.Module, pre: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
     """ncps's ``LSTMCell`` with its input map already applied (``pre``)."""
     z = pre + F.linear(h, lstm.recurrent_map.weight)
@@ -251,12 +281,19 @@ class LTC(ncps_torch.LTC):
         pos = cell.make_positive_fn
         bsz, steps, _ = x.shape
         unfolds = cell._ode_unfolds
-        # sensory synapses for every step at once: (B, T, S, U) -> sums over S
+        # sensory synapses for every step at once: (B, T, S, U) -> sums over S; on the CPU in the
+        # compiled C (a part of the model, not its path: asked for on the CPU only, so that a CUDA
+        # LTC's env.fast_paths names the recurrence's path alone)
         xs = cell._map_inputs(x)
-        sens = torch.sigmoid((xs.unsqueeze(-1) - cell.sensory_mu) * cell.sensory_sigma)
         sens_w = pos(cell.sensory_w) * cell.sensory_sparsity_mask
-        n_const = (sens * (sens_w * cell.sensory_erev)).sum(-2)
-        d_const = (sens * sens_w).sum(-2)
+        sens_we = sens_w * cell.sensory_erev
+        sensory = (xs, cell.sensory_sigma, cell.sensory_mu, sens_we, sens_w)
+        if x.device.type == "cpu" and paths.choose("ltc", *sensory, triton=False) == paths.COMPILED:
+            n_const, d_const = _LtcSensory.apply(*sensory)
+        else:
+            sens = torch.sigmoid((xs.unsqueeze(-1) - cell.sensory_mu) * cell.sensory_sigma)
+            n_const = (sens * sens_we).sum(-2)
+            d_const = (sens * sens_w).sum(-2)
         gleak = pos(cell.gleak)
         # time-major and contiguous, so that each step's slice is contiguous
         n_const = (n_const + gleak * cell.vleak).transpose(0, 1).contiguous()

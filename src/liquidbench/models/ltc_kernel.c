@@ -155,3 +155,63 @@ void ltc_seq_backward(int T, int B, int U, int K, const float *R grad, const flo
     }
     step_finish(U, sig, mu, g_sig, g_mu);
 }
+
+/* The sensory synapses of every row n (batch x step, N rows) at once: x (N, S) the mapped inputs;
+   sig, nsm = -sig mu, we = w erev and w (S, U) in ncps's layout (sensory input first); writes
+   nc, dc (N, U), the sums the recurrence takes as constants:
+     z_nsu = sig_su x_ns + nsm_su,  s_nsu = sigmoid(z_nsu)
+     nc_nu = sum_s we_su s_nsu,     dc_nu = sum_s w_su s_nsu
+   Nothing is kept: the backward computes the activations again (one sigmoid per synapse, where
+   storing them would take N S U floats). */
+void ltc_sensory_forward(int N, int S, int U, const float *R x, const float *R sig, const float *R nsm,
+                         const float *R we, const float *R w, float *R nc, float *R dc) {
+    float s[U];
+    for (int n = 0; n < N; n++) {
+        float *R an = nc + (size_t)n * U, *R ad = dc + (size_t)n * U;
+        memset(an, 0, sizeof(float) * U);
+        memset(ad, 0, sizeof(float) * U);
+        for (int q = 0; q < S; q++) {
+            size_t o = (size_t)q * U;
+            float xq = x[(size_t)n * S + q];
+            for (int u = 0; u < U; u++) s[u] = 1.f / (1.f + expf(fminf(-(sig[o + u] * xq + nsm[o + u]), 80.f)));
+            for (int u = 0; u < U; u++) {
+                an[u] += we[o + u] * s[u];
+                ad[u] += w[o + u] * s[u];
+            }
+        }
+    }
+}
+
+/* Backward of ltc_sensory_forward from gn, gd (N, U) = dL/dnc, dL/ddc:
+     dz_nsu = (gn_nu we_su + gd_nu w_su) s_nsu (1 - s_nsu)
+     d we_su += gn_nu s_nsu, d w_su += gd_nu s_nsu, dL/dx_ns = sum_u dz_nsu sig_su
+     d sig_su = sum_n dz_nsu x_ns - mu_su sum_n dz_nsu, d mu_su = -sig_su sum_n dz_nsu
+   Writes g_x (N, S) (NULL: not wanted) and g_sig, g_mu, g_we, g_w (S, U), zeroed by the caller. */
+void ltc_sensory_backward(int N, int S, int U, const float *R x, const float *R sig, const float *R nsm,
+                          const float *R mu, const float *R we, const float *R w, const float *R gn,
+                          const float *R gd, float *R g_x, float *R g_sig, float *R g_mu, float *R g_we,
+                          float *R g_w) {
+    float s[U];
+    for (int n = 0; n < N; n++) {
+        const float *R a = gn + (size_t)n * U, *R c = gd + (size_t)n * U;
+        for (int q = 0; q < S; q++) {
+            size_t o = (size_t)q * U;
+            float xq = x[(size_t)n * S + q], gx = 0.f;
+            for (int u = 0; u < U; u++) s[u] = 1.f / (1.f + expf(fminf(-(sig[o + u] * xq + nsm[o + u]), 80.f)));
+            for (int u = 0; u < U; u++) {
+                g_we[o + u] += a[u] * s[u];
+                g_w[o + u] += c[u] * s[u];
+                float dz = (a[u] * we[o + u] + c[u] * w[o + u]) * s[u] * (1.f - s[u]);
+                g_sig[o + u] += dz * xq;  /* minus mu * sum dz, below */
+                g_mu[o + u] += dz;
+                gx += dz * sig[o + u];
+            }
+            if (g_x) g_x[(size_t)n * S + q] = gx;
+        }
+    }
+    for (size_t o = 0; o < (size_t)S * U; o++) {  /* g_mu held sum dz, as in step_finish */
+        float sdz = g_mu[o];
+        g_sig[o] -= mu[o] * sdz;
+        g_mu[o] = -sig[o] * sdz;
+    }
+}

@@ -5,7 +5,9 @@ without mixed memory between steps, one call computes a whole sequence's steps a
 backward (:func:`seq_forward`, :func:`seq_backward`: the same per-step code in a loop in C).
 The synapse activations are either stored by the forward for the backward (``store``: K B U^2 floats a
 step, for sequences whose whole store fits a limit the caller sets) or computed again in the backward
-(long sequences: nothing of size ``(J, B, I)`` is kept). The C source, ``ltc_kernel.c`` beside this
+(long sequences: nothing of size ``(J, B, I)`` is kept). The sensory synapses, which depend on the
+inputs alone, are one call each way for every batch row and step at once (:func:`sensory_forward`,
+:func:`sensory_backward`). The C source, ``ltc_kernel.c`` beside this
 module, is built and loaded by :class:`~liquidbench.models.compiled.Kernel`; where it cannot be, the fast LTC uses its torch
 implementation instead (same results; ``LIQUIDBENCH_LTC_KERNEL=0`` forces that).
 """
@@ -19,7 +21,8 @@ import torch
 from .compiled import Kernel, ptr
 
 KERNEL = Kernel("ltc_kernel", "LTC", {"ltc_forward": (3, 11), "ltc_backward": (3, 18), "ltc_seq_forward": (4, 11),
-                                     "ltc_seq_backward": (4, 19)})
+                                     "ltc_seq_backward": (4, 19), "ltc_sensory_forward": (3, 7),
+                                     "ltc_sensory_backward": (3, 13)})
 library, status, usable = KERNEL.library, KERNEL.status, KERNEL.usable
 
 
@@ -82,3 +85,25 @@ def seq_backward(grad, vs, dens, ss, cm_t, sig_t, neg_sm, mu_t, we_t, w_t):
     KERNEL.library().ltc_seq_backward(steps, bsz, units, unfolds, *map(ptr, args), _pointers(ss),
                                       *map(ptr, [*outs, g, work]))
     return (g, *outs)
+
+
+def sensory_forward(x, sig, neg_sm, we, w):
+    """The sensory synapses' sums (nc, dc), each (N, U), from the mapped inputs ``x`` (N, S) of every
+    batch row and step, and ``sig``, ``neg_sm`` (-sigma mu), ``we`` (w erev), ``w`` (S, U) in ncps's
+    layout; contiguous float32 on the CPU."""
+    rows, n_in = x.shape
+    units = sig.shape[1]
+    nc, dc = x.new_empty(rows, units), x.new_empty(rows, units)
+    KERNEL.library().ltc_sensory_forward(rows, n_in, units, *map(ptr, (x, sig, neg_sm, we, w, nc, dc)))
+    return nc, dc
+
+
+def sensory_backward(x, sig, neg_sm, mu, we, w, g_nc, g_dc, input_grad: bool):
+    """(dL/dx (N, S) or None without ``input_grad``, dL/dsig, dL/dmu, dL/dwe, dL/dw (S, U)) from the
+    gradients of :func:`sensory_forward`'s sums."""
+    rows, n_in = x.shape
+    g_x = x.new_empty(rows, n_in) if input_grad else None
+    outs = [torch.zeros_like(sig) for _ in range(4)]
+    args = [x, sig, neg_sm, mu, we, w, g_nc.contiguous(), g_dc.contiguous()]
+    KERNEL.library().ltc_sensory_backward(rows, n_in, sig.shape[1], *map(ptr, args), ptr(g_x), *map(ptr, outs))
+    return (g_x, *outs)
