@@ -291,6 +291,20 @@ def test_sigmoids_far_in_their_lower_tail_stay_finite_and_equal_ncps():
     assert paths.taken() == "cfc: compiled; ltc: compiled"
 
 
+def test_compiled_ltc_sigmoid_is_within_1e_6_of_float64_and_finite_far_below():
+    """The compiled LTC's own sigmoid (an inline exp polynomial, ltc_kernel.c): relative error below
+    1e-6 against float64 over [-80, 100], and in the lower tail, where its exponent is capped at 80,
+    finite and at most 1.81e-35 (as ncps's 0 to every float32 sum)."""
+    from liquidbench.models import ltc_kernel
+
+    require_c_compiler()
+    z = torch.linspace(-80, 100, 400_001)
+    exact = torch.sigmoid(z.double())
+    assert ((ltc_kernel.sigmoid(z).double() - exact).abs() / exact).max() < 1e-6
+    tail = ltc_kernel.sigmoid(torch.linspace(-1e4, -80, 1001))
+    assert torch.isfinite(tail).all() and tail.max() <= 1.81e-35 and tail.min() >= 0
+
+
 def test_ltc_sensory_synapses_are_one_compiled_call_each_way(monkeypatch):
     """On the CPU the LTC's sensory synapses of every batch row and step are one call of the compiled
     C each way (forward: the sums, backward: the activations computed again), with ncps's outputs and

@@ -29,7 +29,8 @@ class Shape:
 @dataclass(frozen=True, kw_only=True)
 class Variant:
     """One cell configuration: a model spec for liquidbench.models.build_model (without units and
-    impl, which the shape and the comparison set)."""
+    impl, which the shape and the comparison set); ``name`` has no comma (``LIQUIDBENCH_ROOFLINE_VARIANTS``
+    takes a comma-separated list of names)."""
     name: str
     spec: dict
 
@@ -53,11 +54,11 @@ VARIANTS = {
                                           "ode_unfolds": 6}),
     ),
     "cfc": (
-        Variant(name="cfc default, backbone 128", spec={"type": "cfc", "mode": "default", "backbone_units": 128,
+        Variant(name="cfc default backbone 128", spec={"type": "cfc", "mode": "default", "backbone_units": 128,
                                                         "backbone_layers": 1}),
-        Variant(name="cfc no_gate, backbone 128", spec={"type": "cfc", "mode": "no_gate", "backbone_units": 128,
+        Variant(name="cfc no_gate backbone 128", spec={"type": "cfc", "mode": "no_gate", "backbone_units": 128,
                                                         "backbone_layers": 1}),
-        Variant(name="cfc default, no backbone", spec={"type": "cfc", "mode": "default", "backbone_layers": 0}),
+        Variant(name="cfc default no backbone", spec={"type": "cfc", "mode": "default", "backbone_layers": 0}),
     ),
 }
 

@@ -22,7 +22,7 @@ from .compiled import Kernel, ptr
 
 KERNEL = Kernel("ltc_kernel", "LTC", {"ltc_forward": (3, 11), "ltc_backward": (3, 18), "ltc_seq_forward": (4, 11),
                                      "ltc_seq_backward": (4, 19), "ltc_sensory_forward": (3, 7),
-                                     "ltc_sensory_backward": (3, 13)})
+                                     "ltc_sensory_backward": (3, 13), "ltc_sigmoid": (1, 2)})
 library, status, usable = KERNEL.library, KERNEL.status, KERNEL.usable
 
 
@@ -107,3 +107,11 @@ def sensory_backward(x, sig, neg_sm, mu, we, w, g_nc, g_dc, input_grad: bool):
     args = [x, sig, neg_sm, mu, we, w, g_nc.contiguous(), g_dc.contiguous()]
     KERNEL.library().ltc_sensory_backward(rows, n_in, sig.shape[1], *map(ptr, args), ptr(g_x), *map(ptr, outs))
     return (g_x, *outs)
+
+
+def sigmoid(z: torch.Tensor) -> torch.Tensor:
+    """The kernel's own sigmoid of every value of ``z`` (float32 on the CPU): for its test."""
+    z = z.contiguous()
+    out = torch.empty_like(z)
+    KERNEL.library().ltc_sigmoid(z.numel(), ptr(z), ptr(out))
+    return out
