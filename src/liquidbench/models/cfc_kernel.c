@@ -1,34 +1,16 @@
 /* The fast CfC's recurrence on the CPU: cfc_forward runs a whole sequence, cfc_backward its
    backward (built and loaded by liquidbench/models/compiled.py; called from cfc_kernel.py).
 
-   Forward, per step t and batch row (x the step's input, s the elapsed time, h the previous state,
-   A = LA, B = LB, [x, h] the input and state side by side):
-     a_0 = W0 [x, h] + b0;  y_l = A tanh(B a_l);  a_l = W_l y_{l-1} + b_l (l >= 1)
-     q = Wh y_{L-1} + bh, split into heads q1 (ff1), q2 (ff2), qa (time_a), qb (time_b)
-     without a backbone (L = 0: ncps's backbone_layers=0 and each layer of a wired CfC, whose
-     masked weights the caller forms): q = Wh [x, h] + bh
-     default:  f1 = tanh q1, f2 = tanh q2, g = sigmoid(qa s + qb), h' = f1 (1 - g) + g f2
-     no_gate:  the same f1, f2, g, h' = f1 + g f2
-     pure:     e = exp(-s (|w_tau| + |q1|)), h' = amp - amp e q1 (one head)
-   With steps of 1 (no elapsed times; default and no_gate) qa + qb = (Wa + Wb) y + (ba + bb): the
-   caller passes the three heads ff1, ff2 and time_a + time_b (H = 3U), which saves a quarter of
-   the heads' products each way; the gate's gradient then serves time_a and time_b alike.
-   Backward (the vector-Jacobian products, gh = dL/dh' = the step's incoming gradient plus the next
-   step's dL/dh):
-     default:  dq1 = gh (1 - g)(1 - f1^2), dq2 = gh g (1 - f2^2), dqa = gh (f2 - f1) g (1 - g) s,
-               dqb = gh (f2 - f1) g (1 - g)
-     no_gate:  dq1 = gh (1 - f1^2), dq2 as default, dqa, dqb with f2 in place of f2 - f1
-     pure:     d amp += gh (1 - e q1); dx = gh amp q1 e s (x = |w_tau| + |q1|);
-               d w_tau += dx sign(w_tau); dq1 = dx sign(q1) - gh amp e
-     heads:    dy_{L-1} = Wh^T dq, d bh += dq
-     layers:   da_l = dy_l A B (1 - tanh(B a_l)^2), d b_l += da_l;  dy_{l-1} = W_l^T da_l
-     layer 0:  d b0 += da_0;  [dx, dh] = W0^T da_0: dL/dh to step t-1, dL/dx the input's gradient
-     no backbone: [dx, dh] = Wh^T dq
-   The bias gradients are summed here (in double); the weight gradients (sums over steps and rows
-   of da_l y_{l-1}^T, dq y_{L-1}^T (no backbone: dq [x, h]^T), da_0 [x, h]^T) are left to the
-   caller: one matrix product each
-   over the whole sequence, from the pre-activation gradients written here and the forward's
-   [x, h] rows and tanh values. */
+   The equations, forward per mode and the backward's vector-Jacobian products, and the names used
+   here (a_l, y_l, q = (q1, q2, qa, qb), f1, f2, g, e, gh, dq, da_l): liquidbench/models/cfc_weights.py,
+   their one home. This code computes them with A = LA, B = LB; without a backbone (L = 0: ncps's
+   backbone_layers=0 and each layer of a wired CfC) the heads read [x, h] directly. With steps of 1
+   (no elapsed times; default and no_gate) qa + qb = (Wa + Wb) y + (ba + bb): the caller passes the
+   three heads ff1, ff2 and time_a + time_b (H = 3U), which saves a quarter of the heads' products
+   each way; the gate's gradient then serves time_a and time_b alike. The bias gradients are summed
+   here (in double); the weight gradients are left to the caller (cfc_weights.weight_grads: one
+   matrix product each over the whole sequence, from the pre-activation gradients written here and
+   the forward's [x, h] rows and tanh values). */
 #include <math.h>
 #include <string.h>
 #define R restrict

@@ -1,9 +1,10 @@
 """The fast CfC's recurrence as Triton kernels (the CUDA path): one launch for a whole sequence's
-forward, one for its backward, the same structure as the C kernel (:mod:`.cfc_kernel`, whose
-source states the forward per mode and the backward's vector-Jacobian products; this file
-computes the same terms). Its arguments are :class:`~.cfc_fast._CfcSequenceCompiled`'s: layer 0's
-input share ``pre0`` formed beforehand, weights scaled by lecun_tanh's inner constant, time-major
-tensors, four heads stacked (the C kernel, since issue 23, takes ncps's parameters unscaled).
+forward, one for its backward, the same structure as the C kernel (:mod:`.cfc_kernel`); the
+equations and the backward's derivation: :mod:`.cfc_weights`. :func:`forward` and
+:func:`backward` take the weights in the one convention (:class:`~.cfc_weights.CfcWeights`, as
+the C kernel's wrapper does) and adapt them for the kernels: layer 0's input share ``pre0`` formed
+beforehand, the backbone's weights transposed and scaled by lecun_tanh's inner constant B,
+time-major tensors.
 
 Each program takes a block of ``BB`` batch rows through every step, each step's small matrix
 products in ``tl.dot`` (IEEE float32, never TF32). Two forms of each kernel, picked per width by
@@ -21,9 +22,10 @@ products in ``tl.dot`` (IEEE float32, never TF32). Two forms of each kernel, pic
   widths, so no width spills (the resident kernels spilled 0.2-26 KB at a backbone of 128, and
   at 64 and 128 units: ptxas of Triton 3.7.1, sm_80 and sm_90).
 
-The weight gradients are one matrix product each over all steps, in torch, as for the C kernel.
-Covers what the C kernel covers (backbone of lecun_tanh layers, every mode, regular or irregular
-steps, no mixed memory or active dropout).
+The weight gradients are one matrix product each over all steps, in torch, as for the C kernel
+(:func:`.cfc_weights.weight_grads`). Covers what the C kernel covers with a backbone (of
+lecun_tanh layers, every mode, regular or irregular steps, no mixed memory or active dropout); a
+CfC without a backbone takes the C kernel on the CPU and torch on CUDA.
 
 Triton is optional (``pip install -c constraints.txt triton``, the version torch's CUDA wheel
 requires): where it is missing or disabled (``LIQUIDBENCH_TRITON=0``) the CUDA path is torch.
@@ -38,7 +40,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .cfc_kernel import MODES
+from .cfc_weights import LECUN_A as LA
+from .cfc_weights import LECUN_B as LB
+from .cfc_weights import DEFAULT, MODES, PURE, CfcWeights, weight_grads
 
 try:  # optional: the CUDA path of the fast CfC
     import triton
@@ -49,7 +53,6 @@ except ImportError as exc:  # pragma: no cover - exercised where Triton is absen
 else:
     IMPORT_ERROR = None
 
-LA, LB = 1.7159, 0.666
 ENV_VAR = "LIQUIDBENCH_TRITON"
 BB = 16  # batch rows per program (tl.dot's smallest)
 # The blocks below were chosen with ptxas -v of Triton 3.7.1 for sm_80 and sm_90 in every mode,
@@ -140,6 +143,7 @@ def kernels(b: Blocks):
 
 if triton is not None:
     _LA, _LB = tl.constexpr(LA), tl.constexpr(LB)  # kernels read globals only as constexpr
+    _DEFAULT, _PURE = tl.constexpr(DEFAULT), tl.constexpr(PURE)  # the modes' numbers (cfc_weights.MODES)
     _CHUNK = tl.constexpr(16)  # columns per product in the forward (tl.dot's smallest)
     _PRECISION = tl.constexpr("ieee")  # float32 products, as the CPU's (TF32 would miss 1e-5)
 
@@ -160,7 +164,7 @@ if triton is not None:
         """The state from the heads' pre-activations ``q`` (ff1), ``q1`` (ff2), ``qa``, ``qb``
         (time_a, time_b; pure mode reads only ``q``, with ``wt`` = w_tau and ``am`` = A), storing
         what the backward reads into the rows ``x`` of aux."""
-        if MODE == 2:
+        if MODE == _PURE:
             e = tl.exp(-s * (tl.abs(wt)[None, :] + tl.abs(q)))
             h = am[None, :] - am[None, :] * e * q
             tl.store(x, q, mask=m_bu)
@@ -169,7 +173,7 @@ if triton is not None:
             f1 = _tanh(q)
             f2 = _tanh(q1)
             g = _sigmoid(qa * s + qb)
-            if MODE == 0:
+            if MODE == _DEFAULT:
                 h = f1 + g * (f2 - f1)
             else:
                 h = f1 + g * f2
@@ -185,7 +189,7 @@ if triton is not None:
         f1 = tl.load(x, mask=m_bu, other=0.0)
         f2 = tl.load(x + U, mask=m_bu, other=0.0)
         g = tl.load(x + 2 * U, mask=m_bu, other=0.0)
-        if MODE == 0:
+        if MODE == _DEFAULT:
             gate = gh * g * (1.0 - g) * (f2 - f1)
             dq0 = gh * (1.0 - g) * (1.0 - f1 * f1)
         else:
@@ -215,7 +219,7 @@ if triton is not None:
         rc = tl.arange(0, _CHUNK)
         mb, mu = rb < B, ru < U
         m_bu = mb[:, None] & mu[None, :]
-        H = U if MODE == 2 else 4 * U
+        H = U if MODE == _PURE else 4 * U
         if HAS_H0:
             h = tl.load(h0 + rb[:, None] * U + ru[None, :], mask=m_bu, other=0.0)
         else:
@@ -249,7 +253,7 @@ if triton is not None:
             # heads: q_j = bh_j + y_{L-1} Wh_j over chunks of y's columns
             last = tanhs + ((L - 1) * T * B + row)[:, None] * K
             q = tl.zeros((BB, BU), dtype=tl.float32) + tl.load(bh + ru, mask=mu, other=0.0)[None, :]
-            if MODE != 2:
+            if MODE != _PURE:
                 q1 = tl.zeros((BB, BU), dtype=tl.float32) + tl.load(bh + U + ru, mask=mu, other=0.0)[None, :]
                 qa = tl.zeros((BB, BU), dtype=tl.float32) + tl.load(bh + 2 * U + ru, mask=mu, other=0.0)[None, :]
                 qb = tl.zeros((BB, BU), dtype=tl.float32) + tl.load(bh + 3 * U + ru, mask=mu, other=0.0)[None, :]
@@ -259,7 +263,7 @@ if triton is not None:
                 m_du = md[:, None] & mu[None, :]
                 wrow = wht + (d + rc)[:, None] * H
                 q += tl.dot(y, tl.load(wrow + ru[None, :], mask=m_du, other=0.0), input_precision=_PRECISION)
-                if MODE != 2:
+                if MODE != _PURE:
                     q1 += tl.dot(y, tl.load(wrow + (U + ru)[None, :], mask=m_du, other=0.0), input_precision=_PRECISION)
                     qa += tl.dot(y, tl.load(wrow + (2 * U + ru)[None, :], mask=m_du, other=0.0),
                                  input_precision=_PRECISION)
@@ -270,7 +274,7 @@ if triton is not None:
             else:
                 s = 1.0
             x = aux + row[:, None] * 3 * U + ru[None, :]
-            if MODE == 2:
+            if MODE == _PURE:
                 wt = tl.load(wtau + ru, mask=mu, other=0.0)
                 am = tl.load(amp + ru, mask=mu, other=0.0)
                 h = _new_state(x, q, q, q, q, s, wt, am, m_bu, U, MODE)
@@ -292,7 +296,7 @@ if triton is not None:
         m_bu = mb[:, None] & mu[None, :]
         m_bk = mb[:, None] & mk[None, :]
         m_uk = mu[:, None] & mk[None, :]
-        H = U if MODE == 2 else 4 * U
+        H = U if MODE == _PURE else 4 * U
         w0 = tl.load(w0h + rk[:, None] * U + ru[None, :], mask=mk[:, None] & mu[None, :], other=0.0)  # (BK, BU)
         wh0 = tl.load(wh + ru[:, None] * K + rk[None, :], mask=m_uk, other=0.0)  # (BU, BK)
         gh_next = tl.zeros((BB, BU), dtype=tl.float32)
@@ -308,7 +312,7 @@ if triton is not None:
                 s = 1.0
             x = aux + row[:, None] * 3 * U + ru[None, :]
             gq = g_heads + row[:, None] * H + ru[None, :]
-            if MODE == 2:
+            if MODE == _PURE:
                 am = tl.load(amp + ru, mask=mu, other=0.0)[None, :]
                 dq0, d_amp, dexp = _pure_head_grad(gh, x, s, am, m_bu, U)
                 acc_amp += tl.sum(d_amp, axis=0)
@@ -339,7 +343,7 @@ if triton is not None:
             tl.store(g_pre0 + row[:, None] * K + rk[None, :], da, mask=m_bk)
             gh_next = tl.dot(da, w0, input_precision=_PRECISION)
         tl.store(g_h0 + rb[:, None] * U + ru[None, :], gh_next, mask=m_bu)
-        if MODE == 2:
+        if MODE == _PURE:
             wt = tl.load(wtau + ru, mask=mu, other=0.0)
             tl.store(g_wtau + pid * U + ru, acc_wtau * _sign(wt), mask=mu)
             tl.store(g_amp + pid * U + ru, acc_amp, mask=mu)
@@ -355,7 +359,7 @@ if triton is not None:
         ru = tl.arange(0, TU)
         rk = tl.arange(0, TK)
         mb = rb < B
-        H = U if MODE == 2 else 4 * U
+        H = U if MODE == _PURE else 4 * U
         for t in range(T):
             row = t * B + rb
             # layer 0: a = pre0_t + h W0h (W0h scaled)
@@ -400,7 +404,7 @@ if triton is not None:
                 mu = cu < U
                 m_bu = mb[:, None] & mu[None, :]
                 q = tl.zeros((BB, TU), dtype=tl.float32) + tl.load(bh + cu, mask=mu, other=0.0)[None, :]
-                if MODE != 2:
+                if MODE != _PURE:
                     q1 = tl.zeros((BB, TU), dtype=tl.float32) + tl.load(bh + U + cu, mask=mu, other=0.0)[None, :]
                     qa = tl.zeros((BB, TU), dtype=tl.float32) + tl.load(bh + 2 * U + cu, mask=mu, other=0.0)[None, :]
                     qb = tl.zeros((BB, TU), dtype=tl.float32) + tl.load(bh + 3 * U + cu, mask=mu, other=0.0)[None, :]
@@ -411,7 +415,7 @@ if triton is not None:
                     m_du = md[:, None] & mu[None, :]
                     wrow = wht + dk[:, None] * H
                     q += tl.dot(y, tl.load(wrow + cu[None, :], mask=m_du, other=0.0), input_precision=_PRECISION)
-                    if MODE != 2:
+                    if MODE != _PURE:
                         q1 += tl.dot(y, tl.load(wrow + (U + cu)[None, :], mask=m_du, other=0.0),
                                      input_precision=_PRECISION)
                         qa += tl.dot(y, tl.load(wrow + (2 * U + cu)[None, :], mask=m_du, other=0.0),
@@ -419,7 +423,7 @@ if triton is not None:
                         qb += tl.dot(y, tl.load(wrow + (3 * U + cu)[None, :], mask=m_du, other=0.0),
                                      input_precision=_PRECISION)
                 x = aux + row[:, None] * 3 * U + cu[None, :]
-                if MODE == 2:
+                if MODE == _PURE:
                     wt = tl.load(wtau + cu, mask=mu, other=0.0)
                     am = tl.load(amp + cu, mask=mu, other=0.0)
                     h = _new_state(x, q, q, q, q, s, wt, am, m_bu, U, MODE)
@@ -444,7 +448,7 @@ if triton is not None:
         ru = tl.arange(0, TU)
         rk = tl.arange(0, TK)
         mb = rb < B
-        H = U if MODE == 2 else 4 * U
+        H = U if MODE == _PURE else 4 * U
         for i in range(T):
             t = T - 1 - i
             row = t * B + rb
@@ -460,7 +464,7 @@ if triton is not None:
                 gh += tl.load(grad + row[:, None] * U + cu[None, :], mask=m_bu, other=0.0)
                 x = aux + row[:, None] * 3 * U + cu[None, :]
                 gq = g_heads + row[:, None] * H + cu[None, :]
-                if MODE == 2:
+                if MODE == _PURE:
                     am = tl.load(amp + cu, mask=mu, other=0.0)[None, :]
                     dq0, d_amp, dexp = _pure_head_grad(gh, x, s, am, m_bu, U)
                     tl.store(gq, dq0, mask=m_bu)
@@ -490,7 +494,7 @@ if triton is not None:
                     whr = wh + cu[:, None] * K + ck[None, :]
                     dy += tl.dot(tl.load(gq, mask=m_bu, other=0.0), tl.load(whr, mask=m_uk, other=0.0),
                                  input_precision=_PRECISION)
-                    if MODE != 2:
+                    if MODE != _PURE:
                         for j in tl.static_range(1, 4):
                             dy += tl.dot(tl.load(gq + j * U, mask=m_bu, other=0.0),
                                          tl.load(whr + j * U * K, mask=m_uk, other=0.0), input_precision=_PRECISION)
@@ -536,42 +540,51 @@ def _c(t: torch.Tensor | None) -> torch.Tensor | None:
     return None if t is None else t.contiguous()
 
 
-def forward(mode: str, pre0, ts, h0, w0t, hwt, hb, wht, bh, wtau, amp):
-    """(out (T, B, U), tanhs (L, T, B, K), aux (T, B, 3, U)) from ``pre0`` (T, B, K) the input share
-    of backbone layer 0 plus its bias, times B; ``ts`` (T, B) or None; ``h0`` (B, U) or None;
-    ``w0t`` (U, K) layer 0's state share transposed, ``hwt`` (L-1, K, K) and ``hb`` (L-1, K), all
-    times B; ``wht`` (K, H) the heads transposed, ``bh`` (H); ``wtau``, ``amp`` (U) pure mode's."""
-    steps, bsz, width = pre0.shape
-    units, layers = w0t.shape[0], hwt.shape[0] + 1
-    pre0, ts, h0, w0t, hwt, hb, wht, bh, wtau, amp = map(_c, (pre0, ts, h0, w0t, hwt, hb, wht, bh, wtau, amp))
-    out = pre0.new_empty(steps, bsz, units)
-    tanhs = pre0.new_empty(layers, steps, bsz, width)
-    aux = pre0.new_empty(steps, bsz, 3, units)
-    dummy = pre0.new_zeros(1)
+def forward(mode: str, x, ts, h0, w: CfcWeights):
+    """(every step's state (B, T, U), what :func:`backward` needs) from batch-major ``x`` (B, T, F)
+    and ``ts`` (B, T) or None, ``h0`` (B, U) or None (zeros), with a backbone (the kernels take
+    layer 0's input share formed here beforehand, the backbone's weights transposed and times
+    lecun_tanh's B, and time-major tensors)."""
+    bsz, steps, n_in = x.shape
+    units, width, layers = w.units, w.width, w.layers
+    xt = x.transpose(0, 1)
+    pre0 = torch.addmm(w.b0, xt.flatten(0, 1), w.w0[:, :n_in].t()).view(steps, bsz, width).mul_(LB)
+    w0t = w.w0[:, n_in:].t() * LB
+    hwt = w.hw.transpose(1, 2) * LB if w.hw is not None else x.new_empty(0, width, width)
+    hb = w.hb * LB if w.hb is not None else x.new_empty(0, width)
+    ts_t = None if ts is None else ts.t()
+    ts_t, h0, w0t, hwt, hb, wht, bh, wtau, amp = map(_c, (ts_t, h0, w0t, hwt, hb, w.wh.t(), w.bh, w.w_tau, w.amp))
+    out = x.new_empty(steps, bsz, units)
+    tanhs = x.new_empty(layers, steps, bsz, width)
+    aux = x.new_empty(steps, bsz, 3, units)
+    dummy = x.new_zeros(1)
     pick = lambda t: dummy if t is None or t.numel() == 0 else t  # noqa: E731 - never read where absent
     b = blocks(units, width)
     grid = (triton.cdiv(bsz, b.bb),)
     if b.tiled:
-        state = pre0.new_zeros(bsz, units) if h0 is None else h0.clone()
+        state = x.new_zeros(bsz, units) if h0 is None else h0.clone()
         kernels(b)[0][grid](
-            pre0, pick(ts), state, w0t, pick(hwt), pick(hb), wht, bh, pick(wtau), pick(amp), out, tanhs, aux,
+            pre0, pick(ts_t), state, w0t, pick(hwt), pick(hb), wht, bh, pick(wtau), pick(amp), out, tanhs, aux,
             steps, bsz, units, width, layers, MODE=MODES[mode], HAS_TS=ts is not None, **b.constexprs,
             **b.options)
     else:
         kernels(b)[0][grid](
-            pre0, pick(ts), pick(h0), w0t, pick(hwt), pick(hb), wht, bh, pick(wtau), pick(amp), out, tanhs, aux,
+            pre0, pick(ts_t), pick(h0), w0t, pick(hwt), pick(hb), wht, bh, pick(wtau), pick(amp), out, tanhs, aux,
             steps, bsz, units, width, layers, MODE=MODES[mode], HAS_TS=ts is not None, HAS_H0=h0 is not None,
             **b.constexprs, **b.options)
-    return out, tanhs, aux
+    return out.transpose(0, 1), (x, h0, out, tanhs, aux)
 
 
-def backward(mode: str, grad, ts, w0h, hw, wh, wtau, amp, tanhs, aux):
-    """(g_pre0 (T, B, K), g_hid (L-1, T, B, K), g_heads (T, B, H), g_wtau (U), g_amp (U), g_h0 (B, U))
-    from ``grad`` (T, B, U); weights unscaled in torch's layout: ``w0h`` (K, U), ``hw`` (L-1, K, K),
-    ``wh`` (H, K)."""
+def backward(mode: str, grad, ts, w: CfcWeights, saved, input_grad: bool):
+    """(dL/dx (B, T, F) or None without ``input_grad``, dL/dh0 (B, U), the gradients of ``w``) from
+    ``grad`` (B, T, U) = dL/d(every step's state) and :func:`forward`'s ``saved``."""
+    x, h0, out, tanhs, aux = saved
     layers, steps, bsz, width = tanhs.shape
-    units = w0h.shape[1]
-    grad, ts, w0h, hw, wh, wtau, amp, tanhs, aux = map(_c, (grad, ts, w0h, hw, wh, wtau, amp, tanhs, aux))
+    units, n_in = w.units, w.inputs()
+    ts_t = None if ts is None else ts.t()
+    hw = w.hw if w.hw is not None else grad.new_empty(0, width, width)
+    grad, ts_t, w0h, hw, wh, wtau, amp = map(_c, (grad.transpose(0, 1), ts_t, w.w0[:, n_in:], hw, w.wh, w.w_tau,
+                                                  w.amp))
     b = blocks(units, width, backward=True)
     programs = triton.cdiv(bsz, b.bb)
     g_act = grad.new_empty(layers, steps, bsz, width)  # every layer's pre-activation gradient
@@ -583,13 +596,19 @@ def backward(mode: str, grad, ts, w0h, hw, wh, wtau, amp, tanhs, aux):
     if b.tiled:
         g_h0 = grad.new_zeros(bsz, units)  # carries dL/dh from step to step
         kernels(b)[1][(programs,)](
-            grad, pick(ts), w0h, pick(hw), wh, pick(wtau), pick(amp), tanhs, aux, g_act, g_heads, g_wtau, g_amp,
+            grad, pick(ts_t), w0h, pick(hw), wh, pick(wtau), pick(amp), tanhs, aux, g_act, g_heads, g_wtau, g_amp,
             g_h0, steps, bsz, units, width, layers, MODE=MODES[mode], HAS_TS=ts is not None, **b.constexprs,
             **b.options)
     else:
         g_h0 = grad.new_empty(bsz, units)
         kernels(b)[1][(programs,)](
-            grad, pick(ts), w0h, pick(hw), wh, pick(wtau), pick(amp), tanhs, aux, g_pre0, pick(g_hid), g_heads,
+            grad, pick(ts_t), w0h, pick(hw), wh, pick(wtau), pick(amp), tanhs, aux, g_pre0, pick(g_hid), g_heads,
             g_wtau, g_amp, g_h0, steps, bsz, units, width, layers, MODE=MODES[mode], HAS_TS=ts is not None,
             **b.constexprs, **b.options)
-    return g_pre0, g_hid, g_heads, g_wtau.sum(0), g_amp.sum(0), g_h0
+    xt = x.transpose(0, 1)
+    first = out.new_zeros(1, bsz, units) if h0 is None else h0.unsqueeze(0)
+    xh = torch.cat((xt, torch.cat((first, out[:-1]))), 2)
+    grads = weight_grads(w, xh, tanhs, g_pre0, g_hid, g_heads, ys_scale=LA,
+                         g_wtau=g_wtau.sum(0) if w.pure else None, g_amp=g_amp.sum(0) if w.pure else None)
+    g_x = (g_pre0 @ w.w0[:, :n_in]).transpose(0, 1) if input_grad else None
+    return g_x, g_h0, grads
