@@ -203,14 +203,16 @@ def require_c_compiler() -> None:
 
 @pytest.mark.parametrize("limit", [0, 2**40], ids=["recompute", "store"])
 def test_ltc_kernel_matches_ncps_storing_or_recomputing_the_activations(limit, monkeypatch):
-    """The compiled step keeps the synapse activations for the backward up to STORE_LIMIT_BYTES a
-    sequence and computes them again above; both give ncps's outputs and gradients. Without mixed
-    memory the whole sequence is one call each way; with it, one call per step."""
+    """The compiled step keeps the synapse activations for the backward below STORE_BELOW_UNITS units
+    up to STORE_LIMIT_BYTES a sequence and computes them again otherwise; both give ncps's outputs
+    and gradients. Without mixed memory the whole sequence is one call each way; with it, one call
+    per step."""
     from liquidbench.models import ltc_fast, ltc_kernel
 
     require_c_compiler()
     assert ltc_kernel.library() is not None, ltc_kernel.KERNEL.build
     monkeypatch.setattr(ltc_fast, "STORE_LIMIT_BYTES", limit)
+    monkeypatch.setattr(ltc_fast, "STORE_BELOW_UNITS", 10**6)
     calls = []
     for name in ("forward", "seq_forward"):
         real = getattr(ltc_kernel, name)

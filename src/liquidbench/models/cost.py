@@ -24,8 +24,8 @@ and each part into the kinds of work a core does at different rates (:class:`Wor
 
 What is counted is the work the step needs, done once: no implementation's extra work. Values the
 forward computes are kept for the backward, not computed again (the fast LTC computes its synapse
-activations again where a sequence's would exceed ``ltc_fast.STORE_LIMIT_BYTES``: the grid's
-shapes of batch 128 and 256); parameter transforms (softplus, the wiring's mask, ``w erev``) are formed once per step
+activations again from 16 units up, ``ltc_fast.STORE_BELOW_UNITS``: every grid shape but the
+one of 8 units); parameter transforms (softplus, the wiring's mask, ``w erev``) are formed once per step
 (ncps forms them at every unfold). Steps are of elapsed time 1 (no timespans: the grid's and the
 regularly sampled data sets' case). Two products ncps computes are not needed (:func:`cfc_cost`'s
 ``ncps`` counts them, and tests/test_cost.py checks that count against ncps): the CfC's gate heads

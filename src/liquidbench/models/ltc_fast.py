@@ -34,11 +34,14 @@ from . import interface, ltc_kernel, ltc_triton, paths
 
 _sigmoid_backward = torch.ops.aten.sigmoid_backward
 
-# Largest memory the compiled LTC step keeps for a sequence's backward (its synapse activations,
-# steps x unfolds x batch x units^2 floats): 48 MB for the traffic data set at batch 64; above it
-# the backward computes them again. Storing saved 4-20 % of a training step at 6-48 MB and cost
-# 16 % more at 384 MB (256 x 16 x 32 x 64: writing and reading them back outweighs the sigmoids;
-# one thread, docs/measurements.md, issue 34); the paper's 12,043-step sequences are far above.
+# When the compiled LTC step keeps its synapse activations for the backward (steps x unfolds x batch
+# x units^2 floats a sequence) instead of computing them again: for fewer than STORE_BELOW_UNITS
+# units, up to STORE_LIMIT_BYTES a sequence. With the kernel's 16-wide vectors (AVX-512) computing
+# them again was faster at every shape of 16 units and more (one thread, interleaved, ms a step,
+# again / stored: 64x32x7x32 13.7 / 15.2, 24x8x128x64 4.5 / 6.0, 128x16x16x128 117 / 450, 64x32x7x16
+# 5.59 / 5.52) and storing at 8 units (64x64x2x8 4.5 / 3.7, 16x64x4x8 1.34 / 1.23): a row of 8
+# fills half a vector; docs/measurements.md, issue 34.
+STORE_BELOW_UNITS = 16
 STORE_LIMIT_BYTES = 64 * 2**20
 
 
@@ -306,9 +309,10 @@ class LTC(ncps_torch.LTC):
         sig_t = cell.sigma.t().contiguous()
         mu_t = cell.mu.t().contiguous()
         h = x.new_zeros(bsz, rnn.state_size) if h0 is None else h0
-        # the compiled step keeps the synapse activations for the backward while the sequence's
-        # total fits STORE_LIMIT_BYTES (about 3 times less work in the backward), else recomputes them
-        store = steps * unfolds * bsz * rnn.state_size**2 * x.element_size() <= STORE_LIMIT_BYTES
+        # the compiled step keeps the synapse activations for the backward for few units, while the
+        # sequence's total fits STORE_LIMIT_BYTES, else computes them again (STORE_BELOW_UNITS)
+        store = (rnn.state_size < STORE_BELOW_UNITS
+                 and steps * unfolds * bsz * rnn.state_size**2 * x.element_size() <= STORE_LIMIT_BYTES)
         if not rnn.use_mixed and paths.choose("ltc", h, n_const, d_const, cm_all, sig_t, mu_t, we_t,
                                               w_t) == paths.COMPILED:
             # the whole sequence in one call each way
