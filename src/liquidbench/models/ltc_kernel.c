@@ -60,32 +60,43 @@ static inline void activations(int U, const float *R sj, const float *R nj, cons
     for (int i = 0; i < U; i++) s[i] = sigmoid(sj[i] * v[i] + nj[i]);
 }
 
-/* s = sigmoid(sig[j,i] * v[b,i] + nsm[j,i]) for post-synaptic j and pre-synaptic i; sig, nsm, we, w are
-   (J, I) row-major (transposed against ncps), states (B, U) with U = I = J. ss, (K, B, J, I), receives
-   every activation for the backward, or is NULL (the backward then computes them again). */
+/* s_ji = sigmoid(sig[i,j] * v[b,i] + nsm[i,j]) for post-synaptic j and pre-synaptic i; here sig,
+   nsm, we, w are (I, J) row-major (ncps's layout, pre-synaptic neuron first; the backward takes
+   them transposed), states (B, U) with U = I = J. The loops run over j innermost, so that the sums
+   over i accumulate in vectors over j (no horizontal sum per neuron: at 32 units those took most
+   of the forward). ss, (K, B, J, I), receives every activation for the backward (a strided store,
+   for the few units that keep them), or is NULL (the backward then computes them again). */
 void ltc_forward(int B, int U, int K, const float *R v0, const float *R nc, const float *R dt,
                  const float *R cm, const float *R sig, const float *R nsm, const float *R we,
                  const float *R w, float *R vs, float *R dens, float *R ss) {
-    float row[U];
+    float an[U], ad[U], s[U];
     memcpy(vs, v0, sizeof(float) * B * U);
     for (int k = 0; k < K; k++) {
         const float *v = vs + (size_t)k * B * U;
         float *vn = vs + (size_t)(k + 1) * B * U, *den = dens + (size_t)k * B * U;
         for (int b = 0; b < B; b++) {
             const float *vb = v + (size_t)b * U;
-            for (int j = 0; j < U; j++) {
-                const float *wej = we + (size_t)j * U, *wj = w + (size_t)j * U;
-                float *s = ss ? ss + (((size_t)k * B + b) * U + j) * U : row;
-                activations(U, sig + (size_t)j * U, nsm + (size_t)j * U, vb, s);
-                float an = 0.f, ad = 0.f;
-                for (int i = 0; i < U; i++) {
-                    an += wej[i] * s[i];
-                    ad += wj[i] * s[i];
+            memset(an, 0, sizeof an);
+            memset(ad, 0, sizeof ad);
+            for (int i = 0; i < U; i++) {
+                const float *si = sig + (size_t)i * U, *ni = nsm + (size_t)i * U;
+                const float *wei = we + (size_t)i * U, *wi = w + (size_t)i * U;
+                float vi = vb[i];
+                for (int j = 0; j < U; j++) {
+                    s[j] = sigmoid(si[j] * vi + ni[j]);
+                    an[j] += wei[j] * s[j];
+                    ad[j] += wi[j] * s[j];
                 }
+                if (ss) {
+                    float *sb = ss + ((size_t)k * B + b) * U * U + i;
+                    for (int j = 0; j < U; j++) sb[(size_t)j * U] = s[j];
+                }
+            }
+            for (int j = 0; j < U; j++) {
                 size_t o = (size_t)b * U + j;
-                float d = dt[o] + ad;
+                float d = dt[o] + ad[j];
                 den[o] = d;
-                vn[o] = (nc[o] + cm[o] * vb[j] + an) / d;
+                vn[o] = (nc[o] + cm[o] * vb[j] + an[j]) / d;
             }
         }
     }

@@ -26,6 +26,11 @@ KERNEL = Kernel("ltc_kernel", "LTC", {"ltc_forward": (3, 11), "ltc_backward": (3
 library, status, usable = KERNEL.library, KERNEL.status, KERNEL.usable
 
 
+def _pre_first(*weights: torch.Tensor) -> list[torch.Tensor]:
+    """The (J, I) synapse weights as the C forward takes them: (I, J), pre-synaptic neuron first."""
+    return [t.t().contiguous() for t in weights]
+
+
 def forward(v0, n_const, d_total, cm_t, sig_t, neg_sm, we_t, w_t, unfolds: int, store: bool):
     """(states (K+1, B, U), denominators (K, B, U), activations (K, B, J, I) or None); arguments
     contiguous float32 on the CPU. With ``store`` the synapse activations are kept for the backward
@@ -34,7 +39,7 @@ def forward(v0, n_const, d_total, cm_t, sig_t, neg_sm, we_t, w_t, unfolds: int, 
     vs = v0.new_empty(unfolds + 1, bsz, units)
     dens = v0.new_empty(unfolds, bsz, units)
     ss = v0.new_empty(unfolds, bsz, units, units) if store else None
-    args = [v0, n_const, d_total, cm_t, sig_t, neg_sm, we_t, w_t, vs, dens]
+    args = [v0, n_const, d_total, cm_t, *_pre_first(sig_t, neg_sm, we_t, w_t), vs, dens]
     KERNEL.library().ltc_forward(bsz, units, unfolds, *map(ptr, args), ptr(ss))
     return vs, dens, ss
 
@@ -61,7 +66,7 @@ def seq_forward(v0, n_const, d_total, cm_t, sig_t, neg_sm, we_t, w_t, unfolds: i
     vs = v0.new_empty(steps, unfolds + 1, bsz, units)
     dens = v0.new_empty(steps, unfolds, bsz, units)
     ss = [v0.new_empty(unfolds, bsz, units, units) for _ in range(steps)] if store else None
-    args = [v0, n_const, d_total, cm_t, sig_t, neg_sm, we_t, w_t, vs, dens]
+    args = [v0, n_const, d_total, cm_t, *_pre_first(sig_t, neg_sm, we_t, w_t), vs, dens]
     KERNEL.library().ltc_seq_forward(steps, bsz, units, unfolds, *map(ptr, args), _pointers(ss))
     return vs, dens, ss
 
