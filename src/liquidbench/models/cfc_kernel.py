@@ -24,8 +24,6 @@ source is ``cfc_kernel.c`` beside this module, built and loaded by
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 
 from .cfc_weights import LECUN_A, MODES, CfcWeights, weight_grads
@@ -92,5 +90,7 @@ def backward(mode: str, grad, ts, w: CfcWeights, saved, input_grad: bool):
                          g_wtau=g_wtau if w.pure else None, g_amp=g_amp if w.pure else None)
     if merged:  # the summed gate head's gradient serves time_a and time_b alike
         gate = slice(2 * units, 3 * units)
-        grads = replace(grads, wh=torch.cat((grads.wh, grads.wh[gate])), bh=torch.cat((grads.bh, grads.bh[gate])))
+        grads = CfcWeights(w0=grads.w0, b0=grads.b0, hw=grads.hw, hb=grads.hb,
+                           wh=torch.cat((grads.wh, grads.wh[gate])), bh=torch.cat((grads.bh, grads.bh[gate])),
+                           w_tau=None, amp=None)
     return g_x, g_h0, grads
