@@ -199,9 +199,10 @@ def _describe(exc: BaseException) -> str:
     return f"{exc} {getattr(exc, 'stderr', '') or ''}".strip()
 
 
-def ptr(t: torch.Tensor | None):
-    """A tensor's data pointer for a C call (None for NULL). The caller keeps the tensor alive."""
-    return None if t is None else ctypes.c_void_p(t.data_ptr())
+def ptr(t: torch.Tensor | None) -> int | None:
+    """A tensor's data pointer for a C call (None for NULL; ctypes passes the int as the function's
+    ``c_void_p`` argument). The caller keeps the tensor alive."""
+    return None if t is None else t.data_ptr()
 
 
 class Kernel:
