@@ -17,7 +17,7 @@ from liquidbench.models.cfc_weights import CfcWeights, of_cell
 def test_bundle_holds_ncps_parameters_unscaled_heads_stacked(options, layers):
     cell = ncps_torch.CfC(3, 5, **options).rnn_cell
     w = of_cell(cell)
-    assert (w.units, w.layers, w.inputs()) == (5, layers, 3)
+    assert (w.units, w.layers, w.inputs) == (5, layers, 3)
     assert [f.name for f in dataclasses.fields(CfcWeights)] == ["w0", "b0", "hw", "hb", "wh", "bh", "w_tau", "amp"]
     assert CfcWeights(*w.tensors()) == w
     heads = [cell.ff1] if cell.mode == "pure" else [cell.ff1, cell.ff2, cell.time_a, cell.time_b]

@@ -310,7 +310,7 @@ def layers_sequence(rnn: nn.Module, x: torch.Tensor, elapsed: torch.Tensor | Non
     weights = []
     for layer in layers:
         w = of_cell(layer)
-        n_in = w.inputs()
+        n_in = w.inputs
         weights.append((w, w.wh[:, :n_in], w.wh[:, n_in:]))
     bsz, steps, _ = x.shape
     h = x.new_zeros(bsz, rnn.state_size) if h0 is None else h0

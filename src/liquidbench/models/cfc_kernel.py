@@ -74,7 +74,7 @@ def backward(mode: str, grad, ts, w: CfcWeights, saved, input_grad: bool):
     ``grad`` (B, T, U) = dL/d(every step's state) and :func:`forward`'s ``saved``."""
     xh, tanhs, aux, wh = saved  # wh: the heads as the forward took them
     layers, steps, bsz, width = tanhs.shape
-    units, n_in = w.units, w.inputs()
+    units, n_in = w.units, w.inputs
     merged = wh.shape[0] == 3 * units
     hw = w.hw if w.hw is not None else (tanhs.new_empty(0, width, width) if layers else None)
     args = [_c(t) for t in (grad, ts, w.w0, hw, wh, w.w_tau, w.amp, tanhs, aux)]

@@ -40,9 +40,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .cfc_weights import LECUN_A as LA
-from .cfc_weights import LECUN_B as LB
 from .cfc_weights import DEFAULT, MODES, PURE, CfcWeights, weight_grads
+from .cfc_weights import LECUN_A as LA, LECUN_B as LB
 
 try:  # optional: the CUDA path of the fast CfC
     import triton
@@ -580,7 +579,7 @@ def backward(mode: str, grad, ts, w: CfcWeights, saved, input_grad: bool):
     ``grad`` (B, T, U) = dL/d(every step's state) and :func:`forward`'s ``saved``."""
     x, h0, out, tanhs, aux = saved
     layers, steps, bsz, width = tanhs.shape
-    units, n_in = w.units, w.inputs()
+    units, n_in = w.units, w.inputs
     ts_t = None if ts is None else ts.t()
     hw = w.hw if w.hw is not None else grad.new_empty(0, width, width)
     grad, ts_t, w0h, hw, wh, wtau, amp = map(_c, (grad.transpose(0, 1), ts_t, w.w0[:, n_in:], hw, w.wh, w.w_tau,

@@ -99,6 +99,7 @@ class CfcWeights:
         """Backbone width K (0 without a backbone)."""
         return 0 if self.w0 is None else self.w0.shape[0]
 
+    @property
     def inputs(self) -> int:
         """F, the input's features: the columns of the first layer that reads [x, h], less U."""
         first = self.wh if self.w0 is None else self.w0

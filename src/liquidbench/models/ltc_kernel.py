@@ -4,8 +4,8 @@ One call computes a step's ``ode_unfolds`` unfolds for the whole batch, and one 
 without mixed memory between steps, one call computes a whole sequence's steps and one its
 backward (:func:`seq_forward`, :func:`seq_backward`: the same per-step code in a loop in C).
 The synapse activations are either stored by the forward for the backward (``store``: K B U^2 floats a
-step, for sequences whose whole store fits a limit the caller sets) or computed again in the backward
-(long sequences: nothing of size ``(J, B, I)`` is kept). The sensory synapses, which depend on the
+step, where the caller asks: few units and a store within a limit, :mod:`.ltc_fast`) or computed again
+in the backward (nothing of size ``(J, B, I)`` is kept). The sensory synapses, which depend on the
 inputs alone, are one call each way for every batch row and step at once (:func:`sensory_forward`,
 :func:`sensory_backward`). The C source, ``ltc_kernel.c`` beside this
 module, is built and loaded by :class:`~liquidbench.models.compiled.Kernel`; where it cannot be, the fast LTC uses its torch
