@@ -10,7 +10,8 @@ import torch
 
 from conftest import tool_env
 from liquidbench.gpucheck import (Check, build_report, decide_equality, decide_nvml, decide_run, decide_step_times,
-                                  decide_tests)
+                                  decide_tests, driver_problem, driver_version, gpu_check)
+from liquidbench.train.errors import HardwareError
 
 GPU_BLOCK = {"util_mean_pct": 41.5, "util_max_pct": 87.0, "mem_used_peak_mb": 1210.0, "power_mean_w": 96.4,
              "energy_j": 212.7, "energy_per_epoch_j": 70.9, "energy_source": "counter", "sm_clock_mean_mhz": 1410.0,
@@ -27,6 +28,56 @@ def test_stops_at_once_without_a_gpu_with_one_line(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "gpu-check: no CUDA GPU is visible" in lines[0] and "run it on a GPU node" in lines[0]
     assert not (tmp_path / "gc").exists()  # nothing written
+
+
+class DriverOnlyNvml:
+    """NVML as a node answers it whose driver loads but whose GPU torch cannot use: the driver's
+    version string, as nvidia-ml-py returns it (bytes in some versions)."""
+
+    def __init__(self, version):
+        self.version = version
+
+    def nvmlInit(self):
+        if self.version is None:
+            raise RuntimeError("NVML Shared Library Not Found")
+
+    def nvmlSystemGetDriverVersion(self):
+        return self.version
+
+
+def test_driver_too_old_for_the_cuda_build_is_named():
+    # recorded driver versions: a common cluster driver (CUDA 12.4 era), the first of CUDA 13.0's, CUDA 12.0's
+    assert driver_problem("550.54.15", "13.0") == (
+        "gpu-check: NVIDIA driver 550.54.15 is too old for this torch's CUDA 13.0 (needs driver 580 or later): "
+        "update the driver, or use an image built for an older CUDA "
+        "(docs/containers.md: make image TORCH_INDEX=https://download.pytorch.org/whl/cu126)")
+    assert driver_problem("580.65.06", "13.0") is None
+    assert driver_problem("550.54.15", "12.6") is None  # 12.x runs on 525.60.13 and later
+    assert driver_problem("525.60.11", "12.1") is not None
+    assert driver_problem("470.256.02", "12.6").startswith("gpu-check: NVIDIA driver 470.256.02 is too old")
+    for unknown in ((None, "13.0"), ("550.54.15", None), ("unknown", "13.0"), ("550.54.15", "99.0")):
+        assert driver_problem(*unknown) is None, unknown
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without a GPU")
+@pytest.mark.parametrize("driver, line", [
+    (b"550.54.15", "gpu-check: NVIDIA driver 550.54.15 is too old for this torch's CUDA"),
+    ("580.82.07", "gpu-check: no CUDA GPU is visible (torch"),
+    (None, "NVIDIA driver not found): run it on a GPU node"),
+])
+def test_no_gpu_line_names_the_driver(tmp_path, monkeypatch, driver, line):
+    """gpu-check on recorded NVML answers, with torch's CUDA build that of the cuda image (this
+    machine's CPU torch has none)."""
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    nvml = DriverOnlyNvml(driver)
+    assert driver_version(nvml) == (driver.decode() if isinstance(driver, bytes) else driver)
+    with pytest.raises(HardwareError) as err:
+        gpu_check(tmp_path / "gc", tmp_path, nvml=nvml)
+    message = str(err.value)
+    assert len(message.splitlines()) == 1 and line in message, message
+    if driver == "580.82.07":
+        assert "CUDA build 13.0, NVIDIA driver 580.82.07" in message
+    assert not (tmp_path / "gc").exists()
 
 
 def test_nvml_decisions():

@@ -9,7 +9,8 @@ step times against host-clock times with the device synchronised; the scaling mo
 step probe on CUDA, and NCCL's all-reduce sweep where two GPUs are visible), fitted as the model
 fits them, so that the first GPU run gives the model its costs (``probes/``). It writes
 ``results/gpu-check/report.json`` and ``report.md``: device, driver, CUDA, torch, triton and NCCL
-versions, and each check's figure and verdict. Without a GPU it stops at once with one line.
+versions, and each check's figure and verdict. Without a GPU it stops at once with one line; where
+the node has an NVIDIA driver too old for the CUDA that torch was built with, that line says so.
 
 The decisions (``decide_*``) and the report are pure functions of the figures, tested on the CPU
 with recorded ones (tests/test_gpu_check.py); the measuring functions need a GPU.
@@ -45,6 +46,11 @@ HARDWARE = {
     "ddp-2gpu": {"device": "cuda", "threads": 4, "nproc_per_node": 2, "backend": "nccl", "scaling": "weak",
                  "telemetry_interval_s": 0.05},
 }
+
+
+# The oldest Linux driver each CUDA major version runs on (NVIDIA's CUDA toolkit release notes,
+# "CUDA Toolkit and Minimum Required Driver Version": minor-version compatibility within a major).
+MIN_DRIVER = {11: (450, 80, 2), 12: (525, 60, 13), 13: (580, 65, 6)}
 
 
 @dataclass(frozen=True)
@@ -162,20 +168,53 @@ def build_report(facts: dict, checks: list[Check]) -> tuple[dict, str]:
     return report, "\n".join(lines) + "\n"
 
 
+def driver_problem(driver: str | None, cuda: str | None) -> str | None:
+    """One line when the NVIDIA driver ``driver`` (NVML's version string, e.g. "550.54.15") is too old
+    for torch's CUDA ``cuda`` (e.g. "13.0"); None when it is new enough or either is unknown."""
+    if not driver or not cuda:
+        return None
+    try:
+        have = tuple(int(part) for part in driver.split("."))
+        major = int(cuda.split(".")[0])
+    except ValueError:
+        return None
+    need = MIN_DRIVER.get(major)
+    if need is None or have >= need:
+        return None
+    return (f"gpu-check: NVIDIA driver {driver} is too old for this torch's CUDA {cuda} (needs driver "
+            f"{need[0]} or later): update the driver, or use an image built for an older CUDA "
+            f"(docs/containers.md: make image TORCH_INDEX=https://download.pytorch.org/whl/cu126)")
+
+
+def no_gpu_message(torch_version: str, cuda: str | None, driver: str | None) -> str:
+    """The one line gpu-check stops with when torch sees no CUDA device."""
+    return driver_problem(driver, cuda) or (
+        f"gpu-check: no CUDA GPU is visible (torch {torch_version}, CUDA build {cuda or 'none'}, NVIDIA driver "
+        f"{driver or 'not found'}): run it on a GPU node, in the cuda image")
+
+
 # ---- measuring (needs a GPU) ----
+
+def driver_version(nvml=None) -> str | None:
+    """The node's NVIDIA driver version from NVML (``nvml`` defaults to the pynvml module; tests pass
+    recorded ones), or None where there is no NVML or no driver."""
+    if nvml is None:
+        try:
+            import pynvml as nvml
+        except ImportError:
+            return None
+    try:
+        nvml.nvmlInit()
+        version = nvml.nvmlSystemGetDriverVersion()
+    except Exception:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...
+        return None
+    return version.decode() if isinstance(version, bytes) else version
+
 
 def versions() -> dict:
     import torch
 
-    driver = None
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        driver = pynvml.nvmlSystemGetDriverVersion()
-        driver = driver.decode() if isinstance(driver, bytes) else driver
-    except Exception as exc:  # reported, not fatal: the NVML checks say more
-        driver = f"unknown (NVML: {exc})"
+    driver = driver_version() or "unknown (NVML cannot read it)"  # reported, not fatal: the NVML checks say more
     try:
         triton = metadata.version("triton")
     except metadata.PackageNotFoundError:
@@ -269,13 +308,13 @@ def probe(kind: str, out: Path, *args: str) -> tuple[dict | None, str]:
     return (json.loads(out.read_text()) if proc.returncode == 0 and out.exists() else None), proc.stderr
 
 
-def gpu_check(out_dir: Path, repo: Path) -> dict:
-    """Run every check and write the report; returns report.json's content."""
+def gpu_check(out_dir: Path, repo: Path, nvml=None) -> dict:
+    """Run every check and write the report; returns report.json's content. ``nvml`` defaults to the
+    pynvml module (tests pass recorded ones)."""
     import torch
 
     if not torch.cuda.is_available():
-        raise HardwareError(f"gpu-check: no CUDA GPU is visible (torch {torch.__version__}, CUDA build "
-                            f"{torch.version.cuda or 'none'}): run it on a GPU node, in the cuda image")
+        raise HardwareError(no_gpu_message(torch.__version__, torch.version.cuda, driver_version(nvml)))
     from .data.sine import prepare
 
     facts = versions()
@@ -297,7 +336,7 @@ def gpu_check(out_dir: Path, repo: Path) -> dict:
     telemetry = (gpu_metrics or {}).get("telemetry", {})
     checks += decide_nvml(telemetry.get("gpu"), telemetry.get("gpu_reason"))
     checks.append(decide_step_times(*measure_step_times()))
-    # the scaling model's probes on this node (README, "Results": scaling_model): step time against
+    # the scaling model's probes on this node (docs/statistics.md, "Scaling model"): step time against
     # the batch on CUDA, and NCCL's all-reduce against the message size where two GPUs are visible
     probes = out_dir / "probes"
     probes.mkdir(parents=True, exist_ok=True)
