@@ -20,7 +20,7 @@ run: install
 	snakemake --cores $(CORES) --configfile config/local.yaml
 
 # The LTC paper's time-series study with its hyper-parameters and the published-vs-reproduced table
-# (config/paper.yaml; long on CPU, see README "Reproducing the LTC paper").
+# (config/paper.yaml; long on CPU, see docs/paper.md).
 reproduce: install
 	snakemake --cores $(CORES) --configfile config/paper.yaml
 
@@ -38,7 +38,7 @@ test: install
 test-fast: install
 	pytest -ra -m "not slow"
 
-# Prove a GPU node (README: Checking a GPU node): results/gpu-check/report.md; stops at once without a GPU.
+# Prove a GPU node (docs/gpu-check.md): results/gpu-check/report.md; stops at once without a GPU.
 gpu-check: install
 	@liquidbench gpu-check
 
@@ -49,14 +49,17 @@ lint: install
 	snakemake --lint --configfile config/config.yaml
 
 # The container image with podman (VARIANT=cuda, the default: GPU nodes; VARIANT=cpu: CI, laptops);
-# where no registry is reachable: containers/build.sh --debian-base
+# where no registry is reachable: containers/build.sh --debian-base. TORCH_INDEX: the PyPI-style
+# index torch comes from, e.g. https://download.pytorch.org/whl/cu126 for nodes whose NVIDIA driver
+# is older than CUDA 13.0's 580 (docs/containers.md).
 VARIANT ?= cuda
+TORCH_INDEX ?=
 image:
-	containers/build.sh --variant $(VARIANT)
+	containers/build.sh --variant $(VARIANT) $(if $(TORCH_INDEX),--torch-index '$(TORCH_INDEX)')
 
 # The Apptainer image liquidbench-VERSION.sif (needs Apptainer, and Docker or podman)
 sif:
-	containers/build-sif.sh --variant $(VARIANT)
+	containers/build-sif.sh --variant $(VARIANT) $(if $(TORCH_INDEX),--torch-index '$(TORCH_INDEX)')
 
 clean:
 	rm -rf results/runs results/tables results/figures data/processed logs studies .snakemake

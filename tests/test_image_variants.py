@@ -64,10 +64,10 @@ def fake_podman(tmp_path):
     wheels.mkdir()
     (wheels / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl").write_bytes(b"")
 
-    def build(*args):
+    def build(*args, command=(str(REPO / "containers" / "build.sh"),)):
         env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "LIQUIDBENCH_WHEELS": str(wheels)}
-        proc = subprocess.run([str(REPO / "containers" / "build.sh"), *args], capture_output=True, text=True, env=env,
-                              cwd=REPO, timeout=60)
+        log.unlink(missing_ok=True)
+        proc = subprocess.run([*command, *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
         return proc, (log.read_text().splitlines() if log.exists() else [])
 
     return build
@@ -92,9 +92,106 @@ def test_build_sh_never_hands_the_local_wheels_to_the_cuda_variant(fake_podman):
 
 def test_dockerfile_cuda_variant_drops_the_wheel_directory_and_requires_a_cuda_torch():
     text = (REPO / "containers" / "Dockerfile").read_text()
-    assert re.search(r"^ARG VARIANT=cuda$", text, re.M)
-    assert re.search(r"cuda\) unset PIP_FIND_LINKS ;;", text)
+    assert re.search(r"^ARG VARIANT=cuda$", text, re.M) and re.search(r"^ARG TORCH_INDEX=$", text, re.M)
+    assert re.search(r'TORCH_INDEX="\$TORCH_INDEX" .*\n\s+sh /opt/liquidbench/pip-install.sh /opt/liquidbench', text)
+    assert re.search(r"cuda\) unset PIP_FIND_LINKS ;;", (REPO / "containers" / "pip-install.sh").read_text())
     assert "torch.version.cuda" in text and "is not a CUDA build" in text
+
+
+def test_make_image_hands_the_torch_index_to_the_build(fake_podman):
+    """`make image TORCH_INDEX=...` (docs/containers.md: an image for a driver older than CUDA 13.0's)
+    reaches the build as the TORCH_INDEX build argument, and the tag names the index."""
+    index = "https://download.pytorch.org/whl/cu126"
+    proc, args = fake_podman("image", f"TORCH_INDEX={index}", command=("make", "--no-print-directory"))
+    assert proc.returncode == 0, proc.stderr
+    assert f"TORCH_INDEX={index}" in args and "VARIANT=cuda" in args
+    assert args[args.index("-t") + 1] == f"localhost/liquidbench:{__version__}-cu126"
+    proc, args = fake_podman("image", command=("make", "--no-print-directory"))
+    assert proc.returncode == 0 and not any(a.startswith("TORCH_INDEX=") for a in args), args
+    proc, _ = fake_podman("--torch-index", "https://example.org/")
+    assert proc.returncode == 0  # the trailing slash is dropped: tag ...-example.org
+    proc, _ = fake_podman("--torch-index", "file:///srv/whl/cu 126")
+    assert proc.returncode != 0 and "does not end in a name for the tag" in proc.stderr
+
+
+@pytest.fixture
+def recording_pip(tmp_path):
+    """A pip that records its arguments and the PIP_* settings it was given (pip-install.sh's
+    decisions are under test)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "pip-calls"
+    (bin_dir / "pip").write_text(f"#!/bin/sh\n{{ printf 'ARGS %s\\n' \"$*\"; env | grep '^PIP_' | sort; }} >> {log}\n")
+    (bin_dir / "pip").chmod(0o755)
+
+    def install(**env):
+        base = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+        proc = subprocess.run(["sh", str(REPO / "containers" / "pip-install.sh"), "/opt/liquidbench"],
+                              env={**base, "PATH": f"{bin_dir}{os.pathsep}{base['PATH']}", **env},
+                              capture_output=True, text=True, timeout=60)
+        calls = log.read_text().split("ARGS ")[1:] if log.exists() else []
+        log.unlink(missing_ok=True)
+        return proc, [call.splitlines() for call in calls]
+
+    return install
+
+
+def test_pip_install_takes_torch_from_the_given_index(recording_pip):
+    index = "https://download.pytorch.org/whl/cu126"
+    proc, calls = recording_pip(VARIANT="cuda", TORCH_INDEX=index, PIP_FIND_LINKS="/run/wheels", PIP_CERT="")
+    assert proc.returncode == 0, proc.stderr
+    install, check = calls
+    assert install[0] == "install --constraint /opt/liquidbench/constraints.txt /opt/liquidbench"
+    assert f"PIP_EXTRA_INDEX_URL={index}" in install
+    assert not any(line.startswith(("PIP_FIND_LINKS=", "PIP_CERT=")) for line in install), install
+    assert check[0] == "check"
+    # without the option pip sees PyPI only; the cpu variant keeps its local wheel directory
+    _, calls = recording_pip(VARIANT="cuda", TORCH_INDEX="")
+    assert not any(line.startswith("PIP_EXTRA_INDEX_URL=") for line in calls[0]), calls[0]
+    _, calls = recording_pip(VARIANT="cpu", PIP_FIND_LINKS="/run/wheels")
+    assert "PIP_FIND_LINKS=/run/wheels" in calls[0]
+    proc, calls = recording_pip(VARIANT="rocm")
+    assert proc.returncode == 1 and not calls
+    assert proc.stderr.strip() == "pip-install.sh: VARIANT must be cuda or cpu, got 'rocm'"
+
+
+def fake_wheel(folder: Path, name: str, version: str) -> Path:
+    """A wheel with only its metadata, enough for pip to resolve it."""
+    import zipfile
+
+    path = folder / f"{name}-{version}-py3-none-any.whl"
+    info = f"{name}-{version}.dist-info"
+    files = {f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+             f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    files[f"{info}/RECORD"] = "".join(f"{n},,\n" for n in [*files, f"{info}/RECORD"])
+    with zipfile.ZipFile(path, "w") as zf:
+        for n, text in files.items():
+            zf.writestr(n, text)
+    return path
+
+
+def test_a_local_index_standing_in_for_pytorchs_gives_its_cuda_build(tmp_path):
+    """pip as pip-install.sh runs it with TORCH_INDEX (PIP_EXTRA_INDEX_URL), PyPI beside it: torch
+    comes from the extra index, whose 2.13.0+cu126 satisfies constraints.txt's torch==2.13.0 and sorts
+    above PyPI's 2.13.0. A local PyPI-style index stands in for download.pytorch.org/whl/cu126."""
+    index = tmp_path / "whl" / "cu126"
+    (index / "torch").mkdir(parents=True)
+    wheel = fake_wheel(index / "torch", "torch", "2.13.0+cu126")
+    (index / "torch" / "index.html").write_text(f'<a href="{wheel.name}">{wheel.name}</a>\n')
+    env = {k: v for k, v in os.environ.items() if k not in PIP_ENV_DROPPED}
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_EXTRA_INDEX_URL=index.as_uri())
+    report = tmp_path / "report.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--report", str(report), "--no-deps",
+         "--ignore-installed", "--only-binary=:all:", "--platform", "manylinux_2_28_x86_64", "--python-version",
+         "3.11", "--implementation", "cp", "--constraint", str(REPO / "constraints.txt"), "torch"],
+        capture_output=True, text=True, env=env, timeout=300)
+    if proc.returncode != 0 and re.search(r"connection|resolve|network|timed out", proc.stderr, re.I):
+        missing_part("PyPI", f"pip could not reach pypi.org: {proc.stderr.strip().splitlines()[-1]}")
+    assert proc.returncode == 0, proc.stderr
+    (torch,) = json.loads(report.read_text())["install"]
+    assert torch["metadata"]["version"] == "2.13.0+cu126"
+    assert torch["download_info"]["url"] == wheel.as_uri()
 
 
 def test_a_study_without_its_image_gets_the_build_command(tmp_path):
