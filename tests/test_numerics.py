@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -99,3 +101,26 @@ def test_a_run_records_its_own_kernel_path(sine_dir, tmp_path, monkeypatch):
     assert mixed["env"]["cfc_kernel"] == "torch: mixed memory"
     gru = run(sine_dir, tmp_path / "gru", {"type": "gru", "hidden_size": 6})
     assert (gru["env"]["ltc_kernel"], gru["env"]["cfc_kernel"]) == ("not used", "not used")
+
+
+def test_a_jobs_start_imports_only_what_it_uses():
+    """Every job starts a process: building the command line must not import pandas or scipy (the
+    results modules), and a run that keeps torch's default determinism must not import torch's
+    compiler (torch.use_deterministic_algorithms does, about 1.3 s); asking for determinism still
+    sets it."""
+    code = """
+import sys
+import torch
+from liquidbench.cli import build_parser
+from liquidbench.train.numerics import numerics
+build_parser()
+with numerics(tf32=False, deterministic=False):
+    pass
+print(sorted(m for m in ("pandas", "scipy", "torch._inductor", "liquidbench.results.reference") if m in sys.modules))
+with numerics(tf32=False, deterministic=True):
+    print(torch.are_deterministic_algorithms_enabled())
+print(torch.are_deterministic_algorithms_enabled())
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:3] == ["[]", "True", "False"], proc.stdout

@@ -480,7 +480,9 @@ def test_a_whole_number_read_as_a_float_is_no_difference():
 
 
 def test_default_min_seeds_is_the_workflows():
-    assert rf.MIN_SEEDS == CLAIMS["min_seeds"]
+    from liquidbench.results.verdicts import MIN_SEEDS
+
+    assert MIN_SEEDS == CLAIMS["min_seeds"]
 
 
 def test_workflow_plans_the_compare_job_only_with_a_reference(study, tmp_path):
@@ -501,7 +503,7 @@ def test_workflow_plans_the_compare_job_only_with_a_reference(study, tmp_path):
     assert "config key 'results.reference': reference reference/none: not a folder" in missing.stdout + missing.stderr
 
 
-# The project's committed reference (README, "Reproducing the LTC paper"): the paper study at the
+# The project's committed reference (docs/paper.md): the paper study at the
 # published budget; tests/test_workflow.py compares a fresh smoke run with it.
 PAPER_REFERENCE = REPO / "reference/paper"
 

@@ -537,14 +537,14 @@ def build_parser() -> argparse.ArgumentParser:
         _table_outputs(p)
         p.set_defaults(func=cmd_table, table=name)
 
-    from .results.reference import MIN_SEEDS
+    from .results.verdicts import MIN_SEEDS  # not .reference: pandas and scipy at every command's start
 
     p = sub.add_parser("compare", help="compare a study's results with a reference (metric and time verdicts)",
                        description="One row per data set x model x hardware entry of either side: test metric and "
                                    "training time of the reference and of RESULTS with 95 %% intervals and n, their "
                                    "difference and ratios, a metric verdict (consistent, better, worse, undecidable) "
-                                   "and a time verdict (faster, slower, within noise, undecidable); README, "
-                                   "\"Comparing with a reference\".")
+                                   "and a time verdict (faster, slower, within noise, undecidable); "
+                                   "docs/reference.md.")
     p.add_argument("reference", type=Path, help="a reference folder (reference/<name>) or another results folder")
     p.add_argument("results", type=Path, nargs="?",
                    help="the results folder to compare (default: results, or that of --config's study)")

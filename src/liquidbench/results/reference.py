@@ -1,5 +1,5 @@
 """Reference results: a finished study's results in one self-describing folder, and a study's
-results compared with them (README, "Comparing with a reference").
+results compared with them (docs/reference.md).
 
 A *reference folder* (``liquidbench export-reference RESULTS DEST``; the project's lie under
 ``reference/<name>/``) has the layout of a results folder, less what is large::
@@ -86,9 +86,6 @@ COMPARED_TABLES = ("summary", "provenance", "runs")
 RUN_FILES = ("metrics.json", "history.csv")
 OPTIONAL_RUN_FILES = ("evaluation.json",)
 FIGURE_SUFFIXES = (".png", ".pdf")
-# compare's --min-seeds when none is given; the workflow passes results.claims.min_seeds (whose
-# schema default is the same number, tests/test_reference.py checks it)
-MIN_SEEDS = 2
 
 # verdicts
 CONSISTENT, BETTER, WORSE = "consistent", "better", "worse"  # and verdicts.UNDECIDABLE
@@ -805,8 +802,8 @@ def readme(info: dict, folder: Path) -> str:
         "## Comparing a run with it", "",
         "```bash", f"liquidbench compare reference/{name} RESULTS    # RESULTS: a study's results folder", "```", "",
         f"or in a study file: `results: {{reference: reference/{name}}}` (the workflow then writes "
-        "`tables/compare.*` and shows the table in its report). README.md of the repository, \"Comparing with a "
-        "reference\", states the verdict rule.",
+        "`tables/compare.*` and shows the table in its report). The repository's docs/reference.md states the "
+        "verdict rule.",
     ]
     summary = folder / "tables/summary.md"
     if summary.is_file():

@@ -19,10 +19,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
-from .tables import num
-
 TRUE, FALSE, UNDECIDABLE, NOT_SIGNIFICANT = "true", "false", "undecidable", "not significant at 95 %"
 VERDICTS = (TRUE, FALSE, NOT_SIGNIFICANT, UNDECIDABLE)
+
+
+# ok seeds per side for a verdict where no study file says (`liquidbench compare --min-seeds`); a
+# study's results.claims.min_seeds has the same schema default (tests/test_reference.py checks it)
+MIN_SEEDS = 2
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,6 +85,8 @@ class Comparison:
         if min(self.n) < min_seeds:
             return f"{self.name}: too few ok seeds ({', '.join(map(str, self.n))} < {min_seeds})"
         side = "<" if self.direction == "less" else ">"
+        from .tables import num  # pandas: not at import, the command line reads MIN_SEEDS from here
+
         text = (f"{self.name}: {self.quantity} {num(self.estimate, 3)} [{num(self.low, 3)}, {num(self.high, 3)}] "
                 f"n={seeds}, claim needs {side} {num(self.null, 3)}: {self.outcome(min_seeds)}")
         return text + (f" ({self.detail})" if self.detail else "")

@@ -45,14 +45,19 @@ def numerics(*, tf32: bool, deterministic: bool):
             setattr(obj, attr, _precision(tf32))
         if deterministic and saved_env is None:
             os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE
-        torch.use_deterministic_algorithms(bool(deterministic))
+        # only where the mode changes: torch.use_deterministic_algorithms imports torch._inductor
+        # (about 1.3 s, a third of a short job's start) to set its flag there too
+        if saved_det[:2] != (bool(deterministic), False):
+            torch.use_deterministic_algorithms(bool(deterministic))
         torch.backends.cudnn.deterministic = bool(deterministic)
         torch.backends.cudnn.benchmark = False
         yield
     finally:
         for obj, attr, value in saved:
             setattr(obj, attr, value)
-        torch.use_deterministic_algorithms(saved_det[0], warn_only=saved_det[1])
+        if saved_det[:2] != (torch.are_deterministic_algorithms_enabled(),
+                             torch.is_deterministic_algorithms_warn_only_enabled()):
+            torch.use_deterministic_algorithms(saved_det[0], warn_only=saved_det[1])
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved_det[2:]
         if saved_env is None:
             os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
