@@ -90,6 +90,28 @@ def workflow_copy(tmp_path) -> Path:
     return copy_workflow(tmp_path / "wf")
 
 
+# The smoke study narrowed to two cheap runs on the synthetic signal (no downloads): the CfC on the
+# CPU, seeds 0 and 1, with every stage after them (evaluation, tables, figures).
+NARROW = ["--configfile", ".test/config/config.yaml", "--config",
+          "study={datasets: [sine], models: [cfc], hardware: [cpu], seeds: [0, 1]}"]
+
+
+@pytest.fixture(scope="session")
+def narrow_run(tmp_path_factory) -> Path:
+    """One complete run of the NARROW study; tests take a copy of it (narrow_copy)."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("narrow") / "wf")
+    snakemake(workdir, "--cores", "2", *NARROW)
+    return workdir
+
+
+@pytest.fixture
+def narrow_copy(narrow_run, tmp_path) -> Path:
+    """A copy of the complete NARROW study (times kept: Snakemake finds it up to date) to change."""
+    dest = tmp_path / "wf"
+    shutil.copytree(narrow_run, dest, symlinks=True)
+    return dest
+
+
 # A folder name no shell may see unquoted: a space, both quotes and a command substitution that
 # would leave a file named PWNED behind (tests/test_workflow.py looks for it).
 HOSTILE_NAME = """wf it's "$(touch PWNED)" `touch PWNED`"""

@@ -177,7 +177,7 @@ def diverging_study() -> dict:
     diverges in its first epoch, by a loss past the divergence bound or not finite."""
     cfg = yaml.safe_load((REPO / ".test/config/config.yaml").read_text())
     cfg["study"] = {"datasets": ["sine_forecast"], "models": ["cfc", "lstm"],
-                    "hardware": ["cpu", "ddp-cpu-2"], "seeds": [0, 1],
+                    "hardware": ["cpu", "ddp-cpu-2"], "seeds": [0],
                     "exclude": [{"hardware": "ddp-cpu-2", "model": "lstm"}]}
     cfg["training"] = {**cfg["training"], "epochs": 1, "lr": 1.0e4}
     cfg["datasets"] = {k: v for k, v in cfg["datasets"].items() if k in cfg["study"]["datasets"]}

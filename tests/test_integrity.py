@@ -1,5 +1,5 @@
 """Nothing wrong presented as right: aggregation validation, checkpoint and data hashes, atomic
-data sets, output permissions, leftovers of killed jobs (docs/measurements.md lists the cases)."""
+data sets, output permissions, leftovers of killed jobs (docs/measurements-history.md, issue 26, lists the cases)."""
 
 from __future__ import annotations
 
@@ -233,18 +233,13 @@ def test_outputs_get_the_permissions_of_the_umask(tmp_path, mask, file_mode, dir
 
 # --- stale tables ---------------------------------------------------------------------------------
 
-NARROW = ["--configfile", ".test/config/config.yaml", "--config",
-          "study={datasets: [sine], models: [cfc], hardware: [cpu], seeds: [0, 1]}"]
-
-
 @pytest.mark.slow
-def test_failed_aggregation_leaves_no_current_looking_table(workflow_copy):
-    from conftest import snakemake
+def test_failed_aggregation_leaves_no_current_looking_table(narrow_copy):
+    from conftest import NARROW, snakemake
 
     from liquidbench.results.registry import EVALUATION_FIGURES, TUNING_FIGURES
 
-    wd = workflow_copy
-    snakemake(wd, "--cores", "2", *NARROW)
+    wd = narrow_copy  # the narrowed smoke study, complete
     products = sorted(p.relative_to(wd) for p in (wd / "results").glob("[tf]*/*.*"))
     assert {str(p) for p in products} >= {"results/tables/runs.csv", "results/tables/summary.csv",
                                           "results/tables/claims.md", "results/figures/loss_curves_sine.png"}
@@ -478,21 +473,20 @@ def test_cli_train_without_prepared_data_says_how_to_prepare(tmp_path):
 # --- studies keep their own outputs -----------------------------------------------------------------
 
 @pytest.mark.slow
-def test_a_study_with_its_own_root_leaves_another_study_untouched(workflow_copy):
+def test_a_study_with_its_own_root_leaves_another_study_untouched(narrow_copy):
     import yaml
 
-    from conftest import snakemake
+    from conftest import NARROW, snakemake
 
-    wd = workflow_copy
-    one = "study={datasets: [sine], models: [cfc], hardware: [cpu], seeds: [0]}"
-    snakemake(wd, "--cores", "2", "--configfile", ".test/config/config.yaml", "--config", one)
+    wd = narrow_copy  # the narrowed smoke study, complete, in the working directory (no root)
+    one = NARROW[-1]
     first = {p: p.stat().st_mtime_ns for p in [*wd.glob("results/**/*.*"), *wd.glob("data/processed/**/*.*")]}
     assert wd / "results/tables/summary.csv" in first and wd / "data/processed/sine/meta.json" in first
     other = yaml.safe_load((wd / ".test/config/config.yaml").read_text())
     other["root"] = "studies/other"
     other["datasets"]["sine"]["params"]["seq_len"] = 6
     (wd / "other.yaml").write_text(yaml.safe_dump(other))
-    snakemake(wd, "--cores", "2", "--configfile", "other.yaml", "--config", one)
+    snakemake(wd, "--cores", "2", "--configfile", "other.yaml", "--config", one.replace("seeds: [0, 1]", "seeds: [0]"))
     assert {p: p.stat().st_mtime_ns for p in first} == first  # not one file of the first study changed
     assert json.loads((wd / "studies/other/data/processed/sine/meta.json").read_text())["seq_len"] == 6
     assert (wd / "studies/other/results/tables/summary.csv").exists()

@@ -8,13 +8,11 @@ import shutil
 import pandas as pd
 import pytest
 
-from conftest import planned_jobs, snakemake
+from conftest import NARROW, planned_jobs, snakemake
 from liquidbench.results.registry import TABLES
 
 pytestmark = pytest.mark.slow
 
-# The smoke study narrowed to two cheap runs on the synthetic signal (no downloads).
-NARROW = ["--configfile", ".test/config/config.yaml", "--config", "study={datasets: [sine], models: [cfc], hardware: [cpu], seeds: [0, 1]}"]
 # every rule after the runs: aggregation, one per table of the registry (summary's is summarize), the
 # figures, the evaluation stage's and the scaling model's figure
 RESULT_RULES = {"aggregate", "summarize", "plot", "all", "evaluate", "collect_evaluation",
@@ -29,9 +27,8 @@ def runs_table(wd):
     return pd.read_csv(wd / "results/tables/runs.csv").set_index("seed")
 
 
-def test_a_deleted_run_is_trained_again_and_nothing_else(workflow_copy):
-    wd = workflow_copy
-    snakemake(wd, "--cores", "2", *NARROW)
+def test_a_deleted_run_is_trained_again_and_nothing_else(narrow_copy):
+    wd = narrow_copy  # the narrowed smoke study, complete
     # the narrowing holds: only the selected runs exist
     assert sorted(p.relative_to(wd / "results/runs").as_posix() for p in wd.glob("results/runs/*/*/*/seed*")) == [
         "sine/cfc/cpu/seed0", "sine/cfc/cpu/seed1"]

@@ -1,5 +1,6 @@
 """Build containers/Dockerfile with podman on a local Debian base and run the smoke study inside
-the image; its tables must match those of the same study run outside (same rows, same metrics).
+the image; its tables must match those of the suite's run of the same study outside (same rows,
+same metrics).
 
 Slow (minutes): deselect locally with `-m "not container"`. Under CI a missing part fails.
 """
@@ -30,14 +31,15 @@ from conftest import missing_part  # noqa: E402
 from test_pins import canonical, read_pins  # noqa: E402
 
 TAG = "localhost/liquidbench:test"
-KERNELS_OFF = {"LIQUIDBENCH_LTC_KERNEL": "0", "LIQUIDBENCH_CFC_KERNEL": "0"}
 RUN_IN_IMAGE = REPO / "tests" / "containers" / "run_in_image.sh"
 FIGURES = REPO / "build" / "container-test.json"
 KEYS = ["dataset", "model", "hardware", "seed"]
 OUTCOME = ["status", "metric_name", "test_metric", "final_train_loss", "best_val_metric", "best_epoch", "epochs_run", "n_params"]
-# The smoke study with its sources in the copy's own mirror (the real traffic file and UCI HAR copy,
-# the test-built HAR archive): inside the image there is no ../shared.
-SMOKE = "snakemake --cores 2 --configfile .test/config/config.yaml --config data_mirror=[data/smoke-mirror]"
+# The smoke study's first seed with its sources in the copy's own mirror (the real traffic file and
+# UCI HAR copy, the test-built HAR archive): inside the image there is no ../shared.
+SEEDS = [0]
+SMOKE = (f"snakemake --cores 2 --configfile .test/config/config.yaml --config data_mirror=[data/smoke-mirror] "
+         f"'study={{seeds: {SEEDS}}}'")
 
 
 def stage_mirror(workdir: Path, owner: tuple[int, int] | None = None) -> None:
@@ -158,28 +160,17 @@ def test_image_has_exactly_the_pinned_versions(in_image):
     assert versions["torch"].startswith("2.13.0")
 
 
-def test_smoke_study_inside_matches_outside(in_image, tmp_path):
+def test_smoke_study_inside_matches_outside(in_image, smoke_run):
+    """The smoke study inside the image, its first seed, against the suite's own run of the whole
+    study outside (conftest's smoke_run, the same study file and sources): the same tables, and the
+    same numbers for every run of that seed."""
     uid, gid = map(int, in_image("rm -rf smoke && cp -r /opt/liquidbench/workflow smoke && id -u && id -g").split())
     inside = in_image.rootfs / "home" / "liquidbench" / "smoke"
     stage_mirror(inside, owner=(uid, gid))
     start = time.perf_counter()
-    in_image(f"cd smoke && {' '.join(f'{k}={v}' for k, v in KERNELS_OFF.items())} {SMOKE}", timeout=900)
+    in_image(f"cd smoke && {SMOKE}", timeout=900)
     inside_s = time.perf_counter() - start
-
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    for name in ("workflow", "config", ".test"):
-        (shutil.copytree if (REPO / name).is_dir() else shutil.copy2)(REPO / name, outside / name)
-    stage_mirror(outside)
-    # The fast LTC's and CfC's C kernels would be built by each side's own gcc, which can differ
-    # from the image's on a host that is not Debian bookworm, and with it the last bits of the
-    # results: both sides take the torch paths here (both equal ncps within 1e-5,
-    # tests/test_fast_impl.py), so that the two can be compared bit for bit. That the image builds
-    # and uses the kernels is test_image_builds_and_uses_the_compiled_kernels.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **KERNELS_OFF}
-    start = time.perf_counter()
-    run(SMOKE.split(), timeout=900, cwd=outside, env=env)
-    outside_s = time.perf_counter() - start
+    outside = smoke_run
 
     tables = sorted(p.name for p in (outside / "results" / "tables").iterdir())
     assert sorted(p.name for p in (inside / "results" / "tables").iterdir()) == tables
@@ -188,31 +179,44 @@ def test_smoke_study_inside_matches_outside(in_image, tmp_path):
     runs_out = pd.read_csv(outside / "results" / "tables" / "runs.csv")
     smoke = yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_text())["study"]
     assert sorted(map(tuple, runs_out[KEYS].values.tolist())) == sorted(study_runs(smoke))
+    runs_out = runs_out[runs_out["seed"].isin(SEEDS)].reset_index(drop=True)
+    assert sorted(map(tuple, runs_in[KEYS].values.tolist())) == sorted(study_runs({**smoke, "seeds": SEEDS}))
     pd.testing.assert_frame_equal(runs_in[KEYS], runs_out[KEYS])
+    assert (runs_in["status"] == "ok").all()
+    assert runs_in["env.torch"].str.startswith("2.13.0").all()
     for kernel, model in (("ltc_kernel", "ltc_fast"), ("cfc_kernel", "cfc_fast")):
         path = {name: runs[f"env.{kernel}"].str.split(":").str[0] for name, runs in (("in", runs_in), ("out", runs_out))}
         pd.testing.assert_series_equal(path["in"], path["out"])
-        assert set(path["in"][runs_in["model"] == model]) == {"torch"}
-    # Same binaries, CPU, one thread per job, same seeds: the same numbers, bit for bit.
-    pd.testing.assert_frame_equal(runs_in[OUTCOME], runs_out[OUTCOME], check_exact=True)
-    assert (runs_in["status"] == "ok").all()
-    assert runs_in["env.torch"].str.startswith("2.13.0").all()
-    # Runs inside record the image's source commit.
+        assert set(path["in"][runs_in["model"] == model]) == {"compiled"}  # the image's gcc built them
+    # Same binaries, CPU, one thread per job, same seeds: the same numbers, bit for bit. The fast
+    # models' C kernels are built by each side's own gcc: bit for bit where it is the image's
+    # (Debian bookworm's, as on this suite's CI machine), else within 1e-3 (each equals ncps within
+    # 1e-5 a step, tests/test_fast_impl.py; two epochs of Adam may carry last bits further).
+    same_gcc = in_image("gcc --version | head -n 1").strip() == subprocess.run(
+        ["bash", "-c", "gcc --version | head -n 1"], capture_output=True, text=True).stdout.strip()
+    fast_in, fast_out = (runs["model"].isin(["ltc_fast", "cfc_fast"]) for runs in (runs_in, runs_out))
+    pd.testing.assert_frame_equal(runs_in.loc[~fast_in, OUTCOME], runs_out.loc[~fast_out, OUTCOME], check_exact=True)
+    pd.testing.assert_frame_equal(runs_in.loc[fast_in, OUTCOME], runs_out.loc[fast_out, OUTCOME], check_exact=same_gcc,
+                                  rtol=1e-3)
     labels = json.loads(run(["podman", "image", "inspect", "--format", "{{json .Labels}}", TAG], timeout=60).stdout)
     assert (runs_in["env.git_commit"] == labels["org.opencontainers.image.revision"]).all()
 
     losses = ["epoch", "train_loss", "val_loss", "val_metric"]
     hist_in = pd.read_csv(inside / "results" / "tables" / "history.csv")
     hist_out = pd.read_csv(outside / "results" / "tables" / "history.csv")
-    pd.testing.assert_frame_equal(hist_in[KEYS + losses], hist_out[KEYS + losses], check_exact=True)
+    hist_out = hist_out[hist_out["seed"].isin(SEEDS)].reset_index(drop=True)
+    fast_in, fast_out = (hist["model"].isin(["ltc_fast", "cfc_fast"]) for hist in (hist_in, hist_out))
+    pd.testing.assert_frame_equal(hist_in.loc[~fast_in, KEYS + losses], hist_out.loc[~fast_out, KEYS + losses],
+                                  check_exact=True)
+    pd.testing.assert_frame_equal(hist_in.loc[fast_in, KEYS + losses], hist_out.loc[fast_out, KEYS + losses],
+                                  check_exact=same_gcc, rtol=1e-3)
 
     summary_in = pd.read_csv(inside / "results" / "tables" / "summary.csv")
     summary_out = pd.read_csv(outside / "results" / "tables" / "summary.csv")
-    assert summary_in.shape == summary_out.shape
+    assert list(summary_in.columns) == list(summary_out.columns) and len(summary_in) == len(summary_out)
 
     record(
         smoke_inside_s=round(inside_s, 1),
-        smoke_outside_s=round(outside_s, 1),
         runs_compared=len(runs_out),
         max_abs_test_metric_diff=float((runs_in["test_metric"] - runs_out["test_metric"]).abs().max()),
     )
