@@ -2,7 +2,7 @@
 
 One training step is forward, backward, gradient clipping and an Adam update, on one batch, as
 the training loop runs it. Each case is measured twice: with Adam and clipping as torch runs them
-by default (``optimizer_impl: default``, the study's default) and with the study-wide choice
+by default (``optimizer_impl: default``) and with the study-wide default
 ``optimizer_impl: fused`` (fused Adam, foreach clipping; liquidbench.train.optim), the same for
 ncps's model and the fast one. The
 two implementations of a model start from the same weights and are timed interleaved (ncps step,

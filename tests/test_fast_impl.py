@@ -274,7 +274,7 @@ def test_sigmoids_far_in_their_lower_tail_stay_finite_and_equal_ncps():
     """A sigmoid whose input is below -88.7, where expf overflows to infinity, is 0 in ncps. The
     compiled kernels are built with -ffast-math, under which gcc divides by a reciprocal estimate
     refined by a Newton step: 1 / (1 + inf) gave NaN there, not 0. A fast LTC trained on traffic
-    reached it (sigma above 16) and its loss turned NaN (docs/measurements.md, issue 24). LTC
+    reached it (sigma above 16) and its loss turned NaN (docs/measurements-history.md, issue 24). LTC
     synapses with sigma 60 and mu in [-3, 3], and CfC gates with biases of -200 and +200, give
     ncps's outputs and gradients, all finite, on the compiled path."""
     require_c_compiler()

@@ -1,6 +1,7 @@
-"""README's commands run as written (the quick ones: plans, one run by hand each way, the dry runs,
-the manifest check), so that they cannot rot. Each command is read from README.md itself; a copy
-of the workflow runs it, with the local study cut to one epoch."""
+"""The documentation's commands run as written (the quick ones: plans, one run by hand each way, the
+dry runs, the manifest check), so that they cannot rot. Each command is read from the page that
+documents it (README.md, docs/running.md, config/README.md); a copy of the workflow runs it, with
+the local study cut to one epoch."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from conftest import REPO, SHARED, copy_workflow, tool_env
 
 pytestmark = pytest.mark.slow
 
-# README lines (comments stripped) and what each must leave behind
+# Documented lines (comments stripped) and what each must leave behind
 PLAN = "snakemake -n"
 BY_TARGET = "snakemake studies/local/results/runs/sine/cfc/cpu/seed0/metrics.json --cores 2 --configfile config/local.yaml"
 BY_HAND = "liquidbench train --config config/local.yaml --run sine/cfc/cpu/0"
@@ -22,6 +23,16 @@ BY_TORCHRUN = ("torchrun --standalone --nproc_per_node=2 -m liquidbench.cli trai
                "--study-run sine/cfc/ddp-cpu-2/0")
 SLURM_PLAN = "snakemake --profile profiles/slurm -n --config container=null"
 NARROWED = "snakemake --cores 2 --configfile config/local.yaml --config 'study={models: [cfc, ltc], seeds: [0]}'"
+
+# The page whose ```bash blocks document each command
+PAGES = {
+    PLAN: "docs/running.md",
+    BY_TARGET: "docs/running.md",
+    BY_HAND: "docs/running.md",
+    BY_TORCHRUN: "docs/running.md",
+    SLURM_PLAN: "README.md",
+    NARROWED: "config/README.md",
+}
 
 
 def readme_commands(path) -> list[str]:
@@ -54,9 +65,10 @@ def wd(tmp_path_factory):
 
 
 def test_readme_lists_the_commands_tested_here():
-    commands = readme_commands(REPO / "README.md")
-    for command in (PLAN, BY_TARGET, BY_HAND, BY_TORCHRUN, SLURM_PLAN, NARROWED):
-        assert command in commands, command
+    commands = {page: readme_commands(REPO / page) for page in sorted(set(PAGES.values()))}
+    for command, page in PAGES.items():
+        assert command in commands[page], f"{page} does not document: {command}"
+    assert {"make run", "make test"} <= set(commands["README.md"])  # the front page's two commands
 
 
 def test_plans_run_as_written(wd):

@@ -1,4 +1,4 @@
-"""The fast CfC's Triton kernels (its CUDA path), checked without a GPU: run by Triton's
+"""The fast LTC's and CfC's Triton kernels (their CUDA path), checked without a GPU: run by Triton's
 interpreter (``TRITON_INTERPRET=1``, CPU tensors) against ncps, and compiled ahead of time for
 sm_80 and sm_90 with the ptxas that the Triton wheel ships, checking its register spills."""
 

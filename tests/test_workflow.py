@@ -57,8 +57,8 @@ def test_smoke_study_produces_runs_tables_and_figures(smoke_run):
 
 
 def test_committed_reference_against_the_smoke_run(smoke_run, tmp_path):
-    """A fresh smoke run compared with the project's reference (the paper study, README "Comparing
-    with a reference"): every row of either side listed once; the sides' differences named."""
+    """A fresh smoke run compared with the project's reference (the paper study, docs/reference.md):
+    every row of either side listed once; the sides' differences named."""
     from test_reference import PAPER_REFERENCE, check_comparison
 
     from liquidbench.results import reference as rf

@@ -24,7 +24,7 @@ from .train.settings import Hardware
 KEYS = ("nodes", "tasks", "tasks_per_node", "tasks_per_gpu", "cpus_per_task", "mem_mb", "runtime",
         "gpus", "gres", "mpi")
 # `--group-components cpu-short=N` puts up to N one-process CPU training jobs into one Slurm job
-# (README, "Grouping short CPU jobs"). Multi-process and GPU jobs are never grouped: each needs its
+# (docs/cluster.md, "Grouping short CPU jobs"). Multi-process and GPU jobs are never grouped: each needs its
 # own allocation and launcher.
 SHORT_CPU_GROUP = "cpu-short"
 # the tuning stage's trials group apart: a trial feeds its selection, which feeds the runs, so one

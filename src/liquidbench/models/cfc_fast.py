@@ -5,9 +5,10 @@ constructor, state dict and initial weights from the same seed; the computation 
 module's own.
 
 A cell's weights are taken once per sequence as one bundle in one convention
-(:class:`.cfc_weights.CfcWeights`, whose module holds the equations and the backward's
-derivation), and the whole recurrence runs in one ``autograd.Function`` with a hand-derived
-backward, so that a step costs no autograd bookkeeping. Fully connected CfC with a backbone of
+(:class:`.cfc_weights.CfcWeights`; the equations and the backward's derivation:
+docs/fast-cells.md#cfc-equations-and-backward), and the whole recurrence runs in one
+``autograd.Function`` with a hand-derived backward, so that a step costs no autograd bookkeeping.
+Fully connected CfC with a backbone of
 lecun_tanh layers: without mixed memory and with no backbone dropout active, one kernel call
 forward and one backward (:class:`_CfcCompiledSequence`), as :func:`.paths.choose` decides:
 compiled C on the CPU (:mod:`.cfc_kernel`), Triton on CUDA (:mod:`.cfc_triton`); otherwise torch
@@ -36,7 +37,7 @@ from .cfc_weights import LECUN_A, LECUN_B, CfcWeights, of_cell, weight_grads
 @dataclass
 class _Step:
     """What the torch recurrence keeps of one step for its backward (names as in
-    :mod:`.cfc_weights`): the state entering the backbone ``h_in``, each backbone layer's tanh,
+    docs/fast-cells.md#cfc-forward): the state entering the backbone ``h_in``, each backbone layer's tanh,
     dropout mask and output; the heads' activations (default and no_gate: ``f1``, ``f2``, ``g``;
     pure: ``q1``, ``e``); with mixed memory the LSTM's ``h_prev``, ``c_prev`` and activations."""
     h_in: torch.Tensor
@@ -59,7 +60,7 @@ class _CfcSequence(torch.autograd.Function):
     None; ``lstm_pre`` (T, B, 4U) the mixed memory's input share and ``w_rec`` (4U, U) its recurrent
     weight (else None); ``weights`` the tensors of a :class:`~.cfc_weights.CfcWeights`. Returns
     every step's state (B, T, U) and the mixed memory's last cell (B, U) (an empty tensor without
-    mixed memory). The derivation: :mod:`.cfc_weights`."""
+    mixed memory). The derivation: docs/fast-cells.md#cfc-equations-and-backward."""
 
     @staticmethod
     def forward(ctx, mode: str, dropout: float, x, ts, h0, c0, lstm_pre, w_rec, *weights):
@@ -130,8 +131,8 @@ class _CfcSequence(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad, grad_c):
-        """The vector-Jacobian products of :mod:`.cfc_weights` step by step from the last, the
-        weight gradients after (:func:`.cfc_weights.weight_grads`)."""
+        """The vector-Jacobian products of docs/fast-cells.md#cfc-backward step by step from the
+        last, the weight gradients after (:func:`.cfc_weights.weight_grads`)."""
         mode, has_lstm = ctx.mode, ctx.has_lstm
         x, w_rec, *weights = ctx.saved_tensors
         w = CfcWeights(*weights)
@@ -223,7 +224,7 @@ class _CfcCompiledSequence(torch.autograd.Function):
     (Triton, CUDA; with a backbone), whose ``forward`` and ``backward`` take the weights as a
     :class:`~.cfc_weights.CfcWeights` and return every step's state and the gradients of
     ``x`` (B, T, F), ``h0`` (B, U) or None (zeros) and the weights; ``ts`` (B, T) or None (steps of
-    1); float32. The derivation: :mod:`.cfc_weights`."""
+    1); float32. The derivation: docs/fast-cells.md#cfc-equations-and-backward."""
 
     @staticmethod
     def forward(ctx, kernel, mode: str, x, ts, h0, *weights):
@@ -242,7 +243,8 @@ class _CfcCompiledSequence(torch.autograd.Function):
 
 
 def _layer_step(mode: str, w: CfcWeights, w_x: torch.Tensor, w_h: torch.Tensor, xin, h, ts):
-    """One step of a CfC cell without backbone through autograd (:mod:`.cfc_weights`' forward):
+    """One step of a CfC cell without backbone through autograd (the forward of
+    docs/fast-cells.md#cfc-forward):
     ``w_x``, ``w_h`` the input's and the state's columns of the heads' weight ``w.wh``."""
     q = torch.addmm(torch.addmm(w.bh, xin, w_x.t()), h, w_h.t())
     if mode == "pure":

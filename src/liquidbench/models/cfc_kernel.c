@@ -1,16 +1,17 @@
 /* The fast CfC's recurrence on the CPU: cfc_forward runs a whole sequence, cfc_backward its
    backward (built and loaded by liquidbench/models/compiled.py; called from cfc_kernel.py).
 
-   The equations, forward per mode and the backward's vector-Jacobian products, and the names used
-   here (a_l, y_l, q = (q1, q2, qa, qb), f1, f2, g, e, gh, dq, da_l): liquidbench/models/cfc_weights.py,
-   their one home. This code computes them with A = LA, B = LB; without a backbone (L = 0: ncps's
-   backbone_layers=0 and each layer of a wired CfC) the heads read [x, h] directly. With steps of 1
-   (no elapsed times; default and no_gate) qa + qb = (Wa + Wb) y + (ba + bb): the caller passes the
-   three heads ff1, ff2 and time_a + time_b (H = 3U), which saves a quarter of the heads' products
-   each way; the gate's gradient then serves time_a and time_b alike. The bias gradients are summed
-   here (in double); the weight gradients are left to the caller (cfc_weights.weight_grads: one
-   matrix product each over the whole sequence, from the pre-activation gradients written here and
-   the forward's [x, h] rows and tanh values). */
+   Equations and the backward's derivation, forward per mode and the backward's vector-Jacobian
+   products, in the names used here (a_l, y_l, q = (q1, q2, qa, qb), f1, f2, g, e, gh, dq, da_l):
+   docs/fast-cells.md#cfc-equations-and-backward. This code computes them with A = LA, B = LB;
+   without a backbone (L = 0: ncps's backbone_layers=0 and each layer of a wired CfC) the heads
+   read [x, h] directly. With steps of 1 (no elapsed times; default and no_gate)
+   qa + qb = (Wa + Wb) y + (ba + bb): the caller passes the three heads ff1, ff2 and
+   time_a + time_b (H = 3U), which saves a quarter of the heads' products each way; the gate's
+   gradient then serves time_a and time_b alike. The bias gradients are summed here (in double);
+   the weight gradients are left to the caller (cfc_weights.weight_grads: one matrix product each
+   over the whole sequence, from the pre-activation gradients written here and the forward's
+   [x, h] rows and tanh values). */
 #include <math.h>
 #include <string.h>
 #define R restrict

@@ -17,7 +17,8 @@ systems call the scalar function, which is slower but gives the same results).
 The C backward returns the gradients of each layer's pre-activations for every step; :func:`backward`
 then forms the weight gradients, one large matrix product per weight in torch
 (:func:`.cfc_weights.weight_grads`). :func:`forward` and :func:`backward` take the weights in the
-fast CfC's one convention (:class:`~.cfc_weights.CfcWeights`, where the equations are). The C
+fast CfC's one convention (:class:`~.cfc_weights.CfcWeights`; equations and the backward's
+derivation: docs/fast-cells.md#cfc-equations-and-backward). The C
 source is ``cfc_kernel.c`` beside this module, built and loaded by
 :class:`~liquidbench.models.compiled.Kernel`.
 """

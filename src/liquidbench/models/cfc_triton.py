@@ -1,6 +1,7 @@
 """The fast CfC's recurrence as Triton kernels (the CUDA path): one launch for a whole sequence's
 forward, one for its backward, the same structure as the C kernel (:mod:`.cfc_kernel`); the
-equations and the backward's derivation: :mod:`.cfc_weights`. :func:`forward` and
+equations and the backward's derivation: docs/fast-cells.md#cfc-equations-and-backward.
+:func:`forward` and
 :func:`backward` take the weights in the one convention (:class:`~.cfc_weights.CfcWeights`, as
 the C kernel's wrapper does) and adapt them for the kernels: layer 0's input share ``pre0`` formed
 beforehand, the backbone's weights transposed and scaled by lecun_tanh's inner constant B,

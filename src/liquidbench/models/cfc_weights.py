@@ -1,6 +1,9 @@
-"""One CfC cell's weights as the fast CfC's paths take them, and the equations they compute: the
-home of the fast CfC's derivation (the torch recurrence in :mod:`.cfc_fast`, the C kernel
-``cfc_kernel.c`` and the Triton kernels of :mod:`.cfc_triton` compute these terms and point here).
+"""One CfC cell's weights as the fast CfC's paths take them: :class:`CfcWeights`, built once per
+sequence by :func:`of_cell`, and :func:`weight_grads`, the weight gradients from every step's
+pre-activation gradients. The torch recurrence in :mod:`.cfc_fast`, the C kernel ``cfc_kernel.c``
+and the Triton kernels of :mod:`.cfc_triton` all take this bundle.
+
+Equations and the backward's derivation: docs/fast-cells.md#cfc-equations-and-backward.
 
 **One convention.** :class:`CfcWeights` holds ncps's parameters as they are (unscaled, torch's
 ``(out, in)`` layout), built once per sequence by :func:`of_cell` (autograd records the stacking
@@ -13,40 +16,6 @@ layer of a wired CfC) ``w0``, ``b0``, ``hw``, ``hb`` are None and the heads read
 ``wh`` is (H, F + U). Each kernel module adapts the bundle to its own code in its wrapper (the C
 kernel merges time_a and time_b with steps of 1; Triton folds lecun_tanh's inner constant into
 the backbone), never in the autograd Functions.
-
-**Forward**, one step (x the step's input, s its elapsed time, 1 without elapsed times, h the
-state entering it, A, B lecun_tanh's constants ``LECUN_A``, ``LECUN_B``, m_l a dropout mask or 1)::
-
-    a_0 = W0 [x, h] + b0,  y_0 = A tanh(B a_0) m_0;  a_l = W_l y_{l-1} + b_l,  y_l = A tanh(B a_l) m_l
-    q = Wh y_{L-1} + bh = (q1, q2, qa, qb)           (no backbone: q = Wh [x, h] + bh)
-    default: f1 = tanh q1, f2 = tanh q2, g = sigmoid(qa s + qb),  h' = f1 (1 - g) + g f2
-    no_gate: the same f1, f2, g,                                  h' = f1 + g f2
-    pure:    e = exp(-s (|w_tau| + |q1|)),                        h' = amp - amp e q1
-    mixed memory (an LSTM before the step; torch path only): z = lstm_pre_t + W_rec h_prev =
-             (zi, zg, zf, zo), c' = c sigmoid(zf + 1) + tanh(zi) sigmoid(zg), h = tanh(c') sigmoid(zo)
-
-With steps of 1, qa + qb = (Wa + Wb) y + (ba + bb): one head for the gate instead of two.
-
-**Backward** (vector-Jacobian products; gh = dL/dh', this step's output gradient plus the next
-step's dL/dh)::
-
-    default: dq1 = gh (1 - g)(1 - f1^2), dq2 = gh g (1 - f2^2),
-             dqa = gh (f2 - f1) g (1 - g) s, dqb = gh (f2 - f1) g (1 - g)
-    no_gate: (1 - g) -> 1 in dq1, f2 - f1 -> f2 in dqa, dqb
-    pure:    d amp += gh (1 - e q1); dx = gh amp q1 e s (x = |w_tau| + |q1|);
-             d w_tau += dx sign(w_tau); dq1 = dx sign(q1) - gh amp e
-    backbone: dy_{L-1} = Wh^T dq;  da_l = dy_l m_l A B (1 - tanh^2(B a_l));  dy_{l-1} = W_l^T da_l
-    layer 0: [dx, dh] = W0^T da_0 (no backbone: [dx, dh] = Wh^T dq): dL/dh to the step before,
-             dL/dx the input's gradient
-    mixed memory: dc' = dc + dh sigmoid(zo)(1 - tanh^2 c'), dzi = dc' sigmoid(zg)(1 - tanh^2 zi),
-             dzg = dc' tanh(zi) sigmoid'(zg), dzf = dc' c sigmoid'(zf + 1), dzo = dh tanh(c') sigmoid'(zo);
-             dh_prev = W_rec^T dz, dc_prev = dc' sigmoid(zf + 1), d lstm_pre_t = dz
-
-**Weight gradients** (:func:`weight_grads`): sums over steps and rows of each pre-activation
-gradient times its layer's input, one matrix product per weight over the whole sequence:
-dW0 = sum da_0 [x, h]^T, dW_l = sum da_l y_{l-1}^T, dWh = sum dq y_{L-1}^T (no backbone:
-dq [x, h]^T), each bias the sum of its pre-activation gradient; d W_rec = sum dz h_prev^T.
-Operation counts of a training step from these equations: :mod:`.cost`.
 """
 
 from __future__ import annotations
@@ -131,7 +100,7 @@ def of_cell(cell: nn.Module) -> CfcWeights:
 def weight_grads(w: CfcWeights, xh: torch.Tensor, ys, g_pre0, g_hid, g_heads, *, ys_scale: float = 1.0,
                  biases=None, g_wtau=None, g_amp=None) -> CfcWeights:
     """The gradients of ``w`` from every step's pre-activation gradients, one matrix product per
-    weight over all steps (the module's "Weight gradients"): ``xh`` (T, B, F + U) every step's
+    weight over all steps (docs/fast-cells.md#cfc-weight-gradients): ``xh`` (T, B, F + U) every step's
     [x, h]; ``ys`` every backbone layer's output, or its tanh with ``ys_scale`` = A (a list or an
     (L, T, B, K) tensor; empty without a backbone); ``g_pre0`` (T, B, K) layer 0's pre-activation
     gradient (None without a backbone), ``g_hid`` (L-1, T, B, K) the other layers', ``g_heads``

@@ -34,7 +34,7 @@ CfC's compiled path does so; ``elapsed`` counts the general case); and where a l
 concatenation ``[x, h]``, ncps's autograd forms the gradient of all of it at every step but the
 first, where the step needs only the state's share.
 
-LTC (ncps ``LTCCell``; ltc_fast.py's derivation), per batch row and step, sums over pre-synaptic ``i``:
+LTC (ncps ``LTCCell``; the derivation in docs/fast-cells.md), per batch row and step, sums over pre-synaptic ``i``:
 
     x' = x input_w + input_b;  s^s_ij = sigmoid(ssig_ij (x'_i - smu_ij))              (sensory)
     n_j = sum_i swe_ij s^s_ij + gleak_j vleak_j;  d_j = sum_i sw_ij s^s_ij + gleak_j + eps + cm_t_j
@@ -51,7 +51,7 @@ There are no matrix products in the cell: ncps sums ``w s`` elementwise (``torch
 synapse sums are matrix-vector products of width 2 at best (the fast torch path's ``bmm``), which no
 core runs at its FMA rate, so they are elementwise work; the LTC's only products are the read-out's.
 
-CfC (ncps ``CfCCell``, fully connected; cfc_weights.py's derivation), ``L`` backbone layers of width ``W``:
+CfC (ncps ``CfCCell``, fully connected; the derivation in docs/fast-cells.md), ``L`` backbone layers of width ``W``:
 
     a_0 = W_0 [x, h] + b_0, y_0 = A tanh(B a_0); a_l = W_l y_{l-1} + b_l, y_l = A tanh(B a_l)
     q = W_h y_{L-1} + b_h (heads ff1, ff2, time_a, time_b; pure: ff1; L = 0: the heads read [x, h])
@@ -241,7 +241,7 @@ def cfc_cost(*, batch: int, steps: int, inputs: int, units: int, outputs: int, m
     ``qa s + qb`` (2, with two gate heads), combination (default 3, no_gate 2), tanh twice, sigmoid
     once; pure: bias (1), ``|q1|``, sum, times ``-s`` (3), exp, ``amp - amp e q1`` (3). Backward: the
     output's and next step's gradient summed (1), the heads' gradients (default 13, no_gate 11, one
-    more for a second gate head: ``dqa = dqb s``; pure 8; cfc_weights.py's derivation); weight gradients
+    more for a second gate head: ``dqa = dqb s``; pure 8; docs/fast-cells.md's derivation); weight gradients
     the head biases (one per head; pure 1, and ``d amp`` 4, ``d w_tau`` 1). One gate head of summed
     weights: ``(width + 1) units`` flops per step to sum them."""
     _check_positive(batch=batch, steps=steps, inputs=inputs, units=units, outputs=outputs)

@@ -17,10 +17,9 @@ starts from the same weights. The computation is this module's own:
   (numerator and denominator together) are one batched matrix product, and so are their
   gradients.
 
-The unfold is ``v' = (cm_t v + gleak vleak + N_s + N(v)) / (cm_t + gleak + D_s + D(v) + eps)`` with
-``N(v)_j = sum_i w_ij erev_ij s_ij``, ``D(v)_j = sum_i w_ij s_ij`` and
-``s_ij = sigmoid(sigma_ij (v_i - mu_ij))`` (``w`` already made positive and masked by the wiring).
-Operation counts of a training step (flops, transcendentals; forward, backward, weight gradients): :mod:`.cost`.
+The unfold's equation, the per-step constants ``n_const``, ``d_const``, ``cm_t`` and the backward's
+derivation: docs/fast-cells.md#ltc-equations-and-backward. Operation counts of a training step
+(flops, transcendentals; forward, backward, weight gradients): :mod:`.cost`.
 """
 
 from __future__ import annotations
@@ -40,7 +39,8 @@ _sigmoid_backward = torch.ops.aten.sigmoid_backward
 # them again was faster at every shape of 16 units and more (one thread, interleaved, ms a step,
 # again / stored: 64x32x7x32 13.7 / 15.2, 24x8x128x64 4.5 / 6.0, 128x16x16x128 117 / 450, 64x32x7x16
 # 5.59 / 5.52) and storing at 8 units (64x64x2x8 4.5 / 3.7, 16x64x4x8 1.34 / 1.23): a row of 8
-# fills half a vector; docs/measurements.md, issue 34.
+# fills half a vector; docs/measurements-history.md, issue 34. What each path keeps:
+# docs/fast-cells.md#storing-or-recomputing-activations.
 STORE_BELOW_UNITS = 16
 STORE_LIMIT_BYTES = 64 * 2**20
 
@@ -95,20 +95,11 @@ class _LtcStep(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        """Derivation (one unfold, post-synaptic j, pre-synaptic i, sums over i; d_total = d_const + cm_t):
-
-        forward  z_ji = sig_ji (v_i - mu_ji), s_ji = sigmoid(z_ji), den_j = d_total_j + sum w_ji s_ji,
-                 v'_j = (n_const_j + cm_t_j v_j + sum we_ji s_ji) / den_j.
-        VJPs     from g = dL/dv': dnum = g / den, dden = -dnum v' (since v' = num / den);
-                 d n_const += dnum, d d_const += dden, d cm_t += dnum v + dden;
-                 d we_ji += dnum_j s_ji, d w_ji += dden_j s_ji (summed over the batch: one bmm);
-                 dz_ji = (dnum_j we_ji + dden_j w_ji) s_ji (1 - s_ji);
-                 dL/dv_i = cm_t_i dnum_i + sum_j sig_ji dz_ji (to the previous unfold);
-                 d sig_ji = sum dz_ji (v_i - mu_ji), d mu_ji = -sig_ji sum dz_ji.
+        """The vector-Jacobian products of the unfolds (dnum, dden, dz; sums over the batch and the
+        unfolds): docs/fast-cells.md#ltc-unfolds, the same for the kernels (compiled C, Triton).
         The torch version carries sig dz instead of dz (one multiply less per unfold) and divides by
         sigma once at the end; a synapse whose sigma is exactly zero is scaled by 1 instead and masked
-        out of dL/dv, so that no value is read to the host to choose a path (a device sync on a GPU).
-        The compiled step's C source states the same."""
+        out of dL/dv, so that no value is read to the host to choose a path (a device sync on a GPU)."""
         cm_t, sig_t, mu_t, we_t, w_t = ctx.saved_tensors
         inner = ctx.inner
         del ctx.inner
@@ -163,7 +154,8 @@ class _LtcStep(torch.autograd.Function):
 class _LtcSequence(torch.autograd.Function):
     """A whole sequence of LTC steps without mixed memory in one call of the compiled C each way
     (:func:`.ltc_kernel.seq_forward`, :func:`.ltc_kernel.seq_backward`): the same unfolds and
-    derivation as :class:`_LtcStep` (the C source states it), with no Python work per step.
+    derivation as :class:`_LtcStep` (docs/fast-cells.md#ltc-equations-and-backward), with no Python
+    work per step.
     ``v0`` (B, U); ``n_const``, ``d_const`` (T, B, U); ``cm_t`` (T, B, U) or (U,) (steps of 1, the same
     for all); ``sig_t, mu_t, we_t, w_t`` (J, I) as :class:`_LtcStep`. Returns every step's state
     (T, B, U)."""
@@ -191,10 +183,11 @@ class _LtcSequence(torch.autograd.Function):
 
 class _LtcSensory(torch.autograd.Function):
     """The sensory synapses of every batch row and step in one call of the compiled C each way
-    (:func:`.ltc_kernel.sensory_forward`; the C source states the backward): ``xs`` (B, T, S) the
-    mapped inputs; ``sig``, ``mu``, ``we`` (w erev), ``w`` (S, U) in ncps's layout. Returns the sums
-    (B, T, U) ``sum_s we s`` and ``sum_s w s`` with ``s = sigmoid(sig (x - mu))``; nothing of size
-    (B, T, S, U) is kept (the backward computes the activations again)."""
+    (:func:`.ltc_kernel.sensory_forward`; the backward: docs/fast-cells.md#ltc-sensory-synapses):
+    ``xs`` (B, T, S) the mapped inputs; ``sig``, ``mu``, ``we`` (w erev), ``w`` (S, U) in ncps's
+    layout. Returns the sums (B, T, U) ``sum_s we s`` and ``sum_s w s`` with
+    ``s = sigmoid(sig (x - mu))``; nothing of size (B, T, S, U) is kept (the backward computes the
+    activations again)."""
 
     @staticmethod
     def forward(ctx, xs, sig, mu, we, w):

@@ -1,26 +1,20 @@
 /* The fast LTC's step on the CPU: ltc_forward runs a step's K unfolds for the whole batch,
-   ltc_backward its backward (built and loaded by liquidbench/models/compiled.py; called from
-   ltc_kernel.py).
+   ltc_backward its backward; ltc_seq_forward and ltc_seq_backward a whole sequence without mixed
+   memory; ltc_sensory_forward and ltc_sensory_backward the sensory synapses of every batch row and
+   step (built and loaded by liquidbench/models/compiled.py; called from ltc_kernel.py).
 
-   Forward, per unfold k, batch row b and post-synaptic neuron j (v = v_k, sums over i):
-     s_ji = sigmoid(sig_ji v_i + nsm_ji)          with nsm = -sig mu
-     den_j = d_j + sum_i w_ji s_ji                (d: the constant part of the denominator, cm_t included)
-     v'_j = (nc_j + cm_j v_j + sum_i we_ji s_ji) / den_j
-   Backward (vector-Jacobian products from g = dL/dv'):
-     dnum_j = g_j / den_j,  dden_j = -dnum_j v'_j
-     d nc_j += dnum_j, d d_j += dden_j, d cm_j += dnum_j v_j + dden_j (cm_t is in d as well)
-     d we_ji += dnum_j s_ji, d w_ji += dden_j s_ji
-     dz_ji = (dnum_j we_ji + dden_j w_ji) s_ji (1 - s_ji)    (z = sig (v - mu))
-     dL/dv_i = cm_i dnum_i + sum_j dz_ji sig_ji
-     d sig_ji += dz_ji (v_i - mu_ji), d mu_ji += -sig_ji dz_ji (formed at the end from sum dz) */
+   Equations and the backward's vector-Jacobian products (s_ji, den_j, v'_j; g = dL/dv', dnum,
+   dden, dz): docs/fast-cells.md#ltc-equations-and-backward. Names here: nc = n_const, dt = d_total
+   (the constant part of the denominator, cm_t included; not a time step), cm = cm_t, nsm = -sig mu,
+   we = w erev; per-row terms (B, U), synapse weights (I, J) or (J, I) as each function says. */
 #include <math.h>
 #include <string.h>
 #define R restrict
 /* Where the CPU has AVX-512, the loops take 16-wide vectors (the build's flags prefer 256 bits
    elsewhere): the unfolds' and the sensory synapses' loops are bound by their sigmoids, which
    took 30-37 % less time so on the project's CPU machine (AMD EPYC, one thread: a step of 256 rows
-   x 64 units x 6 unfolds, forward 2.70 -> 2.01 ms, backward 3.24 -> 2.05 ms; docs/measurements.md,
-   issue 34). */
+   x 64 units x 6 unfolds, forward 2.70 -> 2.01 ms, backward 3.24 -> 2.05 ms;
+   docs/measurements-history.md, issue 34). */
 #if defined(__x86_64__) && defined(__AVX512F__)
 #pragma GCC target("prefer-vector-width=512")
 #endif
@@ -226,11 +220,9 @@ void ltc_sensory_forward(int N, int S, int U, const float *R x, const float *R s
     }
 }
 
-/* Backward of ltc_sensory_forward from gn, gd (N, U) = dL/dnc, dL/ddc:
-     dz_nsu = (gn_nu we_su + gd_nu w_su) s_nsu (1 - s_nsu)
-     d we_su += gn_nu s_nsu, d w_su += gd_nu s_nsu, dL/dx_ns = sum_u dz_nsu sig_su
-     d sig_su = sum_n dz_nsu x_ns - mu_su sum_n dz_nsu, d mu_su = -sig_su sum_n dz_nsu
-   Writes g_x (N, S) (NULL: not wanted) and g_sig, g_mu, g_we, g_w (S, U), zeroed by the caller. */
+/* Backward of ltc_sensory_forward from gn, gd (N, U) = dL/dnc, dL/ddc (its vector-Jacobian
+   products: docs/fast-cells.md#ltc-sensory-synapses). Writes g_x (N, S) (NULL: not wanted) and
+   g_sig, g_mu, g_we, g_w (S, U), zeroed by the caller. */
 void ltc_sensory_backward(int N, int S, int U, const float *R x, const float *R sig, const float *R nsm,
                           const float *R mu, const float *R we, const float *R w, const float *R gn,
                           const float *R gd, float *R g_x, float *R g_sig, float *R g_mu, float *R g_we,

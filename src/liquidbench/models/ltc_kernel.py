@@ -9,7 +9,8 @@ in the backward (nothing of size ``(J, B, I)`` is kept). The sensory synapses, w
 inputs alone, are one call each way for every batch row and step at once (:func:`sensory_forward`,
 :func:`sensory_backward`). The C source, ``ltc_kernel.c`` beside this
 module, is built and loaded by :class:`~liquidbench.models.compiled.Kernel`; where it cannot be, the fast LTC uses its torch
-implementation instead (same results; ``LIQUIDBENCH_LTC_KERNEL=0`` forces that).
+implementation instead (same results; ``LIQUIDBENCH_LTC_KERNEL=0`` forces that). Equations and the
+backward's derivation: docs/fast-cells.md#ltc-equations-and-backward.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The fast LTC's step as Triton kernels (the CUDA path): one launch for a step's ``ode_unfolds``
 unfolds over the whole batch, one for its backward; the same arguments and results as the C
-kernel (:mod:`.ltc_kernel`, whose source states the forward and the backward's vector-Jacobian
-products; this file computes the same terms). The synapse activations are computed again in the
-backward (never stored).
+kernel (:mod:`.ltc_kernel`), the same terms (the forward and the backward's vector-Jacobian
+products: docs/fast-cells.md#ltc-equations-and-backward). The synapse activations are computed
+again in the backward (never stored).
 
 Each program takes ``BB`` batch rows. Two forms of each kernel, picked per width by
 :func:`blocks` (the one place that chooses, for the launches here and tests/test_triton.py):

@@ -1,6 +1,6 @@
 """The study's claims checked on the data at hand, each with a verdict and its numbers.
 
-One rule decides every claim (README, "Results: claims"). A claim is a set of *comparisons*; each
+One rule decides every claim (docs/statistics.md, "Claims"). A claim is a set of *comparisons*; each
 comparison is (estimate, interval low, interval high, n per side, null value, direction): the
 estimate of a quantity with its 95 % interval, the value the claim has to beat (the null) and the
 side it has to beat it on (``less`` or ``greater``). A comparison

@@ -3,8 +3,8 @@
 Every figure is written even without data (a CPU-only study has no GPU telemetry and no DDP
 widths): its panels then say "no data" and why, so the report shows the gap instead of hiding it.
 Bars and points of positive quantities (times, memory, energy, speedups) are geometric means with
-95 % t intervals on the log scale; those of metrics are means with 95 % t intervals (README,
-"Results"); over ok seeds unless a caption says otherwise.
+95 % t intervals on the log scale; those of metrics are means with 95 % t intervals
+(docs/statistics.md); over ok seeds unless a caption says otherwise.
 """
 
 from __future__ import annotations

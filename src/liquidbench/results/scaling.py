@@ -1,6 +1,6 @@
 """Speedup and parallel efficiency of DDP widths against their one-process baseline.
 
-Definitions (README, "Results"):
+Definitions (docs/statistics.md, "Scaling"):
 
 - The width of a hardware entry is n = nodes x nproc_per_node (its DDP world size).
 - A *scaling group* is (device, scaling) over the study's hardware entries whose ``scaling`` is

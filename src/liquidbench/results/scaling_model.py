@@ -45,7 +45,7 @@ the backward pass (0: all of it), 1 (the default) where none is hidden, above 1 
 more than the collective alone: the ranks reach it when each one's backward ends, so the first
 waits for the last, and on the CPU gloo's thread shares the core with the backward (on a quiet
 2-core machine a 2-rank gloo step paid 1.3-2.3 ms against an isolated all-reduce of 0.34 ms,
-docs/measurements.md, issue 36). liquidbench.results.scaling_table measures it from the runs'
+docs/measurements-history.md, issue 36). liquidbench.results.scaling_table measures it from the runs'
 communication probe (config ``exposed: measured``).
 
 Prediction (:func:`predict`) for width n, batch B (``batch_size``: per process in weak scaling,

@@ -1,6 +1,6 @@
 """Statistics over seeds: mean, median, sample standard deviation and Student-t confidence intervals.
 
-Two kinds of interval (README, "Results"):
+Two kinds of interval (docs/statistics.md, "Statistics over seeds"):
 
 - Quantities that can only be positive (times, throughputs, memory, energy, and the speedups,
   efficiencies and ratios formed from them) get a t interval on the log scale: with l = ln x,

@@ -179,7 +179,7 @@ class StopAgreement:
     One process reads its own flag after every step. With several processes every rank must stop
     after the same step (DDP's gradient all-reduce would otherwise hang), so the ranks all-reduce
     their flags. A blocking all-reduce after each step sat inside the timed epoch and charged every
-    DDP step a round trip that the one-process baseline does not pay (docs/measurements.md,
+    DDP step a round trip that the one-process baseline does not pay (docs/measurements-history.md,
     "Issue 10"). Instead, after every ``every``-th optimisation step (counted over the run, so the
     same steps on every rank) the flag goes into a non-blocking all-reduce (async_op on the gloo
     control group) that runs while the next step computes, and is waited for after that step,

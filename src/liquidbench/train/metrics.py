@@ -1,4 +1,4 @@
-"""metrics.json of a run, built by one pure function from what the run measured (README: What a
+"""metrics.json of a run, built by one pure function from what the run measured (docs/measures.md: What a
 run measures), and history.csv."""
 
 from __future__ import annotations
