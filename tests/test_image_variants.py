@@ -93,7 +93,7 @@ def test_build_sh_never_hands_the_local_wheels_to_the_cuda_variant(fake_podman):
 def test_dockerfile_cuda_variant_drops_the_wheel_directory_and_requires_a_cuda_torch():
     text = (REPO / "containers" / "Dockerfile").read_text()
     assert re.search(r"^ARG VARIANT=cuda$", text, re.M) and re.search(r"^ARG TORCH_INDEX=$", text, re.M)
-    assert re.search(r'TORCH_INDEX="\$TORCH_INDEX" .*\n\s+sh /opt/liquidbench/pip-install.sh /opt/liquidbench', text)
+    assert len(re.findall(r'TORCH_INDEX="\$TORCH_INDEX" .*\n\s+sh /opt/liquidbench/pip-install.sh (?:deps|project) ', text)) == 2
     assert re.search(r"cuda\) unset PIP_FIND_LINKS ;;", (REPO / "containers" / "pip-install.sh").read_text())
     assert "torch.version.cuda" in text and "is not a CUDA build" in text
 
@@ -116,19 +116,22 @@ def test_make_image_hands_the_torch_index_to_the_build(fake_podman):
 
 @pytest.fixture
 def recording_pip(tmp_path):
-    """A pip that records its arguments and the PIP_* settings it was given (pip-install.sh's
-    decisions are under test)."""
+    """A pip that records its arguments, the requirements file it is given and the PIP_* settings
+    (pip-install.sh's decisions are under test)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     log = tmp_path / "pip-calls"
-    (bin_dir / "pip").write_text(f"#!/bin/sh\n{{ printf 'ARGS %s\\n' \"$*\"; env | grep '^PIP_' | sort; }} >> {log}\n")
+    (bin_dir / "pip").write_text(
+        "#!/bin/sh\n{\n  printf 'ARGS %s\\n' \"$*\"\n"
+        "  while [ $# -gt 0 ]; do [ \"$1\" = --requirement ] && sed 's/^/REQ /' \"$2\"; shift; done\n"
+        f"  env | grep '^PIP_' | sort\n}} >> {log}\n")
     (bin_dir / "pip").chmod(0o755)
 
-    def install(**env):
+    def install(step, **env):
         base = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
-        proc = subprocess.run(["sh", str(REPO / "containers" / "pip-install.sh"), "/opt/liquidbench"],
-                              env={**base, "PATH": f"{bin_dir}{os.pathsep}{base['PATH']}", **env},
-                              capture_output=True, text=True, timeout=60)
+        path = os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent), base["PATH"]])
+        proc = subprocess.run(["sh", str(REPO / "containers" / "pip-install.sh"), step, str(REPO)],
+                              env={**base, "PATH": path, **env}, capture_output=True, text=True, timeout=60)
         calls = log.read_text().split("ARGS ")[1:] if log.exists() else []
         log.unlink(missing_ok=True)
         return proc, [call.splitlines() for call in calls]
@@ -137,22 +140,34 @@ def recording_pip(tmp_path):
 
 
 def test_pip_install_takes_torch_from_the_given_index(recording_pip):
+    import tomllib
+
     index = "https://download.pytorch.org/whl/cu126"
-    proc, calls = recording_pip(VARIANT="cuda", TORCH_INDEX=index, PIP_FIND_LINKS="/run/wheels", PIP_CERT="")
+    proc, calls = recording_pip("deps", VARIANT="cuda", TORCH_INDEX=index, PIP_FIND_LINKS="/run/wheels", PIP_CERT="")
     assert proc.returncode == 0, proc.stderr
-    install, check = calls
-    assert install[0] == "install --constraint /opt/liquidbench/constraints.txt /opt/liquidbench"
-    assert f"PIP_EXTRA_INDEX_URL={index}" in install
-    assert not any(line.startswith(("PIP_FIND_LINKS=", "PIP_CERT=")) for line in install), install
-    assert check[0] == "check"
+    (deps,) = calls
+    assert deps[0].startswith(f"install --constraint {REPO}/constraints.txt --requirement ")
+    # the dependencies are pyproject's, not a second list
+    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert [line[4:] for line in deps if line.startswith("REQ ")] == dependencies
+    assert f"PIP_EXTRA_INDEX_URL={index}" in deps
+    assert not any(line.startswith(("PIP_FIND_LINKS=", "PIP_CERT=")) for line in deps), deps
+    proc, calls = recording_pip("project", VARIANT="cuda", TORCH_INDEX=index)
+    assert proc.returncode == 0, proc.stderr
+    project, check = calls
+    assert project[0] == f"install --no-deps --constraint {REPO}/constraints.txt {REPO}"
+    assert f"PIP_EXTRA_INDEX_URL={index}" in project and check[0] == "check"
     # without the option pip sees PyPI only; the cpu variant keeps its local wheel directory
-    _, calls = recording_pip(VARIANT="cuda", TORCH_INDEX="")
+    _, calls = recording_pip("deps", VARIANT="cuda", TORCH_INDEX="")
     assert not any(line.startswith("PIP_EXTRA_INDEX_URL=") for line in calls[0]), calls[0]
-    _, calls = recording_pip(VARIANT="cpu", PIP_FIND_LINKS="/run/wheels")
+    _, calls = recording_pip("deps", VARIANT="cpu", PIP_FIND_LINKS="/run/wheels")
     assert "PIP_FIND_LINKS=/run/wheels" in calls[0]
-    proc, calls = recording_pip(VARIANT="rocm")
+    proc, calls = recording_pip("deps", VARIANT="rocm")
     assert proc.returncode == 1 and not calls
     assert proc.stderr.strip() == "pip-install.sh: VARIANT must be cuda or cpu, got 'rocm'"
+    proc, calls = recording_pip("all", VARIANT="cpu")
+    assert proc.returncode == 1 and not calls
+    assert proc.stderr.strip() == "pip-install.sh: the step must be deps or project, got 'all'"
 
 
 def fake_wheel(folder: Path, name: str, version: str) -> Path:

@@ -67,22 +67,30 @@ def test_make_install_uses_constraints():
 
 
 def test_dockerfile_installs_with_the_same_constraints():
+    """The image installs pyproject's dependencies, then the project, both through
+    containers/pip-install.sh with the repository's constraints.txt (what pip gets is
+    tests/test_image_variants.py's); the dependencies' layer comes before the sources."""
     instructions = dockerfile_instructions(DOCKERFILE.read_text())
     copies = [i for i in instructions if i.startswith("COPY ") and "constraints.txt" in i.split()]
     assert copies, "Dockerfile does not copy constraints.txt from the repository root"
-    dest = copies[0].split()[-1]
-    target = dest + "constraints.txt" if dest.endswith("/") else dest
-    installs = [p for i in instructions if i.startswith("RUN ") for p in pip_installs(i)]
-    assert installs, "Dockerfile installs nothing with pip"
+    assert copies[0].split()[1:-1] == ["constraints.txt", "pyproject.toml", "containers/pip-install.sh"]
+    assert copies[0].split()[-1] == "/opt/liquidbench/"
+    runs = [i for i in instructions if i.startswith("RUN ")]
+    assert not [p for i in runs for p in pip_installs(i)], "pip runs outside containers/pip-install.sh"
+    steps = [(n, m.group(1)) for n, i in enumerate(instructions)
+             for m in re.finditer(r"sh /opt/liquidbench/pip-install\.sh (\w+) /opt/liquidbench(?:;|$)", i)]
+    assert [step for _, step in steps] == ["deps", "project"], steps
+    sources = instructions.index("COPY src /opt/liquidbench/src")
+    assert steps[0][0] < sources < steps[1][0]
+    script = (REPO / "containers" / "pip-install.sh").read_text()
+    installs = [install.split("\n")[0].strip() for install in pip_installs(script)]
+    assert len(installs) == 2
     for install in installs:
-        assert re.search(rf"(-c|--constraint)[ =]{re.escape(target)}(\s|$)", install), (
-            f"Dockerfile: pip install without --constraint {target}: {install}"
-        )
-        # No second list of versions and no other index: torch comes from PyPI like everything else.
-        assert "==" not in install and not re.search(r"(-r|--requirement)\b", install), install
-        assert "index-url" not in install, install
-    # The project itself is what gets installed (its dependencies come with it).
-    assert any(re.search(r"\s/opt/liquidbench/?(\s|$)", i) for i in installs)
+        assert re.search(r'--constraint "\$project/constraints.txt"', install), install
+        # No second list of versions and no index in the command (TORCH_INDEX, where given, is an extra index)
+        assert "==" not in install and "index-url" not in install, install
+    assert installs[0].split()[-2:] == ["--requirement", '"$requirements"']  # pyproject's dependencies
+    assert installs[1].split()[-1] == '"$project"' and "--no-deps" in installs[1]
 
 
 def test_dockerfile_base_and_labels():
