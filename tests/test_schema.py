@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from conftest import snakemake
+from conftest import REPO, snakemake
 
 
 def dry_run(workdir, *extra):
@@ -70,9 +70,41 @@ BAD_VALUES = [
 ]
 
 
-@pytest.mark.parametrize("override, message", BAD_VALUES, ids=[o.split("=")[0] + str(i) for i, (o, _) in enumerate(BAD_VALUES)])
-def test_bad_value_is_named_by_its_key(workflow_copy, override, message):
-    assert message in failure(dry_run(workflow_copy, "--config", override))
+def refusal(override: str) -> str:
+    """What the workflow's study check (liquidbench.study.checked_study, as workflow/rules/config.smk
+    calls it) says of the smoke study with one --config value, as Snakemake parses it."""
+    from snakemake.cli import parse_config
+
+    from liquidbench.study import checked_study
+
+    with pytest.raises(ValueError) as err:
+        checked_study([".test/config/config.yaml"], parse_config([override]), "workflow/schemas/config.schema.yaml")
+    return str(err.value)
+
+
+# Refused by the workflow after the study check (a source's file name, the evaluation stage's data
+# sets, the study's runs): only through Snakemake.
+CHECKED_LATER = ["datasets={traffic: {source: {url: 'https://example.org/..%2F..%2Fx.csv.gz'}}}",
+                 "evaluation={families: {horizon: {steps: 3, n_sequences: 4, datasets: [sine_forecast, sine]}}}",
+                 "evaluation={families: {horizon: {steps: 3, n_sequences: 4, datasets: [traffic]}}}",
+                 "study={exclude: [{model: [ltc, cfc, lstm, gru, ltc_fast, cfc_fast]}]}"]
+# One of each kind the study check refuses (a schema problem, a name, a tuning setting), through
+# Snakemake too: it stops there, before any job, with the same message.
+STOPS_AT_THE_STUDY_CHECK = ["training={epochs: 2.0}", "study={models: [cfc, transformer]}", "tuning={trials: 0}"]
+IDS = {override: override.split("=")[0] + str(i) for i, (override, _) in enumerate(BAD_VALUES)}
+MESSAGES = dict(BAD_VALUES)
+
+
+@pytest.mark.parametrize("override", [o for o, _ in BAD_VALUES if o not in CHECKED_LATER], ids=IDS.get)
+def test_bad_value_is_named_by_its_key(monkeypatch, override):
+    monkeypatch.chdir(REPO)  # the study's paths (manifests) are relative to the repository
+    assert MESSAGES[override] in refusal(override)
+
+
+@pytest.mark.parametrize("override", CHECKED_LATER + STOPS_AT_THE_STUDY_CHECK, ids=IDS.get)
+def test_snakemake_refuses_a_bad_value_before_any_job(workflow_copy, override):
+    out = failure(dry_run(workflow_copy, "--config", override))
+    assert MESSAGES[override] in out and "Job stats" not in out
 
 
 def test_command_line_values_are_typed(workflow_copy):

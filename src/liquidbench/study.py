@@ -222,6 +222,36 @@ def study_config(files, overrides) -> dict:
     return deep_merge(config, typed_scalars(overrides))
 
 
+def checked_study(files, overrides, schema_path) -> dict:
+    """The study the workflow runs (workflow/rules/config.smk calls it before any rule): the config
+    ``files`` and --config ``overrides`` read as study_config reads them; every schema problem
+    refused, one line each naming its config key (integers must be ints: 2.0 is refused,
+    strict_validator); the schema's defaults filled in (Snakemake's validate, which changes no value
+    that is given); then the names that tie one section to another, the tuning section and the
+    scaling model's settings checked. Anything wrong raises ValueError saying what."""
+    from snakemake.utils import validate
+
+    config = study_config(files, overrides)
+    with open(schema_path) as fh:
+        schema = yaml.safe_load(fh)
+    lines = config_errors(config, schema)
+    if lines:
+        raise ValueError("invalid configuration:\n  " + "\n  ".join(lines))
+    validate(config, str(schema_path))
+    # names that tie one section to another are defined: what the study selects, what
+    # results.targets, results.scaling_baselines and evaluation.families.horizon.datasets name
+    check_names(config)
+    check_results_names(config)
+    check_evaluation_names(config)
+    try:  # the tuning section's names, ranges and budget (liquidbench.tune.space), the scaling
+        # model's probe settings (liquidbench.results.scaling_settings)
+        check_tuning(config)
+        check_scaling_model(config)
+    except ValueError as exc:
+        raise ValueError(f"invalid configuration: {exc}") from None
+    return config
+
+
 def strict_validator(schema: dict):
     """A JSON Schema validator for ``schema`` whose `integer` is an int only: JSON Schema counts 2.0
     as an integer, but a run given `epochs: 2.0` fails in every job; refused here, at plan time."""

@@ -2,21 +2,11 @@
 # command-line values, then validate against the schema with messages that name the offending key.
 # Included first; everything after may trust the config.
 
-import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
-from snakemake.utils import validate
 
 from liquidbench.image import container_problem
-from liquidbench.study import (
-    check_evaluation_names,
-    check_names,
-    check_results_names,
-    check_scaling_model,
-    check_tuning,
-    config_errors,
-    study_config,
-)
+from liquidbench.study import checked_study
 
 
 def config_sources(workflow):
@@ -40,23 +30,13 @@ def config_sources(workflow):
     return from_snakefile + from_command_line, settings.config
 
 
-def validate_config(config, schema_path):
-    """Fail with one line per problem, each naming the config key (integers must be ints: 2.0 is
-    refused, liquidbench.study.strict_validator); then fill schema defaults, which changes no value
-    that is given."""
-    with open(schema_path) as fh:
-        schema = yaml.safe_load(fh)
-    lines = config_errors(config, schema)
-    if lines:
-        raise WorkflowError("invalid configuration:\n  " + "\n  ".join(lines))
-    validate(config, schema_path)
-
-
 def reload_config(config, workflow):
-    """Snakemake's config replaced, in place (the rules hold this object), by the same sources read
-    as config_sources says; a file that cannot be read so fails with one line naming it."""
+    """Snakemake's config replaced, in place (the rules hold this object), by the study of the
+    sources config_sources names, read, validated and checked by liquidbench.study.checked_study;
+    anything wrong fails with its lines, each naming the config key."""
+    schema = workflow.source_path("../schemas/config.schema.yaml")
     try:
-        loaded = study_config(*config_sources(workflow))
+        loaded = checked_study(*config_sources(workflow), schema)
     except ValueError as exc:
         raise WorkflowError(str(exc)) from None
     config.clear()
@@ -64,18 +44,6 @@ def reload_config(config, workflow):
 
 
 reload_config(config, workflow)
-validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
-# names that tie one section to another are defined: what the study selects, what results.targets,
-# results.scaling_baselines and evaluation.families.horizon.datasets name
-check_names(config)
-check_results_names(config)
-check_evaluation_names(config)
-try:  # the tuning section's names, ranges and budget (liquidbench.tune.space), the scaling model's
-    # probe settings (liquidbench.results.scaling_settings), before any job
-    check_tuning(config)
-    check_scaling_model(config)
-except ValueError as exc:
-    raise WorkflowError(f"invalid configuration: {exc}") from None
 
 
 def check_container(container, workflow):
