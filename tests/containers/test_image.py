@@ -111,8 +111,10 @@ def test_image_metadata_and_entry_point(image, in_image):
     assert re.fullmatch(rf"{head}(-dirty)?", labels["org.opencontainers.image.revision"])
 
     out = in_image("liquidbench --version; id -u; echo $LIQUIDBENCH_GIT_COMMIT; command -v liquidbench; python --version; "
-                   "command -v gcc")
-    version, uid, commit, exe, python, gcc = out.split("\n")[:6]
+                   "command -v gcc; cat /opt/liquidbench/BUILD")
+    version, uid, commit, exe, python, gcc, *build = out.split("\n")[:8]
+    # the image's record of what it was built from, made by a RUN (which a new commit always reruns)
+    assert build == [f"version {__version__}", f"commit {labels['org.opencontainers.image.revision']}"]
     assert version == f"liquidbench {__version__}"
     assert int(uid) != 0, "the image runs as root"
     assert commit == labels["org.opencontainers.image.revision"]
