@@ -620,9 +620,9 @@ def test_rank_killed_on_second_node_fails_the_job_on_both_nodes(slurm_cluster, t
 def test_time_limit_on_two_nodes_signals_every_rank_and_resumes(slurm_cluster, tmp_path):
     wd = slurm_workflow(tmp_path)
     # One training on two nodes under a 1-minute time limit in its first attempt (Slurm kills a job
-    # 60 to 90 s after it starts; 70 epochs, about 105 s of training on an idle machine of this kind,
-    # where 25 epochs took 38 s and finished inside the limit, cannot finish in one attempt, so
-    # completing needs a resume) and 30 minutes in the retry (a retry under 1 minute could finish
+    # 60 to 90 s after it starts; 120 epochs, 120 to 180 s of training on this machine kind, where an
+    # epoch took 1.0 to 1.5 s, cannot finish in one attempt, so completing needs a resume; 70 epochs
+    # once finished in 70 s, and the kill then came while Snakemake checked the outputs) and 30 minutes in the retry (a retry under 1 minute could finish
     # training and be killed while Snakemake checks its outputs, which would discard the run).
     # That a 2-rank run stopped by SIGTERM mid-epoch resumes bit for bit to the uninterrupted run's
     # parameters is tests/test_hardware.py's test_ddp_sigterm_on_one_rank_stops_both_at_the_same_step_
@@ -631,7 +631,7 @@ def test_time_limit_on_two_nodes_signals_every_rank_and_resumes(slurm_cluster, t
     # retry resumes the checkpoint they wrote instead of starting again.
     config = {
         "study": {"datasets": ["long"], "models": ["lstm"], "hardware": ["limited"], "seeds": [0]},
-        "training": {"epochs": 70, "batch_size": 16, "lr": 0.005},
+        "training": {"epochs": 120, "batch_size": 16, "lr": 0.005},
         "datasets": {"long": {"kind": "sine", "params": {"n_sequences": 8192, "seq_len": 64, "seed": 0}}},
         "models": {"lstm": {"type": "lstm", "hidden_size": 64}},
         "hardware": {"limited": TWO_NODES},
@@ -670,7 +670,7 @@ def test_time_limit_on_two_nodes_signals_every_rank_and_resumes(slurm_cluster, t
     assert (metrics["status"], metrics["segments"], metrics["world_size"], metrics["nodes"]) == ("ok", 2, 2, 2)
     log = (limited / "train.log").read_text()
     resumed = re.findall(r"resuming from checkpoint: epoch (\d+), step (\d+)", log)
-    assert len(set(resumed)) == 1 and 0 < int(resumed[0][0]) < 70, resumed  # every rank from the same step
+    assert len(set(resumed)) == 1 and 0 < int(resumed[0][0]) < 120, resumed  # every rank from the same step
     history = pd.read_csv(limited / "history.csv")
-    assert list(history["epoch"]) == list(range(1, 71)) and history["train_loss"].notna().all()
+    assert list(history["epoch"]) == list(range(1, 121)) and history["train_loss"].notna().all()
     assert not (limited / "checkpoint.pt").exists()
