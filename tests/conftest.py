@@ -90,6 +90,14 @@ def workflow_copy(tmp_path) -> Path:
     return copy_workflow(tmp_path / "wf")
 
 
+@pytest.fixture(scope="session")
+def full_plan(tmp_path_factory) -> subprocess.CompletedProcess:
+    """`snakemake -n` in a copy of the workflow, once per session: the full study's plan
+    (config/config.yaml, the Snakefile's default) and README's command as written; tests read its
+    output."""
+    return snakemake(copy_workflow(tmp_path_factory.mktemp("full") / "wf"), "-n", check=False)
+
+
 # The smoke study narrowed to two cheap runs on the synthetic signal (no downloads): the CfC on the
 # CPU, seeds 0 and 1, with every stage after them (evaluation, tables, figures).
 NARROW = ["--configfile", ".test/config/config.yaml", "--config",

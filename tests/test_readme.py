@@ -71,8 +71,10 @@ def test_readme_lists_the_commands_tested_here():
     assert {"make run", "make test"} <= set(commands["README.md"])  # the front page's two commands
 
 
-def test_plans_run_as_written(wd):
-    full = sh(wd, PLAN)
+def test_plans_run_as_written(wd, full_plan):
+    assert full_plan.args[-2:] == ["snakemake", "-n"] and PLAN == "snakemake -n"  # the shared plan is PLAN
+    assert full_plan.returncode == 0, full_plan.stderr[-3000:]
+    full = full_plan
     # 1,500 runs, and the forecasting sine signal's 6 models x cpu, gpu x 5 seeds
     assert re.search(r"^train\s+1560$", full.stdout, re.M)
     sh(wd, SLURM_PLAN)

@@ -15,10 +15,15 @@ def failure(proc) -> str:
     return proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("config", ["config/config.yaml", "config/local.yaml", ".test/config/config.yaml", "config/paper.yaml"])
+@pytest.mark.parametrize("config", ["config/local.yaml", ".test/config/config.yaml", "config/paper.yaml"])
 def test_shipped_configs_are_valid(workflow_copy, config):
     proc = snakemake(workflow_copy, "-n", "--configfile", config, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_full_study_is_valid(full_plan):
+    """config/config.yaml, the Snakefile's default (its plan is shared: conftest's full_plan)."""
+    assert full_plan.returncode == 0, full_plan.stderr
 
 
 # (--config override, what the message must say): each bad value is named by its config key
