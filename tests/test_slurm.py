@@ -619,11 +619,14 @@ def test_rank_killed_on_second_node_fails_the_job_on_both_nodes(slurm_cluster, t
 @pytest.mark.slow
 def test_time_limit_on_two_nodes_signals_every_rank_and_resumes(slurm_cluster, tmp_path):
     wd = slurm_workflow(tmp_path)
-    # One training on two nodes under a 1-minute time limit in its first attempt (Slurm kills a job
-    # 60 to 90 s after it starts; 120 epochs, 120 to 180 s of training on this machine kind, where an
-    # epoch took 1.0 to 1.5 s, cannot finish in one attempt, so completing needs a resume; 70 epochs
-    # once finished in 70 s, and the kill then came while Snakemake checked the outputs) and 30 minutes in the retry (a retry under 1 minute could finish
-    # training and be killed while Snakemake checks its outputs, which would discard the run).
+    # One training on two nodes under a 1-minute time limit in its first attempt, 30 minutes in the
+    # retry (a retry under 1 minute could finish training and be killed while Snakemake checks its
+    # outputs, which would discard the run). Slurm kills a job 60 to 90 s after it starts, and an
+    # epoch here takes 1.0 to 1.7 s: 60 epochs alone could finish before the kill. So while the
+    # first attempt runs, six busy loops share the two cores with its ranks (a quarter of a core
+    # each): its training cannot finish inside the limit on any machine up to twice as fast, the
+    # limit is reached mid-training, and the loops end at the first SIGTERM, so that the checkpoint
+    # and the retry run at full speed.
     # That a 2-rank run stopped by SIGTERM mid-epoch resumes bit for bit to the uninterrupted run's
     # parameters is tests/test_hardware.py's test_ddp_sigterm_on_one_rank_stops_both_at_the_same_step_
     # and_resumes_identically; that two nodes compute what one node's two processes do is
@@ -631,7 +634,7 @@ def test_time_limit_on_two_nodes_signals_every_rank_and_resumes(slurm_cluster, t
     # retry resumes the checkpoint they wrote instead of starting again.
     config = {
         "study": {"datasets": ["long"], "models": ["lstm"], "hardware": ["limited"], "seeds": [0]},
-        "training": {"epochs": 120, "batch_size": 16, "lr": 0.005},
+        "training": {"epochs": 60, "batch_size": 16, "lr": 0.005},
         "datasets": {"long": {"kind": "sine", "params": {"n_sequences": 8192, "seq_len": 64, "seed": 0}}},
         "models": {"lstm": {"type": "lstm", "hidden_size": 64}},
         "hardware": {"limited": TWO_NODES},
@@ -645,7 +648,7 @@ def test_time_limit_on_two_nodes_signals_every_rank_and_resumes(slurm_cluster, t
                                 "--set-resources", "train:slurm_extra=''", runtime, "--until", "train")
     # Every rank reports SIGTERM on stderr (train.log); read it as the run goes (a retry that resumes
     # keeps the earlier lines, one that starts fresh does not).
-    signalled = set()
+    signalled, loops, loops_ran = set(), [], False
     try:
         end = time.monotonic() + 900
         while proc.poll() is None and time.monotonic() < end:
@@ -653,11 +656,23 @@ def test_time_limit_on_two_nodes_signals_every_rank_and_resumes(slurm_cluster, t
                 signalled |= set(re.findall(r"SIGTERM received by rank (\d+) on (\S+)", (limited / "train.log").read_text()))
             except OSError:
                 pass
+            if not loops_ran and any(is_rank(env) for env in slurm_processes().values()):
+                loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(6)]
+                loops_ran = True
+            if loops and signalled:
+                for loop in loops:
+                    loop.kill()
+                    loop.wait()
+                loops = []
             time.sleep(0.2)
         out, _ = proc.communicate(timeout=5)
     finally:
+        for loop in loops:
+            loop.kill()
+            loop.wait()
         if proc.poll() is None:
             proc.kill()
+    assert loops_ran
     assert proc.returncode == 0, out[-5000:]
     assert signalled == {("0", "lbnode1"), ("1", "lbnode2")}, signalled
 
@@ -670,7 +685,7 @@ def test_time_limit_on_two_nodes_signals_every_rank_and_resumes(slurm_cluster, t
     assert (metrics["status"], metrics["segments"], metrics["world_size"], metrics["nodes"]) == ("ok", 2, 2, 2)
     log = (limited / "train.log").read_text()
     resumed = re.findall(r"resuming from checkpoint: epoch (\d+), step (\d+)", log)
-    assert len(set(resumed)) == 1 and 0 < int(resumed[0][0]) < 120, resumed  # every rank from the same step
+    assert len(set(resumed)) == 1 and 0 < int(resumed[0][0]) < 60, resumed  # every rank from the same step
     history = pd.read_csv(limited / "history.csv")
-    assert list(history["epoch"]) == list(range(1, 121)) and history["train_loss"].notna().all()
+    assert list(history["epoch"]) == list(range(1, 61)) and history["train_loss"].notna().all()
     assert not (limited / "checkpoint.pt").exists()
