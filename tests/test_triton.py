@@ -2,17 +2,14 @@
 interpreter (``TRITON_INTERPRET=1``, CPU tensors) against ncps, and compiled ahead of time for
 sm_80 and sm_90 with the ptxas that the Triton wheel ships, checking its register spills."""
 
-import functools
 import json
-import os
 import re
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 
+import ahead_of_time
 from conftest import missing_part, tool_env
 
 from liquidbench.models import cfc_triton, grid, ltc_triton
@@ -79,22 +76,17 @@ print(json.dumps({"worst": worst, "calls": calls, "cases": cases}))
 """
 
 
-def interpreted(kind: str) -> dict:
-    require_triton()
-    env = {**tool_env(), "TRITON_INTERPRET": "1"}
-    run = subprocess.run([sys.executable, "-c", INTERPRETED, kind], capture_output=True, text=True, env=env,
-                         timeout=900)
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(run.stdout.strip().splitlines()[-1])
+def interpreted(interpreter_runs, test: str) -> dict:
+    result = interpreter_runs(test)
     assert result["worst"] <= 1e-5, result  # rtol = atol = 1e-5
     return result
 
 
-def test_interpreted_cfc_kernels_match_ncps():
+def test_interpreted_cfc_kernels_match_ncps(interpreter_runs):
     """Outputs, every parameter's gradient and the initial state's, within 1e-5 of ncps: every
     mode, one to three backbone layers, units and widths that are not powers of two, batches
     that do not fill a block, regular and irregular elapsed times."""
-    result = interpreted("CfC")
+    result = interpreted(interpreter_runs, "test_interpreted_cfc_kernels_match_ncps")
     # the Triton path ran for every check: one forward call a model run
     runs = sum(c["batch"] if c["irregular"] else 1 for c in result["cases"])
     assert len(result["calls"]) == runs and "ltc" not in result["calls"]
@@ -102,10 +94,10 @@ def test_interpreted_cfc_kernels_match_ncps():
     assert {c["layers"] for c in result["cases"]} == {1, 2, 3}
 
 
-def test_interpreted_ltc_kernels_match_ncps():
+def test_interpreted_ltc_kernels_match_ncps(interpreter_runs):
     """The same for the LTC: 1 to 6 unfolds, fully connected and AutoNCP (sparse) wirings, units
     that are not powers of two, regular and irregular elapsed times."""
-    result = interpreted("LTC")
+    result = interpreted(interpreter_runs, "test_interpreted_ltc_kernels_match_ncps")
     # one call a step of every model run
     runs = sum(c["steps"] * (c["batch"] if c["irregular"] else 1) for c in result["cases"])
     assert result["calls"] == ["ltc"] * runs
@@ -161,51 +153,45 @@ print(json.dumps({"worst": worst, "tiled": tiled, "cases": cases}))
 """
 
 
-def test_interpreted_tiled_kernels_match_ncps():
+# test -> the script (and its argument) it runs under the interpreter
+INTERPRETER_RUNS = {"test_interpreted_cfc_kernels_match_ncps": (INTERPRETED, "CfC"),
+                    "test_interpreted_ltc_kernels_match_ncps": (INTERPRETED, "LTC"),
+                    "test_interpreted_tiled_kernels_match_ncps": (TILED,)}
+
+
+@pytest.fixture(scope="module")
+def interpreter_runs(request, tmp_path_factory):
+    """The interpreter runs of the tests this session runs, started together (each is one process
+    of several seconds on one core): ``interpreter_runs(test)`` waits for that test's and returns
+    the JSON it printed."""
+    require_triton()
+    env = {**tool_env(), "TRITON_INTERPRET": "1"}
+    tmp = tmp_path_factory.mktemp("interpreted")
+    procs = {}
+    for test in {item.originalname for item in request.session.items
+                 if item.module is sys.modules[__name__] and item.originalname in INTERPRETER_RUNS}:
+        with open(tmp / f"{test}.out", "w") as out, open(tmp / f"{test}.err", "w") as err:
+            procs[test] = subprocess.Popen([sys.executable, "-c", *INTERPRETER_RUNS[test]], stdout=out, stderr=err,
+                                           text=True, env=env)
+
+    def result(test: str) -> dict:
+        assert procs[test].wait(timeout=900) == 0, (tmp / f"{test}.err").read_text()[-3000:]
+        return json.loads((tmp / f"{test}.out").read_text().strip().splitlines()[-1])
+
+    yield result
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_interpreted_tiled_kernels_match_ncps(interpreter_runs):
     """The tiled kernels (the wide widths' path) against ncps within 1e-5, outputs, the initial
     state's and every parameter's gradient, at a tiny shape with several tiles a width: every
     CfC mode, one to three backbone layers, regular and irregular times; the LTC."""
-    require_triton()
-    env = {**tool_env(), "TRITON_INTERPRET": "1"}
-    run = subprocess.run([sys.executable, "-c", TILED], capture_output=True, text=True, env=env, timeout=900)
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(run.stdout.strip().splitlines()[-1])
-    assert result["worst"] <= 1e-5, result
+    result = interpreted(interpreter_runs, "test_interpreted_tiled_kernels_match_ncps")
     assert result["tiled"] and all(result["tiled"]), result  # every launch took the tiled kernels
     assert len(result["cases"]) == 7
-
-
-# The kernels' arguments that are sizes (int32); every other one that is not a constexpr is a
-# float32 pointer.
-SIZES = ("T", "B", "U", "K", "L")
-
-
-@functools.lru_cache(maxsize=None)
-def _compile(kernel, constexprs: tuple, capability: int, options: tuple):
-    import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
-    consts = dict(constexprs)
-    signature = {name: "constexpr" if name in consts else "i32" if name in SIZES else "*fp32"
-                 for name in kernel.arg_names}
-    compiled = triton.compile(ASTSource(kernel, signature, constexprs=consts),
-                              target=GPUTarget("cuda", capability, 32), options=dict(options))
-    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
-    arch = f"sm_{capability}a" if capability >= 90 else f"sm_{capability}"
-    with tempfile.TemporaryDirectory() as tmp:
-        ptx = Path(tmp) / "kernel.ptx"
-        ptx.write_text(compiled.asm["ptx"])
-        report = subprocess.run([str(ptxas), "-v", f"--gpu-name={arch}", str(ptx), "-o", os.devnull],
-                                capture_output=True, text=True, check=True).stderr
-    return compiled.asm["cubin"], report
-
-
-def compile_ahead(kernel, constexprs: dict, capability: int, options: dict):
-    """(cubin bytes, ptxas's resource report) of one kernel for sm_<capability> with compiler
-    ``options`` (num_warps, num_stages: a launch's), without a GPU. Kept per process: widths that
-    take the same blocks (every tiled width) compile once."""
-    return _compile(kernel, tuple(sorted(constexprs.items())), capability, tuple(sorted(options.items())))
 
 
 def spill_bytes(report: str) -> int:
@@ -238,18 +224,9 @@ LTC_CASES = [pytest.param(kernel, units, cap, id=f"ltc_{kernel}-units{units}-sm{
              for kernel in ("forward", "backward") for units in grid.UNITS for cap in CAPABILITIES]
 
 
-def assert_clean(kernel, constexprs, capability, options):
-    cubin, report = compile_ahead(kernel, constexprs, capability, options)
-    assert len(cubin) > 1000 and kernel.__name__ in report
-    assert spill_bytes(report) == 0, report
-
-
-@pytest.mark.parametrize("kernel, mode, steps, units, width, capability", CFC_CASES)
-def test_cfc_kernels_compile_without_spills_at_every_grid_width(kernel, mode, steps, units, width, capability):
-    """The kernel that :func:`cfc_triton.blocks` picks for these widths, with its blocks, warps and
-    stages (the launches' own choice), builds for sm_80 and sm_90 with no register spills, for
-    regular steps (no elapsed times) and irregular ones."""
-    require_triton()
+def cfc_key(kernel, mode, steps, units, width, capability) -> tuple:
+    """The compiled kernel of one CfC case: the kernel that :func:`cfc_triton.blocks` picks for these
+    widths, with its blocks, warps and stages (the launches' own choice)."""
     from liquidbench.models import cfc_kernel
 
     b = cfc_triton.blocks(units, width, backward=kernel == "backward")
@@ -257,16 +234,47 @@ def test_cfc_kernels_compile_without_spills_at_every_grid_width(kernel, mode, st
     constexprs = {"MODE": cfc_kernel.MODES[mode], "HAS_TS": steps == "irregular", **b.constexprs}
     if kernel == "forward" and not b.tiled:
         constexprs["HAS_H0"] = True
-    assert_clean(forward if kernel == "forward" else backward, constexprs, capability, b.options)
+    return ahead_of_time.key(forward if kernel == "forward" else backward, constexprs, capability, b.options)
+
+
+def ltc_key(kernel, units, capability) -> tuple:
+    b = ltc_triton.blocks(units)
+    forward, backward = ltc_triton.kernels(b)
+    return ahead_of_time.key(forward if kernel == "forward" else backward, b.constexprs, capability, b.options)
+
+
+KEYS = {"test_cfc_kernels_compile_without_spills_at_every_grid_width": cfc_key,
+        "test_ltc_kernels_compile_without_spills_at_every_grid_width": ltc_key}
+
+
+@pytest.fixture(scope="module")
+def compiled(request):
+    """key -> (cubin bytes, ptxas's report) for every case of the compile tests that this session
+    runs, compiled once each (widths that take the same blocks share one), in parallel."""
+    require_triton()
+    keys = [KEYS[item.originalname](**item.callspec.params) for item in request.session.items
+            if item.module is sys.modules[__name__] and item.originalname in KEYS]
+    return ahead_of_time.compile_all(keys)
+
+
+def assert_clean(compiled, key):
+    size, report = compiled[key]
+    assert size > 1000 and key[1] in report  # the kernel's name
+    assert spill_bytes(report) == 0, report
+
+
+@pytest.mark.parametrize("kernel, mode, steps, units, width, capability", CFC_CASES)
+def test_cfc_kernels_compile_without_spills_at_every_grid_width(compiled, kernel, mode, steps, units, width, capability):
+    """The kernel that :func:`cfc_triton.blocks` picks for these widths, with its blocks, warps and
+    stages (the launches' own choice), builds for sm_80 and sm_90 with no register spills, for
+    regular steps (no elapsed times) and irregular ones."""
+    assert_clean(compiled, cfc_key(kernel, mode, steps, units, width, capability))
 
 
 @pytest.mark.parametrize("kernel, units, capability", LTC_CASES)
-def test_ltc_kernels_compile_without_spills_at_every_grid_width(kernel, units, capability):
+def test_ltc_kernels_compile_without_spills_at_every_grid_width(compiled, kernel, units, capability):
     """As for the CfC: :func:`ltc_triton.blocks`'s kernel and blocks for each units value."""
-    require_triton()
-    b = ltc_triton.blocks(units)
-    forward, backward = ltc_triton.kernels(b)
-    assert_clean(forward if kernel == "forward" else backward, b.constexprs, capability, b.options)
+    assert_clean(compiled, ltc_key(kernel, units, capability))
 
 
 def test_every_width_takes_blocks_compiled_above():
