@@ -11,9 +11,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -80,14 +82,42 @@ def run(cmd: list[str], timeout: int, **kw) -> subprocess.CompletedProcess:
     return proc
 
 
-@pytest.fixture(scope="module")
-def image() -> str:
+@dataclass(frozen=True)
+class Build:
+    proc: subprocess.Popen  # containers/build.sh, its stdout (the tag) a pipe
+    log: Path  # its stderr
+    start: float  # time.perf_counter() at its start
+
+
+@pytest.fixture(scope="session", autouse=True)
+def image_build(tmp_path_factory):
+    """The image's build, started in the background when this module's first test sets up. The
+    build mostly waits on downloads and the disk (debootstrap, apt, pip, writing the layers), and
+    that test's other fixture, the suite's smoke run (conftest's smoke_run), needs the CPUs
+    meanwhile: session-scoped like it, this fixture sets up first."""
     require_tools()
-    start = time.perf_counter()
-    proc = run([str(REPO / "containers" / "build.sh"), "--debian-base", "--variant", "cpu", "--tag", TAG], timeout=1500, cwd=REPO)
-    assert proc.stdout.strip().splitlines()[-1] == TAG
+    log = tmp_path_factory.mktemp("image-build") / "build.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([str(REPO / "containers" / "build.sh"), "--debian-base", "--variant", "cpu", "--tag", TAG],
+                                cwd=REPO, stdout=subprocess.PIPE, stderr=out, text=True, start_new_session=True)
+    yield Build(proc, log, time.perf_counter())
+    if proc.poll() is None:  # the session ended before a test needed the image: stop podman too
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def image(image_build) -> str:
+    proc, log = image_build.proc, image_build.log
+    try:
+        out, _ = proc.communicate(timeout=1500)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"containers/build.sh ran past 1500 s:\n{log.read_text()[-4000:]}")
+    assert proc.returncode == 0, f"containers/build.sh failed ({proc.returncode}):\n{log.read_text()[-8000:]}"
+    assert out.strip().splitlines()[-1] == TAG
     size = int(run(["podman", "image", "inspect", "--format", "{{.Size}}", TAG], timeout=60).stdout)
-    record(image_build_s=round(time.perf_counter() - start, 1), image_size_mb=round(size / 1e6))
+    # the build's wall time, beside the smoke run
+    record(image_build_s=round(time.perf_counter() - image_build.start, 1), image_size_mb=round(size / 1e6))
     return TAG
 
 
@@ -104,64 +134,7 @@ def in_image(image, tmp_path_factory):
     shutil.rmtree(rootfs, ignore_errors=True)  # 1.5 GB
 
 
-def test_image_metadata_and_entry_point(image, in_image):
-    labels = json.loads(run(["podman", "image", "inspect", "--format", "{{json .Labels}}", image], timeout=60).stdout)
-    head = run(["git", "rev-parse", "HEAD"], timeout=60, cwd=REPO).stdout.strip()
-    assert labels["org.opencontainers.image.version"] == __version__
-    assert re.fullmatch(rf"{head}(-dirty)?", labels["org.opencontainers.image.revision"])
-
-    out = in_image("liquidbench --version; id -u; echo $LIQUIDBENCH_GIT_COMMIT; command -v liquidbench; python --version; "
-                   "command -v gcc; cat /opt/liquidbench/BUILD")
-    version, uid, commit, exe, python, gcc, *build = out.split("\n")[:8]
-    # the image's record of what it was built from, made by a RUN (which a new commit always reruns)
-    assert build == [f"version {__version__}", f"commit {labels['org.opencontainers.image.revision']}"]
-    assert version == f"liquidbench {__version__}"
-    assert int(uid) != 0, "the image runs as root"
-    assert commit == labels["org.opencontainers.image.revision"]
-    assert exe == "/opt/liquidbench/venv/bin/liquidbench"
-    assert python.startswith("Python 3.11.")
-    assert gcc == "/usr/bin/gcc"  # for the fast models' compiled kernels
-
-
-KERNEL_CHECK = """
-import torch
-from liquidbench.models import build_model, cfc_kernel, ltc_kernel
-x = torch.randn(3, 6, 2)
-for spec in ({"type": "ltc", "units": 8, "ode_unfolds": 3}, {"type": "cfc", "units": 8, "backbone_units": 16}):
-    torch.manual_seed(0)
-    ref = build_model({**spec, "impl": "ncps"}, 2, 1, "regression_per_step")
-    fast = build_model({**spec, "impl": "fast"}, 2, 1, "regression_per_step")
-    fast.load_state_dict(ref.state_dict())
-    torch.testing.assert_close(fast(x), ref(x), rtol=1e-5, atol=1e-5)
-print(ltc_kernel.status(), cfc_kernel.status(), ltc_kernel.KERNEL.build["path"], cfc_kernel.KERNEL.build["path"])
-"""
-
-
-def test_image_builds_and_uses_the_compiled_kernels(in_image):
-    """The image's gcc builds the fast LTC's and CfC's kernels into the user's cache at first use,
-    and the fast models then use them and agree with ncps."""
-    out = in_image(f"rm -rf ~/.cache/liquidbench && python - <<'EOF'\n{KERNEL_CHECK}\nEOF").split()
-    assert out[:2] == ["compiled", "compiled"], out
-    assert all(p.startswith("/home/liquidbench/.cache/liquidbench/") for p in out[2:4]), out
-
-
-def test_image_has_exactly_the_pinned_versions(in_image):
-    pins = read_pins()
-    installed = json.loads(in_image("pip list --format=json"))
-    versions = {canonical(d["name"]): d["version"] for d in installed}
-    unpinned = sorted(set(versions) - set(pins) - {"pip", "liquidbench"})
-    assert not unpinned, f"installed in the image but not pinned in constraints.txt: {unpinned}"
-    wrong = {n: (v, pins[n]) for n, v in versions.items() if n in pins and v.split("+")[0] != pins[n]}
-    assert not wrong, f"image versions differ from constraints.txt (installed, pinned): {wrong}"
-    # Everything the package needs at run time is there; only the test extra is left out (triton too:
-    # in the test extra for the interpreter tests, and in the cuda variant as torch's CUDA build's own
-    # requirement; this is the cpu variant).
-    test_extra = {"pytest", "iniconfig", "pluggy", "pygments",
-                  "snakefmt", "black", "click", "mypy-extensions", "pathspec", "pytokens", "shfmt-py", "triton"}
-    assert set(pins) - set(versions) <= test_extra
-    assert versions["torch"].startswith("2.13.0")
-
-
+# First: its fixture smoke_run (the suite's own) runs while the image builds (image_build).
 def test_smoke_study_inside_matches_outside(in_image, smoke_run):
     """The smoke study inside the image, its first seed, against the suite's own run of the whole
     study outside (conftest's smoke_run, the same study file and sources): the same tables, and the
@@ -222,3 +195,61 @@ def test_smoke_study_inside_matches_outside(in_image, smoke_run):
         runs_compared=len(runs_out),
         max_abs_test_metric_diff=float((runs_in["test_metric"] - runs_out["test_metric"]).abs().max()),
     )
+
+
+def test_image_metadata_and_entry_point(image, in_image):
+    labels = json.loads(run(["podman", "image", "inspect", "--format", "{{json .Labels}}", image], timeout=60).stdout)
+    head = run(["git", "rev-parse", "HEAD"], timeout=60, cwd=REPO).stdout.strip()
+    assert labels["org.opencontainers.image.version"] == __version__
+    assert re.fullmatch(rf"{head}(-dirty)?", labels["org.opencontainers.image.revision"])
+
+    out = in_image("liquidbench --version; id -u; echo $LIQUIDBENCH_GIT_COMMIT; command -v liquidbench; python --version; "
+                   "command -v gcc; cat /opt/liquidbench/BUILD")
+    version, uid, commit, exe, python, gcc, *build = out.split("\n")[:8]
+    # the image's record of what it was built from, made by a RUN (which a new commit always reruns)
+    assert build == [f"version {__version__}", f"commit {labels['org.opencontainers.image.revision']}"]
+    assert version == f"liquidbench {__version__}"
+    assert int(uid) != 0, "the image runs as root"
+    assert commit == labels["org.opencontainers.image.revision"]
+    assert exe == "/opt/liquidbench/venv/bin/liquidbench"
+    assert python.startswith("Python 3.11.")
+    assert gcc == "/usr/bin/gcc"  # for the fast models' compiled kernels
+
+
+KERNEL_CHECK = """
+import torch
+from liquidbench.models import build_model, cfc_kernel, ltc_kernel
+x = torch.randn(3, 6, 2)
+for spec in ({"type": "ltc", "units": 8, "ode_unfolds": 3}, {"type": "cfc", "units": 8, "backbone_units": 16}):
+    torch.manual_seed(0)
+    ref = build_model({**spec, "impl": "ncps"}, 2, 1, "regression_per_step")
+    fast = build_model({**spec, "impl": "fast"}, 2, 1, "regression_per_step")
+    fast.load_state_dict(ref.state_dict())
+    torch.testing.assert_close(fast(x), ref(x), rtol=1e-5, atol=1e-5)
+print(ltc_kernel.status(), cfc_kernel.status(), ltc_kernel.KERNEL.build["path"], cfc_kernel.KERNEL.build["path"])
+"""
+
+
+def test_image_builds_and_uses_the_compiled_kernels(in_image):
+    """The image's gcc builds the fast LTC's and CfC's kernels into the user's cache at first use,
+    and the fast models then use them and agree with ncps."""
+    out = in_image(f"rm -rf ~/.cache/liquidbench && python - <<'EOF'\n{KERNEL_CHECK}\nEOF").split()
+    assert out[:2] == ["compiled", "compiled"], out
+    assert all(p.startswith("/home/liquidbench/.cache/liquidbench/") for p in out[2:4]), out
+
+
+def test_image_has_exactly_the_pinned_versions(in_image):
+    pins = read_pins()
+    installed = json.loads(in_image("pip list --format=json"))
+    versions = {canonical(d["name"]): d["version"] for d in installed}
+    unpinned = sorted(set(versions) - set(pins) - {"pip", "liquidbench"})
+    assert not unpinned, f"installed in the image but not pinned in constraints.txt: {unpinned}"
+    wrong = {n: (v, pins[n]) for n, v in versions.items() if n in pins and v.split("+")[0] != pins[n]}
+    assert not wrong, f"image versions differ from constraints.txt (installed, pinned): {wrong}"
+    # Everything the package needs at run time is there; only the test extra is left out (triton too:
+    # in the test extra for the interpreter tests, and in the cuda variant as torch's CUDA build's own
+    # requirement; this is the cpu variant).
+    test_extra = {"pytest", "iniconfig", "pluggy", "pygments",
+                  "snakefmt", "black", "click", "mypy-extensions", "pathspec", "pytokens", "shfmt-py", "triton"}
+    assert set(pins) - set(versions) <= test_extra
+    assert versions["torch"].startswith("2.13.0")
