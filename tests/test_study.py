@@ -160,3 +160,21 @@ def test_compare_config_reads_the_study_file_as_the_workflow_does(tmp_path):
     (tmp_path / "bomb.yaml").write_text(bomb)
     with pytest.raises(ValueError, match="^--config .*bomb.yaml: its YAML aliases"):
         _study_results(tmp_path / "bomb.yaml")
+
+
+def test_the_study_check_imports_neither_pandas_nor_scipy():
+    """workflow/rules/config.smk checks the study whenever Snakemake starts: every plan, every run,
+    and every job under Slurm (a job runs Snakemake again on its node). The check (the probe plan's
+    scaling groups among it) is plain Python; scipy.stats alone would add about 1 s to each."""
+    from conftest import REPO
+
+    code = f"""
+import sys
+from liquidbench.study import checked_study
+for study in ("config/config.yaml", ".test/config/config.yaml"):
+    checked_study([{str(REPO)!r} + "/" + study], {{}}, {str(REPO / "workflow/schemas/config.schema.yaml")!r})
+print(sorted(m for m in ("pandas", "scipy", "torch", "matplotlib") if m in sys.modules))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=tool_env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "[]"

@@ -24,6 +24,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..train.settings import Hardware
+from .scaling_settings import groups, width
 from .stats import estimate_of, ratio
 
 MEASURE = "train_time_s"
@@ -36,41 +37,6 @@ def hardware_entries(hardware: dict[str, dict]) -> dict[str, Hardware]:
             raise ValueError(f"--hardware-config: entry '{name}': expected a mapping (a hardware entry of the "
                              f"config), got {entry!r}")
     return {name: Hardware.from_entry(name, entry) for name, entry in hardware.items()}
-
-
-def width(entry: Hardware) -> int:
-    """n = nodes x nproc_per_node, the DDP world size."""
-    return entry.world
-
-
-def groups(hardware: dict[str, Hardware], baselines: dict | None = None) -> list[dict]:
-    """The study's scaling groups: device, scaling mode, baseline entry and member entries by width.
-
-    ``hardware`` maps entry names (in study order) to their entries; entries that cannot be placed
-    in a group with a baseline are reported with ``baseline`` None, never dropped.
-    """
-    baselines = baselines or {}
-    out = {}
-    for name, hw in hardware.items():
-        mode = hw.scaling
-        if mode not in ("weak", "strong"):
-            continue
-        key = (hw.device, mode)
-        out.setdefault(key, {"device": key[0], "scaling": mode, "members": []})["members"].append(name)
-    result = []
-    for (device, mode), g in out.items():
-        ones = [n for n in g["members"] if width(hardware[n]) == 1]
-        if not ones:
-            ones = [n for n, hw in hardware.items()
-                    if width(hw) == 1 and hw.device == device and hw.scaling is None]
-        default = ones[0] if ones else None
-        members = sorted(g["members"], key=lambda n: width(hardware[n]))
-        result.append({
-            "device": device, "scaling": mode,
-            "baseline": {m: baselines.get(m, default) for m in members},
-            "members": members,
-        })
-    return result
 
 
 def _gmean(row: dict | None) -> float:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from math import inf
 
-from ..train.settings import check_fields, setting
+from ..train.settings import Hardware, check_fields, setting
 
 _INT, _NUM = (int,), (int, float)
 
@@ -109,15 +109,49 @@ def _interconnect(entry) -> dict:
     return {"alpha": float(entry["alpha"]), "beta": float(entry["beta"]), "form": form}
 
 
+def width(entry: Hardware) -> int:
+    """n = nodes x nproc_per_node, the DDP world size."""
+    return entry.world
+
+
+def groups(hardware: dict[str, Hardware], baselines: dict | None = None) -> list[dict]:
+    """The study's scaling groups: device, scaling mode, baseline entry and member entries by width
+    (liquidbench.results.scaling says what a group and its baseline are; the scaling table and the
+    probe plan both group by it).
+
+    ``hardware`` maps entry names (in study order) to their entries; entries that cannot be placed
+    in a group with a baseline are reported with ``baseline`` None, never dropped.
+    """
+    baselines = baselines or {}
+    out = {}
+    for name, hw in hardware.items():
+        mode = hw.scaling
+        if mode not in ("weak", "strong"):
+            continue
+        key = (hw.device, mode)
+        out.setdefault(key, {"device": key[0], "scaling": mode, "members": []})["members"].append(name)
+    result = []
+    for (device, mode), g in out.items():
+        ones = [n for n in g["members"] if width(hardware[n]) == 1]
+        if not ones:
+            ones = [n for n, hw in hardware.items()
+                    if width(hw) == 1 and hw.device == device and hw.scaling is None]
+        default = ones[0] if ones else None
+        members = sorted(g["members"], key=lambda n: width(hardware[n]))
+        result.append({
+            "device": device, "scaling": mode,
+            "baseline": {m: baselines.get(m, default) for m in members},
+            "members": members,
+        })
+    return result
+
+
 def probe_plan(runs, hardware: dict, baselines: dict | None = None) -> tuple[dict, list[tuple[str, str, str]], list[str]]:
     """The probes a study's DDP runs call for: ``entries`` (device -> the one-process entry step
-    probes on that device run as: the first baseline of a scaling group on it, liquidbench.results.
-    scaling.groups), step probes as (data set, model, device), one per data set x model with DDP
-    runs on that device, and all-reduce probes as the DDP entries of two or more processes that have
-    runs. ``runs`` are (data set, model, hardware, seed), ``hardware`` the study's entries (name ->
+    probes on that device run as: the first baseline of a scaling group on it, :func:`groups`),
+    step probes as (data set, model, device), one per data set x model with DDP runs on that device,
+    and all-reduce probes as the DDP entries of two or more processes that have runs. ``runs`` are (data set, model, hardware, seed), ``hardware`` the study's entries (name ->
     liquidbench.train.settings.Hardware, in study order)."""
-    from .scaling import groups
-
     baseline_of = {member: group["baseline"][member] for group in groups(hardware, baselines)
                    for member in group["members"]}
     entries, step, allreduce = {}, {}, {}
