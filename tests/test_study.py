@@ -1,6 +1,7 @@
 """The runs of a study: the product of its selections less study.exclude."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -162,16 +163,23 @@ def test_compare_config_reads_the_study_file_as_the_workflow_does(tmp_path):
         _study_results(tmp_path / "bomb.yaml")
 
 
-def test_the_study_check_imports_neither_pandas_nor_scipy():
-    """workflow/rules/config.smk checks the study whenever Snakemake starts: every plan, every run,
-    and every job under Slurm (a job runs Snakemake again on its node). The check (the probe plan's
-    scaling groups among it) is plain Python; scipy.stats alone would add about 1 s to each."""
+def test_the_workflow_starts_without_pandas_or_scipy():
+    """Snakemake reads the workflow whenever it starts: every plan, every run, and every job under
+    Slurm (a job runs Snakemake again on its node). What the workflow imports of liquidbench, and the
+    study check (workflow/rules/config.smk; the probe plan's scaling groups among it), are plain
+    Python: scipy.stats alone would add about 1 s to each start. (A study that tunes imports
+    scipy.stats for its Sobol points, liquidbench.tune.space.)"""
     from conftest import REPO
 
+    modules = sorted({m for path in [REPO / "workflow/Snakefile", *(REPO / "workflow/rules").glob("*.smk")]
+                      for m in re.findall(r"^(?:from|import) (liquidbench[\w.]*)", path.read_text(), re.M)})
+    assert "liquidbench.study" in modules and len(modules) > 10, modules
     code = f"""
-import sys
+import importlib, sys
+for name in {modules!r}:
+    importlib.import_module(name)
 from liquidbench.study import checked_study
-for study in ("config/config.yaml", ".test/config/config.yaml"):
+for study in ("config/config.yaml", "config/local.yaml"):
     checked_study([{str(REPO)!r} + "/" + study], {{}}, {str(REPO / "workflow/schemas/config.schema.yaml")!r})
 print(sorted(m for m in ("pandas", "scipy", "torch", "matplotlib") if m in sys.modules))
 """

@@ -7,7 +7,7 @@ import shlex
 
 from liquidbench.data.sources import Source, collect_sources, manifest_path, source_key
 from liquidbench.evaluate.settings import horizon_datasets
-from liquidbench.results.reference import COMPARED_TABLES, side_files
+from liquidbench.results.reference_folder import COMPARED_TABLES, side_files
 from liquidbench.results.registry import (
     EVALUATION_FIGURES,
     SCALING_MODEL_FIGURES,

@@ -53,7 +53,6 @@ refused, since nothing could tell an edited reference from the exported one.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -64,7 +63,8 @@ import pandas as pd
 
 from .. import __version__
 from ..envinfo import git_commit
-from ..io import read_json, sha256_bytes, sha256_file, umask, write_json, write_text
+from ..io import sha256_bytes, sha256_file, umask, write_json, write_text
+from .reference_folder import COMPARED_TABLES, FORMAT, REFERENCE_FILE, is_reference, read_info, side_files
 from .registry import TABLES
 from .stats import difference, estimate_of, mean_of, ratio
 from .summary import GROUP, LOWER_IS_BETTER
@@ -73,14 +73,9 @@ from .tables import FORMAT_COLUMN, compact, html_page, to_html, to_latex, to_mar
 from ..train.settings import LATER_DEFAULTS
 from .verdicts import UNDECIDABLE, Comparison
 
-# the format of a reference folder (reference.json's "format"); raise it when the layout changes
-FORMAT = 1
-REFERENCE_FILE = "reference.json"
 # the tables every finished study writes (its registry tables without a `when`, and the aggregate
 # rule's): an export refuses a results folder that lacks one
 STUDY_TABLES = ("runs", "history", *(name for name, table in TABLES.items() if not table.when))
-# what compare reads of each side: the statistics, the machines, and every run's recorded settings
-COMPARED_TABLES = ("summary", "provenance", "runs")
 # what an export keeps of each run: its metrics and learning curve (the evaluation where there is one);
 # not weights, checkpoints, telemetry samples or logs
 RUN_FILES = ("metrics.json", "history.csv")
@@ -119,68 +114,12 @@ HASH_PREFIX, DATA_DIGEST = "data_params.sha256.", "data_params.sha256"
 UNCOMPARED_TRAINING = ("eval_batch_size",)
 MODEL_SIZE = {"n_params": "parameters"}
 NOT_RECORDED = "not recorded"  # a setting a side's runs lack (runs of an older liquidbench)
-SHA256 = re.compile(r"[0-9a-f]{64}")
 SUMMARY_COLUMNS = [*KEY, "runs", "metric_name", "n_params",
                    *(f"{m}_{f}" for m in ("test_metric", "train_time_s")
                      for f in ("n", "mean", "std", "gmean", "gsd", "ci_low", "ci_high"))]
 
 
 # ---------------------------------------------------------------------------------------------- reading
-
-
-def is_reference(folder: str | Path) -> bool:
-    return (Path(folder) / REFERENCE_FILE).is_file()
-
-
-def read_info(folder: str | Path) -> dict:
-    """A reference folder's reference.json, checked: a mapping of this format with every exported
-    file's sha256 (_check_hashes)."""
-    path = Path(folder) / REFERENCE_FILE
-    try:
-        info = read_json(path)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"reference {path}: cannot read it as JSON ({exc})") from exc
-    if not isinstance(info, dict):
-        raise ValueError(f"reference {path}: expected a JSON object, got {type(info).__name__}")
-    if info.get("format") != FORMAT:
-        raise ValueError(f"reference {path}: format {info.get('format')!r}, expected {FORMAT} (a reference of "
-                         "another liquidbench: export it again, or compare with that version)")
-    _check_hashes(path, info.get("files"))
-    return info
-
-
-def _check_hashes(path: Path, files) -> None:
-    """reference.json's ``files``: a non-empty mapping of each exported file (its path in the folder)
-    to its sha256. Without it compare could not tell an edited reference from the exported one, so a
-    reference lacking it is refused instead of being compared as if it were intact."""
-    expected = ("expected 'files': a mapping of every exported file (its path in the folder) to its sha256, as "
-                "export-reference writes it; export the reference again from its results folder")
-    if not isinstance(files, dict) or not files:
-        found = ("no 'files'" if files is None else "an empty 'files' mapping" if isinstance(files, dict)
-                 else f"'files' that is a {type(files).__name__}, not a mapping")
-        raise ValueError(f"reference {path}: {found}, so its files cannot be checked; {expected}")
-    bad = [rel for rel, sha in files.items() if not (isinstance(sha, str) and SHA256.fullmatch(sha))]
-    if bad:
-        more = f" ({len(bad)} such entries)" if len(bad) > 1 else ""
-        raise ValueError(f"reference {path}: 'files' gives {bad[0]!r} {files[bad[0]]!r}, not a sha256 (64 lowercase "
-                         f"hex digits){more}; {expected}")
-
-
-def side_files(folder: str | Path, role: str = "reference") -> list[str]:
-    """The files compare reads of a side (reference.json of a reference folder, and the compared
-    tables); a folder that is neither a reference nor a results folder is refused, naming what it lacks."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"{role} {folder}: not a folder; expected a results folder (tables/summary.csv) or a "
-                         f"reference folder ({REFERENCE_FILE})")
-    tables = [str(folder / "tables" / f"{name}.csv") for name in COMPARED_TABLES]
-    if is_reference(folder):
-        read_info(folder)
-        return [str(folder / REFERENCE_FILE), *tables]
-    if not (folder / "tables").is_dir():
-        raise ValueError(f"{role} {folder}: not a results folder or a reference folder; expected tables/ (a results "
-                         f"folder) or {REFERENCE_FILE} (a reference folder, liquidbench export-reference)")
-    return tables
 
 
 def read_table(folder: str | Path, name: str, role: str, dtype=None, text: bool = False) -> pd.DataFrame:
