@@ -98,6 +98,24 @@ def full_plan(tmp_path_factory) -> subprocess.CompletedProcess:
     return snakemake(copy_workflow(tmp_path_factory.mktemp("full") / "wf"), "-n", check=False)
 
 
+# README's plan of the full study on a Slurm cluster, as written there; the site values that
+# profiles/slurm reads from the environment set as a user would.
+SLURM_PLAN = "snakemake --profile profiles/slurm -n --config container=null"
+SLURM_SITE = {"LIQUIDBENCH_SLURM_ACCOUNT": "proj42", "LIQUIDBENCH_SLURM_PARTITION": "gpu-a100"}
+
+
+@pytest.fixture(scope="session")
+def slurm_plan(tmp_path_factory) -> subprocess.CompletedProcess:
+    """SLURM_PLAN in a copy of the workflow with the profiles, once per session (about 15 s): README's
+    test runs it, and tests/test_slurm.py checks the Slurm request of every job it plans. The
+    full study names its image; planning it with the profile's apptainer would need apptainer
+    (tests/test_container_config.py covers that path), hence container=null."""
+    wd = copy_workflow(tmp_path_factory.mktemp("slurm-plan") / "wf")
+    shutil.copytree(REPO / "profiles", wd / "profiles")
+    env = {k: v for k, v in tool_env().items() if k != "LIQUIDBENCH_SLURM_QOS"} | SLURM_SITE
+    return subprocess.run(["bash", "-c", SLURM_PLAN], cwd=wd, env=env, capture_output=True, text=True, timeout=600)
+
+
 # The smoke study narrowed to two cheap runs on the synthetic signal (no downloads): the CfC on the
 # CPU, seeds 0 and 1, with every stage after them (evaluation, tables, figures).
 NARROW = ["--configfile", ".test/config/config.yaml", "--config",

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO, SHARED, copy_workflow, tool_env
+from conftest import REPO, SHARED, SLURM_PLAN, copy_workflow, tool_env
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +21,6 @@ BY_TARGET = "snakemake studies/local/results/runs/sine/cfc/cpu/seed0/metrics.jso
 BY_HAND = "liquidbench train --config config/local.yaml --run sine/cfc/cpu/0"
 BY_TORCHRUN = ("torchrun --standalone --nproc_per_node=2 -m liquidbench.cli train --config config/local.yaml "
                "--study-run sine/cfc/ddp-cpu-2/0")
-SLURM_PLAN = "snakemake --profile profiles/slurm -n --config container=null"
 NARROWED = "snakemake --cores 2 --configfile config/local.yaml --config 'study={models: [cfc, ltc], seeds: [0]}'"
 
 # The page whose ```bash blocks document each command
@@ -71,13 +70,14 @@ def test_readme_lists_the_commands_tested_here():
     assert {"make run", "make test"} <= set(commands["README.md"])  # the front page's two commands
 
 
-def test_plans_run_as_written(wd, full_plan):
+def test_plans_run_as_written(wd, full_plan, slurm_plan):
     assert full_plan.args[-2:] == ["snakemake", "-n"] and PLAN == "snakemake -n"  # the shared plan is PLAN
     assert full_plan.returncode == 0, full_plan.stderr[-3000:]
     full = full_plan
     # 1,500 runs, and the forecasting sine signal's 6 models x cpu, gpu x 5 seeds
     assert re.search(r"^train\s+1560$", full.stdout, re.M)
-    sh(wd, SLURM_PLAN)
+    assert slurm_plan.args[-1] == SLURM_PLAN  # the shared Slurm plan is README's command
+    assert slurm_plan.returncode == 0, slurm_plan.stderr[-3000:]
     narrowed = sh(wd, NARROWED + " -n")
     # 3 data sets x 2 models x 1 seed on cpu, cfc on sine_forecast (the study's exclude leaves LTC out
     # there), and cfc on sine with ddp-cpu-2 (the exclude keeps DDP to sine x cfc, lstm)

@@ -161,16 +161,12 @@ def dry_run_resources(output: str) -> dict[str, dict]:
 # --- the mapping, without a cluster ------------------------------------------------------------
 
 
-def test_full_study_dry_run_lists_every_training_job_with_its_slurm_request(tmp_path, monkeypatch):
-    wd = slurm_workflow(tmp_path)
-    monkeypatch.setenv("LIQUIDBENCH_SLURM_ACCOUNT", "proj42")
-    monkeypatch.setenv("LIQUIDBENCH_SLURM_PARTITION", "gpu-a100")
-    # The full study names its image; planning it with the profile's apptainer needs apptainer,
-    # which this machine lacks (tests/test_container_config.py covers that path): plan without it.
-    proc = snakemake_here(wd, "--profile", "profiles/slurm", "-n", "--config", "container=null")
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-3000:]
-    config = yaml.safe_load((wd / "config/config.yaml").read_text())
+def test_full_study_dry_run_lists_every_training_job_with_its_slurm_request(slurm_plan):
+    # README's plan with the profile (conftest's slurm_plan), site values set: account proj42,
+    # partition gpu-a100, no QOS.
+    out = slurm_plan.stdout + slurm_plan.stderr
+    assert slurm_plan.returncode == 0, out[-3000:]
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     study = config["study"]
     from liquidbench.study import study_runs
 
