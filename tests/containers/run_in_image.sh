@@ -6,7 +6,9 @@
 #   tests/containers/run_in_image.sh IMAGE ROOTFS 'liquidbench --version'
 #
 # Needs root, podman, unshare and chroot. ROOTFS is created if it does not exist; it is reused
-# as it is when it does (so that a second command sees what the first one wrote).
+# as it is when it does (so that a second command sees what the first one wrote): an earlier
+# export, or a container of the image mounted there (`podman mount`, as tests/containers/test_image.py
+# gives it, which copies nothing).
 set -euo pipefail
 
 die() { echo "run_in_image.sh: $*" >&2; exit 1; }
@@ -19,6 +21,9 @@ if [[ ! -e $rootfs/etc/passwd ]]; then
     ctr=$(podman --cgroup-manager=cgroupfs create "$image")
     trap 'podman rm -f "$ctr" >/dev/null' EXIT
     podman export "$ctr" | tar --numeric-owner -x -C "$rootfs"
+    # now: the exec below would skip an EXIT trap and leave the container behind
+    podman rm -f "$ctr" >/dev/null
+    trap - EXIT
 fi
 
 inspect() { podman image inspect --format "$1" "$image"; }

@@ -122,16 +122,22 @@ def image(image_build) -> str:
 
 
 @pytest.fixture(scope="module")
-def in_image(image, tmp_path_factory):
-    """Run a shell command inside the image (its user, environment and working directory)."""
-    rootfs = tmp_path_factory.mktemp("image") / "rootfs"
+def in_image(image):
+    """Run a shell command inside the image (its user, environment and working directory). Its file
+    system is a container of the image, mounted (podman mount): written files go to the container's
+    own layer, not into the image, and nothing is copied."""
+    podman = ["podman", "--cgroup-manager=cgroupfs"]
+    container = run([*podman, "create", image], timeout=60).stdout.strip()
+    try:
+        rootfs = Path(run([*podman, "mount", container], timeout=60).stdout.strip())
 
-    def run_in_image(command: str, timeout: int = 600) -> str:
-        return run([str(RUN_IN_IMAGE), image, str(rootfs), command], timeout=timeout).stdout
+        def run_in_image(command: str, timeout: int = 600) -> str:
+            return run([str(RUN_IN_IMAGE), image, str(rootfs), command], timeout=timeout).stdout
 
-    run_in_image.rootfs = rootfs
-    yield run_in_image
-    shutil.rmtree(rootfs, ignore_errors=True)  # 1.5 GB
+        run_in_image.rootfs = rootfs
+        yield run_in_image
+    finally:
+        subprocess.run([*podman, "rm", "--force", container], capture_output=True, timeout=120)
 
 
 # First: its fixture smoke_run (the suite's own) runs while the image builds (image_build).
