@@ -52,10 +52,17 @@ def compile_report(key: tuple) -> tuple[int, str]:
 def compile_all(keys, workers: int | None = None) -> dict[tuple, tuple[int, str]]:
     """key -> :func:`compile_report` for every distinct key, compiled by ``workers`` processes
     (default: one per CPU this process may use, at most 8). Fresh interpreters (spawn), not forks of
-    a process that has torch's threads running."""
+    a process that has torch's threads running. Where processes cannot share a semaphore (no
+    writable /dev/shm, as in tests/fresh's chroot), one after the other in this process."""
     keys = list(dict.fromkeys(keys))
     workers = min(workers or len(os.sched_getaffinity(0)), 8, len(keys))
-    if workers <= 1:
+    pool = None
+    if workers > 1:
+        try:
+            pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+        except OSError:
+            pass
+    if pool is None:
         return {k: compile_report(k) for k in keys}
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+    with pool:
         return dict(zip(keys, pool.map(compile_report, keys)))
